@@ -1,0 +1,173 @@
+package ciphersuite
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+
+	"github.com/cloudflare/circl/sign/ed448"
+)
+
+// signContent encodes SignContent (RFC 9420, Section 5.1.2):
+//
+//	struct { opaque label<V>; opaque content<V>; } SignContent;
+func signContent(label string, content []byte) []byte {
+	b := make([]byte, 0, 4+len(labelPrefix)+len(label)+4+len(content))
+	b = appendLabel(b, label)
+	return appendOpaque(b, content)
+}
+
+// SignWithLabel implements RFC 9420, Section 5.1.2:
+// Signature.Sign(SignatureKey, SignContent{label, content}).
+// ECDSA signatures are DER encoded; EdDSA signatures are as in RFC 8032.
+func (s *Suite) SignWithLabel(signer crypto.Signer, label string, content []byte) ([]byte, error) {
+	return s.sign(signer, signContent(label, content))
+}
+
+func (s *Suite) sign(signer crypto.Signer, msg []byte) ([]byte, error) {
+	if err := s.checkSignerType(signer.Public()); err != nil {
+		return nil, err
+	}
+	if s.sig == sigECDSA {
+		return signer.Sign(rand.Reader, s.Hash(msg), s.hash)
+	}
+	return signer.Sign(rand.Reader, msg, crypto.Hash(0))
+}
+
+// VerifyWithLabel implements RFC 9420, Section 5.1.2. pub is a
+// SignaturePublicKey in the suite's format (Section 5.1.1).
+func (s *Suite) VerifyWithLabel(pub []byte, label string, content, signature []byte) error {
+	return s.verify(pub, signContent(label, content), signature)
+}
+
+func (s *Suite) verify(pub, msg, sig []byte) error {
+	switch s.sig {
+	case sigEd25519:
+		if len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrInvalidKey, len(pub))
+		}
+		if !ed25519.Verify(ed25519.PublicKey(pub), msg, sig) {
+			return ErrInvalidSignature
+		}
+	case sigEd448:
+		if len(pub) != ed448.PublicKeySize {
+			return fmt.Errorf("%w: Ed448 public key of %d bytes", ErrInvalidKey, len(pub))
+		}
+		if !ed448.Verify(ed448.PublicKey(pub), msg, sig, "") {
+			return ErrInvalidSignature
+		}
+	case sigECDSA:
+		pk, err := ecdsa.ParseUncompressedPublicKey(s.curve, pub)
+		if err != nil {
+			return fmt.Errorf("%w: ECDSA public key: %v", ErrInvalidKey, err)
+		}
+		if !ecdsa.VerifyASN1(pk, s.Hash(msg), sig) {
+			return ErrInvalidSignature
+		}
+	}
+	return nil
+}
+
+// checkSignerType rejects a signer whose key does not belong to the suite.
+func (s *Suite) checkSignerType(pub crypto.PublicKey) error {
+	_, err := s.publicKeyBytes(pub)
+	return err
+}
+
+// SignaturePublicKey returns the SignaturePublicKey encoding (RFC 9420,
+// Section 5.1.1) of signer's public key: RFC 8032 bytes for EdDSA, the
+// uncompressed point for ECDSA.
+func (s *Suite) SignaturePublicKey(signer crypto.Signer) ([]byte, error) {
+	return s.publicKeyBytes(signer.Public())
+}
+
+func (s *Suite) publicKeyBytes(pub crypto.PublicKey) ([]byte, error) {
+	switch s.sig {
+	case sigEd25519:
+		if k, ok := pub.(ed25519.PublicKey); ok {
+			return append([]byte(nil), k...), nil
+		}
+	case sigEd448:
+		if k, ok := pub.(ed448.PublicKey); ok {
+			return append([]byte(nil), k...), nil
+		}
+	case sigECDSA:
+		if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve == s.curve {
+			return k.Bytes()
+		}
+	}
+	return nil, fmt.Errorf("%w: a %T signing key does not fit %v", ErrInvalidKey, pub, s.id)
+}
+
+// GenerateSignatureKey creates a signing key for the suite, reading
+// randomness from rnd (crypto/rand.Reader if nil). For Ed25519 and Ed448 the
+// key is derived from a seed read from rnd, so a deterministic reader gives
+// a deterministic key.
+func (s *Suite) GenerateSignatureKey(rnd io.Reader) (crypto.Signer, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	switch s.sig {
+	case sigEd25519:
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := io.ReadFull(rnd, seed); err != nil {
+			return nil, err
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	case sigEd448:
+		seed := make([]byte, ed448.SeedSize)
+		if _, err := io.ReadFull(rnd, seed); err != nil {
+			return nil, err
+		}
+		return ed448.NewKeyFromSeed(seed), nil
+	default:
+		return ecdsa.GenerateKey(s.curve, rnd)
+	}
+}
+
+// NewSigner parses a private signing key in the format of the MLS test
+// vectors: the RFC 8032 seed for EdDSA, the big-endian scalar for ECDSA.
+func (s *Suite) NewSigner(priv []byte) (crypto.Signer, error) {
+	switch s.sig {
+	case sigEd25519:
+		if len(priv) != ed25519.SeedSize {
+			return nil, fmt.Errorf("%w: Ed25519 private key of %d bytes", ErrInvalidKey, len(priv))
+		}
+		return ed25519.NewKeyFromSeed(priv), nil
+	case sigEd448:
+		if len(priv) != ed448.SeedSize {
+			return nil, fmt.Errorf("%w: Ed448 private key of %d bytes", ErrInvalidKey, len(priv))
+		}
+		return ed448.NewKeyFromSeed(priv), nil
+	default:
+		k, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
+		if err != nil {
+			return nil, fmt.Errorf("%w: ECDSA private key: %v", ErrInvalidKey, err)
+		}
+		return k, nil
+	}
+}
+
+// MarshalSigner returns the private key of a signer created by this package
+// in the format NewSigner reads. Signers of other types (HSM, KMS) cannot be
+// exported and give an error.
+func (s *Suite) MarshalSigner(signer crypto.Signer) ([]byte, error) {
+	switch k := signer.(type) {
+	case ed25519.PrivateKey:
+		if s.sig == sigEd25519 {
+			return append([]byte(nil), k.Seed()...), nil
+		}
+	case ed448.PrivateKey:
+		if s.sig == sigEd448 {
+			return append([]byte(nil), k.Seed()...), nil
+		}
+	case *ecdsa.PrivateKey:
+		if s.sig == sigECDSA && k.Curve == s.curve {
+			return k.Bytes()
+		}
+	}
+	return nil, fmt.Errorf("%w: cannot export a %T signing key for %v", ErrInvalidKey, signer, s.id)
+}
