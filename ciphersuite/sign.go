@@ -102,10 +102,11 @@ func (s *Suite) publicKeyBytes(pub crypto.PublicKey) ([]byte, error) {
 	return nil, fmt.Errorf("%w: a %T signing key does not fit %v", ErrInvalidKey, pub, s.id)
 }
 
-// GenerateSignatureKey creates a signing key for the suite, reading
-// randomness from rnd (crypto/rand.Reader if nil). For Ed25519 and Ed448 the
-// key is derived from a seed read from rnd, so a deterministic reader gives
-// a deterministic key.
+// GenerateSignatureKey creates a signing key for the suite. For Ed25519 and
+// Ed448 the key is derived from a seed read from rnd (crypto/rand.Reader if
+// nil), so a deterministic reader gives a deterministic key. For the ECDSA
+// suites crypto/ecdsa ignores rnd since Go 1.26 and always uses the system's
+// secure source (tests can fix it with testing/cryptotest.SetGlobalRandom).
 func (s *Suite) GenerateSignatureKey(rnd io.Reader) (crypto.Signer, error) {
 	if rnd == nil {
 		rnd = rand.Reader
@@ -143,6 +144,11 @@ func (s *Suite) NewSigner(priv []byte) (crypto.Signer, error) {
 		}
 		return ed448.NewKeyFromSeed(priv), nil
 	default:
+		// Some encoders drop leading zero bytes of the scalar (a P-521
+		// key in the official vectors has 65 of 66 bytes); restore them.
+		if n := (s.curve.Params().BitSize + 7) / 8; len(priv) < n && len(priv) > 0 {
+			priv = append(make([]byte, n-len(priv)), priv...)
+		}
 		k, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ECDSA private key: %v", ErrInvalidKey, err)

@@ -195,27 +195,27 @@ func (s *Suite) Expand(prk, info []byte, length int) []byte {
 // labelPrefix is prepended to every label (RFC 9420, Sections 5.1.2, 5.1.3, 8).
 const labelPrefix = "MLS 1.0 "
 
-// appendOpaque appends opaque<V> with a variable-length header (Section 2.1.2).
-func appendOpaque(b, v []byte) []byte {
-	n := len(v)
+// appendLength appends the minimal variable-length integer encoding of a
+// vector length n < 2^30 (RFC 9420, Section 2.1.2).
+func appendLength(b []byte, n int) []byte {
 	switch {
 	case n < 1<<6:
-		b = append(b, byte(n))
+		return append(b, byte(n))
 	case n < 1<<14:
-		b = append(b, byte(n>>8)|0x40, byte(n))
+		return append(b, byte(n>>8)|0x40, byte(n))
 	default:
-		b = append(b, byte(n>>24)|0x80, byte(n>>16), byte(n>>8), byte(n))
+		return append(b, byte(n>>24)|0x80, byte(n>>16), byte(n>>8), byte(n))
 	}
-	return append(b, v...)
 }
 
+// appendOpaque appends opaque<V> with a variable-length header (Section 2.1.2).
+func appendOpaque(b, v []byte) []byte {
+	return append(appendLength(b, len(v)), v...)
+}
+
+// appendLabel appends opaque label<V> = "MLS 1.0 " + label.
 func appendLabel(b []byte, label string) []byte {
-	n := len(labelPrefix) + len(label)
-	if n < 1<<6 {
-		b = append(b, byte(n))
-	} else {
-		b = append(b, byte(n>>8)|0x40, byte(n))
-	}
+	b = appendLength(b, len(labelPrefix)+len(label))
 	b = append(b, labelPrefix...)
 	return append(b, label...)
 }

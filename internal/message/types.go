@@ -409,3 +409,23 @@ type ExternalSender struct {
 	SignatureKey []byte
 	Credential   Credential
 }
+
+// PathSecret (RFC 9420, Section 12.4.3.1): the optional path secret in
+// GroupSecrets.
+type PathSecret struct {
+	PathSecret []byte
+}
+
+// ExternalSenders is the external_senders extension (RFC 9420, Section
+// 12.1.8.1).
+type ExternalSenders []ExternalSender
+
+// ExternalPub is the external_pub extension (RFC 9420, Section 12.4.3.2).
+type ExternalPub struct {
+	ExternalPub []byte // HPKEPublicKey
+}
+
+// ApplicationID is the application_id extension (RFC 9420, Section 5.3.3).
+type ApplicationID struct {
+	ApplicationID []byte
+}

@@ -142,8 +142,10 @@ func CommonAncestor(x, y NodeIndex) NodeIndex {
 	return (xn << k) + (1 << (k - 1)) - 1
 }
 
-// IsInSubtree reports whether node x is in the subtree rooted at a.
+// IsInSubtree reports whether node x is in the subtree rooted at a. The
+// subtree of a node at level k spans the 2^(k+1)-1 consecutive node indices
+// centred on it (Appendix C), a-(2^k-1) through a+(2^k-1).
 func IsInSubtree(a, x NodeIndex) bool {
-	k := Level(a)
-	return (x >> (k + 1)) == (a >> (k + 1))
+	half := uint64(1)<<Level(a) - 1
+	return uint64(x)+half >= uint64(a) && uint64(x) <= uint64(a)+half
 }

@@ -39,14 +39,23 @@ var (
 type Error struct {
 	Struct string // the structure being decoded, e.g. "KeyPackage"
 	Field  string // the field, e.g. "init_key"
-	Offset int    // byte offset into the top-level input
+	// Offset is the byte offset into the top-level input where the failing
+	// field starts (for Fail and Failf: where the decoder stands, that is,
+	// just after the last field read).
+	Offset int
 	Err    error
 }
 
 func (e *Error) Error() string {
 	where := e.Struct
 	if e.Field != "" {
-		where += "." + e.Field
+		if where != "" {
+			where += "."
+		}
+		where += e.Field
+	}
+	if where == "" {
+		where = "input"
 	}
 	return fmt.Sprintf("mls: decoding %s at byte %d: %v", where, e.Offset, e.Err)
 }
@@ -89,9 +98,12 @@ func (d *Decoder) Struct(name string) (prev string) {
 func (d *Decoder) Err() error { return d.err }
 
 // Fail records err (if no error is recorded yet) for the given field.
-func (d *Decoder) Fail(field string, err error) {
+func (d *Decoder) Fail(field string, err error) { d.failAt(field, d.offset(), err) }
+
+// failAt records err for the field that starts at offset.
+func (d *Decoder) failAt(field string, offset int, err error) {
 	if d.err == nil {
-		d.err = &Error{Struct: d.strct, Field: field, Offset: d.offset(), Err: err}
+		d.err = &Error{Struct: d.strct, Field: field, Offset: offset, Err: err}
 	}
 }
 
@@ -157,9 +169,10 @@ func (d *Decoder) U64(field string) uint64 {
 
 // Bool reads a uint8 that must be 0 or 1.
 func (d *Decoder) Bool(field string) bool {
+	at := d.offset()
 	v := d.U8(field)
 	if v > 1 {
-		d.Failf(field, "boolean octet %d", v)
+		d.failAt(field, at, fmt.Errorf("%w: boolean octet %d", ErrInvalidValue, v))
 	}
 	return v == 1
 }
@@ -206,16 +219,17 @@ func ParseVarint(b []byte) (v uint64, n int, err error) {
 // region reads a varint length header and returns that many bytes without
 // copying them.
 func (d *Decoder) region(field string) (cryptobyte.String, bool) {
+	at := d.offset()
 	n := d.Varint(field)
 	if d.err != nil {
 		return nil, false
 	}
 	if n > uint64(d.limit) {
-		d.Fail(field, fmt.Errorf("%w: %d bytes claimed, limit %d", ErrTooLarge, n, d.limit))
+		d.failAt(field, at, fmt.Errorf("%w: %d bytes claimed, limit %d", ErrTooLarge, n, d.limit))
 		return nil, false
 	}
 	if n > uint64(len(d.s)) {
-		d.Fail(field, fmt.Errorf("%w: %d bytes claimed, %d remain", ErrTruncated, n, len(d.s)))
+		d.failAt(field, at, fmt.Errorf("%w: %d bytes claimed, %d remain", ErrTruncated, n, len(d.s)))
 		return nil, false
 	}
 	var out cryptobyte.String
@@ -235,9 +249,10 @@ func (d *Decoder) Opaque(field string) []byte {
 
 // OpaqueMax reads opaque<V> and fails unless it has at most max bytes.
 func (d *Decoder) OpaqueMax(field string, max int) []byte {
+	at := d.offset()
 	b := d.Opaque(field)
 	if d.err == nil && len(b) > max {
-		d.Fail(field, fmt.Errorf("%w: %d bytes, at most %d allowed", ErrTooLarge, len(b), max))
+		d.failAt(field, at, fmt.Errorf("%w: %d bytes, at most %d allowed", ErrTooLarge, len(b), max))
 		return nil
 	}
 	return b
@@ -246,6 +261,10 @@ func (d *Decoder) OpaqueMax(field string, max int) []byte {
 // Fixed reads exactly n bytes (opaque field[n]) and returns a copy.
 func (d *Decoder) Fixed(field string, n int) []byte {
 	if d.err != nil {
+		return nil
+	}
+	if n < 0 {
+		d.Failf(field, "negative fixed length %d", n)
 		return nil
 	}
 	if n > len(d.s) {
@@ -283,9 +302,10 @@ func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 // Optional reads an optional<T> presence octet (Section 2.1.1) and reports
 // whether a value follows.
 func (d *Decoder) Optional(field string) bool {
+	at := d.offset()
 	v := d.U8(field)
 	if d.err == nil && v > 1 {
-		d.Fail(field, fmt.Errorf("%w: %d", ErrInvalidOptional, v))
+		d.failAt(field, at, fmt.Errorf("%w: %d", ErrInvalidOptional, v))
 	}
 	return v == 1 && d.err == nil
 }

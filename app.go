@@ -1,0 +1,168 @@
+package mls
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/keyschedule"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/storage"
+)
+
+// Seal encrypts an application message for the group as a PrivateMessage
+// (RFC 9420, Section 6.3), with optional authenticated data sent in the
+// clear. The sender's ratchet advances and is saved before Seal returns.
+func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.active {
+		return nil, ErrInactive
+	}
+	if g.pending != nil {
+		// RFC 9420, Section 15.2: no application messages between sending
+		// a commit and merging it.
+		return nil, ErrPendingCommit
+	}
+	st := g.st
+	if authenticatedData == nil {
+		authenticatedData = []byte{}
+	}
+	fc := &message.FramedContent{
+		GroupID:           st.gc.GroupID,
+		Epoch:             st.gc.Epoch,
+		Sender:            message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)},
+		AuthenticatedData: authenticatedData,
+		ContentType:       message.ContentApplication,
+		ApplicationData:   plaintext,
+	}
+	ac, err := framing.SignContent(st.suite, g.signer, message.WireFormatPrivateMessage, fc, st.gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	if err := g.saveRatchet(ctx, st, uint32(st.own)); err != nil {
+		return nil, err
+	}
+	return wrapPrivate(pm), nil
+}
+
+// CreateMessage is Seal without authenticated data (OpenMLS's name).
+func (g *Group) CreateMessage(ctx context.Context, plaintext []byte) (*Message, error) {
+	return g.Seal(ctx, plaintext, nil)
+}
+
+// interimHash computes the interim transcript hash of an epoch from its
+// confirmed transcript hash and confirmation tag (RFC 9420, Section 8.2).
+func interimHash(st *epochState) []byte {
+	return keyschedule.InterimTranscriptHash(st.suite, st.gc.ConfirmedTranscriptHash, st.confTag)
+}
+
+// snapshot keeps what reading late application messages of st needs.
+func (st *epochState) snapshot() *pastEpoch {
+	p := &pastEpoch{epoch: st.gc.Epoch, gcRaw: st.gcRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
+		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
+	v := st.tree.View()
+	for _, l := range membersLeaves(v) {
+		ln := v.Leaf(l)
+		p.sigKeys[uint32(l)] = ln.SignatureKey
+		p.creds[uint32(l)] = ln.Credential
+	}
+	return p
+}
+
+func (g *Group) pastEpoch(epoch uint64) *pastEpoch {
+	for _, p := range g.past {
+		if p.epoch == epoch {
+			return p
+		}
+	}
+	return nil
+}
+
+// processPast reads an application message of a kept earlier epoch.
+func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.PrivateMessage) (*Processed, error) {
+	s := g.st.suite
+	dec, err := framing.UnprotectPrivate(s, pm, p.secrets, p.senderData, p.gcRaw)
+	if err != nil {
+		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+	}
+	leaf := dec.Content().Sender.LeafIndex
+	pub, ok := p.sigKeys[leaf]
+	if !ok {
+		return nil, invalid("ValSem004", "6", "sender leaf %d was blank in epoch %d", leaf, p.epoch)
+	}
+	ac, err := dec.Verify(pub)
+	if err != nil {
+		return nil, invalidErr("ValSem010", "6.1", err, "signature")
+	}
+	if err := dec.Consume(); err != nil {
+		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+	}
+	fc := &ac.Content
+	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(p.creds[leaf]),
+		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData)}, nil
+}
+
+// resumptionKey names a resumption PSK in Group.psks.
+func resumptionKey(groupID []byte, epoch uint64) string {
+	return fmt.Sprintf("%x/%d", groupID, epoch)
+}
+
+// maxResumptionPSKs is how many past epochs' resumption PSKs a group keeps
+// (RFC 9420, Section 8.6; OpenMLS's number_of_resumption_psks).
+const maxResumptionPSKs = 8
+
+func (g *Group) rememberResumption(epoch uint64, psk []byte) {
+	if g.psks == nil {
+		g.psks = map[string][]byte{}
+	}
+	id := g.st.gc.GroupID
+	g.psks[resumptionKey(id, epoch)] = psk
+	if epoch >= maxResumptionPSKs {
+		delete(g.psks, resumptionKey(id, epoch-maxResumptionPSKs))
+	}
+}
+
+// resolvePSKs looks up the PSKs named by ids: external ones in the store,
+// resumption ones through resumption (which returns nil if unknown), and
+// derives psk_secret (RFC 9420, Section 8.4).
+func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite, ids []message.PreSharedKeyID, resumption func(*message.PreSharedKeyID) []byte) (*keyschedule.PSKSecret, error) {
+	if len(ids) == 0 {
+		return keyschedule.ZeroPSKSecret(s), nil
+	}
+	psks := make([]keyschedule.PSK, len(ids))
+	for i := range ids {
+		id := &ids[i]
+		var secret []byte
+		switch id.Type {
+		case message.PSKExternal:
+			err := store.View(ctx, func(tx storage.Tx) error {
+				v, err := tx.Get(bucketPSKs, id.PSKID)
+				secret = v
+				return err
+			})
+			if err != nil {
+				return nil, invalidErr("PSKMissing", "8.4", err, "external PSK %x", id.PSKID)
+			}
+		case message.PSKResumption:
+			if resumption != nil {
+				secret = resumption(id)
+			}
+			if secret == nil {
+				return nil, invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
+			}
+		}
+		raw, err := message.Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		psks[i] = keyschedule.PSK{ID: raw, Secret: secret}
+	}
+	return keyschedule.DerivePSKSecret(s, psks)
+}

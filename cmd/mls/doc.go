@@ -1,0 +1,16 @@
+// Command mls is the command-line tool of this MLS (RFC 9420)
+// implementation.
+//
+// Usage:
+//
+//	mls <command> [flags]
+//
+// The commands are:
+//
+//	conformance  check the implementation against the official MLS test vectors
+//	demo         run a small group through its life cycle
+//
+// Run "mls <command> -h" for a command's flags. Each command lives in its
+// own file and registers itself from init, so commands can be added
+// without touching the dispatcher.
+package main

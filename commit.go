@@ -1,0 +1,561 @@
+package mls
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/keyschedule"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage"
+)
+
+// CommitResult is what a commit produces: the commit for the group, a
+// Welcome for new members (nil if none), and the GroupInfo of the new
+// epoch (for external joins).
+type CommitResult struct {
+	Commit    *Message
+	Welcome   *Message
+	GroupInfo *Message
+}
+
+// CommitOptions choose what a commit covers (OpenMLS's commit_builder).
+// Pending proposals (received or proposed in this epoch) are always
+// included by reference; these options add proposals inline.
+type CommitOptions struct {
+	// Add adds members from their key packages.
+	Add []*KeyPackage
+	// Remove removes members by leaf index.
+	Remove []uint32
+	// ExternalPSKs inject pre-shared keys already stored with StorePSK.
+	ExternalPSKs [][]byte
+	// GroupContextExtensions, if non-nil, replace the group context
+	// extensions.
+	GroupContextExtensions []Extension
+	// ForcePath includes an UpdatePath even if no proposal needs one (a
+	// self-update, RFC 9420, Section 12.4).
+	ForcePath bool
+	// NewIdentity, if set, replaces this member's credential and signature
+	// key in its new leaf (SelfUpdateWithNewSigner).
+	NewIdentity *Identity
+	// LeafExtensions, if non-nil, replace this member's leaf extensions.
+	LeafExtensions []Extension
+	// AuthenticatedData is sent in the clear, authenticated.
+	AuthenticatedData []byte
+}
+
+// AddMembers commits Add proposals for the key packages, together with
+// the pending proposals. Merge the result with MergePendingCommit once the
+// delivery service accepted the commit, then send the Welcome.
+func (g *Group) AddMembers(ctx context.Context, kps ...*KeyPackage) (*CommitResult, error) {
+	return g.Commit(ctx, CommitOptions{Add: kps})
+}
+
+// RemoveMembers commits Remove proposals for the given leaves.
+func (g *Group) RemoveMembers(ctx context.Context, leaves ...uint32) (*CommitResult, error) {
+	return g.Commit(ctx, CommitOptions{Remove: leaves})
+}
+
+// SelfUpdate commits a fresh UpdatePath for this member: new leaf and path
+// keys (forward secrecy and post-compromise security, RFC 9420,
+// Section 12.4).
+func (g *Group) SelfUpdate(ctx context.Context) (*CommitResult, error) {
+	return g.Commit(ctx, CommitOptions{ForcePath: true})
+}
+
+// SelfUpdateWithNewSigner is SelfUpdate that also moves this member to a
+// new credential and signature key. After the commit merges, the group
+// signs with id.Signer.
+func (g *Group) SelfUpdateWithNewSigner(ctx context.Context, id Identity) (*CommitResult, error) {
+	return g.Commit(ctx, CommitOptions{ForcePath: true, NewIdentity: &id})
+}
+
+// CommitPendingProposals commits the pending proposals (an empty commit
+// with a path if there are none).
+func (g *Group) CommitPendingProposals(ctx context.Context) (*CommitResult, error) {
+	return g.Commit(ctx, CommitOptions{})
+}
+
+// Commit creates a commit (RFC 9420, Section 12.4) and keeps it as the
+// pending commit. Nothing else changes until MergePendingCommit.
+func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.active {
+		return nil, ErrInactive
+	}
+	if g.pending != nil {
+		return nil, ErrPendingCommit
+	}
+	sc, err := g.createCommit(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	g.pending = sc
+	if err := g.save(ctx); err != nil {
+		g.pending = nil
+		return nil, err
+	}
+	return &CommitResult{Commit: sc.commit, Welcome: sc.welcome, GroupInfo: sc.groupInfo}, nil
+}
+
+// commitProposals collects what a new commit covers: pending proposals by
+// reference (minus those the committer must not or need not commit) and
+// the inline ones.
+func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedProposal, []message.ProposalOrRef, error) {
+	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
+	var props []*QueuedProposal
+	var refs []message.ProposalOrRef
+	inline := func(p *message.Proposal) {
+		props = append(props, &QueuedProposal{p: p, sender: me})
+		refs = append(refs, message.ProposalOrRef{Proposal: p})
+	}
+	removed := map[uint32]bool{}
+	for _, r := range opts.Remove {
+		removed[r] = true
+	}
+	// Removes win over updates of the same leaf (Section 12.2).
+	for _, q := range g.props {
+		if q.p.Type == message.ProposalRemove {
+			removed[q.p.Remove.Removed] = true
+		}
+	}
+	seen := map[uint32]bool{}
+	for _, q := range g.props {
+		switch q.p.Type {
+		case message.ProposalUpdate:
+			l := q.sender.LeafIndex
+			if l == uint32(st.own) || removed[l] || seen[l] {
+				continue // own updates are replaced by the path
+			}
+			seen[l] = true
+		case message.ProposalRemove:
+			r := q.p.Remove.Removed
+			if r == uint32(st.own) || seen[r] || containsU32(opts.Remove, r) {
+				continue
+			}
+			seen[r] = true
+		}
+		props = append(props, q)
+		refs = append(refs, message.ProposalOrRef{Reference: clone(q.ref)})
+	}
+	for _, kp := range opts.Add {
+		if kp == nil {
+			return nil, nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+		}
+		inline(&message.Proposal{Type: message.ProposalAdd, Add: &message.AddProposal{KeyPackage: kp.kp}})
+	}
+	for _, r := range opts.Remove {
+		inline(&message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: r}})
+	}
+	for _, id := range opts.ExternalPSKs {
+		nonce := make([]byte, st.suite.HashSize())
+		if _, err := g.cfg.rand().Read(nonce); err != nil {
+			return nil, nil, err
+		}
+		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(id), Nonce: nonce}}})
+	}
+	if opts.GroupContextExtensions != nil {
+		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
+	}
+	return props, refs, nil
+}
+
+func containsU32(s []uint32, v uint32) bool { return contains(s, v) }
+
+func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCommit, error) {
+	st := g.st
+	s := st.suite
+	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
+	props, refs, err := g.commitProposals(st, &opts)
+	if err != nil {
+		return nil, err
+	}
+	d := st.tree.Diff()
+	a, err := g.applyProposals(st, d, props, me, st.own)
+	if err != nil {
+		return nil, err
+	}
+	gc := st.gc
+	gc.Epoch++
+	if a.exts != nil {
+		gc.Extensions = a.exts
+	}
+	commitSecret := make([]byte, s.HashSize())
+	priv := st.priv.Prune(d)
+	var cp *tree.CreatedPath
+	var up *message.UpdatePath
+	signer := g.signer
+	if a.needsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil {
+		template := *st.ownLeaf()
+		if opts.NewIdentity != nil {
+			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
+			if err != nil {
+				return nil, err
+			}
+			template.SignatureKey = pub
+			template.Credential = opts.NewIdentity.Credential.Wire()
+			template.Capabilities.Credentials = appendUnique(template.Capabilities.Credentials, message.CredentialType(opts.NewIdentity.Credential.Type()))
+			signer = opts.NewIdentity.Signer
+		}
+		if opts.LeafExtensions != nil {
+			template.Extensions = toWireExtensions(opts.LeafExtensions)
+		}
+		topts := g.treeOptions(st, &gc)
+		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
+		if err != nil {
+			return nil, err
+		}
+		// The provisional GroupContext: new epoch and tree hash, old
+		// transcript (Section 12.4.2, step 7 of the committer).
+		gc.TreeHash = d.TreeHash()
+		provisional, err := message.Marshal(&gc)
+		if err != nil {
+			return nil, err
+		}
+		if up, err = cp.Encrypt(provisional); err != nil {
+			return nil, err
+		}
+		commitSecret = cp.CommitSecret()
+		priv = cp.PrivateState()
+	} else {
+		gc.TreeHash = d.TreeHash()
+	}
+	aad := opts.AuthenticatedData
+	if aad == nil {
+		aad = []byte{}
+	}
+	if refs == nil {
+		refs = []message.ProposalOrRef{}
+	}
+	fc := &message.FramedContent{
+		GroupID:           st.gc.GroupID,
+		Epoch:             st.gc.Epoch,
+		Sender:            me,
+		AuthenticatedData: aad,
+		ContentType:       message.ContentCommit,
+		Commit:            &message.Commit{Proposals: refs, Path: up},
+	}
+	wf := message.WireFormatPublicMessage
+	if g.cfg.WireFormatPolicy.OutgoingPrivate {
+		wf = message.WireFormatPrivateMessage
+	}
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
+		return nil, err
+	}
+	gcRaw, err := message.Marshal(&gc)
+	if err != nil {
+		return nil, err
+	}
+	psk, err := g.pskSecret(ctx, st, a.psks)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := epochFrom(s, st.keys.InitSecret(), commitSecret, psk, gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	ac.Auth.ConfirmationTag = tag
+	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, priv: priv, keys: keys.epoch, confTag: tag,
+		interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}
+	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
+		return nil, err
+	}
+	sc := &StagedCommit{base: st, diff: d, next: next, a: a, sender: me, own: true, signer: signer}
+	if sc.commit, err = g.protect(st, ac); err != nil {
+		return nil, err
+	}
+	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
+	if err != nil {
+		return nil, err
+	}
+	sc.groupInfo = wrapGroupInfo(gi)
+	if len(a.added) > 0 {
+		w, err := g.welcomeFor(next, d, keys, a, cp, signer)
+		if err != nil {
+			return nil, err
+		}
+		sc.welcome = wrapWelcome(w)
+	}
+	return sc, nil
+}
+
+// protect frames a signed handshake message of the current epoch as a
+// PublicMessage (membership tag) or PrivateMessage (handshake ratchet).
+func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Message, error) {
+	if ac.WireFormat == message.WireFormatPrivateMessage {
+		pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+		if err != nil {
+			return nil, err
+		}
+		return wrapPrivate(pm), nil
+	}
+	pm, err := framing.ProtectPublic(st.suite, ac, st.keys.MembershipKey(), st.gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	return wrapPublic(pm), nil
+}
+
+// welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
+// Section 12.4.3.1).
+func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
+	s := next.suite
+	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
+	if err != nil {
+		return nil, err
+	}
+	giRaw, err := message.Marshal(gi)
+	if err != nil {
+		return nil, err
+	}
+	encGI, err := keys.welcome.SealGroupInfo(giRaw)
+	if err != nil {
+		return nil, err
+	}
+	psks := a.psks
+	if psks == nil {
+		psks = []message.PreSharedKeyID{}
+	}
+	w := &message.Welcome{CipherSuite: next.gc.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.addedKPs))}
+	errs := make([]error, len(a.addedKPs))
+	parallel(len(a.addedKPs), func(i int) {
+		kp := a.addedKPs[i]
+		gs := message.GroupSecrets{JoinerSecret: keys.joiner.Bytes(), PSKs: psks}
+		if cp != nil {
+			if secret, _, ok := cp.PathSecret(a.added[i]); ok {
+				gs.PathSecret = secret
+			}
+		}
+		raw, err := message.Marshal(&gs)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		kem, ct, err := s.EncryptWithLabel(kp.InitKey, "Welcome", encGI, raw)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		ref, err := kp.Ref(s)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		w.Secrets[i] = message.EncryptedGroupSecrets{NewMember: ref, EncryptedGroupSecrets: message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// MergePendingCommit merges this member's own pending commit: the group
+// moves to the next epoch. Call it once the delivery service has accepted
+// the commit.
+func (g *Group) MergePendingCommit(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == nil {
+		return ErrNoPendingCommit
+	}
+	return g.merge(ctx, g.pending)
+}
+
+// ClearPendingCommit discards the pending commit, for example when another
+// member's commit for the same epoch won (reference/faq.txt). The group
+// stays in its current epoch and can commit again.
+func (g *Group) ClearPendingCommit(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == nil {
+		return nil
+	}
+	old := g.pending
+	g.pending = nil
+	if err := g.save(ctx); err != nil {
+		g.pending = old
+		return err
+	}
+	return nil
+}
+
+// PendingCommit returns the pending commit, or nil.
+func (g *Group) PendingCommit() *StagedCommit {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending
+}
+
+// merge moves the group to the staged epoch in one storage transaction.
+func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
+	if sc.base != g.st {
+		return fmt.Errorf("%w: the staged commit is for another epoch or was already merged", ErrInvalidArgument)
+	}
+	// Keep what late application messages of this epoch need.
+	var past *pastEpoch
+	if g.cfg.MaxPastEpochs > 0 {
+		past = g.st.snapshot()
+	}
+	resumption := g.st.keys.ResumptionPSK()
+	if err := sc.diff.Merge(); err != nil {
+		return err
+	}
+	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner := g.st, g.props, g.pending, g.past, g.active, g.signer
+	g.rememberResumption(g.st.gc.Epoch, resumption)
+	if past != nil {
+		g.past = append(g.past, past)
+		if len(g.past) > g.cfg.MaxPastEpochs {
+			g.past = g.past[len(g.past)-g.cfg.MaxPastEpochs:]
+		}
+	}
+	g.props = nil
+	g.pending = nil
+	if sc.a.selfGone || sc.next == nil {
+		g.active = false
+		if sc.next != nil {
+			g.st = sc.next
+		}
+	} else {
+		g.st = sc.next
+		if sc.own && sc.signer != nil {
+			g.signer = sc.signer
+		}
+	}
+	if err := g.save(ctx); err != nil {
+		// The tree was merged in memory; the caller must reload from
+		// storage. Restore what we can so the object is not half-updated.
+		g.st, g.props, g.pending, g.past, g.active, g.signer = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner
+		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
+	}
+	return nil
+}
+
+// StagedCommit is a validated commit waiting to be merged: received
+// (from Process) or this member's own pending commit. Inspect it before
+// merging.
+type StagedCommit struct {
+	base   *epochState
+	diff   *tree.Diff
+	next   *epochState // nil if this member was removed
+	a      *applied
+	sender message.Sender
+	own    bool
+	signer signerT
+
+	commit    *Message
+	welcome   *Message
+	groupInfo *Message
+}
+
+// Epoch returns the epoch the group enters when the commit is merged.
+func (sc *StagedCommit) Epoch() uint64 { return sc.base.gc.Epoch + 1 }
+
+// Sender returns the committer.
+func (sc *StagedCommit) Sender() Sender { return senderOf(sc.sender) }
+
+// Proposals returns every proposal the commit covers, in order.
+func (sc *StagedCommit) Proposals() []*QueuedProposal {
+	return append([]*QueuedProposal(nil), sc.a.props...)
+}
+
+func (sc *StagedCommit) ofType(t message.ProposalType) []*QueuedProposal {
+	var out []*QueuedProposal
+	for _, q := range sc.a.props {
+		if q.p.Type == t {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// AddProposals returns the commit's Add proposals.
+func (sc *StagedCommit) AddProposals() []*QueuedProposal { return sc.ofType(message.ProposalAdd) }
+
+// RemoveProposals returns the commit's Remove proposals.
+func (sc *StagedCommit) RemoveProposals() []*QueuedProposal {
+	return sc.ofType(message.ProposalRemove)
+}
+
+// UpdateProposals returns the commit's Update proposals.
+func (sc *StagedCommit) UpdateProposals() []*QueuedProposal {
+	return sc.ofType(message.ProposalUpdate)
+}
+
+// PSKProposals returns the commit's PreSharedKey proposals.
+func (sc *StagedCommit) PSKProposals() []*QueuedProposal { return sc.ofType(message.ProposalPSK) }
+
+// SelfRemoved reports whether the commit removes this member.
+func (sc *StagedCommit) SelfRemoved() bool { return sc.a.selfGone }
+
+// NewCredentials returns the credentials the commit brings into the group
+// (added members, updated leaves, the committer's new leaf), for the
+// application to check before merging (RFC 9420, Section 5.3.1).
+func (sc *StagedCommit) NewCredentials() []credential.Credential {
+	var out []credential.Credential
+	for _, kp := range sc.a.addedKPs {
+		out = append(out, credential.FromWire(kp.LeafNode.Credential))
+	}
+	for _, q := range sc.UpdateProposals() {
+		out = append(out, credential.FromWire(q.p.Update.LeafNode.Credential))
+	}
+	if sc.sender.Type == message.SenderMember || sc.sender.Type == message.SenderNewMemberCommit {
+		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
+			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credential.FromWire(old.Credential).Equal(credential.FromWire(ln.Credential)) {
+				out = append(out, credential.FromWire(ln.Credential))
+			}
+		}
+	}
+	return out
+}
+
+func (sc *StagedCommit) senderLeaf() uint32 {
+	if sc.next != nil && sc.sender.Type == message.SenderNewMemberCommit {
+		return uint32(sc.a.externalLeaf)
+	}
+	return sc.sender.LeafIndex
+}
+
+// MergeStagedCommit merges a commit returned by Process: the group moves to
+// the next epoch, or becomes inactive if the commit removed this member.
+func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if sc == nil {
+		return fmt.Errorf("%w: nil staged commit", ErrInvalidArgument)
+	}
+	return g.merge(ctx, sc)
+}
+
+// StorePSK stores an external pre-shared key under its ID, for commits
+// and Welcome messages that use it (RFC 9420, Section 8.4).
+func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error {
+	if len(id) == 0 {
+		return fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+	}
+	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
+}
+
+// pskSecret looks up the PSKs a commit or Welcome names and derives
+// psk_secret (RFC 9420, Section 8.4).
+func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
+	return resolvePSKs(ctx, g.store, st.suite, ids, func(id *message.PreSharedKeyID) []byte {
+		if bytes.Equal(id.PSKGroupID, st.gc.GroupID) {
+			if id.PSKEpoch == st.gc.Epoch {
+				return st.keys.ResumptionPSK()
+			}
+			return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
+		}
+		return nil
+	})
+}

@@ -1,0 +1,141 @@
+// Package credential holds MLS credentials (RFC 9420, Section 5.3): the
+// identity a member presents in its leaf node, bound to the leaf's signature
+// key. MLS itself does not decide whether a credential is acceptable; that is
+// the application's Authentication Service, plugged in as a Validator.
+package credential
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/mlskit/mls/internal/message"
+)
+
+// Type is a credential type from the IANA "MLS Credential Types" registry.
+type Type uint16
+
+const (
+	// Basic is a bare identity (RFC 9420, Section 5.3).
+	Basic Type = Type(message.CredentialBasic)
+	// X509 is a chain of DER certificates, leaf first (RFC 9420, Section 5.3).
+	X509 Type = Type(message.CredentialX509)
+)
+
+func (t Type) String() string {
+	switch t {
+	case Basic:
+		return "basic"
+	case X509:
+		return "x509"
+	}
+	return fmt.Sprintf("0x%04x", uint16(t))
+}
+
+// Credential is an immutable MLS credential.
+type Credential struct {
+	c message.Credential
+}
+
+// NewBasic returns a basic credential for identity (copied).
+func NewBasic(identity []byte) Credential {
+	return Credential{c: message.Credential{Type: message.CredentialBasic, Identity: bytes.Clone(identity)}}
+}
+
+// ErrInvalid is wrapped by errors for malformed credentials.
+var ErrInvalid = errors.New("mls: invalid credential")
+
+// NewX509 returns an X.509 credential for a certificate chain in DER, leaf
+// first. Each certificate must parse; trust decisions are the Validator's.
+func NewX509(chain [][]byte) (Credential, error) {
+	if len(chain) == 0 {
+		return Credential{}, fmt.Errorf("%w: empty certificate chain", ErrInvalid)
+	}
+	certs := make([][]byte, len(chain))
+	for i, der := range chain {
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return Credential{}, fmt.Errorf("%w: certificate %d: %v", ErrInvalid, i, err)
+		}
+		certs[i] = bytes.Clone(der)
+	}
+	return Credential{c: message.Credential{Type: message.CredentialX509, Certificates: certs}}, nil
+}
+
+// FromWire wraps a decoded wire credential (used by the mls package).
+func FromWire(c message.Credential) Credential { return Credential{c: c} }
+
+// Wire returns the wire form (used by the mls package).
+func (c Credential) Wire() message.Credential { return c.c }
+
+// Type returns the credential type.
+func (c Credential) Type() Type { return Type(c.c.Type) }
+
+// Identity returns the identity of a basic credential, or the DER subject
+// of an X.509 credential's leaf certificate.
+func (c Credential) Identity() []byte {
+	switch c.c.Type {
+	case message.CredentialBasic:
+		return bytes.Clone(c.c.Identity)
+	case message.CredentialX509:
+		if len(c.c.Certificates) > 0 {
+			if cert, err := x509.ParseCertificate(c.c.Certificates[0]); err == nil {
+				return bytes.Clone(cert.RawSubject)
+			}
+		}
+	}
+	return nil
+}
+
+// Certificates returns a copy of the certificate chain of an X.509
+// credential, leaf first.
+func (c Credential) Certificates() [][]byte {
+	out := make([][]byte, len(c.c.Certificates))
+	for i, der := range c.c.Certificates {
+		out[i] = bytes.Clone(der)
+	}
+	return out
+}
+
+// Equal reports whether two credentials are identical.
+func (c Credential) Equal(o Credential) bool {
+	if c.c.Type != o.c.Type || !bytes.Equal(c.c.Identity, o.c.Identity) || !bytes.Equal(c.c.Data, o.c.Data) ||
+		len(c.c.Certificates) != len(o.c.Certificates) {
+		return false
+	}
+	for i := range c.c.Certificates {
+		if !bytes.Equal(c.c.Certificates[i], o.c.Certificates[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// String describes the credential for logs.
+func (c Credential) String() string {
+	switch c.c.Type {
+	case message.CredentialBasic:
+		return fmt.Sprintf("basic(%q)", c.c.Identity)
+	case message.CredentialX509:
+		return fmt.Sprintf("x509(%d certificates)", len(c.c.Certificates))
+	}
+	return fmt.Sprintf("credential(type %s)", c.Type())
+}
+
+// Validator is the application's Authentication Service (RFC 9420,
+// Section 5.3.1): it decides whether a credential, bound to the given
+// signature public key, is acceptable. It is called for every new credential
+// the group sees (joins, adds, updates, commits).
+type Validator interface {
+	Validate(c Credential, signatureKey []byte) error
+}
+
+// ValidatorFunc adapts a function to Validator.
+type ValidatorFunc func(c Credential, signatureKey []byte) error
+
+// Validate calls f.
+func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error { return f(c, signatureKey) }
+
+// AcceptAll is a Validator that accepts every credential. Use it only in
+// tests and demos: real applications must authenticate identities.
+var AcceptAll Validator = ValidatorFunc(func(Credential, []byte) error { return nil })

@@ -1,0 +1,86 @@
+package mls
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error the package returns wraps one of these (or
+// a *ValidationError, which in turn wraps ErrValidation), so callers can
+// branch with errors.Is / errors.As.
+var (
+	// ErrValidation is wrapped by every *ValidationError.
+	ErrValidation = errors.New("mls: validation failed")
+	// ErrWrongGroup: the message belongs to another group (ValSem002).
+	ErrWrongGroup = errors.New("mls: message for another group")
+	// ErrPastEpoch: the message is from an epoch before the current one
+	// (ValSem003); for a commit this usually means another member's commit
+	// won the race (reference/faq.txt).
+	ErrPastEpoch = errors.New("mls: message from a past epoch")
+	// ErrFutureEpoch: the message is from an epoch after the current one
+	// (ValSem003); the client missed a commit.
+	ErrFutureEpoch = errors.New("mls: message from a future epoch")
+	// ErrPendingCommit: the group has a pending commit of its own; merge or
+	// clear it first.
+	ErrPendingCommit = errors.New("mls: a pending commit exists; merge or clear it first")
+	// ErrNoPendingCommit: MergePendingCommit without a pending commit.
+	ErrNoPendingCommit = errors.New("mls: no pending commit")
+	// ErrInactive: the member was removed from the group (or left).
+	ErrInactive = errors.New("mls: group is no longer active for this member")
+	// ErrUnknownProposal: a commit references a proposal this member has
+	// not received.
+	ErrUnknownProposal = errors.New("mls: commit references an unknown proposal")
+	// ErrNoKeyPackage: a Welcome is addressed to none of this client's key
+	// packages.
+	ErrNoKeyPackage = errors.New("mls: welcome is for no key package of this client")
+	// ErrDecrypt: a message could not be decrypted (ValSem006).
+	ErrDecrypt = errors.New("mls: decryption failed")
+	// ErrWireFormat: the message's wire format is not allowed by the
+	// group's wire format policy.
+	ErrWireFormat = errors.New("mls: wire format not allowed by policy")
+	// ErrNotFound: a stored object (group, key package) does not exist.
+	ErrNotFound = errors.New("mls: not found")
+	// ErrInvalidArgument: a caller passed an unusable argument.
+	ErrInvalidArgument = errors.New("mls: invalid argument")
+)
+
+// ValidationError reports a message that breaks a rule of RFC 9420. Rule
+// names follow the OpenMLS "Message Validation" chapter where one exists
+// (ValSem002 ... ValSem403), otherwise the RFC section.
+type ValidationError struct {
+	Rule    string // e.g. "ValSem101"
+	Section string // RFC 9420 section, e.g. "12.2"
+	Detail  string
+	Err     error // optional underlying cause
+}
+
+func (e *ValidationError) Error() string {
+	s := fmt.Sprintf("mls: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns ErrValidation and the cause, so errors.Is works with both.
+func (e *ValidationError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrValidation, e.Err}
+	}
+	return []error{ErrValidation}
+}
+
+// Is matches another *ValidationError with the same Rule, so tests and
+// callers can write errors.Is(err, &mls.ValidationError{Rule: "ValSem101"}).
+func (e *ValidationError) Is(target error) bool {
+	t, ok := target.(*ValidationError)
+	return ok && t.Rule == e.Rule
+}
+
+func invalid(rule, section, format string, args ...any) *ValidationError {
+	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...)}
+}
+
+func invalidErr(rule, section string, err error, format string, args ...any) *ValidationError {
+	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...), Err: err}
+}

@@ -1,0 +1,485 @@
+package mls
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/keyschedule"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/secrettree"
+	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage"
+)
+
+// Group is one member's view of an MLS group (RFC 9420): the ratchet tree,
+// the key schedule of the current epoch, pending proposals and a pending
+// commit of its own. A Group is safe for concurrent use; operations are
+// serialized.
+//
+// Every operation that changes the group either succeeds completely or
+// leaves the group exactly as it was.
+type Group struct {
+	mu      sync.Mutex
+	store   storage.Store
+	signer  crypto.Signer
+	cfg     JoinConfig
+	st      *epochState
+	props   []*QueuedProposal
+	pending *StagedCommit
+	past    []*pastEpoch
+	psks    map[string][]byte // resumption PSKs by epoch, see resumptionKey
+	active  bool
+}
+
+// epochState is everything that changes from one epoch to the next.
+type epochState struct {
+	suite   *ciphersuite.Suite
+	gc      message.GroupContext
+	gcRaw   []byte
+	tree    *tree.Tree
+	own     tree.LeafIndex
+	priv    *tree.PrivateState
+	keys    *keyschedule.EpochSecrets
+	secrets *secrettree.Tree
+	interim []byte
+	confTag []byte
+}
+
+// pastEpoch keeps what is needed to read late application messages of an
+// earlier epoch (JoinConfig.MaxPastEpochs).
+type pastEpoch struct {
+	epoch      uint64
+	gcRaw      []byte
+	senderData []byte
+	secrets    *secrettree.Tree
+	sigKeys    map[uint32][]byte
+	creds      map[uint32]message.Credential
+}
+
+// Member describes one leaf of the group.
+type Member struct {
+	Index         uint32
+	Credential    credential.Credential
+	SignatureKey  []byte
+	EncryptionKey []byte
+}
+
+func (c *JoinConfig) rand() io.Reader {
+	if c.Rand != nil {
+		return c.Rand
+	}
+	return rand.Reader
+}
+
+func (c *JoinConfig) secretTreeConfig() secrettree.Config {
+	return secrettree.Config{OutOfOrderTolerance: c.SenderRatchet.OutOfOrderTolerance, MaxForwardDistance: c.SenderRatchet.MaxForwardDistance}
+}
+
+// treeOptions are the leaf validation options for the current group.
+func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Options {
+	o := tree.Options{
+		GroupID:      gc.GroupID,
+		Now:          g.cfg.now(),
+		SkipLifetime: g.cfg.SkipLifetimeCheck,
+	}
+	if rc, err := requiredCapabilities(gc.Extensions); err == nil && rc != nil {
+		o.RequiredCapabilities = rc
+	}
+	v := g.cfg.Validator
+	if v != nil {
+		o.Credential = func(c *message.Credential, sigKey []byte) error {
+			return v.Validate(credential.FromWire(*c), sigKey)
+		}
+	}
+	return o
+}
+
+// CreateGroup creates a one-member group (RFC 9420, Section 11) with id as
+// its creator and stores it.
+func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg GroupConfig) (*Group, error) {
+	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	if id.Signer == nil {
+		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
+	}
+	g := &Group{store: store, signer: id.Signer, cfg: cfg.JoinConfig, active: true}
+	groupID := clone(cfg.GroupID)
+	if groupID == nil {
+		groupID = make([]byte, 16)
+		if _, err := io.ReadFull(g.cfg.rand(), groupID); err != nil {
+			return nil, err
+		}
+	}
+	sigPub, err := s.SignaturePublicKey(id.Signer)
+	if err != nil {
+		return nil, err
+	}
+	encPriv, encPub, err := s.GenerateKeyPair(g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	now := g.cfg.now()
+	lifetime := cfg.Lifetime
+	if lifetime == 0 {
+		lifetime = defaultLifetime
+	}
+	leaf := &message.LeafNode{
+		EncryptionKey: encPub,
+		SignatureKey:  sigPub,
+		Credential:    id.Credential.Wire(),
+		Capabilities:  wireCapabilities(cfg.Capabilities, cfg.CipherSuite, id.Credential.Type()),
+		Source:        message.LeafNodeSourceKeyPackage,
+		Lifetime:      message.Lifetime{NotBefore: uint64(now.Add(-1 * 3600e9).Unix()), NotAfter: uint64(now.Add(lifetime).Unix())},
+		Extensions:    toWireExtensions(cfg.LeafExtensions),
+	}
+	exts, err := groupExtensions(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range exts {
+		if !isDefaultExtension(e.Type) {
+			leaf.Capabilities.Extensions = appendUnique(leaf.Capabilities.Extensions, e.Type)
+		}
+	}
+	if err := leaf.Sign(s, id.Signer, nil, 0); err != nil {
+		return nil, err
+	}
+	t := tree.New(s, leaf)
+	priv, err := tree.NewPrivateState(s, 0, encPriv)
+	if err != nil {
+		return nil, err
+	}
+	gc := message.GroupContext{
+		Version:                 message.MLS10,
+		CipherSuite:             cfg.CipherSuite,
+		GroupID:                 groupID,
+		Epoch:                   0,
+		TreeHash:                t.TreeHash(),
+		ConfirmedTranscriptHash: []byte{},
+		Extensions:              exts,
+	}
+	if rc, err := requiredCapabilities(exts); err == nil && rc != nil {
+		if err := checkRequiredCapabilities(rc, &leaf.Capabilities); err != nil {
+			return nil, err
+		}
+	}
+	gcRaw, err := message.Marshal(&gc)
+	if err != nil {
+		return nil, err
+	}
+	// A fresh random epoch secret (Section 11): derived here from a random
+	// init secret and zero commit and PSK secrets, which is a random value
+	// of the same distribution.
+	init, err := keyschedule.GenerateInitSecret(s, g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	keys, err := epochFrom(s, init, make([]byte, s.HashSize()), keyschedule.ZeroPSKSecret(s), gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	st := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: t, own: 0, priv: priv, keys: keys.epoch}
+	if st.secrets, err = newSecretTree(s, keys.epoch, t.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
+		return nil, err
+	}
+	st.confTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
+	g.st = st
+	if err := g.save(ctx); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// groupExtensions builds the group context extensions of a new group.
+func groupExtensions(cfg *GroupConfig) ([]message.Extension, error) {
+	exts := toWireExtensions(cfg.GroupContextExtensions)
+	if len(cfg.RequiredExtensions)+len(cfg.RequiredProposals)+len(cfg.RequiredCredentials) > 0 {
+		rc := message.RequiredCapabilities{Extensions: []message.ExtensionType{}, Proposals: []message.ProposalType{}, Credentials: []message.CredentialType{}}
+		for _, e := range cfg.RequiredExtensions {
+			rc.Extensions = append(rc.Extensions, message.ExtensionType(e))
+		}
+		for _, p := range cfg.RequiredProposals {
+			rc.Proposals = append(rc.Proposals, message.ProposalType(p))
+		}
+		for _, c := range cfg.RequiredCredentials {
+			rc.Credentials = append(rc.Credentials, message.CredentialType(c))
+		}
+		ext, err := message.NewExtension(&rc)
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, ext)
+	}
+	if len(cfg.ExternalSenders) > 0 {
+		es := make(message.ExternalSenders, 0, len(cfg.ExternalSenders))
+		for _, x := range cfg.ExternalSenders {
+			es = append(es, message.ExternalSender{SignatureKey: clone(x.SignatureKey), Credential: x.Credential.Wire()})
+		}
+		ext, err := message.NewExtension(&es)
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, ext)
+	}
+	if err := message.CheckExtensions(exts); err != nil {
+		return nil, fmt.Errorf("%w: group context extensions: %v", ErrInvalidArgument, err)
+	}
+	return exts, nil
+}
+
+// isDefaultExtension reports whether an extension type is one of RFC 9420's
+// own, which need not be listed in capabilities (Section 7.2).
+func isDefaultExtension(t message.ExtensionType) bool {
+	return t >= message.ExtensionApplicationID && t <= message.ExtensionExternalSenders
+}
+
+// isDefaultProposal reports whether a proposal type is one of RFC 9420's.
+func isDefaultProposal(t message.ProposalType) bool {
+	return t >= message.ProposalAdd && t <= message.ProposalGroupContextExtensions
+}
+
+// checkRequiredCapabilities checks one leaf's capabilities against the
+// required_capabilities extension (RFC 9420, Section 11.1).
+func checkRequiredCapabilities(rc *message.RequiredCapabilities, c *message.Capabilities) error {
+	for _, e := range rc.Extensions {
+		if !isDefaultExtension(e) && !contains(c.Extensions, e) {
+			return invalid("ValSem106", "11.1", "required extension type %d not supported", e)
+		}
+	}
+	for _, p := range rc.Proposals {
+		if !isDefaultProposal(p) && !contains(c.Proposals, p) {
+			return invalid("ValSem106", "11.1", "required proposal type %d not supported", p)
+		}
+	}
+	for _, ct := range rc.Credentials {
+		if !contains(c.Credentials, ct) {
+			return invalid("ValSem106", "11.1", "required credential type %d not supported", ct)
+		}
+	}
+	return nil
+}
+
+// requiredCapabilities returns the required_capabilities extension, or nil.
+func requiredCapabilities(exts []message.Extension) (*message.RequiredCapabilities, error) {
+	var rc message.RequiredCapabilities
+	ok, err := message.ParseExtension(exts, &rc)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// epochKeys are the outputs of one run of the key schedule.
+type epochKeys struct {
+	joiner  *keyschedule.JoinerSecret
+	welcome *keyschedule.WelcomeSecret
+	epoch   *keyschedule.EpochSecrets
+}
+
+// epochFrom runs the key schedule of RFC 9420, Section 8 from the previous
+// init secret and a commit secret.
+func epochFrom(s *ciphersuite.Suite, init *keyschedule.InitSecret, commitSecret []byte, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
+	joiner, err := init.Joiner(commitSecret, gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	return epochFromJoiner(joiner, psk, gcRaw)
+}
+
+func epochFromJoiner(joiner *keyschedule.JoinerSecret, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
+	mid, err := joiner.Intermediate(psk)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := mid.Epoch(gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	return &epochKeys{joiner: joiner, welcome: mid.Welcome(), epoch: ep}, nil
+}
+
+func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves uint32, cfg secrettree.Config) (*secrettree.Tree, error) {
+	enc, err := keys.EncryptionSecret()
+	if err != nil {
+		return nil, err
+	}
+	return secrettree.New(s, enc, leaves, cfg)
+}
+
+// GroupID returns the group's ID.
+func (g *Group) GroupID() []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return clone(g.st.gc.GroupID)
+}
+
+// Epoch returns the current epoch.
+func (g *Group) Epoch() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.st.gc.Epoch
+}
+
+// CipherSuite returns the group's cipher suite.
+func (g *Group) CipherSuite() CipherSuite { return g.st.gc.CipherSuite }
+
+// OwnLeafIndex returns this member's leaf index.
+func (g *Group) OwnLeafIndex() uint32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return uint32(g.st.own)
+}
+
+// IsActive reports whether this client is still a member: false once a
+// commit removing it has been merged.
+func (g *Group) IsActive() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.active
+}
+
+// Members returns the group's members in leaf order.
+func (g *Group) Members() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return membersOf(g.st.tree.View())
+}
+
+func membersOf(d *tree.Diff) []Member {
+	var out []Member
+	for i := uint32(0); i < d.NumLeaves(); i++ {
+		ln := d.Leaf(tree.LeafIndex(i))
+		if ln == nil {
+			continue
+		}
+		out = append(out, memberOf(i, ln))
+	}
+	return out
+}
+
+func memberOf(i uint32, ln *message.LeafNode) Member {
+	return Member{Index: i, Credential: credential.FromWire(ln.Credential), SignatureKey: clone(ln.SignatureKey), EncryptionKey: clone(ln.EncryptionKey)}
+}
+
+// Member returns the member at leaf i.
+func (g *Group) Member(i uint32) (Member, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ln := g.st.tree.Leaf(tree.LeafIndex(i))
+	if ln == nil {
+		return Member{}, false
+	}
+	return memberOf(i, ln), true
+}
+
+// EpochAuthenticator returns the epoch authenticator (RFC 9420, Section
+// 8.7): a value all members share, for comparing out of band.
+func (g *Group) EpochAuthenticator() []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.st.keys.EpochAuthenticator()
+}
+
+// ExportSecret derives a secret for the application from the current
+// epoch (RFC 9420, Section 8.5, MLS-Exporter).
+func (g *Group) ExportSecret(label string, context []byte, length int) ([]byte, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.st.keys.Export(label, context, length)
+}
+
+// ExportRatchetTree returns the public ratchet tree in the form of the
+// ratchet_tree extension (RFC 9420, Section 12.4.3.3), for joiners when the
+// group does not use that extension.
+func (g *Group) ExportRatchetTree() ([]byte, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rt := g.st.tree.RatchetTree()
+	return message.Marshal(rt)
+}
+
+// Extensions returns the group context extensions.
+func (g *Group) Extensions() []Extension {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return fromWireExtensions(g.st.gc.Extensions)
+}
+
+// GroupInfo builds and signs a GroupInfo for the current epoch (RFC 9420,
+// Section 12.4.3), with the external_pub extension so that others can join
+// by external commit, and the ratchet tree if withTree.
+func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
+	if err != nil {
+		return nil, err
+	}
+	return wrapGroupInfo(gi), nil
+}
+
+// signerT is the signer type groups use.
+type signerT = crypto.Signer
+
+// groupInfoFor builds the GroupInfo of epoch st whose tree is view, signed
+// by signer (RFC 9420, Section 12.4.3).
+func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, withTree, withExternalPub bool) (*message.GroupInfo, error) {
+	var exts []message.Extension
+	if withTree {
+		rt, err := message.Marshal(view.RatchetTree())
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, message.Extension{Type: message.ExtensionRatchetTree, Data: rt})
+	}
+	if withExternalPub {
+		kp, err := st.keys.ExternalKeyPair()
+		if err != nil {
+			return nil, err
+		}
+		ext, err := message.NewExtension(&message.ExternalPub{ExternalPub: kp.PublicKey()})
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, ext)
+	}
+	if exts == nil {
+		exts = []message.Extension{}
+	}
+	gi := &message.GroupInfo{
+		GroupContext:    st.gc,
+		Extensions:      exts,
+		ConfirmationTag: clone(st.confTag),
+		Signer:          uint32(st.own),
+	}
+	if err := gi.Sign(st.suite, signer); err != nil {
+		return nil, err
+	}
+	return gi, nil
+}
+
+// ownLeaf returns this member's current LeafNode.
+func (st *epochState) ownLeaf() *message.LeafNode { return st.tree.Leaf(st.own) }
+
+func (st *epochState) sameEpoch(o *epochState) bool {
+	return st.gc.Epoch == o.gc.Epoch && bytes.Equal(st.gc.GroupID, o.gc.GroupID)
+}

@@ -1,0 +1,123 @@
+package framing
+
+import (
+	"crypto/hmac"
+	"errors"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/wire"
+)
+
+// membershipTag computes MAC(membership_key, AuthenticatedContentTBM)
+// (RFC 9420, Section 6.2):
+//
+//	struct {
+//	  FramedContentTBS content_tbs;
+//	  FramedContentAuthData auth;
+//	} AuthenticatedContentTBM;
+func membershipTag(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) ([]byte, error) {
+	e := wire.NewEncoder(nil)
+	appendTBS(e, message.WireFormatPublicMessage, fc, groupContext)
+	appendAuth(e, fc.ContentType, auth)
+	tbm, err := e.Bytes()
+	if err != nil {
+		return nil, newError(op, ErrInvalidArgument, err)
+	}
+	return s.MAC(membershipKey, tbm), nil
+}
+
+// ProtectPublic encodes a signed AuthenticatedContent as a PublicMessage
+// (RFC 9420, Section 6.2). For a member sender it adds membership_tag =
+// MAC(membership_key, AuthenticatedContentTBM), which needs the epoch's
+// membership key and encoded GroupContext; for other senders both are
+// ignored and there is no tag.
+//
+// ac must have been signed for WireFormatPublicMessage, and a commit must
+// carry its confirmation tag. Application data is refused: RFC 9420,
+// Section 6 requires PrivateMessage for it.
+func ProtectPublic(s *ciphersuite.Suite, ac *message.AuthenticatedContent, membershipKey, groupContext []byte) (*message.PublicMessage, error) {
+	const op = "protect PublicMessage"
+	if s == nil || ac == nil {
+		return nil, newError(op, ErrInvalidArgument, errors.New("nil suite or content"))
+	}
+	if ac.WireFormat != message.WireFormatPublicMessage {
+		return nil, newError(op, ErrWireFormat, errorf("content signed for wire format %d", ac.WireFormat))
+	}
+	if ac.Content.ContentType == message.ContentApplication {
+		return nil, newError(op, ErrContentType, errors.New("application data must be sent as a PrivateMessage"))
+	}
+	if err := checkContent(op, &ac.Content); err != nil {
+		return nil, err
+	}
+	if err := checkAuth(op, ac.Content.ContentType, &ac.Auth); err != nil {
+		return nil, err
+	}
+	pm := &message.PublicMessage{Content: ac.Content, Auth: ac.Auth}
+	if ac.Content.Sender.Type != message.SenderMember {
+		return pm, nil
+	}
+	if len(membershipKey) == 0 {
+		return nil, newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
+	}
+	if err := checkGroupContext(op, ac.Content.Sender.Type, groupContext); err != nil {
+		return nil, err
+	}
+	tag, err := membershipTag(op, s, membershipKey, &ac.Content, &ac.Auth, groupContext)
+	if err != nil {
+		return nil, err
+	}
+	pm.MembershipTag = tag
+	return pm, nil
+}
+
+// UnprotectPublic checks a PublicMessage (RFC 9420, Section 6.2): its
+// content type and sender type, the presence of the confirmation tag, and
+// for a member sender the membership tag (compared in constant time)
+// under the epoch's membership key and encoded GroupContext. The result
+// still needs its signature verified.
+//
+// The group ID and epoch are not compared with the group's; that is the
+// caller's check (RFC 9420, Section 12.2 in spirit; OpenMLS ValSem002/003).
+func UnprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte) (*Unverified, error) {
+	const op = "unprotect PublicMessage"
+	if s == nil || pm == nil {
+		return nil, newError(op, ErrInvalidArgument, errors.New("nil suite or message"))
+	}
+	fc := &pm.Content
+	if fc.ContentType == message.ContentApplication {
+		return nil, newError(op, ErrContentType, errors.New("application data in a PublicMessage"))
+	}
+	if err := checkContent(op, fc); err != nil {
+		return nil, err
+	}
+	if err := checkAuth(op, fc.ContentType, &pm.Auth); err != nil {
+		return nil, err
+	}
+	if err := checkGroupContext(op, fc.Sender.Type, groupContext); err != nil {
+		return nil, err
+	}
+	if fc.Sender.Type == message.SenderMember {
+		if len(membershipKey) == 0 {
+			return nil, newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
+		}
+		want, err := membershipTag(op, s, membershipKey, fc, &pm.Auth, groupContext)
+		if err != nil {
+			return nil, err
+		}
+		if !hmac.Equal(want, pm.MembershipTag) {
+			return nil, newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
+		}
+	} else if pm.MembershipTag != nil {
+		return nil, newError(op, ErrMembershipTag, errorf("membership tag from a sender of type %d", fc.Sender.Type))
+	}
+	return &Unverified{
+		suite:        s,
+		groupContext: groupContext,
+		ac: message.AuthenticatedContent{
+			WireFormat: message.WireFormatPublicMessage,
+			Content:    pm.Content,
+			Auth:       pm.Auth,
+		},
+	}, nil
+}

@@ -1,0 +1,316 @@
+package message
+
+import (
+	"crypto"
+	"fmt"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/wire"
+)
+
+// This file holds the ratchet tree structures: LeafNode (with its
+// signature), ParentNode, Node, the ratchet_tree vector and UpdatePath.
+
+// Signature labels (RFC 9420, Sections 7.2, 10 and 12.4.3). The
+// ciphersuite package adds the "MLS 1.0 " prefix.
+const (
+	labelLeafNodeTBS   = "LeafNodeTBS"
+	labelKeyPackageTBS = "KeyPackageTBS"
+	labelGroupInfoTBS  = "GroupInfoTBS"
+)
+
+// encodeBody appends every LeafNode field before the signature, which is
+// the common prefix of LeafNode and LeafNodeTBS (RFC 9420, Section 7.2).
+// The source-specific field is written from Source: Lifetime for
+// key_package, ParentHash for commit, nothing otherwise.
+func (ln *LeafNode) encodeBody(e *wire.Encoder) {
+	e.Opaque(ln.EncryptionKey)
+	e.Opaque(ln.SignatureKey)
+	ln.Credential.Encode(e)
+	ln.Capabilities.Encode(e)
+	e.U8(uint8(ln.Source))
+	switch ln.Source {
+	case LeafNodeSourceKeyPackage:
+		ln.Lifetime.Encode(e)
+	case LeafNodeSourceCommit:
+		e.Opaque(ln.ParentHash)
+	}
+	encodeExtensions(e, ln.Extensions)
+}
+
+// Encode appends the LeafNode (RFC 9420, Section 7.2).
+func (ln *LeafNode) Encode(e *wire.Encoder) {
+	ln.encodeBody(e)
+	e.Opaque(ln.Signature)
+}
+
+// Decode reads a LeafNode (RFC 9420, Section 7.2). A leaf_node_source
+// other than key_package, update or commit is ErrUnknownValue: the
+// structure cannot be parsed past it.
+func (ln *LeafNode) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("LeafNode"))
+	*ln = LeafNode{}
+	ln.EncryptionKey = d.Opaque("encryption_key")
+	ln.SignatureKey = d.Opaque("signature_key")
+	ln.Credential.Decode(d)
+	ln.Capabilities.Decode(d)
+	ln.Source = LeafNodeSource(d.U8("leaf_node_source"))
+	if d.Err() != nil {
+		return
+	}
+	switch ln.Source {
+	case LeafNodeSourceKeyPackage:
+		ln.Lifetime.Decode(d)
+	case LeafNodeSourceUpdate:
+	case LeafNodeSourceCommit:
+		ln.ParentHash = d.Opaque("parent_hash")
+	default:
+		failUnknown(d, "leaf_node_source", uint64(ln.Source))
+		return
+	}
+	ln.Extensions = decodeExtensions(d, "extensions")
+	ln.Signature = d.Opaque("signature")
+}
+
+// check reports a LeafNode that Encode cannot write faithfully.
+func (ln *LeafNode) check() error {
+	switch ln.Source {
+	case LeafNodeSourceKeyPackage, LeafNodeSourceUpdate:
+		if ln.ParentHash != nil {
+			return inconsistent("LeafNode", "parent_hash", "set for source %d, which carries none", ln.Source)
+		}
+	case LeafNodeSourceCommit:
+	default:
+		return inconsistent("LeafNode", "leaf_node_source", "unknown source %d", ln.Source)
+	}
+	if ln.Source != LeafNodeSourceKeyPackage && ln.Lifetime != (Lifetime{}) {
+		return inconsistent("LeafNode", "lifetime", "set for source %d, which carries none", ln.Source)
+	}
+	return CheckExtensions(ln.Extensions)
+}
+
+// tbs encodes LeafNodeTBS (RFC 9420, Section 7.2): the LeafNode without its
+// signature, followed by group_id and leaf_index for the sources update and
+// commit (a KeyPackage's leaf is signed before any group exists).
+func (ln *LeafNode) tbs(groupID []byte, leaf uint32) ([]byte, error) {
+	if err := ln.check(); err != nil {
+		return nil, err
+	}
+	e := wire.NewEncoder(nil)
+	ln.encodeBody(e)
+	if ln.Source == LeafNodeSourceUpdate || ln.Source == LeafNodeSourceCommit {
+		e.Opaque(groupID)
+		e.U32(leaf)
+	}
+	return e.Bytes()
+}
+
+// TBS returns the encoded LeafNodeTBS (RFC 9420, Section 7.2). groupID and
+// leaf are used only for the sources update and commit. It returns nil for
+// a node that cannot be encoded (an unknown source, or a vector over 2^30
+// bytes); Sign and VerifySignature report those as errors.
+func (ln *LeafNode) TBS(groupID []byte, leaf uint32) []byte {
+	b, err := ln.tbs(groupID, leaf)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// Sign sets ln.Signature to SignWithLabel(signer, "LeafNodeTBS",
+// LeafNodeTBS) (RFC 9420, Section 7.2). signer must belong to ln.SignatureKey;
+// Sign does not check that.
+func (ln *LeafNode) Sign(s *ciphersuite.Suite, signer crypto.Signer, groupID []byte, leaf uint32) error {
+	tbs, err := ln.tbs(groupID, leaf)
+	if err != nil {
+		return err
+	}
+	sig, err := s.SignWithLabel(signer, labelLeafNodeTBS, tbs)
+	if err != nil {
+		return fmt.Errorf("mls: signing LeafNode: %w", err)
+	}
+	ln.Signature = sig
+	return nil
+}
+
+// VerifySignature checks ln.Signature over LeafNodeTBS with ln.SignatureKey
+// (RFC 9420, Section 7.3). A bad signature gives an error wrapping
+// ciphersuite.ErrInvalidSignature; a malformed key one wrapping
+// ciphersuite.ErrInvalidKey.
+func (ln *LeafNode) VerifySignature(s *ciphersuite.Suite, groupID []byte, leaf uint32) error {
+	tbs, err := ln.tbs(groupID, leaf)
+	if err != nil {
+		return err
+	}
+	if err := s.VerifyWithLabel(ln.SignatureKey, labelLeafNodeTBS, tbs, ln.Signature); err != nil {
+		return fmt.Errorf("mls: LeafNode signature (leaf %d): %w", leaf, err)
+	}
+	return nil
+}
+
+// Encode appends the ParentNode (RFC 9420, Section 7.1).
+func (p *ParentNode) Encode(e *wire.Encoder) {
+	e.Opaque(p.EncryptionKey)
+	e.Opaque(p.ParentHash)
+	encodeU32s(e, p.UnmergedLeaves)
+}
+
+// Decode reads a ParentNode (RFC 9420, Section 7.1).
+func (p *ParentNode) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("ParentNode"))
+	*p = ParentNode{}
+	p.EncryptionKey = d.Opaque("encryption_key")
+	p.ParentHash = d.Opaque("parent_hash")
+	p.UnmergedLeaves = decodeU32s(d, "unmerged_leaves")
+}
+
+// Encode appends the Node (RFC 9420, Section 12.4.3.3): a leaf if Leaf is
+// set, otherwise a parent (a zero ParentNode if Parent is nil too; the
+// Marshal methods reject such a Node).
+func (n *Node) Encode(e *wire.Encoder) {
+	if n.Leaf != nil {
+		e.U8(uint8(NodeTypeLeaf))
+		n.Leaf.Encode(e)
+		return
+	}
+	e.U8(uint8(NodeTypeParent))
+	p := n.Parent
+	if p == nil {
+		p = &ParentNode{}
+	}
+	p.Encode(e)
+}
+
+// Decode reads a Node (RFC 9420, Section 12.4.3.3). A node_type other than
+// leaf or parent is ErrUnknownValue.
+func (n *Node) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("Node"))
+	*n = Node{}
+	t := NodeType(d.U8("node_type"))
+	if d.Err() != nil {
+		return
+	}
+	switch t {
+	case NodeTypeLeaf:
+		n.Leaf = new(LeafNode)
+		n.Leaf.Decode(d)
+	case NodeTypeParent:
+		n.Parent = new(ParentNode)
+		n.Parent.Decode(d)
+	default:
+		failUnknown(d, "node_type", uint64(t))
+	}
+}
+
+// Type returns the node type: NodeTypeLeaf if Leaf is set, else
+// NodeTypeParent.
+func (n *Node) Type() NodeType {
+	if n.Leaf != nil {
+		return NodeTypeLeaf
+	}
+	return NodeTypeParent
+}
+
+func (n *Node) check() error {
+	if (n.Leaf == nil) == (n.Parent == nil) {
+		return inconsistent("Node", "node_type", "exactly one of Leaf and Parent must be set")
+	}
+	if n.Leaf != nil {
+		return n.Leaf.check()
+	}
+	return nil
+}
+
+// Encode appends optional<Node> ratchet_tree<V> (RFC 9420, Section
+// 12.4.3.3); nil entries are blank nodes. Encode writes the entries as
+// they are: stripping trailing blank nodes is the tree's job.
+func (t RatchetTree) Encode(e *wire.Encoder) {
+	e.Vector(func(e *wire.Encoder) {
+		for _, n := range t {
+			e.Optional(n != nil)
+			if n != nil {
+				n.Encode(e)
+			}
+		}
+	})
+}
+
+// Decode reads optional<Node> ratchet_tree<V> (RFC 9420, Section
+// 12.4.3.3). Only the structure is checked; the shape rules (the last node
+// is non-blank, leaves at even indices) belong to the tree.
+func (t *RatchetTree) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("RatchetTree"))
+	out := RatchetTree{}
+	d.Vector("ratchet_tree", func(d *wire.Decoder) {
+		if !d.Optional("node") {
+			out = append(out, nil)
+			return
+		}
+		n := new(Node)
+		n.Decode(d)
+		out = append(out, n)
+	})
+	if d.Err() != nil {
+		*t = nil
+		return
+	}
+	*t = out
+}
+
+func (t RatchetTree) check() error {
+	for i, n := range t {
+		if n == nil {
+			continue
+		}
+		if err := n.check(); err != nil {
+			return fmt.Errorf("ratchet_tree[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Encode appends the UpdatePathNode (RFC 9420, Section 7.6).
+func (n *UpdatePathNode) Encode(e *wire.Encoder) {
+	e.Opaque(n.EncryptionKey)
+	e.Vector(func(e *wire.Encoder) {
+		for i := range n.EncryptedPathSecret {
+			n.EncryptedPathSecret[i].Encode(e)
+		}
+	})
+}
+
+// Decode reads an UpdatePathNode (RFC 9420, Section 7.6).
+func (n *UpdatePathNode) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("UpdatePathNode"))
+	*n = UpdatePathNode{}
+	n.EncryptionKey = d.Opaque("encryption_key")
+	n.EncryptedPathSecret = []HPKECiphertext{}
+	d.Vector("encrypted_path_secret", func(d *wire.Decoder) {
+		var c HPKECiphertext
+		c.Decode(d)
+		n.EncryptedPathSecret = append(n.EncryptedPathSecret, c)
+	})
+}
+
+// Encode appends the UpdatePath (RFC 9420, Section 7.6).
+func (p *UpdatePath) Encode(e *wire.Encoder) {
+	p.LeafNode.Encode(e)
+	e.Vector(func(e *wire.Encoder) {
+		for i := range p.Nodes {
+			p.Nodes[i].Encode(e)
+		}
+	})
+}
+
+// Decode reads an UpdatePath (RFC 9420, Section 7.6).
+func (p *UpdatePath) Decode(d *wire.Decoder) {
+	defer d.Struct(d.Struct("UpdatePath"))
+	*p = UpdatePath{}
+	p.LeafNode.Decode(d)
+	p.Nodes = []UpdatePathNode{}
+	d.Vector("nodes", func(d *wire.Decoder) {
+		var n UpdatePathNode
+		n.Decode(d)
+		p.Nodes = append(p.Nodes, n)
+	})
+}

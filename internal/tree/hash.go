@@ -1,0 +1,179 @@
+package tree
+
+import (
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/treemath"
+	"github.com/mlskit/mls/internal/wire"
+)
+
+// Node types of TreeHashInput (RFC 9420, Section 7.8).
+const (
+	nodeTypeLeaf   = uint8(message.NodeTypeLeaf)
+	nodeTypeParent = uint8(message.NodeTypeParent)
+)
+
+// leafHash is the tree hash of leaf i (RFC 9420, Section 7.8):
+//
+//	struct { uint32 leaf_index; optional<LeafNode> leaf_node; } LeafNodeHashInput;
+func leafHash(s *ciphersuite.Suite, i LeafIndex, ln *message.LeafNode) []byte {
+	e := wire.NewEncoder(make([]byte, 0, 512))
+	e.U8(nodeTypeLeaf)
+	e.U32(uint32(i))
+	e.Optional(ln != nil)
+	if ln != nil {
+		ln.Encode(e)
+	}
+	// The encoder fails only for a vector over 2^30 bytes, which nothing
+	// in a tree can hold (decoding caps vectors far lower).
+	b, _ := e.Bytes()
+	return s.Hash(b)
+}
+
+// parentHash is the tree hash of a parent node (RFC 9420, Section 7.8):
+//
+//	struct {
+//	    optional<ParentNode> parent_node;
+//	    opaque left_hash<V>;
+//	    opaque right_hash<V>;
+//	} ParentNodeHashInput;
+func parentHash(s *ciphersuite.Suite, p *message.ParentNode, left, right []byte) []byte {
+	e := wire.NewEncoder(make([]byte, 0, 256))
+	e.U8(nodeTypeParent)
+	e.Optional(p != nil)
+	if p != nil {
+		p.Encode(e)
+	}
+	e.Opaque(left)
+	e.Opaque(right)
+	b, _ := e.Bytes()
+	return s.Hash(b)
+}
+
+// parentHashOf is the parent hash of P with the given original sibling
+// tree hash (RFC 9420, Section 7.9):
+//
+//	struct {
+//	    HPKEPublicKey encryption_key;
+//	    opaque parent_hash<V>;
+//	    opaque original_sibling_tree_hash<V>;
+//	} ParentHashInput;
+func parentHashOf(s *ciphersuite.Suite, p *message.ParentNode, siblingHash []byte) []byte {
+	e := wire.NewEncoder(make([]byte, 0, 4+len(p.EncryptionKey)+len(p.ParentHash)+len(siblingHash)+12))
+	e.Opaque(p.EncryptionKey)
+	e.Opaque(p.ParentHash)
+	e.Opaque(siblingHash)
+	b, _ := e.Bytes()
+	return s.Hash(b)
+}
+
+// hash returns the tree hash of x, recomputing it (and, recursively, the
+// hashes below it) if x changed in the diff.
+func (d *Diff) hash(x NodeIndex) []byte {
+	if h, ok := d.hashes[x]; ok {
+		return h
+	}
+	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
+		return d.base.hashes[x]
+	}
+	n := d.node(x)
+	var h []byte
+	if x.IsLeaf() {
+		h = leafHash(d.base.suite, x.Leaf(), n.leaf)
+	} else {
+		l := d.hash(treemath.Left(x))
+		r := d.hash(treemath.Right(x))
+		h = parentHash(d.base.suite, n.parent, l, r)
+	}
+	if d.hashes == nil {
+		d.hashes = make(map[NodeIndex][]byte)
+	}
+	d.hashes[x] = h
+	return h
+}
+
+// resLen returns the size of the resolution of x (RFC 9420, Section 4.1.1),
+// cached like the tree hash.
+func (d *Diff) resLen(x NodeIndex) uint32 {
+	if v, ok := d.res[x]; ok {
+		return v
+	}
+	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
+		return d.base.res[x]
+	}
+	n := d.node(x)
+	var v uint32
+	switch {
+	case n.leaf != nil:
+		v = 1
+	case n.parent != nil:
+		v = 1 + uint32(len(n.parent.UnmergedLeaves))
+	case !x.IsLeaf():
+		v = d.resLen(treemath.Left(x)) + d.resLen(treemath.Right(x))
+	}
+	if d.res == nil {
+		d.res = make(map[NodeIndex]uint32)
+	}
+	d.res[x] = v
+	return v
+}
+
+// TreeHash returns the tree hash of the root (RFC 9420, Section 7.8).
+// Only the nodes that changed in the diff and their ancestors are hashed
+// again.
+func (d *Diff) TreeHash() []byte { return clone(d.hash(treemath.Root(d.nLeaves))) }
+
+// NodeHash returns the tree hash of node x, which must be in the tree.
+func (d *Diff) NodeHash(x NodeIndex) []byte {
+	if !d.inTree(x) {
+		return nil
+	}
+	return clone(d.hash(x))
+}
+
+// originalSiblingHash returns the tree hash of s with the leaves in
+// excluded blanked and removed from every unmerged_leaves list (the
+// original_sibling_tree_hash of RFC 9420, Section 7.9). excluded lists leaf
+// indices; those outside the subtree of s are ignored. Subtrees without an
+// excluded leaf use the cached hash, so the cost is O(len(excluded) * log N).
+func (d *Diff) originalSiblingHash(s NodeIndex, excluded []uint32) []byte {
+	first, count := leafRange(s)
+	var in []uint32
+	for _, u := range excluded {
+		if u >= first && u-first < count {
+			in = append(in, u)
+		}
+	}
+	return d.hashWithout(s, in)
+}
+
+func (d *Diff) hashWithout(x NodeIndex, excl []uint32) []byte {
+	if len(excl) == 0 {
+		return d.hash(x)
+	}
+	if x.IsLeaf() {
+		return leafHash(d.base.suite, x.Leaf(), nil)
+	}
+	n := d.node(x)
+	p := n.parent
+	if p != nil {
+		kept := make([]uint32, 0, len(p.UnmergedLeaves))
+		for _, u := range p.UnmergedLeaves {
+			if !contains(excl, u) {
+				kept = append(kept, u)
+			}
+		}
+		p = &message.ParentNode{EncryptionKey: p.EncryptionKey, ParentHash: p.ParentHash, UnmergedLeaves: kept}
+	}
+	first, count := leafRange(x)
+	mid := first + count/2
+	var left, right []uint32
+	for _, u := range excl {
+		if u < mid {
+			left = append(left, u)
+		} else {
+			right = append(right, u)
+		}
+	}
+	return parentHash(d.base.suite, p, d.hashWithout(treemath.Left(x), left), d.hashWithout(treemath.Right(x), right))
+}

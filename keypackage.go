@@ -1,0 +1,302 @@
+package mls
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"fmt"
+	"time"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/wire"
+	"github.com/mlskit/mls/storage"
+)
+
+// Identity is what a client signs with: a credential and the signing key
+// bound to it. The signer can be any crypto.Signer whose public key fits
+// the cipher suite (ed25519.PrivateKey, *ecdsa.PrivateKey, a KMS key, ...).
+type Identity struct {
+	Credential credential.Credential
+	Signer     crypto.Signer
+}
+
+// LastResortExtension is the KeyPackage extension type that marks a key
+// package of last resort (RFC 9420, Section 16.8; the code point OpenMLS
+// uses, 0x000a). Such a key package may be used more than once, so its
+// private keys are kept after use.
+const LastResortExtension = 0x000a
+
+// KeyPackageOptions configures NewKeyPackage.
+type KeyPackageOptions struct {
+	// Lifetime of the key package; zero means 90 days.
+	Lifetime time.Duration
+	// LastResort marks the key package as reusable (its private keys are
+	// not deleted when it is used).
+	LastResort bool
+	// Capabilities advertised by the leaf node.
+	Capabilities Capabilities
+	// Extensions of the key package and of its leaf node.
+	Extensions     []Extension
+	LeafExtensions []Extension
+	// Now and Rand override the clock and the randomness (tests).
+	Now  func() time.Time
+	Rand interface{ Read([]byte) (int, error) }
+}
+
+// KeyPackage is a signed, published description of a client that others
+// use to add it to groups (RFC 9420, Section 10).
+type KeyPackage struct {
+	suite *ciphersuite.Suite
+	kp    message.KeyPackage
+	raw   []byte
+	ref   []byte
+}
+
+// NewKeyPackage creates a key package for suite, signs it with id, and
+// stores its private keys (init key and leaf encryption key) in store under
+// its reference, where StageWelcome finds them.
+func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, id Identity, opts KeyPackageOptions) (*KeyPackage, error) {
+	s, err := ciphersuite.Lookup(suite)
+	if err != nil {
+		return nil, err
+	}
+	if id.Signer == nil {
+		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
+	}
+	sigPub, err := s.SignaturePublicKey(id.Signer)
+	if err != nil {
+		return nil, err
+	}
+	initPriv, initPub, err := s.GenerateKeyPair(opts.Rand)
+	if err != nil {
+		return nil, err
+	}
+	encPriv, encPub, err := s.GenerateKeyPair(opts.Rand)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
+	lifetime := opts.Lifetime
+	if lifetime == 0 {
+		lifetime = defaultLifetime
+	}
+	exts := toWireExtensions(opts.Extensions)
+	if opts.LastResort {
+		exts = append(exts, message.Extension{Type: LastResortExtension, Data: []byte{}})
+	}
+	kp := message.KeyPackage{
+		Version:     message.MLS10,
+		CipherSuite: suite,
+		InitKey:     initPub,
+		LeafNode: message.LeafNode{
+			EncryptionKey: encPub,
+			SignatureKey:  sigPub,
+			Credential:    id.Credential.Wire(),
+			Capabilities:  wireCapabilities(opts.Capabilities, suite, id.Credential.Type()),
+			Source:        message.LeafNodeSourceKeyPackage,
+			Lifetime: message.Lifetime{
+				// Backdate by an hour to tolerate clock skew between clients.
+				NotBefore: uint64(now.Add(-time.Hour).Unix()),
+				NotAfter:  uint64(now.Add(lifetime).Unix()),
+			},
+			Extensions: toWireExtensions(opts.LeafExtensions),
+		},
+		Extensions: exts,
+	}
+	if opts.LastResort {
+		kp.LeafNode.Capabilities.Extensions = appendUnique(kp.LeafNode.Capabilities.Extensions, LastResortExtension)
+	}
+	if err := kp.LeafNode.Sign(s, id.Signer, nil, 0); err != nil {
+		return nil, err
+	}
+	if err := kp.Sign(s, id.Signer); err != nil {
+		return nil, err
+	}
+	out, err := newKeyPackage(s, kp)
+	if err != nil {
+		return nil, err
+	}
+	rec := keyPackageRecord{initPriv: initPriv, encPriv: encPriv, lastResort: opts.LastResort, raw: out.raw}
+	err = store.Update(ctx, func(tx storage.Tx) error {
+		return tx.Put(bucketKeyPackages, out.ref, rec.marshal())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mls: storing key package: %w", err)
+	}
+	return out, nil
+}
+
+func newKeyPackage(s *ciphersuite.Suite, kp message.KeyPackage) (*KeyPackage, error) {
+	raw, err := message.Marshal(&kp)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyPackage{suite: s, kp: kp, raw: raw, ref: s.KeyPackageRef(raw)}, nil
+}
+
+// ParseKeyPackage decodes a key package (as the bare KeyPackage structure or
+// wrapped in an MLSMessage) and verifies its signatures (RFC 9420,
+// Section 10.1); it does not check the lifetime, which depends on the group.
+func ParseKeyPackage(b []byte) (*KeyPackage, error) {
+	var kp message.KeyPackage
+	if m, err := message.UnmarshalMLSMessage(b); err == nil && m.WireFormat == message.WireFormatKeyPackage {
+		kp = *m.KeyPackage
+	} else if err := message.Unmarshal(b, &kp); err != nil {
+		return nil, err
+	}
+	s, err := ciphersuite.Lookup(kp.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyKeyPackage(s, &kp); err != nil {
+		return nil, err
+	}
+	return newKeyPackage(s, kp)
+}
+
+// verifyKeyPackage checks the suite-independent rules of RFC 9420,
+// Section 10.1: version, signatures, leaf node source, init key distinct
+// from the encryption key.
+func verifyKeyPackage(s *ciphersuite.Suite, kp *message.KeyPackage) error {
+	if kp.Version != message.MLS10 {
+		return invalid("ValSem105", "10.1", "key package version %d", kp.Version)
+	}
+	if kp.LeafNode.Source != message.LeafNodeSourceKeyPackage {
+		return invalid("KeyPackageLeafSource", "10.1", "leaf node source %d, want key_package", kp.LeafNode.Source)
+	}
+	if err := kp.VerifySignature(s); err != nil {
+		return invalidErr("KeyPackageSignature", "10.1", err, "key package signature")
+	}
+	if err := kp.LeafNode.VerifySignature(s, nil, 0); err != nil {
+		return invalidErr("LeafNodeSignature", "7.3", err, "key package leaf node signature")
+	}
+	if bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
+		return invalid("ValSem104", "10.1", "init key equals the leaf encryption key")
+	}
+	return nil
+}
+
+// Ref returns the KeyPackageRef (RFC 9420, Section 5.2).
+func (k *KeyPackage) Ref() []byte { return bytes.Clone(k.ref) }
+
+// CipherSuite returns the key package's cipher suite.
+func (k *KeyPackage) CipherSuite() CipherSuite { return k.kp.CipherSuite }
+
+// Credential returns the credential of the key package's leaf node.
+func (k *KeyPackage) Credential() credential.Credential {
+	return credential.FromWire(k.kp.LeafNode.Credential)
+}
+
+// SignatureKey returns the leaf's signature public key.
+func (k *KeyPackage) SignatureKey() []byte { return bytes.Clone(k.kp.LeafNode.SignatureKey) }
+
+// IsLastResort reports whether the key package carries the last-resort
+// extension.
+func (k *KeyPackage) IsLastResort() bool {
+	for _, e := range k.kp.Extensions {
+		if e.Type == LastResortExtension {
+			return true
+		}
+	}
+	return false
+}
+
+// MarshalBinary returns the key package wrapped in an MLSMessage, the form
+// in which it is published (RFC 9420, Section 6).
+func (k *KeyPackage) MarshalBinary() ([]byte, error) {
+	return message.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &k.kp})
+}
+
+// keyPackageRecord is what the store keeps for an unused key package.
+type keyPackageRecord struct {
+	initPriv, encPriv []byte
+	lastResort        bool
+	raw               []byte
+}
+
+const keyPackageRecordVersion = 1
+
+func (r *keyPackageRecord) marshal() []byte {
+	e := wire.NewEncoder(nil)
+	e.U8(keyPackageRecordVersion)
+	e.Opaque(r.initPriv)
+	e.Opaque(r.encPriv)
+	e.Bool(r.lastResort)
+	e.Opaque(r.raw)
+	return e.MustBytes()
+}
+
+func (r *keyPackageRecord) unmarshal(b []byte) error {
+	d := wire.NewDecoder(b)
+	d.Struct("KeyPackageRecord")
+	if v := d.U8("version"); d.Err() == nil && v != keyPackageRecordVersion {
+		d.Failf("version", "unsupported record version %d", v)
+	}
+	r.initPriv = d.Opaque("init_priv")
+	r.encPriv = d.Opaque("encryption_priv")
+	r.lastResort = d.Bool("last_resort")
+	r.raw = d.Opaque("key_package")
+	return d.Finish()
+}
+
+func toWireExtensions(exts []Extension) []message.Extension {
+	out := make([]message.Extension, 0, len(exts))
+	for _, e := range exts {
+		out = append(out, message.Extension{Type: message.ExtensionType(e.Type), Data: bytes.Clone(e.Data)})
+	}
+	return out
+}
+
+func fromWireExtensions(exts []message.Extension) []Extension {
+	out := make([]Extension, 0, len(exts))
+	for _, e := range exts {
+		out = append(out, Extension{Type: uint16(e.Type), Data: bytes.Clone(e.Data)})
+	}
+	return out
+}
+
+// wireCapabilities fills a leaf's capabilities, with the defaults of
+// RFC 9420, Section 7.2: the version and suite in use, basic credentials
+// and the credential type actually used.
+func wireCapabilities(c Capabilities, suite CipherSuite, used credential.Type) message.Capabilities {
+	out := message.Capabilities{Versions: []message.ProtocolVersion{message.MLS10}}
+	out.CipherSuites = appendUnique(out.CipherSuites, suite)
+	for _, cs := range c.CipherSuites {
+		out.CipherSuites = appendUnique(out.CipherSuites, cs)
+	}
+	out.Extensions = []message.ExtensionType{}
+	for _, e := range c.Extensions {
+		out.Extensions = appendUnique(out.Extensions, message.ExtensionType(e))
+	}
+	out.Proposals = []message.ProposalType{}
+	for _, p := range c.Proposals {
+		out.Proposals = appendUnique(out.Proposals, message.ProposalType(p))
+	}
+	out.Credentials = []message.CredentialType{message.CredentialBasic}
+	if used != 0 {
+		out.Credentials = appendUnique(out.Credentials, message.CredentialType(used))
+	}
+	for _, ct := range c.Credentials {
+		out.Credentials = appendUnique(out.Credentials, message.CredentialType(ct))
+	}
+	return out
+}
+
+func appendUnique[T comparable](s []T, v T) []T {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// Storage buckets. The layout is owned by this package; see storage.go.
+const (
+	bucketKeyPackages = "keypackages"
+)

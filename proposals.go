@@ -1,0 +1,388 @@
+package mls
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/tree"
+)
+
+// SenderType says who sent a message (RFC 9420, Section 6).
+type SenderType uint8
+
+const (
+	SenderMember            = SenderType(message.SenderMember)
+	SenderExternal          = SenderType(message.SenderExternal)
+	SenderNewMemberProposal = SenderType(message.SenderNewMemberProposal)
+	SenderNewMemberCommit   = SenderType(message.SenderNewMemberCommit)
+)
+
+// Sender identifies the sender of a message: a member by leaf index, an
+// external sender by its index in the external_senders extension, or a new
+// member.
+type Sender struct {
+	Type  SenderType
+	Index uint32
+}
+
+func senderOf(s message.Sender) Sender {
+	switch s.Type {
+	case message.SenderMember:
+		return Sender{Type: SenderMember, Index: s.LeafIndex}
+	case message.SenderExternal:
+		return Sender{Type: SenderExternal, Index: s.SenderIndex}
+	}
+	return Sender{Type: SenderType(s.Type)}
+}
+
+// ProposalType is a proposal type from the IANA "MLS Proposal Types"
+// registry (RFC 9420, Section 17.4).
+type ProposalType uint16
+
+const (
+	ProposalAdd                    = ProposalType(message.ProposalAdd)
+	ProposalUpdate                 = ProposalType(message.ProposalUpdate)
+	ProposalRemove                 = ProposalType(message.ProposalRemove)
+	ProposalPSK                    = ProposalType(message.ProposalPSK)
+	ProposalReInit                 = ProposalType(message.ProposalReInit)
+	ProposalExternalInit           = ProposalType(message.ProposalExternalInit)
+	ProposalGroupContextExtensions = ProposalType(message.ProposalGroupContextExtensions)
+)
+
+// QueuedProposal is a proposal received or sent in the current epoch,
+// waiting to be committed, or one covered by a staged commit.
+type QueuedProposal struct {
+	p      *message.Proposal
+	ref    []byte // ProposalRef; nil for a proposal inline in a commit
+	sender message.Sender
+}
+
+// Type returns the proposal type.
+func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.p.Type) }
+
+// Ref returns the ProposalRef (RFC 9420, Section 5.2), or nil for a
+// proposal sent inline in a commit.
+func (q *QueuedProposal) Ref() []byte { return clone(q.ref) }
+
+// Sender returns who proposed it.
+func (q *QueuedProposal) Sender() Sender { return senderOf(q.sender) }
+
+// Removed returns the leaf a Remove proposal removes.
+func (q *QueuedProposal) Removed() (uint32, bool) {
+	if q.p.Remove == nil {
+		return 0, false
+	}
+	return q.p.Remove.Removed, true
+}
+
+// AddedCredential returns the credential of the key package an Add
+// proposal adds.
+func (q *QueuedProposal) AddedCredential() (credential.Credential, bool) {
+	if q.p.Add == nil {
+		return credential.Credential{}, false
+	}
+	return credential.FromWire(q.p.Add.KeyPackage.LeafNode.Credential), true
+}
+
+// UpdatedCredential returns the credential of an Update proposal's new leaf.
+func (q *QueuedProposal) UpdatedCredential() (credential.Credential, bool) {
+	if q.p.Update == nil {
+		return credential.Credential{}, false
+	}
+	return credential.FromWire(q.p.Update.LeafNode.Credential), true
+}
+
+func (q *QueuedProposal) String() string {
+	return fmt.Sprintf("proposal(type %d from %v)", q.p.Type, senderOf(q.sender))
+}
+
+// applied is the result of applying a proposal list to a tree diff
+// (RFC 9420, Section 12.3).
+type applied struct {
+	props        []*QueuedProposal
+	exts         []message.Extension // new group context extensions, or nil
+	added        []tree.LeafIndex    // leaves of new members, in order
+	addedKPs     []*message.KeyPackage
+	removed      []tree.LeafIndex
+	updated      map[tree.LeafIndex]bool
+	externalLeaf tree.LeafIndex
+	psks         []message.PreSharedKeyID
+	reinit       *message.ReInitProposal
+	extInit      *message.ExternalInitProposal
+	needsPath    bool
+	selfGone     bool // the committer's or this member's leaf was removed
+}
+
+// pathRequired reports whether a proposal type requires the commit to have
+// a path (RFC 9420, Section 17.4, "Path Required").
+func pathRequired(t message.ProposalType) bool {
+	switch t {
+	case message.ProposalAdd, message.ProposalPSK, message.ProposalReInit:
+		return false
+	}
+	return true
+}
+
+// applyProposals validates a commit's proposal list (RFC 9420, Section
+// 12.2) and applies it to d in the order of Section 12.3: group context
+// extensions, updates, removes, adds. committer is the commit's sender;
+// external is true for external commits. me is this member's leaf (to
+// notice its own removal). On error d may be partly modified and must be
+// discarded.
+func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProposal, committer message.Sender, me tree.LeafIndex) (*applied, error) {
+	s := st.suite
+	a := &applied{props: props, updated: map[tree.LeafIndex]bool{}, needsPath: len(props) == 0}
+	external := committer.Type == message.SenderNewMemberCommit
+	var updates, removes, adds, gces, psks []*QueuedProposal
+	touched := map[uint32]bool{}
+	pskIDs := map[string]bool{}
+	initKeys := map[string]bool{}
+	for _, q := range props {
+		p := q.p
+		if pathRequired(p.Type) {
+			a.needsPath = true
+		}
+		if !isDefaultProposal(p.Type) {
+			if err := g.checkProposalSupported(d, p.Type); err != nil {
+				return nil, err
+			}
+		}
+		switch p.Type {
+		case message.ProposalAdd:
+			if external {
+				return nil, invalid("ValSem242", "12.2", "external commit covers an Add proposal")
+			}
+			kp := &p.Add.KeyPackage
+			if kp.CipherSuite != st.gc.CipherSuite || kp.Version != st.gc.Version {
+				return nil, invalid("ValSem105", "12.1.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+			}
+			if err := verifyKeyPackage(s, kp); err != nil {
+				return nil, err
+			}
+			if initKeys[string(kp.InitKey)] {
+				return nil, invalid("ValSem102", "12.2", "two Add proposals share an init key")
+			}
+			initKeys[string(kp.InitKey)] = true
+			adds = append(adds, q)
+		case message.ProposalUpdate:
+			if external {
+				return nil, invalid("ValSem242", "12.2", "external commit covers an Update proposal")
+			}
+			if q.sender.Type != message.SenderMember {
+				return nil, invalid("ValSem112", "12.1.2", "Update proposal from a non-member sender")
+			}
+			if committer.Type == message.SenderMember && q.sender.LeafIndex == committer.LeafIndex {
+				return nil, invalid("ValSem111", "12.2", "commit covers the committer's own Update proposal")
+			}
+			if touched[q.sender.LeafIndex] {
+				return nil, invalid("ValSem110", "12.2", "several Update/Remove proposals for leaf %d", q.sender.LeafIndex)
+			}
+			touched[q.sender.LeafIndex] = true
+			updates = append(updates, q)
+		case message.ProposalRemove:
+			r := p.Remove.Removed
+			if d.Leaf(tree.LeafIndex(r)) == nil {
+				return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank or missing leaf %d", r)
+			}
+			if touched[r] {
+				return nil, invalid("ValSem107", "12.2", "several Update/Remove proposals for leaf %d", r)
+			}
+			touched[r] = true
+			if committer.Type == message.SenderMember && r == committer.LeafIndex {
+				return nil, invalid("ValSem200", "12.2", "commit removes the committer")
+			}
+			removes = append(removes, q)
+		case message.ProposalPSK:
+			id := &p.PSK.PSK
+			if id.Type != message.PSKExternal && !(id.Type == message.PSKResumption && id.Usage == message.ResumptionApplication) {
+				return nil, invalid("ValSem402", "12.1.4", "PSK of type %d usage %d not allowed in a PreSharedKey proposal", id.Type, id.Usage)
+			}
+			if len(id.Nonce) != s.HashSize() {
+				return nil, invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), s.HashSize())
+			}
+			key := pskKey(id)
+			if pskIDs[key] {
+				return nil, invalid("ValSem403", "12.2", "two PreSharedKey proposals for the same PSK")
+			}
+			pskIDs[key] = true
+			psks = append(psks, q)
+		case message.ProposalReInit:
+			if external {
+				return nil, invalid("ValSem242", "12.2", "external commit covers a ReInit proposal")
+			}
+			if len(props) != 1 {
+				return nil, invalid("ReInitAlone", "12.2", "ReInit proposal together with other proposals")
+			}
+			if p.ReInit.Version < st.gc.Version {
+				return nil, invalid("ReInitVersion", "12.1.5", "ReInit to older version %d", p.ReInit.Version)
+			}
+			a.reinit = p.ReInit
+		case message.ProposalExternalInit:
+			if !external {
+				return nil, invalid("ExternalInitInternal", "12.2", "ExternalInit proposal in a regular commit")
+			}
+			if a.extInit != nil {
+				return nil, invalid("ValSem241", "12.2", "external commit covers several ExternalInit proposals")
+			}
+			a.extInit = p.ExternalInit
+		case message.ProposalGroupContextExtensions:
+			if external {
+				return nil, invalid("ValSem242", "12.2", "external commit covers a GroupContextExtensions proposal")
+			}
+			gces = append(gces, q)
+			if len(gces) > 1 {
+				return nil, invalid("ValSem208", "12.2", "several GroupContextExtensions proposals")
+			}
+		default:
+			if external {
+				return nil, invalid("ValSem242", "12.2", "external commit covers a proposal of type %d", p.Type)
+			}
+		}
+	}
+	if external {
+		if a.extInit == nil {
+			return nil, invalid("ValSem240", "12.2", "external commit without an ExternalInit proposal")
+		}
+		if len(removes) > 1 {
+			return nil, invalid("ValSem242", "12.2", "external commit with several Remove proposals")
+		}
+	}
+	opts := g.treeOptions(st, &st.gc)
+
+	// Group context extensions first: later leaf checks use the new
+	// required capabilities (Section 12.1.7).
+	if len(gces) == 1 {
+		exts := gces[0].p.GroupContextExtensions.Extensions
+		if err := message.CheckExtensions(exts); err != nil {
+			return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
+		}
+		if err := checkExtensionsSupported(d, exts); err != nil {
+			return nil, err
+		}
+		a.exts = exts
+		rc, err := requiredCapabilities(exts)
+		if err != nil {
+			return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
+		}
+		opts.RequiredCapabilities = rc
+		if rc != nil {
+			for _, m := range membersLeaves(d) {
+				if err := checkRequiredCapabilities(rc, &d.Leaf(m).Capabilities); err != nil {
+					return nil, fmt.Errorf("leaf %d: %w", m, err)
+				}
+			}
+		}
+	}
+	for _, q := range updates {
+		at := tree.LeafIndex(q.sender.LeafIndex)
+		if err := d.ValidateLeaf(&q.p.Update.LeafNode, at, message.LeafNodeSourceUpdate, &opts); err != nil {
+			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
+		}
+		if err := d.Update(at, &q.p.Update.LeafNode); err != nil {
+			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
+		}
+		a.updated[at] = true
+	}
+	for _, q := range removes {
+		r := tree.LeafIndex(q.p.Remove.Removed)
+		if err := d.Remove(r); err != nil {
+			return nil, invalidErr("ValSem108", "12.1.3", err, "Remove proposal")
+		}
+		a.removed = append(a.removed, r)
+		if r == me {
+			a.selfGone = true
+		}
+	}
+	for _, q := range adds {
+		kp := &q.p.Add.KeyPackage
+		at, err := d.ReserveLeaf()
+		if err != nil {
+			return nil, invalidErr("ValSem101", "12.1.1", err, "no room for the new member")
+		}
+		if err := d.ValidateLeaf(&kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
+			return nil, invalidErr("ValSem101", "12.1.1", err, "Add proposal")
+		}
+		if _, dup := d.FindEncryptionKey(kp.InitKey); dup {
+			return nil, invalid("ValSem103", "12.1.1", "Add proposal init key already in the tree")
+		}
+		i, err := d.Add(&kp.LeafNode)
+		if err != nil {
+			return nil, invalidErr("ValSem101", "12.1.1", err, "Add proposal")
+		}
+		a.added = append(a.added, i)
+		a.addedKPs = append(a.addedKPs, kp)
+	}
+	for _, q := range psks {
+		a.psks = append(a.psks, q.p.PSK.PSK)
+	}
+	return a, nil
+}
+
+// pskKey identifies a PSK regardless of its nonce, to detect two
+// proposals for the same PSK (ValSem403).
+func pskKey(id *message.PreSharedKeyID) string {
+	if id.Type == message.PSKExternal {
+		return fmt.Sprintf("external/%x", id.PSKID)
+	}
+	return fmt.Sprintf("resumption/%d/%x/%d", id.Usage, id.PSKGroupID, id.PSKEpoch)
+}
+
+// checkProposalSupported checks that every member supports a proposal type
+// that is not one of RFC 9420's (ValSem113).
+func (g *Group) checkProposalSupported(d *tree.Diff, t message.ProposalType) error {
+	for _, m := range membersLeaves(d) {
+		if !contains(d.Leaf(m).Capabilities.Proposals, t) {
+			return invalid("ValSem113", "12.2", "leaf %d does not support proposal type %d", m, t)
+		}
+	}
+	return nil
+}
+
+// checkExtensionsSupported checks that every member supports every
+// non-default extension of a new group context (ValSem209).
+func checkExtensionsSupported(d *tree.Diff, exts []message.Extension) error {
+	for _, e := range exts {
+		if isDefaultExtension(e.Type) {
+			continue
+		}
+		for _, m := range membersLeaves(d) {
+			if !contains(d.Leaf(m).Capabilities.Extensions, e.Type) {
+				return invalid("ValSem209", "12.1.7", "leaf %d does not support extension type %d", m, e.Type)
+			}
+		}
+	}
+	return nil
+}
+
+func membersLeaves(d *tree.Diff) []tree.LeafIndex {
+	var out []tree.LeafIndex
+	for i := uint32(0); i < d.NumLeaves(); i++ {
+		if d.Leaf(tree.LeafIndex(i)) != nil {
+			out = append(out, tree.LeafIndex(i))
+		}
+	}
+	return out
+}
+
+// proposalRef computes the ProposalRef of a proposal message's
+// AuthenticatedContent (RFC 9420, Section 5.2).
+func proposalRef(s *ciphersuite.Suite, ac *message.AuthenticatedContent) ([]byte, error) {
+	b, err := message.Marshal(ac)
+	if err != nil {
+		return nil, err
+	}
+	return s.ProposalRef(b), nil
+}
+
+// findProposal looks up a queued proposal by reference.
+func (g *Group) findProposal(ref []byte) *QueuedProposal {
+	for _, q := range g.props {
+		if bytes.Equal(q.ref, ref) {
+			return q
+		}
+	}
+	return nil
+}

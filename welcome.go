@@ -1,0 +1,250 @@
+package mls
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/keyschedule"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage"
+)
+
+// WelcomeOptions are the inputs of StageWelcome besides the Welcome.
+type WelcomeOptions struct {
+	// RatchetTree is the encoded ratchet tree (from the committer's
+	// ExportRatchetTree) when the Welcome's GroupInfo does not carry the
+	// ratchet_tree extension.
+	RatchetTree []byte
+}
+
+// StagedWelcome is a decrypted and validated Welcome (RFC 9420, Section
+// 12.4.3.1) that has not been accepted yet: inspect the group, its members
+// and who sent it, then Join.
+type StagedWelcome struct {
+	store   storage.Store
+	cfg     JoinConfig
+	st      *epochState
+	kpRef   []byte
+	lastRes bool
+	signer  uint32
+}
+
+// StageWelcome decrypts a Welcome with one of this client's key packages
+// (found in store), verifies the GroupInfo, the ratchet tree and the key
+// schedule, and returns the staged group. Nothing is stored until Join.
+func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cfg JoinConfig, opts WelcomeOptions) (*StagedWelcome, error) {
+	if welcome == nil || welcome.m.Welcome == nil {
+		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
+	}
+	w := welcome.m.Welcome
+	s, err := ciphersuite.Lookup(w.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	// Find the entry for one of our key packages.
+	var egs *message.EncryptedGroupSecrets
+	var rec keyPackageRecord
+	err = store.View(ctx, func(tx storage.Tx) error {
+		for i := range w.Secrets {
+			b, err := tx.Get(bucketKeyPackages, w.Secrets[i].NewMember)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := rec.unmarshal(b); err != nil {
+				return fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)
+			}
+			egs = &w.Secrets[i]
+			return nil
+		}
+		return ErrNoKeyPackage
+	})
+	if err != nil {
+		return nil, err
+	}
+	kp, err := message.UnmarshalKeyPackage(rec.raw)
+	if err != nil {
+		return nil, fmt.Errorf("mls: stored key package: %w", err)
+	}
+	if kp.CipherSuite != w.CipherSuite {
+		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
+	}
+	gsRaw, err := s.DecryptWithLabel(rec.initPriv, "Welcome", w.EncryptedGroupInfo, egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group secrets: %w", ErrDecrypt, err)
+	}
+	gs, err := message.UnmarshalGroupSecrets(gsRaw)
+	if err != nil {
+		return nil, err
+	}
+	psk, err := resolvePSKs(ctx, store, s, gs.PSKs, nil)
+	if err != nil {
+		return nil, err
+	}
+	joiner, err := keyschedule.NewJoinerSecret(s, gs.JoinerSecret)
+	if err != nil {
+		return nil, invalidErr("JoinerSecret", "12.4.3.1", err, "joiner secret")
+	}
+	mid, err := joiner.Intermediate(psk)
+	if err != nil {
+		return nil, err
+	}
+	giRaw, err := mid.Welcome().OpenGroupInfo(w.EncryptedGroupInfo)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group info: %w", ErrDecrypt, err)
+	}
+	gi, err := message.UnmarshalGroupInfo(giRaw)
+	if err != nil {
+		return nil, err
+	}
+	gc := gi.GroupContext
+	if gc.CipherSuite != w.CipherSuite || gc.Version != message.MLS10 {
+		return nil, invalid("WelcomeSuite", "12.4.3.1", "group info for suite 0x%04x version %d", uint16(gc.CipherSuite), gc.Version)
+	}
+	t, err := joinTree(s, gi, opts.RatchetTree)
+	if err != nil {
+		return nil, err
+	}
+	st, err := joinState(s, &cfg, gi, t, func(d *tree.Diff) (tree.LeafIndex, error) {
+		own, ok := d.FindEncryptionKey(kp.LeafNode.EncryptionKey)
+		if !ok || !own.IsLeaf() || !bytes.Equal(d.Leaf(own.Leaf()).SignatureKey, kp.LeafNode.SignatureKey) {
+			return 0, invalid("WelcomeLeaf", "12.4.3.1", "the tree has no leaf for this key package")
+		}
+		return own.Leaf(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	priv, err := t.View().JoinPrivateState(st.own, rec.encPriv, tree.LeafIndex(gi.Signer), gs.PathSecret)
+	if err != nil {
+		return nil, invalidErr("WelcomePathSecret", "12.4.3.1", err, "path secret")
+	}
+	st.priv = priv
+	if st.keys, err = mid.Epoch(st.gcRaw); err != nil {
+		return nil, err
+	}
+	if !st.keys.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, gi.ConfirmationTag) {
+		return nil, invalid("ValSem205", "12.4.3.1", "group info confirmation tag does not verify")
+	}
+	if st.secrets, err = newSecretTree(s, st.keys, t.NumLeaves(), cfg.secretTreeConfig()); err != nil {
+		return nil, err
+	}
+	return &StagedWelcome{store: store, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
+}
+
+// joinTree builds and returns the ratchet tree of a GroupInfo, from its
+// ratchet_tree extension or from the tree passed in.
+func joinTree(s *ciphersuite.Suite, gi *message.GroupInfo, given []byte) (*tree.Tree, error) {
+	var rt message.RatchetTree
+	ok, err := message.ParseExtension(gi.Extensions, &rt)
+	if err != nil {
+		return nil, invalidErr("RatchetTree", "12.4.3.3", err, "ratchet_tree extension")
+	}
+	if !ok {
+		if given == nil {
+			return nil, fmt.Errorf("%w: the GroupInfo has no ratchet_tree extension and no tree was given", ErrInvalidArgument)
+		}
+		if rt, err = message.UnmarshalRatchetTree(given); err != nil {
+			return nil, err
+		}
+	}
+	t, err := tree.FromRatchetTree(s, rt)
+	if err != nil {
+		return nil, invalidErr("RatchetTree", "12.4.3.1", err, "ratchet tree")
+	}
+	return t, nil
+}
+
+// joinState validates a received tree and GroupInfo (RFC 9420, Section
+// 12.4.3.1, shared by Welcome and external joins) and returns an epoch
+// state without keys.
+func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *tree.Tree, findOwn func(*tree.Diff) (tree.LeafIndex, error)) (*epochState, error) {
+	gc := gi.GroupContext
+	g := &Group{cfg: *cfg}
+	opts := g.treeOptions(nil, &gc)
+	if err := t.Validate(gc.TreeHash, &opts); err != nil {
+		return nil, invalidErr("TreeValidation", "12.4.3.1", err, "ratchet tree")
+	}
+	signer := t.Leaf(tree.LeafIndex(gi.Signer))
+	if signer == nil {
+		return nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
+	}
+	if err := gi.VerifySignature(s, signer.SignatureKey); err != nil {
+		return nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
+	}
+	gcRaw, err := message.Marshal(&gc)
+	if err != nil {
+		return nil, err
+	}
+	st := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: t, confTag: clone(gi.ConfirmationTag)}
+	st.interim = interimHash(st)
+	if findOwn != nil {
+		if st.own, err = findOwn(t.View()); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// GroupID returns the ID of the group the Welcome is for.
+func (sw *StagedWelcome) GroupID() []byte { return clone(sw.st.gc.GroupID) }
+
+// Epoch returns the epoch the joiner enters.
+func (sw *StagedWelcome) Epoch() uint64 { return sw.st.gc.Epoch }
+
+// CipherSuite returns the group's cipher suite.
+func (sw *StagedWelcome) CipherSuite() CipherSuite { return sw.st.gc.CipherSuite }
+
+// Members returns the members of the group.
+func (sw *StagedWelcome) Members() []Member { return membersOf(sw.st.tree.View()) }
+
+// Sender returns the member who signed the GroupInfo (the committer who
+// added this client).
+func (sw *StagedWelcome) Sender() Member {
+	return memberOf(sw.signer, sw.st.tree.Leaf(tree.LeafIndex(sw.signer)))
+}
+
+// OwnLeafIndex returns the leaf this client will occupy.
+func (sw *StagedWelcome) OwnLeafIndex() uint32 { return uint32(sw.st.own) }
+
+// Extensions returns the group context extensions.
+func (sw *StagedWelcome) Extensions() []Extension { return fromWireExtensions(sw.st.gc.Extensions) }
+
+// Join accepts the Welcome: the group is stored and the key package's
+// private keys are deleted (unless it is a last-resort key package), in one
+// transaction. signer must be the key the key package was signed with.
+func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group, error) {
+	if signer == nil {
+		return nil, fmt.Errorf("%w: nil signer", ErrInvalidArgument)
+	}
+	pub, err := sw.st.suite.SignaturePublicKey(signer)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
+		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)
+	}
+	g := &Group{store: sw.store, signer: signer, cfg: sw.cfg, st: sw.st, active: true}
+	var del [][]byte
+	if !sw.lastRes {
+		del = append(del, sw.kpRef)
+	}
+	if err := g.saveWith(ctx, func(tx storage.Tx) error {
+		for _, ref := range del {
+			if err := tx.Delete(bucketKeyPackages, ref); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
