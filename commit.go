@@ -3,7 +3,10 @@ package mls
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
@@ -32,6 +35,10 @@ type CommitOptions struct {
 	Remove []uint32
 	// ExternalPSKs inject pre-shared keys already stored with StorePSK.
 	ExternalPSKs [][]byte
+	// ResumptionPSKs inject the resumption PSKs of earlier epochs of this
+	// group (RFC 9420, Section 8.6, usage application), by epoch number:
+	// the current epoch or one of the last few before it.
+	ResumptionPSKs []uint64
 	// GroupContextExtensions, if non-nil, replace the group context
 	// extensions.
 	GroupContextExtensions []Extension
@@ -153,10 +160,21 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	}
 	for _, id := range opts.ExternalPSKs {
 		nonce := make([]byte, st.suite.HashSize())
-		if _, err := g.cfg.rand().Read(nonce); err != nil {
+		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
 			return nil, nil, err
 		}
 		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(id), Nonce: nonce}}})
+	}
+	for _, epoch := range opts.ResumptionPSKs {
+		if epoch > st.gc.Epoch {
+			return nil, nil, fmt.Errorf("%w: resumption PSK of future epoch %d", ErrInvalidArgument, epoch)
+		}
+		nonce := make([]byte, st.suite.HashSize())
+		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
+			return nil, nil, err
+		}
+		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{
+			Type: message.PSKResumption, Usage: message.ResumptionApplication, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: epoch, Nonce: nonce}}})
 	}
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
@@ -411,7 +429,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	if err := sc.diff.Merge(); err != nil {
 		return err
 	}
-	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner := g.st, g.props, g.pending, g.past, g.active, g.signer
+	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys := g.st, g.props, g.pending, g.past, g.active, g.signer, maps.Clone(g.psks), g.updateKeys
 	g.rememberResumption(g.st.gc.Epoch, resumption)
 	if past != nil {
 		g.past = append(g.past, past)
@@ -421,6 +439,8 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	}
 	g.props = nil
 	g.pending = nil
+	g.updateKeys = nil
+	groupID := g.st.gc.GroupID
 	if sc.a.selfGone || sc.next == nil {
 		g.active = false
 		if sc.next != nil {
@@ -432,10 +452,13 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 			g.signer = sc.signer
 		}
 	}
-	if err := g.save(ctx); err != nil {
+	// The pending proposals die with the epoch, and with them the private
+	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
+	dropUpdateKeys := func(tx storage.Tx) error { return tx.DeletePrefix(bucketUpdateKeys, ratchetPrefix(groupID)) }
+	if err := g.saveWith(ctx, dropUpdateKeys); err != nil {
 		// The tree was merged in memory; the caller must reload from
 		// storage. Restore what we can so the object is not half-updated.
-		g.st, g.props, g.pending, g.past, g.active, g.signer = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner
+		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys
 		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
 	}
 	return nil
@@ -558,4 +581,192 @@ func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.Pre
 		}
 		return nil
 	})
+}
+
+// bucketUpdateKeys holds the leaf private keys of this member's pending
+// Update proposals, keyed by group and public key (see updateKeyName), so
+// that a commit covering the proposal can be processed after a restart.
+// Every merge deletes the group's entries: proposals live for one epoch.
+const bucketUpdateKeys = "updatekeys"
+
+func updateKeyName(groupID, pub []byte) []byte {
+	return append(ratchetPrefix(groupID), pub...)
+}
+
+// ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
+// queues it in this member's pending proposals, so that its next commit
+// covers it. Send the returned message to the group.
+func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error) {
+	if kp == nil {
+		return nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	st := g.st
+	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
+		return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+	}
+	p := &message.Proposal{Type: message.ProposalAdd, Add: &message.AddProposal{KeyPackage: kp.kp}}
+	return g.propose(ctx, p, nil)
+}
+
+// ProposeRemove sends a Remove proposal for the member at leaf (RFC 9420,
+// Section 12.1.3) and queues it. To leave the group, use LeaveGroup.
+func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	st := g.st
+	if tree.LeafIndex(leaf) == st.own {
+		return nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
+	}
+	if st.tree.Leaf(tree.LeafIndex(leaf)) == nil {
+		return nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
+	}
+	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
+	return g.propose(ctx, p, nil)
+}
+
+// LeaveGroup sends a Remove proposal for this member's own leaf (RFC 9420,
+// Section 12.1.3; OpenMLS's leave_group). A member cannot commit its own
+// removal (Section 12.2): another member commits the proposal, and when
+// this member processes and merges that commit the group becomes inactive.
+func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: uint32(g.st.own)}}
+	return g.propose(ctx, p, nil)
+}
+
+// ProposeSelfUpdate sends an Update proposal (RFC 9420, Section 12.1.2)
+// with a new leaf encryption key for this member, and queues it. The new
+// private key is kept (in memory and in the store) until the end of the
+// epoch: when another member's commit covers the proposal, this member's
+// leaf key becomes the new one. A commit of this member's own does not
+// cover the proposal; its UpdatePath replaces the leaf anyway.
+func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	st := g.st
+	s := st.suite
+	priv, pub, err := s.GenerateKeyPair(g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	ln := *st.ownLeaf()
+	ln.EncryptionKey = pub
+	ln.Source = message.LeafNodeSourceUpdate
+	ln.Lifetime = message.Lifetime{}
+	ln.ParentHash = nil
+	ln.Signature = nil
+	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
+		return nil, err
+	}
+	opts := g.treeOptions(st, &st.gc)
+	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
+		return nil, fmt.Errorf("mls: own Update proposal: %w", err)
+	}
+	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
+	name := updateKeyName(st.gc.GroupID, pub)
+	m, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
+	if err != nil {
+		return nil, err
+	}
+	if g.updateKeys == nil {
+		g.updateKeys = map[string][]byte{}
+	}
+	g.updateKeys[string(pub)] = priv
+	return m, nil
+}
+
+// checkOperational rejects sending while removed or while a commit of
+// this member's own is pending (RFC 9420, Section 15.2; OpenMLS refuses
+// new proposals then too, as they would be lost with the epoch).
+func (g *Group) checkOperational() error {
+	if !g.active {
+		return ErrInactive
+	}
+	if g.pending != nil {
+		return ErrPendingCommit
+	}
+	return nil
+}
+
+// propose signs and frames a standalone proposal of this member for the
+// current epoch (RFC 9420, Sections 6 and 12.1), queues it in the pending
+// proposals under its ProposalRef (Section 5.2) and saves the group,
+// running extra in the same transaction. The framing follows the wire
+// format policy.
+func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, error) {
+	st := g.st
+	s := st.suite
+	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
+	fc := &message.FramedContent{
+		GroupID:           st.gc.GroupID,
+		Epoch:             st.gc.Epoch,
+		Sender:            me,
+		AuthenticatedData: []byte{},
+		ContentType:       message.ContentProposal,
+		Proposal:          p,
+	}
+	wf := message.WireFormatPublicMessage
+	if g.cfg.WireFormatPolicy.OutgoingPrivate {
+		wf = message.WireFormatPrivateMessage
+	}
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := proposalRef(s, ac)
+	if err != nil {
+		return nil, err
+	}
+	// Encrypting a PrivateMessage advances this member's handshake
+	// ratchet; the save below records it with the new proposal.
+	m, err := g.protect(st, ac)
+	if err != nil {
+		return nil, err
+	}
+	old := g.props
+	g.props = append(append([]*QueuedProposal(nil), g.props...), &QueuedProposal{p: p, ref: ref, sender: me})
+	if err := g.saveWith(ctx, extra); err != nil {
+		g.props = old
+		return nil, err
+	}
+	return m, nil
+}
+
+// ownUpdateKey returns the leaf private key of this member's pending
+// Update proposal whose new leaf has the public key pub: kept in memory
+// since ProposeSelfUpdate, or in the store after a reload.
+func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([]byte, error) {
+	if k, ok := g.updateKeys[string(pub)]; ok {
+		return k, nil
+	}
+	var key []byte
+	if g.store != nil {
+		err := g.store.View(ctx, func(tx storage.Tx) error {
+			v, err := tx.Get(bucketUpdateKeys, updateKeyName(st.gc.GroupID, pub))
+			key = v
+			return err
+		})
+		if err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, invalid("OwnUpdateKey", "12.1.2", "the commit applies an Update proposal for this member's leaf whose private key this member does not hold")
 }

@@ -35,6 +35,9 @@ type Group struct {
 	pending *StagedCommit
 	past    []*pastEpoch
 	psks    map[string][]byte // resumption PSKs by epoch, see resumptionKey
+	// updateKeys are the leaf private keys of this member's Update
+	// proposals of the current epoch, by public key (ProposeSelfUpdate).
+	updateKeys map[string][]byte
 	active  bool
 }
 

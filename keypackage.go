@@ -300,3 +300,27 @@ func appendUnique[T comparable](s []T, v T) []T {
 const (
 	bucketKeyPackages = "keypackages"
 )
+
+// ImportKeyPackage stores a key package created elsewhere together with
+// its private keys (the HPKE init key and the leaf encryption key, in the
+// suite's SerializePrivateKey format), so that StageWelcome can use it.
+// It is meant for interop harnesses, test vectors and migrations; normal
+// clients use NewKeyPackage.
+func ImportKeyPackage(ctx context.Context, store storage.Store, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
+	k, err := ParseKeyPackage(keyPackage)
+	if err != nil {
+		return nil, err
+	}
+	s := k.suite
+	if pub, err := s.HPKEPublicKey(initPriv); err != nil || !bytes.Equal(pub, k.kp.InitKey) {
+		return nil, fmt.Errorf("%w: init private key does not match the key package", ErrInvalidArgument)
+	}
+	if pub, err := s.HPKEPublicKey(encryptionPriv); err != nil || !bytes.Equal(pub, k.kp.LeafNode.EncryptionKey) {
+		return nil, fmt.Errorf("%w: encryption private key does not match the key package", ErrInvalidArgument)
+	}
+	rec := keyPackageRecord{initPriv: clone(initPriv), encPriv: clone(encryptionPriv), lastResort: lastResort, raw: k.raw}
+	if err := store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
+		return nil, err
+	}
+	return k, nil
+}

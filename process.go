@@ -361,6 +361,18 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	}
 	commitSecret := make([]byte, s.HashSize())
 	priv := st.priv
+	if a.updated[st.own] {
+		// This member's own Update proposal is committed: its leaf now
+		// holds the key pair generated with the proposal (RFC 9420,
+		// Section 12.1.2), which may be needed to decrypt the path.
+		key, err := g.ownUpdateKey(ctx, st, d.Leaf(st.own).EncryptionKey)
+		if err != nil {
+			return nil, err
+		}
+		if priv, err = priv.WithLeafKey(key); err != nil {
+			return nil, invalidErr("OwnUpdateKey", "12.1.2", err, "own Update proposal key")
+		}
+	}
 	if commit.Path != nil {
 		opts := tree.PathOptions{Options: g.treeOptions(st, &gc), Exclude: a.added}
 		ap, err := d.ApplyPath(senderLeaf, commit.Path, &opts)
@@ -373,7 +385,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 			if err != nil {
 				return nil, err
 			}
-			dec, err := ap.Decrypt(st.priv, provisional)
+			dec, err := ap.Decrypt(priv, provisional)
 			if err != nil {
 				return nil, invalidErr("ValSem203", "12.4.2", err, "path secret")
 			}
@@ -382,7 +394,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		}
 	} else {
 		gc.TreeHash = d.TreeHash()
-		priv = st.priv.Prune(d)
+		priv = priv.Prune(d)
 	}
 	sc := &StagedCommit{base: st, diff: d, a: a, sender: sender}
 	if a.selfGone {

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -132,12 +133,19 @@ func pathRequired(t message.ProposalType) bool {
 // external is true for external commits. me is this member's leaf (to
 // notice its own removal). On error d may be partly modified and must be
 // discarded.
+//
+// Rule names follow the OpenMLS "Message Validation" chapter
+// (ValSem101-ValSem113, ValSem200, ValSem208, ValSem209, ValSem401-ValSem403)
+// where it has one.
 func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProposal, committer message.Sender, me tree.LeafIndex) (*applied, error) {
 	s := st.suite
 	a := &applied{props: props, updated: map[tree.LeafIndex]bool{}, needsPath: len(props) == 0}
 	external := committer.Type == message.SenderNewMemberCommit
 	var updates, removes, adds, gces, psks []*QueuedProposal
-	touched := map[uint32]bool{}
+	var custom []message.ProposalType
+	// touched records which leaves an Update or Remove applies to, and
+	// whether it was a Remove (Section 12.2: at most one of them per leaf).
+	touched := map[uint32]message.ProposalType{}
 	pskIDs := map[string]bool{}
 	initKeys := map[string]bool{}
 	for _, q := range props {
@@ -145,10 +153,8 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 		if pathRequired(p.Type) {
 			a.needsPath = true
 		}
-		if !isDefaultProposal(p.Type) {
-			if err := g.checkProposalSupported(d, p.Type); err != nil {
-				return nil, err
-			}
+		if !isDefaultProposal(p.Type) && !contains(custom, p.Type) {
+			custom = append(custom, p.Type)
 		}
 		switch p.Type {
 		case message.ProposalAdd:
@@ -156,8 +162,9 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 				return nil, invalid("ValSem242", "12.2", "external commit covers an Add proposal")
 			}
 			kp := &p.Add.KeyPackage
+			// Section 10.1: suite and version must match the group's.
 			if kp.CipherSuite != st.gc.CipherSuite || kp.Version != st.gc.Version {
-				return nil, invalid("ValSem105", "12.1.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+				return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
 			}
 			if err := verifyKeyPackage(s, kp); err != nil {
 				return nil, err
@@ -172,31 +179,36 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 				return nil, invalid("ValSem242", "12.2", "external commit covers an Update proposal")
 			}
 			if q.sender.Type != message.SenderMember {
-				return nil, invalid("ValSem112", "12.1.2", "Update proposal from a non-member sender")
+				return nil, invalid("ValSem112", "12.1.2", "Update proposal from a sender of type %d", q.sender.Type)
 			}
 			if committer.Type == message.SenderMember && q.sender.LeafIndex == committer.LeafIndex {
 				return nil, invalid("ValSem111", "12.2", "commit covers the committer's own Update proposal")
 			}
-			if touched[q.sender.LeafIndex] {
-				return nil, invalid("ValSem110", "12.2", "several Update/Remove proposals for leaf %d", q.sender.LeafIndex)
+			if _, dup := touched[q.sender.LeafIndex]; dup {
+				return nil, invalid("ProposalSameLeaf", "12.2", "several Update/Remove proposals for leaf %d", q.sender.LeafIndex)
 			}
-			touched[q.sender.LeafIndex] = true
+			touched[q.sender.LeafIndex] = message.ProposalUpdate
 			updates = append(updates, q)
 		case message.ProposalRemove:
 			r := p.Remove.Removed
 			if d.Leaf(tree.LeafIndex(r)) == nil {
 				return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank or missing leaf %d", r)
 			}
-			if touched[r] {
-				return nil, invalid("ValSem107", "12.2", "several Update/Remove proposals for leaf %d", r)
+			if prev, dup := touched[r]; dup {
+				if prev == message.ProposalRemove {
+					return nil, invalid("ValSem107", "12.2", "several Remove proposals for leaf %d", r)
+				}
+				return nil, invalid("ProposalSameLeaf", "12.2", "Update and Remove proposals for leaf %d", r)
 			}
-			touched[r] = true
+			touched[r] = message.ProposalRemove
 			if committer.Type == message.SenderMember && r == committer.LeafIndex {
 				return nil, invalid("ValSem200", "12.2", "commit removes the committer")
 			}
 			removes = append(removes, q)
 		case message.ProposalPSK:
 			id := &p.PSK.PSK
+			// Section 12.1.4: resumption PSKs with usage reinit or branch
+			// belong to reinitialization and branching only.
 			if id.Type != message.PSKExternal && !(id.Type == message.PSKResumption && id.Usage == message.ResumptionApplication) {
 				return nil, invalid("ValSem402", "12.1.4", "PSK of type %d usage %d not allowed in a PreSharedKey proposal", id.Type, id.Usage)
 			}
@@ -253,33 +265,24 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 	opts := g.treeOptions(st, &st.gc)
 
 	// Group context extensions first: later leaf checks use the new
-	// required capabilities (Section 12.1.7).
+	// required capabilities (Section 12.3).
+	var rc *message.RequiredCapabilities
 	if len(gces) == 1 {
 		exts := gces[0].p.GroupContextExtensions.Extensions
 		if err := message.CheckExtensions(exts); err != nil {
 			return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
 		}
-		if err := checkExtensionsSupported(d, exts); err != nil {
-			return nil, err
-		}
-		a.exts = exts
-		rc, err := requiredCapabilities(exts)
-		if err != nil {
+		var err error
+		if rc, err = requiredCapabilities(exts); err != nil {
 			return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
 		}
+		a.exts = exts
 		opts.RequiredCapabilities = rc
-		if rc != nil {
-			for _, m := range membersLeaves(d) {
-				if err := checkRequiredCapabilities(rc, &d.Leaf(m).Capabilities); err != nil {
-					return nil, fmt.Errorf("leaf %d: %w", m, err)
-				}
-			}
-		}
 	}
 	for _, q := range updates {
 		at := tree.LeafIndex(q.sender.LeafIndex)
 		if err := d.ValidateLeaf(&q.p.Update.LeafNode, at, message.LeafNodeSourceUpdate, &opts); err != nil {
-			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
+			return nil, leafError(err, message.LeafNodeSourceUpdate, "Update proposal from leaf %d", at)
 		}
 		if err := d.Update(at, &q.p.Update.LeafNode); err != nil {
 			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
@@ -296,29 +299,95 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			a.selfGone = true
 		}
 	}
+	// Section 12.2: a non-default proposal type must be supported by the
+	// members that process the commit: not those it removes, nor those it
+	// adds.
+	for _, t := range custom {
+		if err := checkProposalSupported(d, t); err != nil {
+			return nil, err
+		}
+	}
+	// Section 12.1.7: the remaining members must support the new
+	// required_capabilities (added members are checked below, as their
+	// leaves are validated with the new options).
+	if rc != nil {
+		for _, m := range membersLeaves(d) {
+			if err := checkRequiredCapabilities(rc, &d.Leaf(m).Capabilities); err != nil {
+				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
+			}
+		}
+	}
 	for _, q := range adds {
 		kp := &q.p.Add.KeyPackage
 		at, err := d.ReserveLeaf()
 		if err != nil {
-			return nil, invalidErr("ValSem101", "12.1.1", err, "no room for the new member")
+			return nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
 		}
 		if err := d.ValidateLeaf(&kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
-			return nil, invalidErr("ValSem101", "12.1.1", err, "Add proposal")
+			return nil, leafError(err, message.LeafNodeSourceKeyPackage, "Add proposal for leaf %d", at)
 		}
 		if _, dup := d.FindEncryptionKey(kp.InitKey); dup {
-			return nil, invalid("ValSem103", "12.1.1", "Add proposal init key already in the tree")
+			return nil, invalid("InitKeyReuse", "16.8", "Add proposal init key already in the tree")
 		}
 		i, err := d.Add(&kp.LeafNode)
 		if err != nil {
-			return nil, invalidErr("ValSem101", "12.1.1", err, "Add proposal")
+			return nil, invalidErr("TreeFull", "12.1.1", err, "Add proposal")
 		}
 		a.added = append(a.added, i)
 		a.addedKPs = append(a.addedKPs, kp)
+	}
+	// ValSem209: every member of the new epoch supports the new group
+	// context extensions.
+	if a.exts != nil {
+		if err := checkExtensionsSupported(d, a.exts); err != nil {
+			return nil, err
+		}
 	}
 	for _, q := range psks {
 		a.psks = append(a.psks, q.p.PSK.PSK)
 	}
 	return a, nil
+}
+
+// leafError names the rule a LeafNode from an Add (source key_package) or
+// Update (source update) proposal breaks, from the tree package's leaf
+// node validation error (RFC 9420, Section 7.3).
+func leafError(err error, src message.LeafNodeSource, format string, args ...any) error {
+	add := src == message.LeafNodeSourceKeyPackage
+	rule, section := "LeafNodeValidation", "7.3"
+	switch {
+	case errors.Is(err, tree.ErrDuplicateSignatureKey):
+		if add {
+			rule, section = "ValSem101", "12.2"
+		} else {
+			rule = "DuplicateSignatureKey"
+		}
+	case errors.Is(err, tree.ErrDuplicateEncryptionKey), errors.Is(err, tree.ErrSameEncryptionKey):
+		if add {
+			rule = "ValSem103"
+		} else {
+			rule, section = "ValSem110", "12.1.2"
+		}
+	case errors.Is(err, tree.ErrCapabilities):
+		if add {
+			rule, section = "ValSem106", "11.1"
+		} else {
+			rule, section = "ValSem109", "11.1"
+		}
+	case errors.Is(err, tree.ErrLeafSignature):
+		rule = "LeafNodeSignature"
+	case errors.Is(err, tree.ErrLifetime):
+		rule = "LeafNodeLifetime"
+	case errors.Is(err, tree.ErrLeafSource):
+		rule = "LeafNodeSource"
+	case errors.Is(err, tree.ErrCredentialUnsupported):
+		rule = "CredentialUnsupported"
+	case errors.Is(err, tree.ErrExtensionUnsupported):
+		rule = "LeafNodeExtensions"
+	case errors.Is(err, tree.ErrCredential):
+		rule, section = "Credential", "5.3.1"
+	}
+	return invalidErr(rule, section, err, format, args...)
 }
 
 // pskKey identifies a PSK regardless of its nonce, to detect two
@@ -332,7 +401,7 @@ func pskKey(id *message.PreSharedKeyID) string {
 
 // checkProposalSupported checks that every member supports a proposal type
 // that is not one of RFC 9420's (ValSem113).
-func (g *Group) checkProposalSupported(d *tree.Diff, t message.ProposalType) error {
+func checkProposalSupported(d *tree.Diff, t message.ProposalType) error {
 	for _, m := range membersLeaves(d) {
 		if !contains(d.Leaf(m).Capabilities.Proposals, t) {
 			return invalid("ValSem113", "12.2", "leaf %d does not support proposal type %d", m, t)

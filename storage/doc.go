@@ -56,10 +56,10 @@
 //     every method returns ErrTxDone.
 //   - Writes in a View return ErrReadOnly. After Close, View and Update
 //     return ErrClosed; Close is idempotent.
-//   - Do not call Update from inside another Update or View on the same
-//     store: Updates are serialized, so the inner one waits for the outer
-//     one and deadlocks (or, with a deadline, fails). A View inside an
-//     Update is fine and sees the committed state, not the Update's writes.
+//   - Do not call Update from inside another Update on the same store:
+//     Updates are serialized, so the inner one waits for the outer one
+//     and deadlocks (or, with a deadline, fails). A View inside an Update
+//     is fine and sees the committed state, not the Update's writes.
 //
 // Errors from a Tx method are *Error values that name the operation, the
 // bucket and (a prefix of) the key, and wrap a sentinel (ErrNotFound,

@@ -140,7 +140,11 @@ func (e *Error) Error() string {
 		if len(k) > maxKeyInError {
 			k, ell = k[:maxKeyInError], "..."
 		}
-		msg += fmt.Sprintf(" key %s%s (%d bytes)", hex.EncodeToString(k), ell, len(e.Key))
+		unit := "bytes"
+		if len(e.Key) == 1 {
+			unit = "byte"
+		}
+		msg += fmt.Sprintf(" key %s%s (%d %s)", hex.EncodeToString(k), ell, len(e.Key), unit)
 	}
 	return msg + ": " + e.Err.Error()
 }

@@ -101,3 +101,10 @@ func TestStatsSub(t *testing.T) {
 		t.Errorf("Sub = %+v, want %+v", got, want)
 	}
 }
+
+func TestErrorMessageOneByteKey(t *testing.T) {
+	e := &Error{Op: "scan", Bucket: "b", Key: []byte{0x6b}, Err: ErrTxDone}
+	if got, want := e.Error(), `storage: scan in bucket "b" key 6b (1 byte): transaction already finished`; got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

@@ -98,6 +98,9 @@ func TestReopenPersists(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s.Close()
+	if s.Path() != path { // t.TempDir is absolute
+		t.Errorf("Path() = %q, want %q", s.Path(), path)
+	}
 	if v, err := get(t, s, "b", "k"); err != nil || string(v) != "persisted" {
 		t.Fatalf("after reopen: %q, %v", v, err)
 	}

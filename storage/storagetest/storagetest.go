@@ -948,7 +948,9 @@ func testConcurrent(t *testing.T, s storage.Store) {
 		go func() {
 			defer rwg.Done()
 			last := uint64(0)
-			for {
+			// Bounded, so that spinning readers cannot starve the writers
+			// on a loaded machine.
+			for range 4 * perWriter {
 				select {
 				case <-stop:
 					return

@@ -1,0 +1,462 @@
+package mls_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/storage"
+	"github.com/mlskit/mls/storage/memory"
+)
+
+// The group benchmarks follow the measurements of the OpenMLS performance
+// chapter (reference/openmls-book.txt, "Performance") and DESIGN.md: for
+// each operation, group size N and tree shape, one sub-benchmark named
+// BenchmarkGroup/<op>/N=<n>/<tree>.
+//
+// Tree shapes:
+//
+//   - fresh: the creator added N-1 members in one commit without a path,
+//     so every parent node is blank (RFC 9420, Section 12.1.1 adds leaves
+//     only). Encrypting a path then costs one HPKE encryption per member.
+//   - full: every member has committed once, so every parent node is set
+//     and no node has unmerged leaves; a path costs O(log N) encryptions.
+//
+// Building a full tree through the public API needs every member to
+// commit, and a member can commit only at the current epoch. Instead of
+// keeping N members in sync (O(N^2) commit processing), each new member is
+// added, joins from the Welcome, commits a self-update at once and is then
+// dropped: only the creator and one receiver follow the whole history.
+// That makes the setup linear in commits, but each joiner still validates
+// the whole tree (RFC 9420, Section 12.4.3.1), O(N) signatures, so the
+// setup is O(N^2) signature checks: seconds at N=1000, tens of minutes at
+// N=10000. full is therefore built for N <= 1000 only.
+//
+// Setup is never timed. Every operation leaves the group as it found it:
+// commits are cleared with ClearPendingCommit, received commits are staged
+// but not merged, so the same group serves every iteration.
+
+// benchSizes are the group sizes measured.
+var benchSizes = []int{10, 100, 1000, 10000}
+
+// maxFullN is the largest N for which the full tree is built; see above.
+const maxFullN = 1000
+
+// shortMaxN is the largest N measured with -short.
+const shortMaxN = 100
+
+// benchSuite is the suite of the group benchmarks, the mandatory one.
+const benchSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+
+// benchOps are the measured operations, in reporting order.
+var benchOps = []struct {
+	name string
+	run  func(b *testing.B, g *benchGroup)
+}{
+	{"SelfUpdateCommit", benchSelfUpdateCommit},
+	{"ProcessSelfUpdate", benchProcessSelfUpdate},
+	{"AddMember", benchAddMember},
+	{"JoinFromWelcome", benchJoinFromWelcome},
+	{"RemoveMember", benchRemoveMember},
+	{"ProcessRemove", benchProcessRemove},
+	{"SealApp1KB", benchSealApp},
+	{"OpenApp1KB", benchOpenApp},
+}
+
+func BenchmarkGroup(b *testing.B) {
+	for _, op := range benchOps {
+		b.Run(op.name, func(b *testing.B) {
+			for _, n := range benchSizes {
+				for _, shape := range []string{"fresh", "full"} {
+					b.Run(fmt.Sprintf("N=%d/%s", n, shape), func(b *testing.B) {
+						if testing.Short() && n > shortMaxN {
+							b.Skipf("N=%d: setup takes too long for -short (limit N=%d)", n, shortMaxN)
+						}
+						if shape == "full" && n > maxFullN {
+							b.Skipf("full tree at N=%d: the setup validates the whole tree once per joiner, O(N^2) signature checks (limit N=%d)", n, maxFullN)
+						}
+						g := cachedBenchGroup(b, n, shape)
+						op.run(b, g)
+					})
+				}
+			}
+		})
+	}
+}
+
+// benchMember is a client taking part in a benchmark group.
+type benchMember struct {
+	id    mls.Identity
+	store storage.Store
+	group *mls.Group
+}
+
+func newBenchMember(tb testing.TB, name string) *benchMember {
+	tb.Helper()
+	s, err := ciphersuite.Lookup(benchSuite)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := s.GenerateSignatureKey(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &benchMember{id: mls.Identity{Credential: credential.NewBasic([]byte(name)), Signer: signer}, store: memory.New()}
+}
+
+func (m *benchMember) keyPackage(tb testing.TB, lastResort bool) *mls.KeyPackage {
+	tb.Helper()
+	kp, err := mls.NewKeyPackage(context.Background(), m.store, benchSuite, m.id, mls.KeyPackageOptions{LastResort: lastResort})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kp
+}
+
+// join stages a Welcome and joins with cfg; tree is the ratchet tree when
+// the Welcome does not carry it.
+func (m *benchMember) join(tb testing.TB, w *mls.Message, cfg mls.JoinConfig, tree []byte) {
+	tb.Helper()
+	ctx := context.Background()
+	sw, err := mls.StageWelcome(ctx, m.store, w, cfg, mls.WelcomeOptions{RatchetTree: tree})
+	if err != nil {
+		tb.Fatalf("StageWelcome: %v", err)
+	}
+	if m.group, err = sw.Join(ctx, m.id.Signer); err != nil {
+		tb.Fatalf("Join: %v", err)
+	}
+}
+
+// follow processes and merges a commit.
+func (m *benchMember) follow(tb testing.TB, commit *mls.Message) {
+	tb.Helper()
+	ctx := context.Background()
+	p, err := m.group.Process(ctx, commit)
+	if err != nil {
+		tb.Fatalf("Process: %v", err)
+	}
+	if p.Kind != mls.KindCommit {
+		tb.Fatalf("Process: got a %v, want a commit", p.Kind)
+	}
+	if err := m.group.MergeStagedCommit(ctx, p.Commit); err != nil {
+		tb.Fatalf("MergeStagedCommit: %v", err)
+	}
+}
+
+// benchGroup is a group of N members of which two are live: alice (leaf
+// 0, the committer) and bob (the receiver). The other members exist only
+// as leaves. joiner is a client outside the group with a last-resort key
+// package, so that it can join from the same Welcome again and again.
+type benchGroup struct {
+	n            int
+	alice, bob   *benchMember
+	joiner       *benchMember
+	joinerKP     *mls.KeyPackage
+	joinerCfg    mls.JoinConfig
+	removeTarget uint32
+
+	// Prepared once, for the Process and Join benchmarks.
+	selfUpdate *mls.Message // alice's self-update commit, never merged
+	remove     *mls.Message // alice's commit removing removeTarget, never merged
+	welcome    *mls.Message // bob's Welcome for joiner, with the ratchet tree
+}
+
+var benchGroups = struct {
+	sync.Mutex
+	m map[string]*benchGroup
+}{m: map[string]*benchGroup{}}
+
+// cachedBenchGroup builds the group of n members of the given shape once
+// per process; the sub-benchmarks of every operation share it.
+func cachedBenchGroup(b *testing.B, n int, shape string) *benchGroup {
+	b.Helper()
+	key := fmt.Sprintf("%d/%s", n, shape)
+	benchGroups.Lock()
+	defer benchGroups.Unlock()
+	if g, ok := benchGroups.m[key]; ok {
+		return g
+	}
+	b.StopTimer()
+	defer b.StartTimer()
+	start := time.Now()
+	g := buildBenchGroup(b, n, shape == "full")
+	b.Logf("setup of the %s group of %d members: %v", shape, n, time.Since(start).Round(time.Millisecond))
+	benchGroups.m[key] = g
+	return g
+}
+
+// buildBenchGroup builds a fresh or full group of n >= 3 members; see the
+// comment at the top of the file.
+func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
+	tb.Helper()
+	ctx := context.Background()
+	g := &benchGroup{n: n, alice: newBenchMember(tb, "alice"), bob: newBenchMember(tb, "bob"), joiner: newBenchMember(tb, "joiner")}
+	// Alice commits without the ratchet_tree extension, so her commits do
+	// not serialize the whole tree into their GroupInfo. Bob uses it, so
+	// his Welcome for the joiner is self-contained.
+	aliceCfg := mls.JoinConfig{}
+	g.joinerCfg = mls.JoinConfig{UseRatchetTreeExtension: true}
+	var err error
+	g.alice.group, err = mls.CreateGroup(ctx, g.alice.store, g.alice.id, mls.GroupConfig{JoinConfig: aliceCfg, CipherSuite: benchSuite})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	alice := g.alice.group
+
+	// addAndJoin has alice add the key packages (and merge), bob follow
+	// (if he is in), and returns the Welcome and the new tree.
+	addAndJoin := func(kps []*mls.KeyPackage) (*mls.Message, []byte) {
+		res, err := alice.AddMembers(ctx, kps...)
+		if err != nil {
+			tb.Fatalf("AddMembers: %v", err)
+		}
+		if err := alice.MergePendingCommit(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		if g.bob.group != nil {
+			g.bob.follow(tb, res.Commit)
+		}
+		rt, err := alice.ExportRatchetTree()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return res.Welcome, rt
+	}
+
+	if !full {
+		kps := make([]*mls.KeyPackage, 0, n-1)
+		kps = append(kps, g.bob.keyPackage(tb, false))
+		for i := 2; i < n; i++ {
+			kps = append(kps, newBenchMember(tb, fmt.Sprintf("member-%d", i)).keyPackage(tb, false))
+		}
+		w, rt := addAndJoin(kps)
+		g.bob.join(tb, w, g.joinerCfg, rt)
+	} else {
+		// Each new member joins, commits a self-update at once and is
+		// dropped; alice and bob follow.
+		w, rt := addAndJoin([]*mls.KeyPackage{g.bob.keyPackage(tb, false)})
+		g.bob.join(tb, w, g.joinerCfg, rt)
+		for i := 2; i <= n; i++ {
+			var m *benchMember
+			if i == n {
+				m = g.bob // finally bob commits his own path too
+			} else {
+				m = newBenchMember(tb, fmt.Sprintf("member-%d", i))
+				w, rt := addAndJoin([]*mls.KeyPackage{m.keyPackage(tb, false)})
+				m.join(tb, w, aliceCfg, rt)
+			}
+			res, err := m.group.SelfUpdate(ctx)
+			if err != nil {
+				tb.Fatalf("member %d: SelfUpdate: %v", i, err)
+			}
+			if err := m.group.MergePendingCommit(ctx); err != nil {
+				tb.Fatal(err)
+			}
+			g.alice.follow(tb, res.Commit)
+			if m != g.bob {
+				g.bob.follow(tb, res.Commit)
+			}
+		}
+		// Alice too has committed once.
+		res, err := alice.SelfUpdate(ctx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := alice.MergePendingCommit(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		g.bob.follow(tb, res.Commit)
+	}
+	if got := len(alice.Members()); got != n {
+		tb.Fatalf("built a group of %d members, want %d", got, n)
+	}
+	if alice.Epoch() != g.bob.group.Epoch() || !bytes.Equal(alice.EpochAuthenticator(), g.bob.group.EpochAuthenticator()) {
+		tb.Fatal("alice and bob disagree after setup")
+	}
+	g.removeTarget = uint32(n - 1)
+	if g.removeTarget == g.bob.group.OwnLeafIndex() {
+		tb.Fatalf("remove target %d is bob", g.removeTarget)
+	}
+
+	// The prepared messages. Each commit is created and then cleared, so
+	// the group stays at its epoch.
+	g.joinerKP = g.joiner.keyPackage(tb, true)
+	prepare := func(who *benchMember, f func(*mls.Group) (*mls.CommitResult, error)) *mls.CommitResult {
+		res, err := f(who.group)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := who.group.ClearPendingCommit(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		return res
+	}
+	g.selfUpdate = prepare(g.alice, func(x *mls.Group) (*mls.CommitResult, error) { return x.SelfUpdate(ctx) }).Commit
+	g.remove = prepare(g.alice, func(x *mls.Group) (*mls.CommitResult, error) { return x.RemoveMembers(ctx, g.removeTarget) }).Commit
+	g.welcome = prepare(g.bob, func(x *mls.Group) (*mls.CommitResult, error) { return x.AddMembers(ctx, g.joinerKP) }).Welcome
+	return g
+}
+
+// commitAndClear times f (a commit) and clears the pending commit untimed.
+func commitAndClear(b *testing.B, m *benchMember, f func(ctx context.Context) (*mls.CommitResult, error)) {
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := f(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := m.group.ClearPendingCommit(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+func benchSelfUpdateCommit(b *testing.B, g *benchGroup) {
+	commitAndClear(b, g.alice, g.alice.group.SelfUpdate)
+}
+
+func benchAddMember(b *testing.B, g *benchGroup) {
+	commitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
+		res, err := g.alice.group.AddMembers(ctx, g.joinerKP)
+		if err == nil && res.Welcome == nil {
+			err = fmt.Errorf("AddMembers returned no Welcome")
+		}
+		return res, err
+	})
+}
+
+func benchRemoveMember(b *testing.B, g *benchGroup) {
+	commitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
+		return g.alice.group.RemoveMembers(ctx, g.removeTarget)
+	})
+}
+
+// processCommit times bob staging a commit without merging it.
+func processCommit(b *testing.B, g *benchGroup, commit *mls.Message) {
+	ctx := context.Background()
+	for b.Loop() {
+		p, err := g.bob.group.Process(ctx, commit)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.Kind != mls.KindCommit {
+			b.Fatalf("got a %v, want a commit", p.Kind)
+		}
+	}
+}
+
+func benchProcessSelfUpdate(b *testing.B, g *benchGroup) { processCommit(b, g, g.selfUpdate) }
+
+func benchProcessRemove(b *testing.B, g *benchGroup) { processCommit(b, g, g.remove) }
+
+func benchJoinFromWelcome(b *testing.B, g *benchGroup) {
+	ctx := context.Background()
+	for b.Loop() {
+		sw, err := mls.StageWelcome(ctx, g.joiner.store, g.welcome, g.joinerCfg, mls.WelcomeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		jg, err := sw.Join(ctx, g.joiner.id.Signer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := len(jg.Members()); n != g.n+1 {
+			b.Fatalf("joined a group of %d members, want %d", n, g.n+1)
+		}
+	}
+}
+
+// appPayload is the 1 KB application message.
+var appPayload = bytes.Repeat([]byte("0123456789abcdef"), 64)
+
+// benchSealApp has bob seal; alice's ratchet is kept for benchOpenApp, so
+// that the receiver never has to skip ahead past the forward distance.
+func benchSealApp(b *testing.B, g *benchGroup) {
+	ctx := context.Background()
+	b.SetBytes(int64(len(appPayload)))
+	for b.Loop() {
+		if _, err := g.bob.group.Seal(ctx, appPayload, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchOpenApp has bob open messages alice sealed in batches, untimed.
+func benchOpenApp(b *testing.B, g *benchGroup) {
+	ctx := context.Background()
+	b.SetBytes(int64(len(appPayload)))
+	const batch = 256
+	var queue []*mls.Message
+	for b.Loop() {
+		if len(queue) == 0 {
+			b.StopTimer()
+			queue = sealBatch(b, g.alice.group, batch)
+			b.StartTimer()
+		}
+		p, err := g.bob.group.Process(ctx, queue[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.Kind != mls.KindApplication || len(p.ApplicationData) != len(appPayload) {
+			b.Fatalf("got %v with %d bytes", p.Kind, len(p.ApplicationData))
+		}
+		queue = queue[1:]
+	}
+	// Drain what is left so that the next run starts in order.
+	for _, m := range queue {
+		if _, err := g.bob.group.Process(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func sealBatch(tb testing.TB, sender *mls.Group, n int) []*mls.Message {
+	tb.Helper()
+	out := make([]*mls.Message, n)
+	for i := range out {
+		m, err := sender.Seal(context.Background(), appPayload, nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// TestBenchGroupSetup checks the benchmark setup itself at a small size:
+// both shapes build, the prepared messages are accepted, and every
+// operation runs once and leaves the group usable for the next.
+func TestBenchGroupSetup(t *testing.T) {
+	// testing.Benchmark runs for -test.benchtime; two iterations suffice.
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	if err := bt.Value.Set("2x"); err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Value.Set(old)
+	for _, full := range []bool{false, true} {
+		g := buildBenchGroup(t, 6, full)
+		if got := len(g.bob.group.Members()); got != 6 {
+			t.Fatalf("full=%v: bob sees %d members, want 6", full, got)
+		}
+		for _, op := range benchOps {
+			for range 2 {
+				res := testing.Benchmark(func(b *testing.B) { op.run(b, g) })
+				if res.N == 0 {
+					t.Fatalf("full=%v: %s did not run (it failed)", full, op.name)
+				}
+			}
+		}
+		if g.alice.group.Epoch() != g.bob.group.Epoch() || !bytes.Equal(g.alice.group.EpochAuthenticator(), g.bob.group.EpochAuthenticator()) {
+			t.Fatalf("full=%v: alice and bob disagree after the operations", full)
+		}
+	}
+}
