@@ -1,11 +1,9 @@
-// Package credential holds MLS credentials (RFC 9420, Section 5.3): the
-// identity a member presents in its leaf node, bound to the leaf's signature
-// key. MLS itself does not decide whether a credential is acceptable; that is
-// the application's Authentication Service, plugged in as a Validator.
 package credential
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -139,3 +137,41 @@ func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error { retur
 // AcceptAll is a Validator that accepts every credential. Use it only in
 // tests and demos: real applications must authenticate identities.
 var AcceptAll Validator = ValidatorFunc(func(Credential, []byte) error { return nil })
+
+// ErrKeyMismatch is returned when an X.509 credential's end-entity
+// certificate does not hold the leaf's signature key.
+var ErrKeyMismatch = errors.New("mls: credential does not match the signature key")
+
+// CheckSignatureKey checks the binding RFC 9420, Section 5.3 requires of
+// X.509 credentials: the public key of the end-entity certificate
+// (certificates[0]) is identical to the leaf's signature key, in its
+// SignaturePublicKey encoding (raw Ed25519/Ed448 bytes, uncompressed ECDSA
+// point). Basic credentials bind nothing and always pass; trust in the
+// chain itself is the Validator's decision.
+func (c Credential) CheckSignatureKey(signatureKey []byte) error {
+	if c.c.Type != message.CredentialX509 {
+		return nil
+	}
+	if len(c.c.Certificates) == 0 {
+		return fmt.Errorf("%w: empty certificate chain", ErrInvalid)
+	}
+	cert, err := x509.ParseCertificate(c.c.Certificates[0])
+	if err != nil {
+		return fmt.Errorf("%w: end-entity certificate: %v", ErrInvalid, err)
+	}
+	var pub []byte
+	switch k := cert.PublicKey.(type) {
+	case ed25519.PublicKey:
+		pub = k
+	case *ecdsa.PublicKey:
+		if pub, err = k.Bytes(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	default:
+		return fmt.Errorf("%w: unsupported certificate key type %T", ErrKeyMismatch, cert.PublicKey)
+	}
+	if !bytes.Equal(pub, signatureKey) {
+		return ErrKeyMismatch
+	}
+	return nil
+}
