@@ -609,6 +609,18 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
 		return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
 	}
+	// Section 7.3: a client MUST validate the LeafNodes it sends,
+	// including their lifetime; the leaf is checked where the Add would
+	// put it if committed alone.
+	d := st.tree.Diff()
+	at, err := d.ReserveLeaf()
+	if err != nil {
+		return nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
+	}
+	opts := g.treeOptions(st, &st.gc)
+	if err := d.ValidateLeaf(&kp.kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
+		return nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
+	}
 	p := &message.Proposal{Type: message.ProposalAdd, Add: &message.AddProposal{KeyPackage: kp.kp}}
 	return g.propose(ctx, p, nil)
 }

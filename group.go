@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -38,7 +37,7 @@ type Group struct {
 	// updateKeys are the leaf private keys of this member's Update
 	// proposals of the current epoch, by public key (ProposeSelfUpdate).
 	updateKeys map[string][]byte
-	active  bool
+	active     bool
 }
 
 // epochState is everything that changes from one epoch to the next.
@@ -482,7 +481,3 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 
 // ownLeaf returns this member's current LeafNode.
 func (st *epochState) ownLeaf() *message.LeafNode { return st.tree.Leaf(st.own) }
-
-func (st *epochState) sameEpoch(o *epochState) bool {
-	return st.gc.Epoch == o.gc.Epoch && bytes.Equal(st.gc.GroupID, o.gc.GroupID)
-}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,6 +156,8 @@ func playPassive(v *passiveVector, relax bool) (*mls.Group, error) {
 	return g, nil
 }
 
+var interopFull = flag.Bool("interop-full", false, "run every interop passive-client vector, not a sample")
+
 // TestInteropPassive runs the passive-client vectors generated from the
 // interop harness scenarios (../shared/interop/passive): welcome joins,
 // commits, application messages, branches, reinit, external joins and
@@ -178,10 +181,17 @@ func TestInteropPassive(t *testing.T) {
 			if err := json.Unmarshal(raw, &vs); err != nil {
 				t.Fatal(err)
 			}
-			if testing.Short() && len(vs) > 14 {
-				vs = vs[:14]
+			// Every vector with -interop-full; otherwise every 4th (every
+			// 16th with -short), which still covers each suite and
+			// scenario block of the files.
+			stride := 4
+			switch {
+			case *interopFull:
+				stride = 1
+			case testing.Short():
+				stride = 16
 			}
-			for i := range vs {
+			for i := 0; i < len(vs); i += stride {
 				t.Run(fmt.Sprintf("%d/suite=%d", i, vs[i].CipherSuite), func(t *testing.T) {
 					if _, _, err := runPassiveVector(&vs[i]); err != nil {
 						t.Fatal(err)

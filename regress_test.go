@@ -3,11 +3,19 @@ package mls_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"slices"
 	"testing"
+	"testing/iotest"
+	"time"
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // Regression and coverage tests for the group layer's commit and proposal
@@ -184,11 +192,19 @@ func TestProposeSelfUpdateCommittedByOther(t *testing.T) {
 					t.Fatalf("reloaded group has %d pending proposals, want 1", n)
 				}
 			}
+			// The new leaf private key waits in the store until the epoch
+			// ends, then goes (forward secrecy, RFC 9420, Section 12.1.2).
+			mem := bob.store.(*memory.Store)
+			if n := mem.Len("updatekeys"); n != 1 {
+				t.Fatalf("%d stored Update keys after ProposeSelfUpdate, want 1", n)
+			}
 			alice.receiveProposal(t, m)
 			charlie.receiveProposal(t, m)
-			res := commitAndFan(t, alice, mls.CommitOptions{}, bob, charlie)
-			_ = res
+			commitAndFan(t, alice, mls.CommitOptions{}, bob, charlie)
 			agree(t, alice, bob, charlie)
+			if n := mem.Len("updatekeys"); n != 0 {
+				t.Fatalf("%d stored Update keys after the commit, want 0", n)
+			}
 			newKey := encryptionKey(t, alice, 1)
 			if bytes.Equal(newKey, oldKey) {
 				t.Fatal("bob's leaf key did not change")
@@ -241,8 +257,7 @@ func TestOwnUpdateSkippedInOwnCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.receiveProposal(t, m)
-	res := commitAndFan(t, bob, mls.CommitOptions{}, alice)
-	_ = res
+	commitAndFan(t, bob, mls.CommitOptions{}, alice)
 	agree(t, alice, bob)
 }
 
@@ -402,13 +417,17 @@ func TestExternalPSK(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite)}, ExternalPSKs: [][]byte{pskID}}, bob)
+	eve := newClient(t, "eve", regressSuite) // does not have the PSK
+	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite), eve.keyPackage(t, regressSuite)}, ExternalPSKs: [][]byte{pskID}}, bob)
 	rt, err := alice.group.ExportRatchetTree()
 	if err != nil {
 		t.Fatal(err)
 	}
 	charlie.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
 	agree(t, alice, bob, charlie)
+	if _, err := mls.StageWelcome(ctx, eve.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: rt}); !errors.Is(err, &mls.ValidationError{Rule: "PSKMissing"}) {
+		t.Fatalf("joining without the Welcome's PSK: %v, want PSKMissing", err)
+	}
 
 	// A PSK-only commit: no path, so the committer's leaf keeps its key.
 	before := encryptionKey(t, bob, bob.group.OwnLeafIndex())
@@ -605,4 +624,316 @@ func TestProposalOrder(t *testing.T) {
 	agree(t, alice, charlie, dave, eve)
 	commitAndFan(t, charlie, mls.CommitOptions{ForcePath: true}, alice, dave, eve)
 	agree(t, alice, charlie, dave, eve)
+}
+
+// TestRandomOperations drives a group through random operations from
+// random members, by value and by reference, and checks after every epoch
+// that all members agree (the creation-side counterpart of the
+// passive-client-random vector).
+func TestRandomOperations(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		name := "public"
+		if private {
+			name = "private"
+		}
+		t.Run(name, func(t *testing.T) { testRandomOperations(t, private) })
+	}
+}
+
+func testRandomOperations(t *testing.T, private bool) {
+	ctx := context.Background()
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	steps := 120
+	if testing.Short() {
+		steps = 30
+	}
+	pskID := []byte("random-psk")
+	psk := bytes.Repeat([]byte{9}, 32)
+	cfg := mls.GroupConfig{CipherSuite: regressSuite, JoinConfig: mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: private}}}
+	next := 0
+	newMember := func() *client {
+		next++
+		c := newClient(t, fmt.Sprintf("m%d", next), regressSuite)
+		if err := mls.StorePSK(ctx, c.store, pskID, psk); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := newMember()
+	var err error
+	first.group, err = mls.CreateGroup(ctx, first.store, first.id, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := []*client{first}
+	for step := range steps {
+		committer := members[rng.IntN(len(members))]
+		others := func(except ...*client) []*client {
+			var out []*client
+			for _, m := range members {
+				if !slices.Contains(except, m) {
+					out = append(out, m)
+				}
+			}
+			return out
+		}
+		// Standalone proposals from random members, delivered to all.
+		var joiners []*client
+		removed := map[uint32]bool{}
+		updated := map[uint32]bool{}
+		for range rng.IntN(4) {
+			proposer := members[rng.IntN(len(members))]
+			var m *mls.Message
+			switch op := rng.IntN(5); {
+			case op == 0 && len(members)+len(joiners) < 12:
+				j := newMember()
+				m, err = proposer.group.ProposeAdd(ctx, j.keyPackage(t, regressSuite))
+				joiners = append(joiners, j)
+			case op == 1 && len(members) > 2:
+				victim := members[rng.IntN(len(members))]
+				l := victim.group.OwnLeafIndex()
+				if victim == proposer || victim == committer || removed[l] || updated[l] {
+					continue
+				}
+				removed[l] = true
+				m, err = proposer.group.ProposeRemove(ctx, l)
+			case op == 2:
+				l := proposer.group.OwnLeafIndex()
+				if proposer == committer || removed[l] || updated[l] {
+					continue
+				}
+				updated[l] = true
+				m, err = proposer.group.ProposeSelfUpdate(ctx)
+			case op == 3 && len(members) > 2:
+				l := proposer.group.OwnLeafIndex()
+				if proposer == committer || removed[l] || updated[l] {
+					continue
+				}
+				removed[l] = true
+				m, err = proposer.group.LeaveGroup(ctx)
+			default:
+				continue
+			}
+			if err != nil {
+				t.Fatalf("step %d: %s: propose: %v", step, proposer.name, err)
+			}
+			for _, c := range others(proposer) {
+				c.receiveProposal(t, m)
+			}
+		}
+		// A member restarts: everything it needs is in its store.
+		if rng.IntN(8) == 0 {
+			c := members[rng.IntN(len(members))]
+			g, err := mls.LoadGroup(ctx, c.store, c.group.GroupID(), c.id.Signer)
+			if err != nil {
+				t.Fatalf("step %d: %s: LoadGroup: %v", step, c.name, err)
+			}
+			c.group = g
+		}
+		// The commit itself, with random inline proposals.
+		opts := mls.CommitOptions{}
+		switch rng.IntN(5) {
+		case 0:
+			opts.ForcePath = true
+		case 1:
+			if len(members)+len(joiners) < 12 {
+				j := newMember()
+				opts.Add = []*mls.KeyPackage{j.keyPackage(t, regressSuite)}
+				joiners = append(joiners, j)
+			}
+		case 2:
+			opts.ExternalPSKs = [][]byte{pskID}
+		case 3:
+			// New members cannot know this group's resumption PSKs.
+			if len(joiners) == 0 {
+				opts.ResumptionPSKs = []uint64{committer.group.Epoch()}
+			}
+		case 4:
+			for _, m := range members {
+				l := m.group.OwnLeafIndex()
+				if m != committer && !removed[l] && !updated[l] && len(members)-len(removed) > 2 {
+					opts.Remove = []uint32{l}
+					removed[l] = true
+					break
+				}
+			}
+		}
+		res, err := committer.group.Commit(ctx, opts)
+		if err != nil {
+			t.Fatalf("step %d: %s: commit: %v", step, committer.name, err)
+		}
+		if err := committer.group.MergePendingCommit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var stay []*client
+		for _, m := range members {
+			if m != committer {
+				m.processCommit(t, res.Commit)
+			}
+			if m.group.IsActive() {
+				stay = append(stay, m)
+			} else if !removed[m.group.OwnLeafIndex()] {
+				t.Fatalf("step %d: %s removed unexpectedly", step, m.name)
+			}
+		}
+		members = stay
+		if len(joiners) > 0 {
+			if res.Welcome == nil {
+				t.Fatalf("step %d: no Welcome for %d joiners", step, len(joiners))
+			}
+			rt, err := committer.group.ExportRatchetTree()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range joiners {
+				j.join(t, roundTrip(t, res.Welcome), cfg.JoinConfig, rt)
+				members = append(members, j)
+			}
+		}
+		agree(t, members...)
+		if n := len(members[0].group.Members()); n != len(members) {
+			t.Fatalf("step %d: group has %d members, test tracks %d", step, n, len(members))
+		}
+	}
+}
+
+// TestProposeAddValidatesLeaf: the sender of an Add proposal validates the
+// key package's leaf node, lifetime included (RFC 9420, Section 7.3: MUST
+// for LeafNodes a client sends), and queues nothing on failure.
+func TestProposeAddValidatesLeaf(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	charlie := newClient(t, "charlie", regressSuite)
+	expired, err := mls.NewKeyPackage(ctx, charlie.store, regressSuite, charlie.id, mls.KeyPackageOptions{
+		Now:      func() time.Time { return time.Now().Add(-48 * time.Hour) },
+		Lifetime: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.group.ProposeAdd(ctx, expired); !errors.Is(err, tree.ErrLifetime) || !errors.Is(err, mls.ErrValidation) {
+		t.Fatalf("ProposeAdd of an expired key package: %v, want a validation error for the lifetime", err)
+	}
+	// bob's key package is already in the group: duplicate signature key.
+	if _, err := alice.group.ProposeAdd(ctx, bob.keyPackage(t, regressSuite)); !errors.Is(err, tree.ErrDuplicateSignatureKey) {
+		t.Fatalf("ProposeAdd of a member's key package: %v, want a duplicate signature key", err)
+	}
+	if n := len(alice.group.PendingProposals()); n != 0 {
+		t.Fatalf("%d pending proposals after failed ProposeAdd calls, want 0", n)
+	}
+}
+
+// TestPSKNonceFullLength: the nonce of a PreSharedKeyID is Nh random
+// octets (RFC 9420, Section 8.4) even from a randomness source that returns
+// one byte per Read; a single Read used to leave all but the first octet
+// zero.
+func TestPSKNonceFullLength(t *testing.T) {
+	ctx := context.Background()
+	cfg := mls.GroupConfig{JoinConfig: mls.JoinConfig{Rand: iotest.OneByteReader(rand.Reader)}}
+	cs := newGroupOf(t, regressSuite, cfg, false, "alice")
+	alice := cs[0]
+	if err := mls.StorePSK(ctx, alice.store, []byte("id"), bytes.Repeat([]byte{1}, 32)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.group.Commit(ctx, mls.CommitOptions{ExternalPSKs: [][]byte{[]byte("id")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := res.Commit.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The nonce follows the PSK id "id" in the encoded proposal.
+	at := bytes.Index(b, []byte{2, 'i', 'd'})
+	if at < 0 {
+		t.Fatal("PSK id not found in the commit")
+	}
+	if zeros := make([]byte, 16); bytes.Contains(b[at:], zeros) {
+		t.Fatalf("commit has a run of 16 zero octets after the PSK id: the nonce is not random")
+	}
+}
+
+// TestNewSignerWithAdd: a commit that moves the committer to a new
+// signature key and adds a member; the GroupInfo in the Welcome is signed
+// with the new key (RFC 9420, Section 12.4.3), and the committer signs
+// with it from the next epoch on.
+func TestNewSignerWithAdd(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	s, err := ciphersuite.Lookup(regressSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := s.GenerateSignatureKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := mls.Identity{Credential: alice.id.Credential, Signer: signer}
+	charlie := newClient(t, "charlie", regressSuite)
+	res := commitAndFan(t, alice, mls.CommitOptions{NewIdentity: &newID, Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite)}}, bob)
+	rt, err := alice.group.ExportRatchetTree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	charlie.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
+	agree(t, alice, bob, charlie)
+	alice.id = newID
+	commitAndFan(t, alice, mls.CommitOptions{ForcePath: true}, bob, charlie)
+	agree(t, alice, bob, charlie)
+	m, err := alice.group.Seal(ctx, []byte("hi"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := charlie.group.Process(ctx, roundTrip(t, m)); err != nil || string(p.ApplicationData) != "hi" {
+		t.Fatalf("charlie: %v", err)
+	}
+}
+
+// TestOwnCommitEchoed: a member's own commit, echoed by the delivery
+// service, comes back from Process as its pending commit and merges.
+func TestOwnCommitEchoed(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	res, err := alice.group.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := alice.group.Process(ctx, roundTrip(t, res.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != mls.KindCommit || p.Commit != alice.group.PendingCommit() {
+		t.Fatal("echoed own commit is not the pending commit")
+	}
+	if err := alice.group.MergeStagedCommit(ctx, p.Commit); err != nil {
+		t.Fatal(err)
+	}
+	bob.processCommit(t, res.Commit)
+	agree(t, alice, bob)
+}
+
+// TestRatchetTreeExtension: with the ratchet_tree extension in the
+// Welcome's GroupInfo (RFC 9420, Section 12.4.3.3) joiners need no tree
+// of their own.
+func TestRatchetTreeExtension(t *testing.T) {
+	ctx := context.Background()
+	cfg := mls.GroupConfig{JoinConfig: mls.JoinConfig{UseRatchetTreeExtension: true}}
+	cs := newGroupOf(t, regressSuite, cfg, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	charlie := newClient(t, "charlie", regressSuite)
+	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite)}}, bob)
+	sw, err := mls.StageWelcome(ctx, charlie.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.OwnLeafIndex() != 2 || len(sw.Members()) != 3 || sw.Sender().Index != 0 {
+		t.Fatalf("staged welcome: leaf %d, %d members, sender %d", sw.OwnLeafIndex(), len(sw.Members()), sw.Sender().Index)
+	}
+	if charlie.group, err = sw.Join(ctx, charlie.id.Signer); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob, charlie)
 }

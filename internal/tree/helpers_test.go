@@ -10,7 +10,6 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/treemath"
 )
 
 // testRand returns a deterministic randomness source.
@@ -245,8 +244,6 @@ func leafCount(d *Diff) int {
 	}
 	return n
 }
-
-var _ = treemath.Root
 
 // addWithoutPath commits adds new members without an UpdatePath, leaving
 // them unmerged at the non-blank parents above them.

@@ -2,7 +2,6 @@ package tree
 
 import (
 	"fmt"
-	"math/bits"
 	"runtime"
 	"sync"
 
@@ -250,9 +249,6 @@ func leafRange(x NodeIndex) (first uint32, count uint32) {
 	k := treemath.Level(x)
 	return uint32(x>>(k+1)) << k, 1 << k
 }
-
-// log2 of a power of two.
-func log2(n uint32) int { return bits.TrailingZeros32(n) }
 
 // capIndex counts, over the members, which credential types are in use and
 // which are supported, so that the checks of RFC 9420, Section 7.3 on

@@ -33,7 +33,8 @@ type Options struct {
 	// (RFC 9420, Section 11.1), if any.
 	RequiredCapabilities *message.RequiredCapabilities
 	// Credential, if set, validates a leaf's credential (RFC 9420, Section
-	// 5.3.1); an error rejects the leaf with ErrCredential.
+	// 5.3.1); an error rejects the leaf with ErrCredential. Tree.Validate
+	// calls it from several goroutines at once.
 	Credential func(c *message.Credential, signatureKey []byte) error
 }
 

@@ -109,6 +109,17 @@ func TestValidateTree(t *testing.T) {
 		})
 		wantRule(t, "merged leaf listed as unmerged", tr.Validate(nil, opts), ErrParentHash, 11)
 	})
+	t.Run("UnmergedBelowOnly", func(t *testing.T) {
+		// Leaf 7 unmerged at node 11 but not at node 7: the lists are
+		// consistent and 11's parent hash still matches, but the
+		// resolution of 11 is not 11 plus 7's unmerged leaves, so 11 and 7
+		// were not set by the same path.
+		tr := tamper(t, g, func(rt message.RatchetTree) message.RatchetTree {
+			rt[7].Parent.UnmergedLeaves = []uint32{}
+			return rt
+		})
+		wantRule(t, "unmerged only below", tr.Validate(nil, opts), ErrParentHash, 7)
+	})
 	t.Run("DuplicateEncryptionKey", func(t *testing.T) {
 		tr := tamper(t, g, func(rt message.RatchetTree) message.RatchetTree {
 			rt[4].Leaf.EncryptionKey = rt[6].Leaf.EncryptionKey
