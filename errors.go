@@ -46,7 +46,11 @@ var (
 
 // ValidationError reports a message that breaks a rule of RFC 9420. Rule
 // names follow the OpenMLS "Message Validation" chapter where one exists
-// (ValSem002 ... ValSem403), otherwise the RFC section.
+// (ValSem002 ... ValSem403); rules it does not number have a short
+// descriptive name, for example "ProposalSameLeaf" (two Update/Remove
+// proposals for one leaf, Section 12.2), "LeafNodeLifetime" (Section 7.3)
+// or "WelcomeLeaf" (Section 12.4.3.1). Section names the RFC 9420 section
+// in either case; validation_test.go has one test per rule.
 type ValidationError struct {
 	Rule    string // e.g. "ValSem101"
 	Section string // RFC 9420 section, e.g. "12.2"

@@ -95,10 +95,17 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 		o.RequiredCapabilities = rc
 	}
 	v := g.cfg.Validator
-	if v != nil {
-		o.Credential = func(c *message.Credential, sigKey []byte) error {
-			return v.Validate(credential.FromWire(*c), sigKey)
+	o.Credential = func(c *message.Credential, sigKey []byte) error {
+		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
+		// the leaf's signature key; then the application decides.
+		cred := credential.FromWire(*c)
+		if err := cred.CheckSignatureKey(sigKey); err != nil {
+			return err
 		}
+		if v == nil {
+			return nil
+		}
+		return v.Validate(cred, sigKey)
 	}
 	return o
 }

@@ -169,6 +169,12 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 	gc := gi.GroupContext
 	g := &Group{cfg: *cfg}
 	opts := g.treeOptions(nil, &gc)
+	// The lifetimes of the leaves already in the tree are not checked:
+	// RFC 9420, Section 7.3 only recommends it for received trees, and a
+	// member who joined long ago and never updated would otherwise make
+	// every new join fail. Leaves are checked when they enter the group
+	// (Add, Update, Commit), where the check applies.
+	opts.SkipLifetime = true
 	if err := t.Validate(gc.TreeHash, &opts); err != nil {
 		return nil, invalidErr("TreeValidation", "12.4.3.1", err, "ratchet tree")
 	}

@@ -33,10 +33,11 @@ func init() {
 }
 
 // Limits of -members. Every member is a full client that holds the whole
-// ratchet tree, so memory grows with the square of the group size.
+// ratchet tree and checks every new member's key package, so time and
+// memory grow with the square of the group size: about 2 GB at 1000.
 const (
 	minDemoMembers = 3 // Alice, Bob and Charlie
-	maxDemoMembers = 2000
+	maxDemoMembers = 1000
 )
 
 // demoGroupID is the group's ID, as in the OpenMLS example.
@@ -120,6 +121,10 @@ type demo struct {
 	charlie *demoMember
 	times   opTimes
 	steps   int
+
+	// tick, if set, is called each time a member has processed a commit
+	// (for the progress bar).
+	tick func()
 
 	// tamper, if set, may alter the views before they are compared (tests
 	// use it to check that a disagreement is caught).
@@ -302,14 +307,24 @@ func (d *demo) stepInvite() error {
 }
 
 // stepGrow adds the extra members of -members in batches, with a
-// progress bar on stderr.
+// progress bar on stderr that counts the joins and the members already in
+// processing each batch's commit.
 func (d *demo) stepGrow() error {
 	extra := d.cfg.members - minDemoMembers
 	d.header(fmt.Sprintf("The group grows to %d members", d.cfg.members))
 	d.say("%d more clients publish key packages; Alice adds them in commits of up to %d,", extra, d.cfg.batch)
 	d.say("and each joins from the Welcome while the members already in process the commit.")
-	bar := newProgress(d.errw, "growing the group", extra)
-	defer bar.finish()
+	work := 0
+	for in := minDemoMembers; in < d.cfg.members; in += d.cfg.batch {
+		work += in - 1 + min(d.cfg.batch, d.cfg.members-in) // receivers of the commit, then joiners
+	}
+	joined := 0
+	bar := newProgress(d.errw, "growing the group", fmt.Sprintf("%d/%d joined", joined, extra), work)
+	d.tick = func() { bar.add(1) }
+	defer func() {
+		d.tick = nil
+		bar.finish()
+	}()
 	next := minDemoMembers + 1
 	for next <= d.cfg.members {
 		var kps []*mls.KeyPackage
@@ -338,6 +353,8 @@ func (d *demo) stepGrow() error {
 			if _, err := d.join(m, welcome, tree); err != nil {
 				return err
 			}
+			joined++
+			bar.note = fmt.Sprintf("%d/%d joined", joined, extra)
 			bar.add(1)
 		}
 	}
@@ -602,6 +619,9 @@ func (d *demo) commit(by *demoMember, op, narration string, f func() (*mls.Commi
 			return fmt.Errorf("%s: processing %s's %s commit: %w", m.name, by.name, op, err)
 		}
 		d.times.add("process "+op+" commit", time.Since(start))
+		if d.tick != nil {
+			d.tick()
+		}
 		if p.Kind != mls.KindCommit {
 			return fmt.Errorf("%s: %s's commit came out as a %v", m.name, by.name, p.Kind)
 		}
@@ -865,6 +885,7 @@ func roundDur(d time.Duration) time.Duration {
 type progress struct {
 	w            io.Writer
 	label        string
+	note         string // shown after the bar; the default is count/total
 	total, count int
 	shown        int // last drawn width, -1 before the first draw
 	finished     bool
@@ -872,8 +893,9 @@ type progress struct {
 
 const progressWidth = 30
 
-func newProgress(w io.Writer, label string, total int) *progress {
-	p := &progress{w: w, label: label, total: total, shown: -1}
+// newProgress draws an empty bar; note is as for progress.note.
+func newProgress(w io.Writer, label, note string, total int) *progress {
+	p := &progress{w: w, label: label, note: note, total: total, shown: -1}
 	p.draw()
 	return p
 }
@@ -892,7 +914,11 @@ func (p *progress) draw() {
 		return
 	}
 	p.shown = filled
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d", p.label, strings.Repeat("#", filled), strings.Repeat(".", progressWidth-filled), p.count, p.total)
+	note := p.note
+	if note == "" {
+		note = fmt.Sprintf("%d/%d", p.count, p.total)
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %s", p.label, strings.Repeat("#", filled), strings.Repeat(".", progressWidth-filled), note)
 }
 
 // finish ends the bar's line; calling it again does nothing.

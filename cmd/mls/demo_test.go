@@ -123,7 +123,7 @@ func TestDemoMembers(t *testing.T) {
 	if !strings.Contains(stdout, fmt.Sprintf("  %-34s %6d ", "join (stage Welcome + join)", 19)) {
 		t.Errorf("timing table does not count 19 joins:\n%s", stdout)
 	}
-	if !strings.Contains(stderr, "growing the group [") || !strings.HasSuffix(stderr, "17/17\n") {
+	if !strings.Contains(stderr, "growing the group [") || !strings.HasSuffix(stderr, "] 17/17 joined\n") {
 		t.Errorf("stderr does not end with a full progress bar:\n%q", stderr)
 	}
 }
@@ -153,8 +153,8 @@ func TestDemoUsageErrors(t *testing.T) {
 		{[]string{"-suite", "MLS_999"}, `unknown cipher suite "MLS_999"`},
 		{[]string{"-suite", "9"}, "unsupported cipher suite 9; known: 1=MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, 2="},
 		{[]string{"-suite", "0x10000"}, "unknown cipher suite"},
-		{[]string{"-members", "2"}, "-members 2: want 3 to 2000"},
-		{[]string{"-members", "2001"}, "-members 2001: want 3 to 2000"},
+		{[]string{"-members", "2"}, "-members 2: want 3 to 1000"},
+		{[]string{"-members", "1001"}, "-members 1001: want 3 to 1000"},
 		{[]string{"-batch", "0"}, "-batch 0: want at least 1"},
 		{[]string{"-members", "x"}, "invalid value"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
@@ -308,7 +308,7 @@ func TestBackupStoreCopy(t *testing.T) {
 
 func TestProgress(t *testing.T) {
 	var b bytes.Buffer
-	p := newProgress(&b, "work", 4)
+	p := newProgress(&b, "work", "", 4)
 	for range 4 {
 		p.add(1)
 	}
@@ -324,14 +324,18 @@ func TestProgress(t *testing.T) {
 	}
 }
 
-func TestZZProfDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip()
+func TestProgressNote(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, "grow", "0 joined", 2)
+	p.note = "1 joined"
+	p.add(1)
+	p.note = "2 joined"
+	p.add(1)
+	p.finish()
+	want := "\rgrow [" + strings.Repeat(".", 30) + "] 0 joined" +
+		"\rgrow [" + strings.Repeat("#", 15) + strings.Repeat(".", 15) + "] 1 joined" +
+		"\rgrow [" + strings.Repeat("#", 30) + "] 2 joined\n"
+	if b.String() != want {
+		t.Errorf("progress drew\n%q\nwant\n%q", b.String(), want)
 	}
-	var out, errb bytes.Buffer
-	d := newDemo(demoConfig{members: 300, suite: 1, batch: 100, timings: true}, &out, &errb)
-	if err := d.run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Log(out.String()[len(out.String())-1500:])
 }
