@@ -136,6 +136,14 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	if err != nil {
 		return nil, err
 	}
+	// ValSem007 and ValSem009: the tags RFC 9420, Sections 6.1 and 6.2
+	// require must be present before anything is checked against them.
+	if pm.Content.Sender.Type == message.SenderMember && pm.MembershipTag == nil {
+		return nil, invalid("ValSem007", "6.2", "member's PublicMessage without membership tag")
+	}
+	if pm.Content.ContentType == message.ContentCommit && pm.Auth.ConfirmationTag == nil {
+		return nil, invalid("ValSem009", "6.1", "commit without confirmation tag")
+	}
 	un, err := framing.UnprotectPublic(st.suite, pm, st.keys.MembershipKey(), st.gcRaw)
 	if err != nil {
 		if errors.Is(err, framing.ErrMembershipTag) {
@@ -226,7 +234,7 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 		}
 		opts := g.treeOptions(st, &st.gc)
 		if err := st.tree.View().ValidateLeaf(&p.Update.LeafNode, tree.LeafIndex(sender.LeafIndex), message.LeafNodeSourceUpdate, &opts); err != nil {
-			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal")
+			return nil, leafError(err, message.LeafNodeSourceUpdate, "Update proposal from leaf %d", sender.LeafIndex)
 		}
 	case message.ProposalAdd:
 		kp := &p.Add.KeyPackage
@@ -377,7 +385,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		opts := tree.PathOptions{Options: g.treeOptions(st, &gc), Exclude: a.added}
 		ap, err := d.ApplyPath(senderLeaf, commit.Path, &opts)
 		if err != nil {
-			return nil, pathError(err)
+			return nil, pathError(err, senderLeaf)
 		}
 		gc.TreeHash = d.TreeHash()
 		if !a.selfGone {
@@ -440,8 +448,11 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 
 // pathError maps tree errors from applying an UpdatePath to the
 // validation rules they break.
-func pathError(err error) error {
+func pathError(err error, sender tree.LeafIndex) error {
+	var te *tree.Error
 	switch {
+	case errors.Is(err, tree.ErrDuplicateEncryptionKey) && errors.As(err, &te) && te.Node == sender.Node():
+		return invalidErr("ValSem206", "12.4.2", err, "update path leaf node")
 	case errors.Is(err, tree.ErrDuplicateEncryptionKey):
 		return invalidErr("ValSem207", "12.4.2", err, "update path")
 	case errors.Is(err, tree.ErrUpdatePath):
