@@ -304,8 +304,8 @@ func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
 	return g
 }
 
-// commitAndClear times f (a commit) and clears the pending commit untimed.
-func commitAndClear(b *testing.B, m *benchMember, f func(ctx context.Context) (*mls.CommitResult, error)) {
+// benchCommitAndClear times f (a commit) and clears the pending commit untimed.
+func benchCommitAndClear(b *testing.B, m *benchMember, f func(ctx context.Context) (*mls.CommitResult, error)) {
 	ctx := context.Background()
 	for b.Loop() {
 		if _, err := f(ctx); err != nil {
@@ -320,11 +320,11 @@ func commitAndClear(b *testing.B, m *benchMember, f func(ctx context.Context) (*
 }
 
 func benchSelfUpdateCommit(b *testing.B, g *benchGroup) {
-	commitAndClear(b, g.alice, g.alice.group.SelfUpdate)
+	benchCommitAndClear(b, g.alice, g.alice.group.SelfUpdate)
 }
 
 func benchAddMember(b *testing.B, g *benchGroup) {
-	commitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
+	benchCommitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
 		res, err := g.alice.group.AddMembers(ctx, g.joinerKP)
 		if err == nil && res.Welcome == nil {
 			err = fmt.Errorf("AddMembers returned no Welcome")
@@ -334,13 +334,13 @@ func benchAddMember(b *testing.B, g *benchGroup) {
 }
 
 func benchRemoveMember(b *testing.B, g *benchGroup) {
-	commitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
+	benchCommitAndClear(b, g.alice, func(ctx context.Context) (*mls.CommitResult, error) {
 		return g.alice.group.RemoveMembers(ctx, g.removeTarget)
 	})
 }
 
-// processCommit times bob staging a commit without merging it.
-func processCommit(b *testing.B, g *benchGroup, commit *mls.Message) {
+// benchProcess times bob staging a commit without merging it.
+func benchProcess(b *testing.B, g *benchGroup, commit *mls.Message) {
 	ctx := context.Background()
 	for b.Loop() {
 		p, err := g.bob.group.Process(ctx, commit)
@@ -353,9 +353,9 @@ func processCommit(b *testing.B, g *benchGroup, commit *mls.Message) {
 	}
 }
 
-func benchProcessSelfUpdate(b *testing.B, g *benchGroup) { processCommit(b, g, g.selfUpdate) }
+func benchProcessSelfUpdate(b *testing.B, g *benchGroup) { benchProcess(b, g, g.selfUpdate) }
 
-func benchProcessRemove(b *testing.B, g *benchGroup) { processCommit(b, g, g.remove) }
+func benchProcessRemove(b *testing.B, g *benchGroup) { benchProcess(b, g, g.remove) }
 
 func benchJoinFromWelcome(b *testing.B, g *benchGroup) {
 	ctx := context.Background()
@@ -374,16 +374,16 @@ func benchJoinFromWelcome(b *testing.B, g *benchGroup) {
 	}
 }
 
-// appPayload is the 1 KB application message.
-var appPayload = bytes.Repeat([]byte("0123456789abcdef"), 64)
+// benchPayload is the 1 KB application message.
+var benchPayload = bytes.Repeat([]byte("0123456789abcdef"), 64)
 
 // benchSealApp has bob seal; alice's ratchet is kept for benchOpenApp, so
 // that the receiver never has to skip ahead past the forward distance.
 func benchSealApp(b *testing.B, g *benchGroup) {
 	ctx := context.Background()
-	b.SetBytes(int64(len(appPayload)))
+	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
-		if _, err := g.bob.group.Seal(ctx, appPayload, nil); err != nil {
+		if _, err := g.bob.group.Seal(ctx, benchPayload, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -392,20 +392,20 @@ func benchSealApp(b *testing.B, g *benchGroup) {
 // benchOpenApp has bob open messages alice sealed in batches, untimed.
 func benchOpenApp(b *testing.B, g *benchGroup) {
 	ctx := context.Background()
-	b.SetBytes(int64(len(appPayload)))
+	b.SetBytes(int64(len(benchPayload)))
 	const batch = 256
 	var queue []*mls.Message
 	for b.Loop() {
 		if len(queue) == 0 {
 			b.StopTimer()
-			queue = sealBatch(b, g.alice.group, batch)
+			queue = benchSealBatch(b, g.alice.group, batch)
 			b.StartTimer()
 		}
 		p, err := g.bob.group.Process(ctx, queue[0])
 		if err != nil {
 			b.Fatal(err)
 		}
-		if p.Kind != mls.KindApplication || len(p.ApplicationData) != len(appPayload) {
+		if p.Kind != mls.KindApplication || len(p.ApplicationData) != len(benchPayload) {
 			b.Fatalf("got %v with %d bytes", p.Kind, len(p.ApplicationData))
 		}
 		queue = queue[1:]
@@ -418,11 +418,11 @@ func benchOpenApp(b *testing.B, g *benchGroup) {
 	}
 }
 
-func sealBatch(tb testing.TB, sender *mls.Group, n int) []*mls.Message {
+func benchSealBatch(tb testing.TB, sender *mls.Group, n int) []*mls.Message {
 	tb.Helper()
 	out := make([]*mls.Message, n)
 	for i := range out {
-		m, err := sender.Seal(context.Background(), appPayload, nil)
+		m, err := sender.Seal(context.Background(), benchPayload, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -28,7 +28,7 @@ const regressSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 // newGroupOf creates a group of the named clients: the first creates it
 // and adds the others in one commit (with a path if forcePath), and they
 // join from the Welcome.
-func newGroupOf(t *testing.T, suite mls.CipherSuite, cfg mls.GroupConfig, forcePath bool, names ...string) []*client {
+func newGroupOf(t testing.TB, suite mls.CipherSuite, cfg mls.GroupConfig, forcePath bool, names ...string) []*client {
 	t.Helper()
 	ctx := context.Background()
 	cfg.CipherSuite = suite

@@ -46,7 +46,7 @@ const demoGroupID = "secure-chat"
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	members := fs.Int("members", minDemoMembers, fmt.Sprintf("grow the group to `N` members (%d to %d) and report the time of each operation", minDemoMembers, maxDemoMembers))
-	suiteName := fs.String("suite", "1", "cipher suite, by IANA `name` or number (for example MLS_128_DHKEMP256_AES128GCM_SHA256_P256 or 2)")
+	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number (for example MLS_128_DHKEMP256_AES128GCM_SHA256_P256 or 2)")
 	batch := fs.Int("batch", 100, "add the extra members of -members in commits of at most `B` members")
 	if ok, status := parseFlags(fs, "demo [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
 		return status
