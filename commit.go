@@ -50,6 +50,9 @@ type CommitOptions struct {
 	NewIdentity *Identity
 	// LeafExtensions, if non-nil, replace this member's leaf extensions.
 	LeafExtensions []Extension
+	// LeafCapabilities, if non-nil, replace this member's leaf
+	// capabilities (OpenMLS's LeafNodeParameters).
+	LeafCapabilities *Capabilities
 	// AuthenticatedData is sent in the clear, authenticated.
 	AuthenticatedData []byte
 }
@@ -207,7 +210,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	var cp *tree.CreatedPath
 	var up *message.UpdatePath
 	signer := g.signer
-	if a.needsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil {
+	if a.needsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil || opts.LeafCapabilities != nil {
 		template := *st.ownLeaf()
 		if opts.NewIdentity != nil {
 			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
@@ -221,6 +224,9 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		}
 		if opts.LeafExtensions != nil {
 			template.Extensions = toWireExtensions(opts.LeafExtensions)
+		}
+		if opts.LeafCapabilities != nil {
+			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credential.FromWire(template.Credential).Type())
 		}
 		topts := g.treeOptions(st, &gc)
 		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})

@@ -145,8 +145,9 @@ type demoMember struct {
 	named bool // one of the story's characters, printed in full
 }
 
-// newStore creates a member's store. It is the only place that does, so
-// that another backend (a database file per member) plugs in here.
+// newStore creates the store of the member called name. It is the only
+// place that does, so that another backend (say, a database file per
+// member) plugs in here.
 func (d *demo) newStore(name string) (*backupStore, error) {
 	return newBackupStore(memory.New()), nil
 }
@@ -375,7 +376,7 @@ func (d *demo) stepChat() error {
 		{d.charlie, "Hello both. Meeting at 2pm?"},
 	}
 	for _, l := range lines {
-		if err := d.chat(l.from, l.text); err != nil {
+		if _, err := d.broadcast(l.from, l.text); err != nil {
 			return err
 		}
 	}
@@ -668,12 +669,6 @@ func describeCommit(m *demoMember, p *mls.Processed) string {
 		return fmt.Sprintf("%s's commit: it removes me, so I was removed by %s and become inactive.", from, from)
 	}
 	return fmt.Sprintf("%s's commit: %s; epoch %d.", from, strings.Join(parts, ", "), sc.Epoch())
-}
-
-// chat has from send text to the group; everyone else reads it.
-func (d *demo) chat(from *demoMember, text string) error {
-	_, err := d.broadcast(from, text)
-	return err
 }
 
 // broadcast seals text, delivers it to every other active member and
