@@ -361,27 +361,29 @@ func ExampleGroup_ProposeAdd() {
 	// members: alice, bob, charlie at epoch 2
 }
 
-// exRemoveOperation interprets a Remove proposal from one member's point of
-// view, like OpenMLS's RemoveOperation: who was removed, and by whom.
+// exRemoveOperation says, with names, what a Remove proposal means to the
+// member whose group is g (mls.NewRemoveOperation, OpenMLS's
+// RemoveOperation).
 func exRemoveOperation(g *mls.Group, q *mls.QueuedProposal) string {
-	removed, _ := q.Removed()
-	by := q.Sender().Index
+	op, err := mls.NewRemoveOperation(q, g)
+	if err != nil {
+		log.Fatal(err)
+	}
 	name := func(leaf uint32) string {
 		m, _ := g.Member(leaf)
 		return string(m.Credential.Identity())
 	}
-	me := g.OwnLeafIndex()
-	switch {
-	case removed == me && by == me:
+	switch op.Kind {
+	case mls.WeLeft:
 		return "we left"
-	case removed == me:
-		return "we were removed by " + name(by)
-	case by == removed:
-		return name(removed) + " left"
-	case by == me:
-		return "we removed " + name(removed)
+	case mls.WeWereRemovedBy:
+		return "we were removed by " + name(op.By.Index)
+	case mls.TheyLeft:
+		return name(op.Removed) + " left"
+	case mls.WeRemovedThem:
+		return "we removed " + name(op.Removed)
 	default:
-		return name(removed) + " was removed by " + name(by)
+		return name(op.Removed) + " was removed by " + name(op.By.Index)
 	}
 }
 

@@ -654,19 +654,35 @@ func describeCommit(m *demoMember, p *mls.Processed) string {
 		}
 		parts = append(parts, who+" update applied")
 	}
-	for _, q := range sc.RemoveProposals() {
-		leaf, _ := q.Removed()
-		who := fmt.Sprintf("leaf %d", leaf)
+	name := func(leaf uint32) string {
 		if mem, ok := m.group.Member(leaf); ok {
-			who = memberName(mem)
+			return memberName(mem)
 		}
-		parts = append(parts, who+" removed")
+		return fmt.Sprintf("leaf %d", leaf)
+	}
+	remover := from
+	for _, q := range sc.RemoveProposals() {
+		op, err := mls.NewRemoveOperation(q, m.group)
+		if err != nil {
+			parts = append(parts, err.Error())
+			continue
+		}
+		switch op.Kind {
+		case mls.TheyLeft:
+			parts = append(parts, name(op.Removed)+" left")
+		case mls.TheyWereRemovedBy:
+			parts = append(parts, fmt.Sprintf("%s removed by %s", name(op.Removed), name(op.By.Index)))
+		case mls.WeWereRemovedBy:
+			remover = name(op.By.Index)
+		default:
+			parts = append(parts, name(op.Removed)+" removed")
+		}
 	}
 	if len(parts) == 0 {
 		parts = append(parts, fmt.Sprintf("new keys for %s's leaf and path", from))
 	}
 	if sc.SelfRemoved() {
-		return fmt.Sprintf("%s's commit: it removes me, so I was removed by %s and become inactive.", from, from)
+		return fmt.Sprintf("%s's commit: it removes me (I was removed by %s) and I become inactive.", from, remover)
 	}
 	return fmt.Sprintf("%s's commit: %s; epoch %d.", from, strings.Join(parts, ", "), sc.Epoch())
 }

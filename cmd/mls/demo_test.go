@@ -64,7 +64,7 @@ func TestDemo(t *testing.T) {
 		"Bob's leaf encryption key changed",
 		"Charlie processes Alice's commit: new keys for Alice's leaf and path; epoch 3.",
 		"Charlie's device is backed up at epoch 3",
-		"Bob     processes Alice's commit: Charlie removed; epoch 4.",
+		"Bob     processes Alice's commit: Charlie removed by Alice; epoch 4.",
 		"Charlie processes Alice's commit: it removes me",
 		"Charlie          -      3  (removed)",
 		"members (2): Alice, Bob",
