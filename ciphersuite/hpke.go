@@ -148,7 +148,8 @@ func (k *x448KEM) publicKey(priv []byte) ([]byte, error) {
 	return sk.Public().MarshalBinary()
 }
 
-func (k *x448KEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err error) {
+// sender sets up an HPKE base-mode sending context to pub.
+func (k *x448KEM) sender(pub, info []byte) (enc []byte, ctx circlhpke.Sealer, err error) {
 	pk, err := k.parsePublic(pub)
 	if err != nil {
 		return nil, nil, err
@@ -157,15 +158,12 @@ func (k *x448KEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err er
 	if err != nil {
 		return nil, nil, err
 	}
-	enc, sealer, err := s.Setup(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	ct, err = sealer.Seal(plaintext, aad)
-	return enc, ct, err
+	return s.Setup(rand.Reader)
 }
 
-func (k *x448KEM) open(priv, enc, info, aad, ct []byte) ([]byte, error) {
+// receiver sets up the matching receiving context; a bad enc is
+// ErrDecrypt.
+func (k *x448KEM) receiver(priv, enc, info []byte) (circlhpke.Opener, error) {
 	sk, err := k.parsePrivate(priv)
 	if err != nil {
 		return nil, err
@@ -181,11 +179,44 @@ func (k *x448KEM) open(priv, enc, info, aad, ct []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrDecrypt
 	}
+	return o, nil
+}
+
+func (k *x448KEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err error) {
+	enc, ctx, err := k.sender(pub, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct, err = ctx.Seal(plaintext, aad)
+	return enc, ct, err
+}
+
+func (k *x448KEM) open(priv, enc, info, aad, ct []byte) ([]byte, error) {
+	o, err := k.receiver(priv, enc, info)
+	if err != nil {
+		return nil, err
+	}
 	pt, err := o.Open(ct, aad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	return pt, nil
+}
+
+func (k *x448KEM) exportS(pub, info []byte, exporterContext string, length int) (enc, secret []byte, err error) {
+	enc, ctx, err := k.sender(pub, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, ctx.Export([]byte(exporterContext), uint(length)), nil
+}
+
+func (k *x448KEM) exportR(priv, enc, info []byte, exporterContext string, length int) ([]byte, error) {
+	o, err := k.receiver(priv, enc, info)
+	if err != nil {
+		return nil, err
+	}
+	return o.Export([]byte(exporterContext), uint(length)), nil
 }
 
 func (k *x448KEM) parsePublic(pub []byte) (kemPublicKey, error) {
@@ -210,41 +241,6 @@ func (k *x448KEM) parsePrivate(priv []byte) (kemPrivateKey, error) {
 		return nil, fmt.Errorf("%w: X448 private key: %v", ErrInvalidKey, err)
 	}
 	return sk, nil
-}
-
-func (k *x448KEM) exportS(pub, info []byte, exporterContext string, length int) (enc, secret []byte, err error) {
-	pk, err := k.parsePublic(pub)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := k.suite.NewSender(pk, info)
-	if err != nil {
-		return nil, nil, err
-	}
-	enc, ctx, err := s.Setup(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	return enc, ctx.Export([]byte(exporterContext), uint(length)), nil
-}
-
-func (k *x448KEM) exportR(priv, enc, info []byte, exporterContext string, length int) ([]byte, error) {
-	sk, err := k.parsePrivate(priv)
-	if err != nil {
-		return nil, err
-	}
-	if len(enc) != circlhpke.KEM_X448_HKDF_SHA512.Scheme().CiphertextSize() {
-		return nil, ErrDecrypt
-	}
-	r, err := k.suite.NewReceiver(sk, info)
-	if err != nil {
-		return nil, err
-	}
-	ctx, err := r.Setup(enc)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	return ctx.Export([]byte(exporterContext), uint(length)), nil
 }
 
 // HPKEExportSender sets up an HPKE base-mode sender context to pub and

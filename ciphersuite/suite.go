@@ -287,14 +287,19 @@ func (s *Suite) NewAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// Seal encrypts and authenticates plaintext with the suite AEAD.
-func (s *Suite) Seal(key, nonce, aad, plaintext []byte) ([]byte, error) {
-	a, err := s.NewAEAD(key)
-	if err != nil {
-		return nil, err
-	}
+// aeadFor returns the suite AEAD keyed with key, checking the nonce size.
+func (s *Suite) aeadFor(key, nonce []byte) (cipher.AEAD, error) {
 	if len(nonce) != s.nn {
 		return nil, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidKey, len(nonce), s.nn)
+	}
+	return s.NewAEAD(key)
+}
+
+// Seal encrypts and authenticates plaintext with the suite AEAD.
+func (s *Suite) Seal(key, nonce, aad, plaintext []byte) ([]byte, error) {
+	a, err := s.aeadFor(key, nonce)
+	if err != nil {
+		return nil, err
 	}
 	return a.Seal(nil, nonce, plaintext, aad), nil
 }
@@ -302,12 +307,9 @@ func (s *Suite) Seal(key, nonce, aad, plaintext []byte) ([]byte, error) {
 // Open decrypts and authenticates ciphertext with the suite AEAD. Any
 // failure is ErrDecrypt.
 func (s *Suite) Open(key, nonce, aad, ciphertext []byte) ([]byte, error) {
-	a, err := s.NewAEAD(key)
+	a, err := s.aeadFor(key, nonce)
 	if err != nil {
 		return nil, err
-	}
-	if len(nonce) != s.nn {
-		return nil, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidKey, len(nonce), s.nn)
 	}
 	pt, err := a.Open(nil, nonce, ciphertext, aad)
 	if err != nil {

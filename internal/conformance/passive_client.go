@@ -188,3 +188,18 @@ func passiveEpoch(ctx context.Context, g *mls.Group, proposals []hx, commit hx) 
 	}
 	return nil
 }
+
+// RunPassiveVector plays one vector in the passive-client schema (the
+// official files and the interop harness's interop/passive files share it)
+// and reports whether it needed the lifetime relaxation.
+func RunPassiveVector(raw []byte) (relaxed bool, err error) {
+	var v passiveVector
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, err
+	}
+	err = runPassive(&v, false)
+	if errors.Is(err, errJoinLifetime) {
+		return true, runPassive(&v, true)
+	}
+	return false, err
+}
