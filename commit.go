@@ -55,6 +55,23 @@ type CommitOptions struct {
 	LeafCapabilities *Capabilities
 	// AuthenticatedData is sent in the clear, authenticated.
 	AuthenticatedData []byte
+	// ReInit, if set, commits an inline ReInit proposal (RFC 9420,
+	// Section 12.1.5). A ReInit must be the commit's only proposal
+	// (Section 12.2), so it cannot be combined with other options or
+	// pending proposals. After the commit merges the group is inactive;
+	// see Group.ReInitParams.
+	ReInit *ReInitParams
+
+	// reinitPSK, set by ReInitGroup, is the resumption PSK (usage reinit)
+	// of the group being replaced: it enters the key schedule and the
+	// Welcome but is not a proposal (RFC 9420, Section 11.2).
+	reinitPSK *heldPSK
+}
+
+// heldPSK is a PSK the committer already holds, with its ID.
+type heldPSK struct {
+	id     message.PreSharedKeyID
+	secret []byte
 }
 
 // AddMembers commits Add proposals for the key packages, together with
@@ -134,8 +151,15 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 		}
 	}
 	seen := map[uint32]bool{}
+	var reinit *QueuedProposal
 	for _, q := range g.props {
 		switch q.p.Type {
+		case message.ProposalReInit:
+			// Committed alone, if at all (below).
+			if reinit == nil {
+				reinit = q
+			}
+			continue
 		case message.ProposalUpdate:
 			l := q.sender.LeafIndex
 			if l == uint32(st.own) || removed[l] || seen[l] {
@@ -181,6 +205,24 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	}
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
+	}
+	// RFC 9420, Section 12.2: a ReInit goes alone; a committer that has
+	// other proposals should prefer them, so a pending ReInit waits for a
+	// commit with nothing else to cover.
+	switch {
+	case opts.ReInit != nil:
+		if len(props) > 0 {
+			return nil, nil, fmt.Errorf("%w: a ReInit commit cannot cover other proposals (%d pending or given)", ErrInvalidArgument, len(props))
+		}
+		p := ReInitProposal(*opts.ReInit)
+		rp, err := p.build(st.suite, g.cfg.rand())
+		if err != nil {
+			return nil, nil, err
+		}
+		inline(rp)
+	case reinit != nil && len(props) == 0:
+		props = append(props, reinit)
+		refs = append(refs, message.ProposalOrRef{Reference: clone(reinit.ref)})
 	}
 	return props, refs, nil
 }
@@ -278,7 +320,20 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, err
 	}
-	psk, err := g.pskSecret(ctx, st, a.psks)
+	var psk *keyschedule.PSKSecret
+	if h := opts.reinitPSK; h != nil {
+		// The Welcome lists the PSKs in key schedule order (RFC 9420,
+		// Section 8.4): this one first.
+		a.psks = append([]message.PreSharedKeyID{h.id}, a.psks...)
+		psk, err = resolvePSKs(ctx, g.store, s, a.psks, func(id *message.PreSharedKeyID) []byte {
+			if id.Usage == message.ResumptionReInit {
+				return h.secret
+			}
+			return g.resumptionPSK(st, id)
+		})
+	} else {
+		psk, err = g.pskSecret(ctx, st, a.psks)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -432,6 +487,13 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 		past = g.st.snapshot()
 	}
 	resumption := g.st.keys.ResumptionPSK()
+	var reinitRec []byte
+	if sc.a.reinit != nil {
+		var err error
+		if reinitRec, err = message.Marshal(sc.a.reinit); err != nil {
+			return err
+		}
+	}
 	if err := sc.diff.Merge(); err != nil {
 		return err
 	}
@@ -447,6 +509,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	g.pending = nil
 	g.updateKeys = nil
 	groupID := g.st.gc.GroupID
+	oldReInit := g.reinit
 	if sc.a.selfGone || sc.next == nil {
 		g.active = false
 		if sc.next != nil {
@@ -458,13 +521,30 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 			g.signer = sc.signer
 		}
 	}
+	if reinitRec != nil && g.active {
+		// RFC 9420, Section 11.2: after a ReInit commit the group is
+		// shut down; its last epoch stays readable (ExportSecret, the
+		// resumption PSK) so that the new group can be created.
+		g.active = false
+		g.reinit = reInitParams(sc.a.reinit)
+	} else {
+		reinitRec = nil
+	}
 	// The pending proposals die with the epoch, and with them the private
 	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
-	dropUpdateKeys := func(tx storage.Tx) error { return tx.DeletePrefix(bucketUpdateKeys, ratchetPrefix(groupID)) }
-	if err := g.saveWith(ctx, dropUpdateKeys); err != nil {
+	extra := func(tx storage.Tx) error {
+		if err := tx.DeletePrefix(bucketUpdateKeys, ratchetPrefix(groupID)); err != nil {
+			return err
+		}
+		if reinitRec != nil {
+			return tx.Put(bucketReInit, groupID, reinitRec)
+		}
+		return nil
+	}
+	if err := g.saveMerged(ctx, sc, extra); err != nil {
 		// The tree was merged in memory; the caller must reload from
 		// storage. Restore what we can so the object is not half-updated.
-		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys
+		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys, g.reinit = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys, oldReInit
 		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
 	}
 	return nil
@@ -490,8 +570,24 @@ type StagedCommit struct {
 // Epoch returns the epoch the group enters when the commit is merged.
 func (sc *StagedCommit) Epoch() uint64 { return sc.base.gc.Epoch + 1 }
 
-// Sender returns the committer.
-func (sc *StagedCommit) Sender() Sender { return senderOf(sc.sender) }
+// Sender returns the committer. For an external commit (type
+// SenderNewMemberCommit) Index is the leaf the joiner takes.
+func (sc *StagedCommit) Sender() Sender {
+	s := senderOf(sc.sender)
+	if sc.sender.Type == message.SenderNewMemberCommit {
+		s.Index = uint32(sc.a.externalLeaf)
+	}
+	return s
+}
+
+// ReInit returns the parameters of the commit's ReInit proposal, if it has
+// one (RFC 9420, Section 12.1.5): merging it shuts the group down.
+func (sc *StagedCommit) ReInit() (*ReInitParams, bool) {
+	if sc.a.reinit == nil {
+		return nil, false
+	}
+	return reInitParams(sc.a.reinit), true
+}
 
 // Proposals returns every proposal the commit covers, in order.
 func (sc *StagedCommit) Proposals() []*QueuedProposal {
@@ -540,7 +636,9 @@ func (sc *StagedCommit) NewCredentials() []credential.Credential {
 	}
 	if sc.sender.Type == message.SenderMember || sc.sender.Type == message.SenderNewMemberCommit {
 		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
-			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credential.FromWire(old.Credential).Equal(credential.FromWire(ln.Credential)) {
+			// An external joiner is new even when it takes over the leaf of
+			// an earlier appearance (a resync).
+			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credential.FromWire(old.Credential).Equal(credential.FromWire(ln.Credential)) {
 				out = append(out, credential.FromWire(ln.Credential))
 			}
 		}
@@ -578,15 +676,19 @@ func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error
 // pskSecret looks up the PSKs a commit or Welcome names and derives
 // psk_secret (RFC 9420, Section 8.4).
 func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
-	return resolvePSKs(ctx, g.store, st.suite, ids, func(id *message.PreSharedKeyID) []byte {
-		if bytes.Equal(id.PSKGroupID, st.gc.GroupID) {
-			if id.PSKEpoch == st.gc.Epoch {
-				return st.keys.ResumptionPSK()
-			}
-			return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
-		}
+	return resolvePSKs(ctx, g.store, st.suite, ids, func(id *message.PreSharedKeyID) []byte { return g.resumptionPSK(st, id) })
+}
+
+// resumptionPSK returns the resumption PSK of an epoch of this group
+// (RFC 9420, Section 8.6): the current one or one that is kept, or nil.
+func (g *Group) resumptionPSK(st *epochState, id *message.PreSharedKeyID) []byte {
+	if !bytes.Equal(id.PSKGroupID, st.gc.GroupID) {
 		return nil
-	})
+	}
+	if id.PSKEpoch == st.gc.Epoch {
+		return st.keys.ResumptionPSK()
+	}
+	return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
 }
 
 // bucketUpdateKeys holds the leaf private keys of this member's pending

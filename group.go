@@ -38,6 +38,9 @@ type Group struct {
 	// proposals of the current epoch, by public key (ProposeSelfUpdate).
 	updateKeys map[string][]byte
 	active     bool
+	// reinit holds the parameters of the ReInit commit that shut the
+	// group down, once known (ReInitParams).
+	reinit *ReInitParams
 }
 
 // epochState is everything that changes from one epoch to the next.

@@ -123,7 +123,10 @@ func (g *Group) senderKey(st *epochState, fc *message.FramedContent) ([]byte, me
 }
 
 func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.PublicMessage) (*Processed, error) {
-	if g.cfg.WireFormatPolicy.Incoming == AcceptPrivateOnly {
+	// Non-members cannot encrypt, so the policy binds members only, as in
+	// OpenMLS: external commits and proposals are always PublicMessages
+	// (RFC 9420, Sections 12.1.8 and 12.4.3.2).
+	if g.cfg.WireFormatPolicy.Incoming == AcceptPrivateOnly && pm.Content.Sender.Type == message.SenderMember {
 		return nil, fmt.Errorf("%w: PublicMessage", ErrWireFormat)
 	}
 	if err := checkEpoch(st, pm.Content.GroupID, pm.Content.Epoch); err != nil {
@@ -153,7 +156,13 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	}
 	ac, err := un.Verify(pub)
 	if err != nil {
-		return nil, invalidErr("ValSem010", "6.1", err, "signature")
+		sigErr := invalidErr("ValSem010", "6.1", err, "signature")
+		if pm.Content.Sender.Type == message.SenderNewMemberCommit {
+			// RFC 9420, Section 12.4.3.2: an external commit is signed
+			// with the key of the LeafNode in its path.
+			return nil, invalidErr("ValSem246", "12.4.3.2", sigErr, "external commit not signed by its path's leaf node key")
+		}
+		return nil, sigErr
 	}
 	return g.processContent(ctx, st, ac, cred, nil)
 }
@@ -210,6 +219,7 @@ func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.
 			return nil, err
 		}
 		out.Kind, out.Commit = KindCommit, sc
+		out.Sender = sc.Sender()
 	}
 	if dec != nil {
 		if err := dec.Consume(); err != nil {
@@ -250,6 +260,10 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 		}
 	case message.ProposalExternalInit:
 		return nil, invalid("ExternalInitStandalone", "12.1.6", "ExternalInit proposal outside a commit")
+	}
+	if sender.Type == message.SenderExternal && !externalSenderAllowed(p.Type) {
+		// RFC 9420, Section 12.1.8: such messages are malformed.
+		return nil, invalid("ExternalProposalType", "12.1.8", "external sender %d sent a proposal of type %d", sender.SenderIndex, p.Type)
 	}
 	ref, err := proposalRef(st.suite, ac)
 	if err != nil {
@@ -355,9 +369,14 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 			return nil, invalid("ValSem245", "12.4.3.2", "external commit without a path")
 		}
 		if senderLeaf, err = d.ReserveLeaf(); err != nil {
-			return nil, err
+			return nil, invalidErr("TreeFull", "12.4.3.2", err, "no room for the external joiner")
 		}
 		a.externalLeaf = senderLeaf
+		// The inline proposals' sender is the joiner, now at senderLeaf
+		// (QueuedProposal.Sender, RemoveOperation).
+		for _, q := range props {
+			q.sender.LeafIndex = uint32(senderLeaf)
+		}
 	}
 	if a.needsPath && commit.Path == nil {
 		return nil, invalid("ValSem201", "12.4", "commit needs a path and has none")

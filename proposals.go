@@ -2,13 +2,16 @@ package mls
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage"
 )
 
 // SenderType says who sent a message (RFC 9420, Section 6).
@@ -23,7 +26,8 @@ const (
 
 // Sender identifies the sender of a message: a member by leaf index, an
 // external sender by its index in the external_senders extension, or a new
-// member.
+// member: for an external commit (SenderNewMemberCommit) Index is the leaf
+// the joiner takes, for a join proposal it is 0.
 type Sender struct {
 	Type  SenderType
 	Index uint32
@@ -35,6 +39,9 @@ func senderOf(s message.Sender) Sender {
 		return Sender{Type: SenderMember, Index: s.LeafIndex}
 	case message.SenderExternal:
 		return Sender{Type: SenderExternal, Index: s.SenderIndex}
+	case message.SenderNewMemberCommit:
+		// Set to the joiner's leaf once known (receiveCommit).
+		return Sender{Type: SenderNewMemberCommit, Index: s.LeafIndex}
 	}
 	return Sender{Type: SenderType(s.Type)}
 }
@@ -454,4 +461,242 @@ func (g *Group) findProposal(ref []byte) *QueuedProposal {
 		}
 	}
 	return nil
+}
+
+// bucketReInit records, per group ID, the ReInit proposal of the commit
+// that shut the group down (RFC 9420, Section 11.2), written in the same
+// transaction as the merge.
+const bucketReInit = "reinit"
+
+// ProposePSK sends a PreSharedKey proposal for the external PSK pskID
+// (RFC 9420, Section 12.1.4), which must already be stored with StorePSK,
+// and queues it. The members who commit or process the commit need the
+// PSK too.
+func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) {
+	if len(pskID) == 0 {
+		return nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	if g.store != nil {
+		err := g.store.View(ctx, func(tx storage.Tx) error {
+			_, err := tx.Get(bucketPSKs, pskID)
+			return err
+		})
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: external PSK %x (store it with StorePSK first)", ErrNotFound, pskID)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	p, err := ExternalPSKProposal(pskID).build(g.st.suite, g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	return g.propose(ctx, p, nil)
+}
+
+// ProposeGroupContextExtensions sends a GroupContextExtensions proposal
+// (RFC 9420, Section 12.1.7) that replaces the group context extensions
+// with exts, and queues it. The current members must support every
+// extension in it that is not one of RFC 9420's, and any
+// required_capabilities it sets (ValSem209).
+func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	w := toWireExtensions(exts)
+	if err := message.CheckExtensions(w); err != nil {
+		return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
+	}
+	v := g.st.tree.View()
+	rc, err := requiredCapabilities(w)
+	if err != nil {
+		return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
+	}
+	if rc != nil {
+		for _, m := range membersLeaves(v) {
+			if err := checkRequiredCapabilities(rc, &v.Leaf(m).Capabilities); err != nil {
+				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
+			}
+		}
+	}
+	if err := checkExtensionsSupported(v, w); err != nil {
+		return nil, err
+	}
+	p := GroupContextExtensionsProposal(exts)
+	return g.propose(ctx, &p.p, nil)
+}
+
+// ProposeCustom sends a proposal of a type RFC 9420 does not define, with
+// data as its opaque body, and queues it. Every member must list the type
+// in its capabilities (ValSem113, RFC 9420, Section 12.2). A commit that
+// covers it carries a path.
+func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, error) {
+	t := message.ProposalType(proposalType)
+	if t == 0 || isDefaultProposal(t) {
+		return nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	if err := checkProposalSupported(g.st.tree.View(), t); err != nil {
+		return nil, err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return g.propose(ctx, &message.Proposal{Type: t, Data: clone(data)}, nil)
+}
+
+// ProposeReInit sends a ReInit proposal (RFC 9420, Section 12.1.5) for a
+// new group with groupID (nil means 16 random bytes), suite and
+// extensions, protocol version mls10, and queues it. A commit covers a
+// pending ReInit only when it covers nothing else (Section 12.2); once
+// that commit merges, the group is inactive and ReInitParams returns the
+// parameters for the new group (Section 11.2).
+func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkOperational(); err != nil {
+		return nil, err
+	}
+	if groupID == nil {
+		groupID = make([]byte, 16)
+		if _, err := io.ReadFull(g.cfg.rand(), groupID); err != nil {
+			return nil, err
+		}
+	}
+	if err := message.CheckExtensions(toWireExtensions(exts)); err != nil {
+		return nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
+	}
+	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.suite, g.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	return g.propose(ctx, p, nil)
+}
+
+// ReInitParams returns the parameters of the ReInit commit that shut the
+// group down (RFC 9420, Section 11.2), or false if there was none. The
+// group's last epoch stays available, so that a member can create the new
+// group with them (ReInitGroup).
+func (g *Group) ReInitParams() (*ReInitParams, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.reinit == nil && !g.active && g.store != nil {
+		// A group loaded from storage: the record is kept beside the
+		// group state.
+		var raw []byte
+		err := g.store.View(context.Background(), func(tx storage.Tx) error {
+			v, err := tx.Get(bucketReInit, g.st.gc.GroupID)
+			raw = v
+			return err
+		})
+		if err == nil {
+			var p message.ReInitProposal
+			if message.Unmarshal(raw, &p) == nil {
+				g.reinit = reInitParams(&p)
+			}
+		}
+	}
+	if g.reinit == nil {
+		return nil, false
+	}
+	r := *g.reinit
+	r.GroupID = clone(r.GroupID)
+	r.Extensions = fromWireExtensions(toWireExtensions(r.Extensions))
+	return &r, true
+}
+
+// PSKID returns the ID of an external PSK a PreSharedKey proposal injects.
+func (q *QueuedProposal) PSKID() ([]byte, bool) {
+	if q.p.PSK == nil || q.p.PSK.PSK.Type != message.PSKExternal {
+		return nil, false
+	}
+	return clone(q.p.PSK.PSK.PSKID), true
+}
+
+// ReInit returns the parameters of a ReInit proposal.
+func (q *QueuedProposal) ReInit() (*ReInitParams, bool) {
+	if q.p.ReInit == nil {
+		return nil, false
+	}
+	return reInitParams(q.p.ReInit), true
+}
+
+// GroupContextExtensions returns the extensions a GroupContextExtensions
+// proposal sets.
+func (q *QueuedProposal) GroupContextExtensions() ([]Extension, bool) {
+	if q.p.GroupContextExtensions == nil {
+		return nil, false
+	}
+	return fromWireExtensions(q.p.GroupContextExtensions.Extensions), true
+}
+
+// CustomData returns the body of a proposal of a type RFC 9420 does not
+// define.
+func (q *QueuedProposal) CustomData() ([]byte, bool) {
+	if isDefaultProposal(q.p.Type) {
+		return nil, false
+	}
+	return clone(q.p.Data), true
+}
+
+// ReInitGroup creates the group that replaces g after a ReInit commit
+// (RFC 9420, Section 11.2, step 3): a group with the ReInit's group ID,
+// cipher suite and extensions, created by id, whose first commit adds the
+// members' key packages (for the new suite) and whose key schedule takes
+// the resumption PSK of g's last epoch with usage reinit. The Welcome
+// names that PSK, so joiners must hold g's state in the store they join
+// with (StageWelcome finds it there). cfg supplies the creator's settings;
+// its CipherSuite, GroupID and GroupContextExtensions are taken from the
+// ReInit, and it may not add group context extensions of its own
+// (required capabilities, external senders). The new group is stored at
+// epoch 0 with the commit pending: merge it with MergePendingCommit once
+// the delivery service accepts it, then send the Welcome.
+func (g *Group) ReInitGroup(ctx context.Context, id Identity, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
+	params, ok := g.ReInitParams()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: the group was not shut down by a ReInit commit", ErrInvalidArgument)
+	}
+	if len(cfg.RequiredExtensions)+len(cfg.RequiredProposals)+len(cfg.RequiredCredentials)+len(cfg.ExternalSenders)+len(cfg.GroupContextExtensions) > 0 {
+		return nil, nil, fmt.Errorf("%w: the new group's extensions are the ReInit's", ErrInvalidArgument)
+	}
+	if params.Version != uint16(message.MLS10) {
+		return nil, nil, fmt.Errorf("%w: ReInit to protocol version %d", ErrInvalidArgument, params.Version)
+	}
+	g.mu.Lock()
+	st := g.st
+	held := &heldPSK{
+		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionReInit, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: st.gc.Epoch},
+		secret: st.keys.ResumptionPSK(),
+	}
+	g.mu.Unlock()
+	cfg.CipherSuite, cfg.GroupID, cfg.GroupContextExtensions = params.CipherSuite, params.GroupID, params.Extensions
+	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+	if err != nil {
+		return nil, nil, err
+	}
+	held.id.Nonce = make([]byte, s.HashSize())
+	if _, err := io.ReadFull(cfg.rand(), held.id.Nonce); err != nil {
+		return nil, nil, err
+	}
+	ng, err := CreateGroup(ctx, g.store, id, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := ng.Commit(ctx, CommitOptions{Add: kps, reinitPSK: held})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ng, res, nil
 }

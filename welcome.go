@@ -84,7 +84,21 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	if err != nil {
 		return nil, err
 	}
-	psk, err := resolvePSKs(ctx, store, s, gs.PSKs, nil)
+	prior := map[string]*Group{}
+	psk, err := resolvePSKs(ctx, store, s, gs.PSKs, func(id *message.PreSharedKeyID) []byte {
+		// A resumption PSK of a group this client is (or was) in: a
+		// reinitialized or branched group (RFC 9420, Sections 11.2 and
+		// 11.3), whose state is in the same store.
+		old, ok := prior[string(id.PSKGroupID)]
+		if !ok {
+			var err error
+			if old, err = LoadGroup(ctx, store, id.PSKGroupID, nil); err != nil {
+				return nil
+			}
+			prior[string(id.PSKGroupID)] = old
+		}
+		return old.resumptionPSK(old.st, id)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +121,9 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	gc := gi.GroupContext
 	if gc.CipherSuite != w.CipherSuite || gc.Version != message.MLS10 {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "group info for suite 0x%04x version %d", uint16(gc.CipherSuite), gc.Version)
+	}
+	if err := checkResumption(gs.PSKs, prior, &gc); err != nil {
+		return nil, err
 	}
 	t, err := joinTree(s, gi, opts.RatchetTree)
 	if err != nil {
@@ -137,6 +154,57 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 		return nil, err
 	}
 	return &StagedWelcome{store: store, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
+}
+
+// checkResumption checks a Welcome that resumes other groups against them
+// (RFC 9420, Sections 11.2 and 11.3): a new group made by reinitialization
+// or branching starts at epoch 1, and a reinitialization PSK must come
+// from a group that a ReInit commit shut down with the parameters of the
+// new group. prior are the groups whose resumption PSKs were found, by
+// group ID.
+func checkResumption(ids []message.PreSharedKeyID, prior map[string]*Group, gc *message.GroupContext) error {
+	for i := range ids {
+		id := &ids[i]
+		if id.Type != message.PSKResumption {
+			continue
+		}
+		old := prior[string(id.PSKGroupID)]
+		switch id.Usage {
+		case message.ResumptionReInit:
+			if gc.Epoch != 1 {
+				return invalid("ReInitWelcome", "11.2", "welcome of a reinitialized group at epoch %d, want 1", gc.Epoch)
+			}
+			var want *ReInitParams
+			if old != nil {
+				want, _ = old.ReInitParams()
+			}
+			if want == nil {
+				return invalid("ReInitWelcome", "11.2", "group %x was not shut down by a ReInit", id.PSKGroupID)
+			}
+			if !bytes.Equal(want.GroupID, gc.GroupID) || want.CipherSuite != gc.CipherSuite || want.Version != uint16(gc.Version) ||
+				!sameExtensions(toWireExtensions(want.Extensions), gc.Extensions) {
+				return invalid("ReInitWelcome", "11.2", "the new group does not match the ReInit of group %x", id.PSKGroupID)
+			}
+		case message.ResumptionBranch:
+			if gc.Epoch != 1 {
+				return invalid("BranchWelcome", "11.3", "welcome of a branched group at epoch %d, want 1", gc.Epoch)
+			}
+		}
+	}
+	return nil
+}
+
+// sameExtensions reports whether two extension lists are equal, in order.
+func sameExtensions(a, b []message.Extension) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Type != b[i].Type || !bytes.Equal(a[i].Data, b[i].Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // joinTree builds and returns the ratchet tree of a GroupInfo, from its
