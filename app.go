@@ -104,6 +104,9 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	if err := dec.Consume(); err != nil {
 		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
 	}
+	if err := g.savePastRatchet(ctx, p, leaf); err != nil {
+		return nil, err
+	}
 	fc := &ac.Content
 	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(p.creds[leaf]),
 		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData)}, nil

@@ -334,7 +334,14 @@ func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves 
 	if err != nil {
 		return nil, err
 	}
-	return secrettree.New(s, enc, leaves, cfg)
+	t, err := secrettree.New(s, enc, leaves, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// RFC 9420, Section 9.2: the encryption secret is the secret tree's
+	// root and is deleted once the tree is built from it.
+	keys.DeleteEncryptionSecret()
+	return t, nil
 }
 
 // GroupID returns the group's ID.

@@ -76,6 +76,19 @@ func (t *Tree) ApplyChanges(c *Changes) (*Diff, error) {
 		// complete subtree, so their cached hashes stay valid.
 		return nil, fail(ErrMalformedTree, "7.7", noNode, "changes limit %d is not a tree width up to the tree's %d nodes and the new width %d", c.Limit, len(t.nodes), w)
 	}
+	// A diff extends the tree only when every leaf is taken (RFC 9420,
+	// Section 7.7), so it has at most twice as many leaves as the base
+	// tree's leaves and the new leaves together. This bounds the work of
+	// replaying changes that were damaged.
+	newLeaves := 0
+	for _, ch := range c.Nodes {
+		if ch.Node != nil && ch.Node.Leaf != nil {
+			newLeaves++
+		}
+	}
+	if uint64(c.NumLeaves) > 2*(uint64(t.nLeaves)+uint64(newLeaves)) {
+		return nil, fail(ErrMalformedTree, "7.7", noNode, "changes for %d leaves, more than twice the %d leaves of the tree and the %d set", c.NumLeaves, t.nLeaves, newLeaves)
+	}
 	prev := int64(-1)
 	for _, ch := range c.Nodes {
 		x := ch.X

@@ -35,7 +35,9 @@ func (s *changeSim) tree() message.RatchetTree {
 	leaves := 1 << s.rng.IntN(5)
 	rt := make(message.RatchetTree, 2*leaves-1)
 	for i := 0; i < len(rt); i += 2 {
-		if i == 0 || s.rng.IntN(3) != 0 {
+		// The first and last leaves are members, so the tree has its
+		// truncated width (RFC 9420, Section 7.7).
+		if i == 0 || i == len(rt)-1 || s.rng.IntN(3) != 0 {
 			rt[i] = &message.Node{Leaf: s.leaf()}
 		}
 	}
@@ -48,9 +50,6 @@ func (s *changeSim) tree() message.RatchetTree {
 				break
 			}
 		}
-	}
-	for len(rt) > 0 && rt[len(rt)-1] == nil {
-		rt = rt[:len(rt)-1]
 	}
 	return rt
 }
@@ -131,6 +130,17 @@ func TestApplyChanges(t *testing.T) {
 		rt := s.tree()
 		t1 := mustTree(t, rt)
 		t2 := rebuilt(t, t1.View())
+		// An add merged into both first moves their free-leaf hints on.
+		pre := s.leaf()
+		for _, tr := range []*Tree{t1, t2} {
+			d := tr.Diff()
+			if _, err := d.Add(pre); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Merge(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var baseKeys [][]byte
 		for x := range NodeIndex(t1.View().Width()) {
 			if k := t1.View().EncryptionKey(x); k != nil {
@@ -200,6 +210,7 @@ func TestApplyChangesRejects(t *testing.T) {
 		{"not a power of two", Changes{NumLeaves: 3, Limit: 3}},
 		{"too many leaves", Changes{NumLeaves: 2 * MaxLeaves, Limit: 3}},
 		{"limit beyond the tree", Changes{NumLeaves: 4, Limit: 7}},
+		{"too wide for the leaves set", Changes{NumLeaves: 8, Limit: 3, Nodes: []NodeChange{{X: 14, Node: leaf}}}},
 		{"limit not a width", Changes{NumLeaves: 2, Limit: 2}},
 		{"node outside", Changes{NumLeaves: 2, Limit: 3, Nodes: []NodeChange{{X: 3, Node: leaf}}}},
 		{"out of order", Changes{NumLeaves: 2, Limit: 3, Nodes: []NodeChange{{X: 2, Node: leaf}, {X: 0, Node: leaf}}}},
