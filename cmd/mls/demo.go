@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,8 +21,10 @@ import (
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/wire"
 	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
+	"github.com/mlskit/mls/storage/sqlite"
 )
 
 // The demo runs the key rotation story of the OpenMLS documentation
@@ -27,6 +33,15 @@ import (
 // and every message crosses the "wire" as bytes. Each step ends with every
 // member's epoch and epoch authenticator (RFC 9420, Section 8.7); the demo
 // fails if two active members disagree.
+//
+// Each member's store is an SQLite file, <dir>/<name>.db, in a temporary
+// directory or in the one -db names. The library keeps the group state
+// there; the demo keeps, in its own bucket of the same file, what the
+// library does not store: the member's name, the group ID, the private
+// signing key (crypto.Signer values belong to the application) and the
+// epoch and authenticator of the last agreement check. When -db names a
+// directory that already holds members' files, the demo loads the group
+// from them (mls.LoadGroup) and continues it: see resume.
 
 func init() {
 	register(&command{name: "demo", summary: "run the key rotation story: a group forms, rotates its keys and removes a member", run: runDemo})
@@ -48,7 +63,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	members := fs.Int("members", minDemoMembers, fmt.Sprintf("grow the group to `N` members (%d to %d) and report the time of each operation", minDemoMembers, maxDemoMembers))
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number (for example MLS_128_DHKEMP256_AES128GCM_SHA256_P256 or 2)")
 	batch := fs.Int("batch", 100, "add the extra members of -members in commits of at most `B` members")
-	if ok, status := parseFlags(fs, "demo [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
+	db := fs.String("db", "", "keep each member's state in the SQLite file `DIR`/<name>.db, and continue the group stored there by an earlier run\n(default: a temporary directory, removed at the end). A continued group keeps its members\nand cipher suite: -members and -suite, if given, must match them")
+	if ok, status := parseFlags(fs, "demo [-db DIR] [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
 		return status
 	}
 	suite, err := parseSuite(*suiteName)
@@ -64,15 +80,38 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mls demo: -batch %d: want at least 1\n", *batch)
 		return 2
 	}
-	timings := false
-	fs.Visit(func(f *flag.Flag) { timings = timings || f.Name == "members" })
-	d := newDemo(demoConfig{members: *members, suite: suite, batch: *batch, timings: timings}, stdout, stderr)
+	cfg := demoConfig{members: *members, suite: suite, batch: *batch, dir: *db}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "members":
+			cfg.timings = true
+		case "suite":
+			cfg.suiteSet = true
+		case "db":
+			cfg.dirSet = true
+		}
+	})
+	if cfg.dirSet && cfg.dir == "" {
+		fmt.Fprintln(stderr, "mls demo: -db: empty directory name")
+		return 2
+	}
+	d := newDemo(cfg, stdout, stderr)
 	if err := d.run(context.Background()); err != nil {
 		fmt.Fprintf(stderr, "mls demo: %v\n", err)
+		var ue *demoUsageError
+		if errors.As(err, &ue) {
+			return 2
+		}
 		return 1
 	}
 	return 0
 }
+
+// demoUsageError is a command line that does not fit the stored group (a
+// continued run with another -members or -suite); the exit status is 2.
+type demoUsageError struct{ msg string }
+
+func (e *demoUsageError) Error() string { return e.msg }
 
 // parseSuite accepts an IANA cipher suite name (any case) or its number
 // (decimal or 0x hex).
@@ -106,7 +145,15 @@ type demoConfig struct {
 	members int
 	suite   mls.CipherSuite
 	batch   int
-	timings bool // print the timing table
+	timings bool // print the timing table; -members was given
+
+	// dir holds the members' SQLite files; "" means a temporary
+	// directory, removed when the run ends.
+	dir string
+	// suiteSet: -suite was given, so a continued group must use it.
+	suiteSet bool
+	// dirSet: -db was given.
+	dirSet bool
 }
 
 // demo is one run of the story.
@@ -121,6 +168,10 @@ type demo struct {
 	charlie *demoMember
 	times   opTimes
 	steps   int
+
+	dir    string // where the members' files are
+	runNo  uint32 // 1 for the run that creates the group, then 2, 3, ...
+	stores []*backupStore
 
 	// tick, if set, is called each time a member has processed a commit
 	// (for the progress bar).
@@ -142,14 +193,35 @@ type demoMember struct {
 	id    mls.Identity
 	store *backupStore
 	group *mls.Group
-	named bool // one of the story's characters, printed in full
+	rec   *memberRecord // the demo's record in the member's store
+	named bool          // one of the story's characters, printed in full
 }
 
-// newStore creates the store of the member called name. It is the only
-// place that does, so that another backend (say, a database file per
-// member) plugs in here.
+// newStore opens (or creates) the store of the member called name: the
+// SQLite file <dir>/<name>.db. It is the only place that opens one; run
+// closes them all.
 func (d *demo) newStore(name string) (*backupStore, error) {
-	return newBackupStore(memory.New()), nil
+	s, err := sqlite.Open(d.memberPath(name))
+	if err != nil {
+		return nil, err
+	}
+	b := newBackupStore(s)
+	d.stores = append(d.stores, b)
+	return b, nil
+}
+
+func (d *demo) memberPath(name string) string { return filepath.Join(d.dir, name+".db") }
+
+// closeStores closes every store run opened and returns the first error.
+func (d *demo) closeStores() error {
+	var first error
+	for _, s := range d.stores {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	d.stores = nil
+	return first
 }
 
 func (d *demo) newMember(name string, named bool) (*demoMember, error) {
@@ -166,19 +238,61 @@ func (d *demo) newMember(name string, named bool) (*demoMember, error) {
 		return nil, fmt.Errorf("%s: store: %w", name, err)
 	}
 	m := &demoMember{name: name, id: mls.Identity{Credential: credential.NewBasic([]byte(name)), Signer: signer}, store: store, named: named}
+	if err := d.saveRecord(m, len(d.members)); err != nil {
+		return nil, err
+	}
 	d.members = append(d.members, m)
 	return m, nil
 }
 
 func (m *demoMember) active() bool { return m.group != nil && m.group.IsActive() }
 
-func (d *demo) run(ctx context.Context) error {
+// run runs the story: from the start if the state directory holds no
+// member's file, as a continuation of the stored group otherwise. It
+// closes the stores, and removes the directory if it is a temporary one.
+func (d *demo) run(ctx context.Context) (err error) {
 	d.ctx = ctx
-	steps := []func() error{d.stepCreate, d.stepInvite}
-	if d.cfg.members > minDemoMembers {
-		steps = append(steps, d.stepGrow)
+	d.dir = d.cfg.dir
+	if d.dir == "" {
+		if d.dir, err = os.MkdirTemp("", "mls-demo-"); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		defer os.RemoveAll(d.dir)
+	} else if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
 	}
-	steps = append(steps, d.stepChat, d.stepBobUpdate, d.stepAliceUpdate, d.stepRemoveCharlie)
+	defer func() {
+		if cerr := d.closeStores(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing the stores: %w", cerr)
+		}
+	}()
+	files, err := d.memberFiles()
+	if err != nil {
+		return err
+	}
+	var stored []*storedMember
+	if len(files) > 0 {
+		if stored, err = d.openStored(files); err != nil {
+			return err
+		}
+	}
+	var steps []func() error
+	if len(stored) > 0 {
+		fmt.Fprintf(d.out, "State: one SQLite file per member in %s, left by an earlier run: the group continues.\n\n", d.dir)
+		steps = []func() error{func() error { return d.resume(stored) }, d.stepChatAgain, d.stepBobSelfUpdate, d.stepCharlie}
+	} else {
+		if d.cfg.dir == "" {
+			fmt.Fprintf(d.out, "State: one SQLite file per member in %s (temporary, removed at the end).\n\n", d.dir)
+		} else {
+			fmt.Fprintf(d.out, "State: one SQLite file per member in %s; run again with -db to continue the group.\n\n", d.dir)
+		}
+		d.runNo = 1
+		steps = []func() error{d.stepCreate, d.stepInvite}
+		if d.cfg.members > minDemoMembers {
+			steps = append(steps, d.stepGrow)
+		}
+		steps = append(steps, d.stepChat, d.stepBobUpdate, d.stepAliceUpdate, d.stepRemoveCharlie)
+	}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -461,34 +575,18 @@ func (d *demo) stepRemoveCharlie() error {
 	}
 	backupEpoch := d.charlie.group.Epoch()
 	d.say("Charlie's device is backed up at epoch %d: a copy of his whole store.", backupEpoch)
-	leaf := d.charlie.group.OwnLeafIndex()
-	var removal *mls.Message
-	err = d.commit(d.alice, "remove", fmt.Sprintf("Alice commits Remove(Charlie, leaf %d)", leaf), func() (*mls.CommitResult, error) {
-		res, err := d.alice.group.RemoveMembers(d.ctx, leaf)
-		if err == nil {
-			removal = res.Commit
-		}
-		return res, err
-	})
+	removal, err := d.removeCharlie()
 	if err != nil {
 		return err
-	}
-	if d.charlie.group.IsActive() {
-		return errors.New("after merging his removal, Charlie is still active")
 	}
 	if err := d.showState(); err != nil {
 		return err
 	}
 
 	d.header("Charlie can no longer read the group")
-	msg, err := d.broadcast(d.alice, "Charlie is gone. The new keys are ours only.")
+	msg, err := d.shutOut("Charlie is gone. The new keys are ours only.")
 	if err != nil {
 		return err
-	}
-	if _, err := d.charlie.group.Process(d.ctx, msg); err == nil {
-		return errors.New("after his removal, Charlie read a message")
-	} else {
-		d.say("Charlie (removed) cannot read it: %v", err)
 	}
 	old, err := mls.LoadGroup(d.ctx, backup, []byte(demoGroupID), d.charlie.id.Signer)
 	if err != nil {
@@ -520,12 +618,511 @@ func (d *demo) stepRemoveCharlie() error {
 	return d.showState()
 }
 
+// removeCharlie has Alice commit Charlie's removal, delivers it, and
+// returns the commit as sent.
+func (d *demo) removeCharlie() (*mls.Message, error) {
+	leaf := d.charlie.group.OwnLeafIndex()
+	var removal *mls.Message
+	err := d.commit(d.alice, "remove", fmt.Sprintf("Alice commits Remove(Charlie, leaf %d)", leaf), func() (*mls.CommitResult, error) {
+		res, err := d.alice.group.RemoveMembers(d.ctx, leaf)
+		if err == nil {
+			removal = res.Commit
+		}
+		return res, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d.charlie.group.IsActive() {
+		return nil, errors.New("after merging his removal, Charlie is still active")
+	}
+	return removal, nil
+}
+
+// shutOut has Alice send text to the group after Charlie's removal and
+// checks that Charlie cannot read it. It returns the message as sent.
+func (d *demo) shutOut(text string) (*mls.Message, error) {
+	msg, err := d.broadcast(d.alice, text)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.charlie.group.Process(d.ctx, msg); err == nil {
+		return nil, errors.New("after his removal, Charlie read a message")
+	} else {
+		d.say("Charlie (removed) cannot read it: %v", err)
+	}
+	return msg, nil
+}
+
 func (d *demo) summary() error {
 	views := d.views()
 	fmt.Fprintln(d.out)
 	fmt.Fprintf(d.out, "All %d active members are in sync at epoch %d (authenticator %s).\n", len(views), views[0].Epoch, short(views[0].Auth))
+	if d.cfg.dir != "" {
+		fmt.Fprintf(d.out, "Run %d ends; the group stays in %s: run the demo again with -db to continue it.\n", d.runNo, d.dir)
+	}
 	if d.cfg.timings {
 		d.times.print(d.out, d.cfg.members, d.cfg.suite)
+	}
+	return nil
+}
+
+// --- Continuing a stored group ---------------------------------------------
+
+// memberFiles returns the members' files in the state directory (the
+// regular files named *.db), sorted.
+func (d *demo) memberFiles() ([]string, error) {
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".db") && len(e.Name()) > len(".db") {
+			files = append(files, filepath.Join(d.dir, e.Name()))
+		}
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// storedMember is a member's store and record, opened to continue the
+// group.
+type storedMember struct {
+	name  string
+	store *backupStore
+	rec   *memberRecord
+}
+
+// openStored opens the members' files of an earlier run and reads the
+// demo's records, before anything is printed: a command line that does
+// not fit the stored group is a *demoUsageError. It sets the suite, the
+// group size and the run number, and returns the members in story order.
+func (d *demo) openStored(files []string) ([]*storedMember, error) {
+	if d.cfg.timings && d.cfg.members != len(files) {
+		return nil, &demoUsageError{fmt.Sprintf("-members %d: %s holds a group of %d clients, and -members only applies when the group is created; leave it out to continue the group, or use another -db directory",
+			d.cfg.members, d.dir, len(files))}
+	}
+	var all []*storedMember
+	for _, path := range files {
+		name := strings.TrimSuffix(filepath.Base(path), ".db")
+		store, err := d.newStore(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: opening %s: %w", name, path, err)
+		}
+		rec, err := readRecord(d.ctx, store)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", name, path, err)
+		}
+		if rec.Name != name {
+			return nil, fmt.Errorf("%s: %w: the file belongs to %q", path, errBadRecord, rec.Name)
+		}
+		if rec.Runs == math.MaxUint32 {
+			return nil, fmt.Errorf("%s: %w: run number %d", path, errBadRecord, rec.Runs)
+		}
+		all = append(all, &storedMember{name, store, rec})
+	}
+	slices.SortFunc(all, func(a, b *storedMember) int { return cmp.Compare(a.rec.Index, b.rec.Index) })
+	first := all[0].rec
+	for i, st := range all {
+		switch {
+		case int64(st.rec.Index) != int64(i):
+			return nil, fmt.Errorf("%s: %w: it is member number %d of the story, but %s holds %d members' files: one is missing or extra", d.memberPath(st.name), errBadRecord, st.rec.Index, d.dir, len(all))
+		case st.rec.Suite != first.Suite || !bytes.Equal(st.rec.GroupID, first.GroupID):
+			return nil, fmt.Errorf("%s: %w: group %q with cipher suite %v, but %s has group %q with %v",
+				d.memberPath(st.name), errBadRecord, st.rec.GroupID, st.rec.Suite, first.Name, first.GroupID, first.Suite)
+		}
+	}
+	if _, err := ciphersuite.Lookup(first.Suite); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", d.memberPath(first.Name), errBadRecord, err)
+	}
+	if d.cfg.suiteSet && d.cfg.suite != first.Suite {
+		return nil, &demoUsageError{fmt.Sprintf("-suite %v: the group stored in %s uses %v; leave -suite out to continue it, or use another -db directory", d.cfg.suite, d.dir, first.Suite)}
+	}
+	d.cfg.suite, d.cfg.members = first.Suite, len(all)
+	for _, st := range all {
+		d.runNo = max(d.runNo, st.rec.Runs+1)
+	}
+	return all, nil
+}
+
+// resume is the first step of a continued run. Each member loads the
+// group from its store with mls.LoadGroup, with the signing key of the
+// demo's record; the loaded epoch and epoch authenticator must be those
+// of the last agreement check, which the previous run stored after the
+// library had stored the group. A commit or proposals left pending by a
+// run that stopped in the middle of a step are dropped: the demo's
+// delivery service keeps no messages, so no one else will ever see them.
+func (d *demo) resume(all []*storedMember) error {
+	d.header("The members load the group from their files")
+	s, err := ciphersuite.Lookup(d.cfg.suite)
+	if err != nil {
+		return err
+	}
+	d.say("Run %d: %d clients open their files and load group %q (cipher suite %v).", d.runNo, len(all), all[0].rec.GroupID, d.cfg.suite)
+	loadedOthers := 0
+	for _, st := range all {
+		signer, err := s.NewSigner(st.rec.SigningKey)
+		if err != nil {
+			return fmt.Errorf("%s: %w: signing key: %w", d.memberPath(st.name), errBadRecord, err)
+		}
+		m := &demoMember{
+			name:  st.name,
+			id:    mls.Identity{Credential: credential.NewBasic([]byte(st.name)), Signer: signer},
+			store: st.store,
+			rec:   st.rec,
+			named: st.rec.Index < minDemoMembers,
+		}
+		start := time.Now()
+		m.group, err = mls.LoadGroup(d.ctx, m.store, st.rec.GroupID, signer)
+		if err != nil {
+			return fmt.Errorf("%s: loading group %q from %s: %w", m.name, st.rec.GroupID, d.memberPath(m.name), err)
+		}
+		d.times.add("load group", time.Since(start))
+		if err := d.checkResumed(m); err != nil {
+			return err
+		}
+		d.members = append(d.members, m)
+		if !m.named {
+			loadedOthers++
+			continue
+		}
+		if !m.group.IsActive() {
+			d.say("%-7s finds his removed state in %s: epoch %d, as stored by run %d.", m.name, filepath.Base(d.memberPath(m.name)), m.group.Epoch(), m.rec.Runs)
+			continue
+		}
+		d.say("%-7s loads the group from %s: leaf %d, epoch %d, authenticator %s, as stored by run %d.",
+			m.name, filepath.Base(d.memberPath(m.name)), m.group.OwnLeafIndex(), m.group.Epoch(), short(m.group.EpochAuthenticator()), m.rec.Runs)
+	}
+	if loadedOthers > 0 {
+		d.say("...and %d more members load theirs, each as stored.", loadedOthers)
+	}
+	for _, m := range d.members {
+		switch m.name {
+		case "Alice":
+			d.alice = m
+		case "Bob":
+			d.bob = m
+		case "Charlie":
+			d.charlie = m
+		}
+	}
+	for _, m := range []*demoMember{d.alice, d.bob} {
+		if m == nil || !m.active() {
+			return fmt.Errorf("%s holds no active Alice and Bob: this is not a group the demo made; use another -db directory", d.dir)
+		}
+	}
+	if d.charlie == nil {
+		return fmt.Errorf("%s holds no Charlie: this is not a group the demo made; use another -db directory", d.dir)
+	}
+	return d.showState()
+}
+
+// checkResumed checks that m's loaded group is where the last agreement
+// check left it, and drops what a run that stopped in the middle of a
+// step left pending.
+func (d *demo) checkResumed(m *demoMember) error {
+	g, cp := m.group, m.rec.Checkpoint
+	path := d.memberPath(m.name)
+	if cp == nil {
+		return fmt.Errorf("%s: %s holds a group but no agreement check: the run that created it stopped early; remove %s to start over", m.name, path, d.dir)
+	}
+	var what string
+	switch {
+	case g.IsActive() != cp.Active:
+		what = fmt.Sprintf("the group says active=%v, the last agreement check active=%v", g.IsActive(), cp.Active)
+	case g.Epoch() != cp.Epoch:
+		what = fmt.Sprintf("the group is at epoch %d, the last agreement check saw epoch %d", g.Epoch(), cp.Epoch)
+	case cp.Active && !bytes.Equal(g.EpochAuthenticator(), cp.Auth):
+		what = fmt.Sprintf("at epoch %d the group's authenticator is %s, the last agreement check saw %s", cp.Epoch, short(g.EpochAuthenticator()), short(cp.Auth))
+	}
+	if what != "" {
+		return fmt.Errorf("%s: %s: %s. A run stopped in the middle of a step, and the demo keeps no messages to catch up with; remove %s to start over",
+			m.name, path, what, d.dir)
+	}
+	if !g.IsActive() {
+		return nil
+	}
+	if g.PendingCommit() != nil {
+		if err := g.ClearPendingCommit(d.ctx); err != nil {
+			return fmt.Errorf("%s: ClearPendingCommit: %w", m.name, err)
+		}
+		d.say("%-7s drops a commit that the last run created but never delivered.", m.name)
+	}
+	if n := len(g.PendingProposals()); n > 0 {
+		for _, q := range g.PendingProposals() {
+			if err := g.RemovePendingProposal(d.ctx, q.Ref()); err != nil {
+				return fmt.Errorf("%s: RemovePendingProposal: %w", m.name, err)
+			}
+		}
+		d.say("%-7s drops %d pending %s that the last run never committed.", m.name, n, plural(n, "proposal", "proposals"))
+	}
+	return nil
+}
+
+// stepChatAgain is the chat of a continued run.
+func (d *demo) stepChatAgain() error {
+	d.header("Members exchange application messages")
+	if err := d.chat(d.alice, fmt.Sprintf("Good morning! This is run %d of secure-chat.", d.runNo)); err != nil {
+		return err
+	}
+	if err := d.chat(d.bob, "Morning, Alice. Our keys survived the restart."); err != nil {
+		return err
+	}
+	if d.charlie.active() {
+		if err := d.chat(d.charlie, "Same here. Still on for 2pm?"); err != nil {
+			return err
+		}
+	}
+	return d.showState()
+}
+
+func (d *demo) chat(from *demoMember, text string) error {
+	_, err := d.broadcast(from, text)
+	return err
+}
+
+// stepBobSelfUpdate has Bob commit fresh keys for his leaf and path
+// himself (RFC 9420, Section 12.4), where the first run had Alice commit
+// his Update proposal.
+func (d *demo) stepBobSelfUpdate() error {
+	d.header("Bob rotates his keys (self-update)")
+	oldKey, err := d.leafKey(d.bob)
+	if err != nil {
+		return err
+	}
+	if err := d.commit(d.bob, "self-update", "Bob commits a self-update", func() (*mls.CommitResult, error) {
+		return d.bob.group.SelfUpdate(d.ctx)
+	}); err != nil {
+		return err
+	}
+	newKey, err := d.leafKey(d.bob)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(oldKey, newKey) {
+		return errors.New("the self-update did not change Bob's leaf encryption key")
+	}
+	d.say("Bob's leaf encryption key changed: %s... -> %s...", short(oldKey), short(newKey))
+	return d.showState()
+}
+
+// stepCharlie alternates from run to run: Alice adds Charlie back if he
+// was removed, and removes him again if he is in.
+func (d *demo) stepCharlie() error {
+	if d.charlie.active() {
+		return d.stepRemoveCharlieAgain()
+	}
+	return d.stepAddCharlieBack()
+}
+
+// stepAddCharlieBack has Charlie, whose file holds his removed state,
+// join again from a Welcome into the same file: the library stores the
+// new group under the same group ID and replaces the inactive state.
+func (d *demo) stepAddCharlieBack() error {
+	d.header("Alice adds Charlie back")
+	c := d.charlie
+	d.say("Charlie's file still holds his removed state (epoch %d).", c.group.Epoch())
+	kp, n, err := d.publish(c)
+	if err != nil {
+		return err
+	}
+	d.say("Charlie publishes a fresh key package (%d bytes, ref %s...).", n, short(kp.Ref()))
+	welcome, err := d.addMembers([]*mls.KeyPackage{kp}, "add", "Alice commits Add(Charlie)")
+	if err != nil {
+		return err
+	}
+	tree, err := d.alice.group.ExportRatchetTree()
+	if err != nil {
+		return err
+	}
+	sw, err := d.join(c, welcome, tree)
+	if err != nil {
+		return err
+	}
+	d.say("Charlie stages the Welcome into the same file: group %q, epoch %d, invited by %s.", sw.GroupID(), sw.Epoch(), memberName(sw.Sender()))
+	d.say("Charlie joins at leaf %d; the new state replaces the removed one.", c.group.OwnLeafIndex())
+	again, err := mls.LoadGroup(d.ctx, c.store, sw.GroupID(), c.id.Signer)
+	if err != nil {
+		return fmt.Errorf("%s: loading the group again after joining: %w", c.name, err)
+	}
+	if !again.IsActive() || again.Epoch() != c.group.Epoch() || !bytes.Equal(again.EpochAuthenticator(), c.group.EpochAuthenticator()) {
+		return fmt.Errorf("%s: his file holds epoch %d (active %v), not the group he joined at epoch %d", c.name, again.Epoch(), again.IsActive(), c.group.Epoch())
+	}
+	d.say("Loading Charlie's file again gives the new membership: active, epoch %d.", again.Epoch())
+	if err := d.chat(c, "Glad to be back!"); err != nil {
+		return err
+	}
+	return d.showState()
+}
+
+// stepRemoveCharlieAgain removes Charlie, as the first run did, without
+// the backup.
+func (d *demo) stepRemoveCharlieAgain() error {
+	d.header("Alice removes Charlie again")
+	if _, err := d.removeCharlie(); err != nil {
+		return err
+	}
+	if err := d.showState(); err != nil {
+		return err
+	}
+	d.header("Charlie can no longer read the group")
+	if _, err := d.shutOut(fmt.Sprintf("Charlie is out again after run %d.", d.runNo)); err != nil {
+		return err
+	}
+	return d.showState()
+}
+
+// --- The demo's own records --------------------------------------------------
+
+// The demo keeps one record per member in its own bucket of the member's
+// store, next to the library's buckets: what the library does not store
+// and the demo needs to continue the group. The private signing key is
+// kept as it is, unencrypted, as the rest of the file's secrets are; a
+// real application would keep it in the platform's key store.
+const (
+	demoBucket        = "mls-demo"
+	demoRecordVersion = 1
+
+	maxRecordName = 64  // member names
+	maxRecordGID  = 255 // group IDs
+	maxRecordKey  = 256 // private signing keys (66 bytes for P-521)
+	maxRecordAuth = 64  // epoch authenticators (Nh, at most SHA-512)
+)
+
+var demoRecordKey = []byte("member")
+
+// errBadRecord is wrapped by the errors for a damaged or foreign record of
+// the demo.
+var errBadRecord = errors.New("the demo's record is damaged or foreign")
+
+// memberRecord is the demo's record of one member.
+type memberRecord struct {
+	Name       string
+	Index      uint32 // the member's place in the story: 0 Alice, 1 Bob, 2 Charlie, ...
+	Suite      mls.CipherSuite
+	GroupID    []byte
+	SigningKey []byte // ciphersuite.(*Suite).MarshalSigner
+	Runs       uint32 // the run that wrote the record
+	Checkpoint *checkpoint
+}
+
+// checkpoint is the member's state at the last agreement check.
+type checkpoint struct {
+	Epoch  uint64
+	Active bool
+	Auth   []byte // epoch authenticator; empty if not active
+}
+
+// marshal encodes the record with the TLS presentation language of RFC
+// 9420, Section 2.1.
+func (r *memberRecord) marshal() ([]byte, error) {
+	e := wire.NewEncoder(nil)
+	e.U8(demoRecordVersion)
+	e.Opaque([]byte(r.Name))
+	e.U32(r.Index)
+	e.U16(uint16(r.Suite))
+	e.Opaque(r.GroupID)
+	e.Opaque(r.SigningKey)
+	e.U32(r.Runs)
+	e.Optional(r.Checkpoint != nil)
+	if cp := r.Checkpoint; cp != nil {
+		e.U64(cp.Epoch)
+		e.Bool(cp.Active)
+		e.Opaque(cp.Auth)
+	}
+	return e.Bytes()
+}
+
+// parseRecord decodes a record; errors wrap errBadRecord and a
+// *wire.Error that names the field.
+func parseRecord(b []byte) (*memberRecord, error) {
+	d := wire.NewDecoder(b)
+	d.Struct("demo record")
+	d.SetLimit(maxRecordKey)
+	if v := d.U8("version"); d.Err() == nil && v != demoRecordVersion {
+		d.Failf("version", "version %d, want %d", v, demoRecordVersion)
+	}
+	r := &memberRecord{}
+	r.Name = string(d.OpaqueMax("name", maxRecordName))
+	if d.Err() == nil && r.Name == "" {
+		d.Failf("name", "empty")
+	}
+	r.Index = d.U32("index")
+	r.Suite = mls.CipherSuite(d.U16("cipher_suite"))
+	r.GroupID = d.OpaqueMax("group_id", maxRecordGID)
+	r.SigningKey = d.OpaqueMax("signing_key", maxRecordKey)
+	r.Runs = d.U32("runs")
+	if d.Optional("checkpoint") {
+		cp := &checkpoint{}
+		cp.Epoch = d.U64("epoch")
+		cp.Active = d.Bool("active")
+		cp.Auth = d.OpaqueMax("authenticator", maxRecordAuth)
+		r.Checkpoint = cp
+	}
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	return r, nil
+}
+
+// readRecord reads the demo's record from a member's store.
+func readRecord(ctx context.Context, store storage.Store) (*memberRecord, error) {
+	var b []byte
+	err := store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		b, err = tx.Get(demoBucket, demoRecordKey)
+		return err
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: the file holds no record of the demo", errBadRecord)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseRecord(b)
+}
+
+func writeRecord(ctx context.Context, store storage.Store, r *memberRecord) error {
+	b, err := r.marshal()
+	if err != nil {
+		return err
+	}
+	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(demoBucket, demoRecordKey, b) })
+}
+
+// saveRecord writes the record of a new member, the index-th.
+func (d *demo) saveRecord(m *demoMember, index int) error {
+	s, err := ciphersuite.Lookup(d.cfg.suite)
+	if err != nil {
+		return err
+	}
+	key, err := s.MarshalSigner(m.id.Signer)
+	if err != nil {
+		return fmt.Errorf("%s: signing key: %w", m.name, err)
+	}
+	m.rec = &memberRecord{Name: m.name, Index: uint32(index), Suite: d.cfg.suite, GroupID: []byte(demoGroupID), SigningKey: key, Runs: d.runNo}
+	if err := writeRecord(d.ctx, m.store, m.rec); err != nil {
+		return fmt.Errorf("%s: saving the demo's record: %w", m.name, err)
+	}
+	return nil
+}
+
+// checkpoint records every member's epoch and authenticator after an
+// agreement check, for the next run to compare with what it loads.
+func (d *demo) checkpoint() error {
+	for _, m := range d.members {
+		if m.group == nil {
+			continue
+		}
+		cp := &checkpoint{Epoch: m.group.Epoch(), Active: m.group.IsActive()}
+		if cp.Active {
+			cp.Auth = m.group.EpochAuthenticator()
+		}
+		m.rec.Runs, m.rec.Checkpoint = d.runNo, cp
+		if err := writeRecord(d.ctx, m.store, m.rec); err != nil {
+			return fmt.Errorf("%s: saving the agreement check: %w", m.name, err)
+		}
 	}
 	return nil
 }
@@ -832,6 +1429,9 @@ func (d *demo) showState() error {
 	fmt.Fprintf(d.out, "  members (%d): %s\n", len(d.alice.group.Members()), memberList(d.alice.group.Members()))
 	if err := checkAgreement(views); err != nil {
 		fmt.Fprintf(d.out, "  FAIL: %v\n", err)
+		return err
+	}
+	if err := d.checkpoint(); err != nil {
 		return err
 	}
 	if len(views) == 1 {
