@@ -8,7 +8,7 @@
 // The commands are:
 //
 //	conformance  check the implementation against the official MLS test vectors
-//	demo         Alice, Bob and Charlie rotate keys in a real group; -members N grows it
+//	demo         Alice, Bob and Charlie rotate keys in a real group; -db DIR continues it, -members N grows it
 //
 // Run "mls <command> -h" for a command's flags. Each command lives in its
 // own file and registers itself from init, so commands can be added
