@@ -58,12 +58,31 @@ func (k *stdKEM) publicKey(priv []byte) ([]byte, error) {
 	return sk.PublicKey().Bytes(), nil
 }
 
-func (k *stdKEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err error) {
+// sender sets up an HPKE base-mode sending context to pub.
+func (k *stdKEM) sender(pub, info []byte) ([]byte, *hpke.Sender, error) {
 	pk, err := k.kem.NewPublicKey(pub)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: HPKE public key: %v", ErrInvalidKey, err)
 	}
-	enc, s, err := hpke.NewSender(pk, k.kdf, k.aead, info)
+	return hpke.NewSender(pk, k.kdf, k.aead, info)
+}
+
+// receiver sets up the matching receiving context; a bad enc is
+// ErrDecrypt.
+func (k *stdKEM) receiver(priv, enc, info []byte) (*hpke.Recipient, error) {
+	sk, err := k.kem.NewPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: HPKE private key: %v", ErrInvalidKey, err)
+	}
+	r, err := hpke.NewRecipient(enc, sk, k.kdf, k.aead, info)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return r, nil
+}
+
+func (k *stdKEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err error) {
+	enc, s, err := k.sender(pub, info)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,13 +91,9 @@ func (k *stdKEM) seal(pub, info, aad, plaintext []byte) (enc, ct []byte, err err
 }
 
 func (k *stdKEM) open(priv, enc, info, aad, ct []byte) ([]byte, error) {
-	sk, err := k.kem.NewPrivateKey(priv)
+	r, err := k.receiver(priv, enc, info)
 	if err != nil {
-		return nil, fmt.Errorf("%w: HPKE private key: %v", ErrInvalidKey, err)
-	}
-	r, err := hpke.NewRecipient(enc, sk, k.kdf, k.aead, info)
-	if err != nil {
-		return nil, ErrDecrypt
+		return nil, err
 	}
 	pt, err := r.Open(aad, ct)
 	if err != nil {
@@ -88,11 +103,7 @@ func (k *stdKEM) open(priv, enc, info, aad, ct []byte) ([]byte, error) {
 }
 
 func (k *stdKEM) exportS(pub, info []byte, exporterContext string, length int) (enc, secret []byte, err error) {
-	pk, err := k.kem.NewPublicKey(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: HPKE public key: %v", ErrInvalidKey, err)
-	}
-	enc, s, err := hpke.NewSender(pk, k.kdf, k.aead, info)
+	enc, s, err := k.sender(pub, info)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,13 +112,9 @@ func (k *stdKEM) exportS(pub, info []byte, exporterContext string, length int) (
 }
 
 func (k *stdKEM) exportR(priv, enc, info []byte, exporterContext string, length int) ([]byte, error) {
-	sk, err := k.kem.NewPrivateKey(priv)
+	r, err := k.receiver(priv, enc, info)
 	if err != nil {
-		return nil, fmt.Errorf("%w: HPKE private key: %v", ErrInvalidKey, err)
-	}
-	r, err := hpke.NewRecipient(enc, sk, k.kdf, k.aead, info)
-	if err != nil {
-		return nil, ErrDecrypt
+		return nil, err
 	}
 	return r.Export(exporterContext, length)
 }
