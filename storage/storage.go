@@ -215,3 +215,33 @@ func PrefixEnd(prefix []byte) []byte {
 	}
 	return nil
 }
+
+// TxState is what a backend knows about one of its transactions, for
+// CheckCall.
+type TxState struct {
+	Ctx      context.Context
+	Done     bool // committed or rolled back
+	Writable bool // an Update, not a View
+}
+
+// CheckCall validates a Tx method call the same way for every backend: the
+// transaction is still open, writes happen only in Update, the context is
+// live and the bucket name is valid. The error is an *Error for op.
+func CheckCall(st TxState, op, bucket string, key []byte, write bool) error {
+	var err error
+	switch {
+	case st.Done:
+		err = ErrTxDone
+	case write && !st.Writable:
+		err = ErrReadOnly
+	default:
+		err = st.Ctx.Err()
+	}
+	if err == nil {
+		err = CheckBucket(bucket)
+	}
+	if err != nil {
+		return &Error{Op: op, Bucket: bucket, Key: key, Err: err}
+	}
+	return nil
+}

@@ -36,22 +36,7 @@ func (t *tx) stmt(i int) *sql.Stmt {
 
 // check validates the call and the transaction's state.
 func (t *tx) check(op, bucket string, key []byte, write bool) error {
-	var err error
-	switch {
-	case t.done:
-		err = storage.ErrTxDone
-	case write && !t.writable:
-		err = storage.ErrReadOnly
-	default:
-		err = t.ctx.Err()
-	}
-	if err == nil {
-		err = storage.CheckBucket(bucket)
-	}
-	if err != nil {
-		return &storage.Error{Op: op, Bucket: bucket, Key: key, Err: err}
-	}
-	return nil
+	return storage.CheckCall(storage.TxState{Ctx: t.ctx, Done: t.done, Writable: t.writable}, op, bucket, key, write)
 }
 
 func keyErr(op, bucket string, key []byte, err error) error {
