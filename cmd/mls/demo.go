@@ -545,14 +545,9 @@ func (d *demo) stepBobUpdate() error {
 	}); err != nil {
 		return err
 	}
-	newKey, err := d.leafKey(d.bob)
-	if err != nil {
+	if err := d.checkBobKeyChanged(oldKey, "update"); err != nil {
 		return err
 	}
-	if bytes.Equal(oldKey, newKey) {
-		return errors.New("the update did not change Bob's leaf encryption key")
-	}
-	d.say("Bob's leaf encryption key changed: %s... -> %s...", short(oldKey), short(newKey))
 	return d.showState()
 }
 
@@ -896,15 +891,24 @@ func (d *demo) stepBobSelfUpdate() error {
 	}); err != nil {
 		return err
 	}
+	if err := d.checkBobKeyChanged(oldKey, "self-update"); err != nil {
+		return err
+	}
+	return d.showState()
+}
+
+// checkBobKeyChanged reports Bob's new leaf encryption key after an
+// update, and fails if it is still oldKey.
+func (d *demo) checkBobKeyChanged(oldKey []byte, what string) error {
 	newKey, err := d.leafKey(d.bob)
 	if err != nil {
 		return err
 	}
 	if bytes.Equal(oldKey, newKey) {
-		return errors.New("the self-update did not change Bob's leaf encryption key")
+		return fmt.Errorf("the %s did not change Bob's leaf encryption key", what)
 	}
 	d.say("Bob's leaf encryption key changed: %s... -> %s...", short(oldKey), short(newKey))
-	return d.showState()
+	return nil
 }
 
 // stepCharlie alternates from run to run: Alice adds Charlie back if he
