@@ -42,6 +42,22 @@ var (
 	ErrNotFound = errors.New("mls: not found")
 	// ErrInvalidArgument: a caller passed an unusable argument.
 	ErrInvalidArgument = errors.New("mls: invalid argument")
+	// ErrMalformed: input bytes do not decode as the MLS structure they
+	// claim to be (RFC 9420, Section 2.1: truncated, trailing bytes, a bad
+	// length, a value out of range) or exceed a configured size limit.
+	ErrMalformed = errors.New("mls: malformed input")
+	// ErrUnsupported: the input names a cipher suite, protocol version,
+	// credential type or key type this library does not implement.
+	ErrUnsupported = errors.New("mls: unsupported")
+	// ErrReplayed: an application message whose (epoch, sender,
+	// generation) was already decrypted and whose key is deleted (RFC 9420,
+	// Section 9.2). Unlike ErrDecrypt it says nothing is wrong with the
+	// ciphertext itself.
+	ErrReplayed = errors.New("mls: message already processed")
+	// ErrStaleState: the Group handle is older than the stored group: another
+	// handle or process saved a newer state of it. Nothing was written;
+	// the handle refuses every further operation. Load the group again.
+	ErrStaleState = errors.New("mls: stale group state; load the group again")
 )
 
 // ValidationError reports a message that breaks a rule of RFC 9420. Rule
