@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"io"
 	"time"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -96,26 +95,21 @@ type JoinConfig struct {
 	// and exported GroupInfo (RFC 9420, Section 12.4.3.3), so joiners need
 	// no separate copy.
 	UseRatchetTreeExtension bool
-	// Validator authenticates credentials (RFC 9420, Section 5.3.1). Nil
-	// means credential.AcceptAll, which only suits tests and demos.
-	Validator credential.Validator
-	// Now returns the time used for lifetime checks. Nil means time.Now.
-	Now func() time.Time
 	// SkipLifetimeCheck disables the key package / leaf node lifetime check
 	// (RFC 9420, Section 7.3, step 4). It exists for replaying recorded
 	// traffic, such as the official test vectors, whose lifetimes have
 	// expired; never set it for live traffic.
 	SkipLifetimeCheck bool
-	// Rand is the randomness source; nil means crypto/rand. Tests inject a
-	// deterministic reader.
-	Rand io.Reader
+
+	// client supplies the validator, clock, randomness and limits; the
+	// Client sets it on every path that creates, joins or loads a group.
+	client *Client
 }
 
 // GroupConfig configures a new group (OpenMLS's MlsGroupCreateConfig): the
 // creator's JoinConfig plus the settings all members agree on.
 type GroupConfig struct {
 	JoinConfig
-	CipherSuite CipherSuite
 	// GroupID is the group's identifier; nil means 16 random bytes.
 	GroupID []byte
 	// RequiredCapabilities go into the required_capabilities group context
@@ -141,9 +135,4 @@ const (
 	defaultLifetime            = 90 * 24 * time.Hour
 )
 
-func (c *JoinConfig) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
-}
+func (c *JoinConfig) now() time.Time { return c.client.now() }

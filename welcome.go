@@ -3,7 +3,6 @@ package mls
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 
@@ -16,6 +15,8 @@ import (
 
 // WelcomeOptions are the inputs of StageWelcome besides the Welcome.
 type WelcomeOptions struct {
+	// JoinConfig holds the joiner's own settings for the group.
+	JoinConfig
 	// RatchetTree is the encoded ratchet tree (from the committer's
 	// ExportRatchetTree) when the Welcome's GroupInfo does not carry the
 	// ratchet_tree extension.
@@ -26,7 +27,7 @@ type WelcomeOptions struct {
 // 12.4.3.1) that has not been accepted yet: inspect the group, its members
 // and who sent it, then Join.
 type StagedWelcome struct {
-	store   storage.Store
+	c       *Client
 	cfg     JoinConfig
 	st      *epochState
 	kpRef   []byte
@@ -34,10 +35,12 @@ type StagedWelcome struct {
 	signer  uint32
 }
 
-// StageWelcome decrypts a Welcome with one of this client's key packages
-// (found in store), verifies the GroupInfo, the ratchet tree and the key
-// schedule, and returns the staged group. Nothing is stored until Join.
-func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cfg JoinConfig, opts WelcomeOptions) (*StagedWelcome, error) {
+// stageWelcome decrypts a Welcome with one of the client's key packages
+// (found in its store), verifies the GroupInfo, the ratchet tree and the
+// key schedule, and returns the staged group. Nothing is stored until Join
+// (Client.StageWelcome).
+func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts WelcomeOptions) (*StagedWelcome, error) {
+	store, cfg := c.store, opts.JoinConfig
 	if welcome == nil || welcome.m.Welcome == nil {
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
@@ -92,7 +95,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 		old, ok := prior[string(id.PSKGroupID)]
 		if !ok {
 			var err error
-			if old, err = LoadGroup(ctx, store, id.PSKGroupID, nil); err != nil {
+			if old, err = loadGroup(ctx, c, id.PSKGroupID, nil); err != nil {
 				return nil
 			}
 			prior[string(id.PSKGroupID)] = old
@@ -153,7 +156,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	if st.secrets, err = newSecretTree(s, st.keys, t.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	return &StagedWelcome{store: store, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
+	return &StagedWelcome{c: c, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
 }
 
 // checkResumption checks a Welcome that resumes other groups against them
@@ -293,11 +296,13 @@ func (sw *StagedWelcome) Extensions() []Extension { return fromWireExtensions(sw
 
 // Join accepts the Welcome: the group is stored and the key package's
 // private keys are deleted (unless it is a last-resort key package), in one
-// transaction. signer must be the key the key package was signed with.
-func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group, error) {
-	if signer == nil {
-		return nil, fmt.Errorf("%w: nil signer", ErrInvalidArgument)
+// transaction. The client's key signed the key package, so it signs in the
+// group too.
+func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
+	signer := sw.c.signer
 	pub, err := sw.st.suite.SignaturePublicKey(signer)
 	if err != nil {
 		return nil, err
@@ -305,7 +310,7 @@ func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group
 	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
 		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)
 	}
-	g := &Group{store: sw.store, signer: signer, cfg: sw.cfg, st: sw.st, active: true}
+	g := &Group{store: sw.c.store, signer: signer, cfg: sw.cfg, st: sw.st, active: true}
 	var del [][]byte
 	if !sw.lastRes {
 		del = append(del, sw.kpRef)
@@ -320,5 +325,5 @@ func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group
 	}); err != nil {
 		return nil, err
 	}
-	return g, nil
+	return sw.c.adopt(g), nil
 }
