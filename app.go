@@ -112,7 +112,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	}
 	fc := &ac.Content
 	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(p.creds[leaf]),
-		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData)}, nil
+		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData), Generation: dec.Generation()}, nil
 }
 
 // resumptionKey names a resumption PSK in Group.psks.

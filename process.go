@@ -44,6 +44,11 @@ type Processed struct {
 	Credential        credential.Credential // the sender's
 	AuthenticatedData []byte
 	ApplicationData   []byte
+	// Generation is the sender ratchet generation of a message that came
+	// as a PrivateMessage (RFC 9420, Section 9.1): with Epoch and the
+	// sender's leaf it names the key that decrypted it, which no other
+	// message may use.
+	Generation uint32
 	// Proposal is a received proposal; store it with StorePendingProposal
 	// if the application accepts it.
 	Proposal *QueuedProposal
@@ -225,6 +230,7 @@ func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.
 		out.Sender = sc.Sender()
 	}
 	if dec != nil {
+		out.Generation = dec.Generation()
 		if err := dec.Consume(); err != nil {
 			return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
 		}
