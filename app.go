@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/mlskit/mls/ciphersuite"
-	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
@@ -108,7 +107,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 		return nil, err
 	}
 	fc := &ac.Content
-	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(p.creds[leaf]),
+	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(p.creds[leaf]),
 		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData)}, nil
 }
 

@@ -260,7 +260,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 				return nil, err
 			}
 			template.SignatureKey = pub
-			template.Credential = opts.NewIdentity.Credential.Wire()
+			template.Credential = wireCred(opts.NewIdentity.Credential)
 			template.Capabilities.Credentials = appendUnique(template.Capabilities.Credentials, message.CredentialType(opts.NewIdentity.Credential.Type()))
 			signer = opts.NewIdentity.Signer
 		}
@@ -268,7 +268,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 			template.Extensions = toWireExtensions(opts.LeafExtensions)
 		}
 		if opts.LeafCapabilities != nil {
-			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credential.FromWire(template.Credential).Type())
+			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
 		}
 		topts := g.treeOptions(st, &gc)
 		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
@@ -629,17 +629,17 @@ func (sc *StagedCommit) SelfRemoved() bool { return sc.a.selfGone }
 func (sc *StagedCommit) NewCredentials() []credential.Credential {
 	var out []credential.Credential
 	for _, kp := range sc.a.addedKPs {
-		out = append(out, credential.FromWire(kp.LeafNode.Credential))
+		out = append(out, credOf(kp.LeafNode.Credential))
 	}
 	for _, q := range sc.UpdateProposals() {
-		out = append(out, credential.FromWire(q.p.Update.LeafNode.Credential))
+		out = append(out, credOf(q.p.Update.LeafNode.Credential))
 	}
 	if sc.sender.Type == message.SenderMember || sc.sender.Type == message.SenderNewMemberCommit {
 		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
 			// An external joiner is new even when it takes over the leaf of
 			// an earlier appearance (a resync).
-			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credential.FromWire(old.Credential).Equal(credential.FromWire(ln.Credential)) {
-				out = append(out, credential.FromWire(ln.Credential))
+			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
+				out = append(out, credOf(ln.Credential))
 			}
 		}
 	}
@@ -704,18 +704,18 @@ func updateKeyName(groupID, pub []byte) []byte {
 // ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
 // queues it in this member's pending proposals, so that its next commit
 // covers it. Send the returned message to the group.
-func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error) {
+func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, ProposalRef, error) {
 	if kp == nil {
-		return nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
-		return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
 	}
 	// Section 7.3: a client MUST validate the LeafNodes it sends,
 	// including their lifetime; the leaf is checked where the Add would
@@ -723,11 +723,11 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 	d := st.tree.Diff()
 	at, err := d.ReserveLeaf()
 	if err != nil {
-		return nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
+		return nil, nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := d.ValidateLeaf(&kp.kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
-		return nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
+		return nil, nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
 	}
 	p := &message.Proposal{Type: message.ProposalAdd, Add: &message.AddProposal{KeyPackage: kp.kp}}
 	return g.propose(ctx, p, nil)
@@ -735,18 +735,18 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 
 // ProposeRemove sends a Remove proposal for the member at leaf (RFC 9420,
 // Section 12.1.3) and queues it. To leave the group, use LeaveGroup.
-func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error) {
+func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	if tree.LeafIndex(leaf) == st.own {
-		return nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
+		return nil, nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
 	}
 	if st.tree.Leaf(tree.LeafIndex(leaf)) == nil {
-		return nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
+		return nil, nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
 	return g.propose(ctx, p, nil)
@@ -756,11 +756,11 @@ func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error
 // Section 12.1.3; OpenMLS's leave_group). A member cannot commit its own
 // removal (Section 12.2): another member commits the proposal, and when
 // this member processes and merges that commit the group becomes inactive.
-func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
+func (g *Group) LeaveGroup(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: uint32(g.st.own)}}
 	return g.propose(ctx, p, nil)
@@ -772,17 +772,17 @@ func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
 // epoch: when another member's commit covers the proposal, this member's
 // leaf key becomes the new one. A commit of this member's own does not
 // cover the proposal; its UpdatePath replaces the leaf anyway.
-func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
+func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	s := st.suite
 	priv, pub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ln := *st.ownLeaf()
 	ln.EncryptionKey = pub
@@ -791,23 +791,23 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
 	ln.ParentHash = nil
 	ln.Signature = nil
 	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
-		return nil, fmt.Errorf("mls: own Update proposal: %w", err)
+		return nil, nil, fmt.Errorf("mls: own Update proposal: %w", err)
 	}
 	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
 	name := updateKeyName(st.gc.GroupID, pub)
-	m, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
+	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if g.updateKeys == nil {
 		g.updateKeys = map[string][]byte{}
 	}
 	g.updateKeys[string(pub)] = priv
-	return m, nil
+	return m, ref, nil
 }
 
 // checkOperational rejects sending while removed or while a commit of
@@ -825,10 +825,10 @@ func (g *Group) checkOperational() error {
 
 // propose signs and frames a standalone proposal of this member for the
 // current epoch (RFC 9420, Sections 6 and 12.1), queues it in the pending
-// proposals under its ProposalRef (Section 5.2) and saves the group,
-// running extra in the same transaction. The framing follows the wire
+// proposals under its ProposalRef (Section 5.2), which it returns, and
+// saves the group, running extra in the same transaction. The framing follows the wire
 // format policy.
-func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, error) {
+func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, ProposalRef, error) {
 	st := g.st
 	s := st.suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
@@ -846,25 +846,25 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ref, err := proposalRef(s, ac)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Encrypting a PrivateMessage advances this member's handshake
 	// ratchet; the save below records it with the new proposal.
 	m, err := g.protect(st, ac)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	old := g.props
 	g.props = append(append([]*QueuedProposal(nil), g.props...), &QueuedProposal{p: p, ref: ref, sender: me})
 	if err := g.saveWith(ctx, extra); err != nil {
 		g.props = old
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, ProposalRef(clone(ref)), nil
 }
 
 // ownUpdateKey returns the leaf private key of this member's pending

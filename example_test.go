@@ -336,7 +336,7 @@ func ExampleGroup_ProposeAdd() {
 	cs := exGroup("alice", "bob")
 	alice, bob, charlie := cs[0], cs[1], newExClient("charlie")
 
-	proposal, err := bob.group.ProposeAdd(ctx, charlie.keyPackage())
+	proposal, _, err := bob.group.ProposeAdd(ctx, charlie.keyPackage())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func ExampleGroup_ProposeSelfUpdate() {
 	cs := exGroup("alice", "bob")
 	alice, bob := cs[0], cs[1]
 
-	proposal, err := bob.group.ProposeSelfUpdate(ctx)
+	proposal, _, err := bob.group.ProposeSelfUpdate(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -492,7 +492,7 @@ func ExampleGroup_LeaveGroup() {
 	cs := exGroup("alice", "bob")
 	alice, bob := cs[0], cs[1]
 
-	leave, err := bob.group.LeaveGroup(ctx)
+	leave, _, err := bob.group.LeaveGroup(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -553,7 +553,10 @@ func ExampleGroup_Process() {
 	var inbox [][]byte
 	for _, m := range []func() (*mls.Message, error){
 		func() (*mls.Message, error) { return alice.group.Seal(ctx, []byte("hello"), nil) },
-		func() (*mls.Message, error) { return alice.group.ProposeSelfUpdate(ctx) },
+		func() (*mls.Message, error) {
+			m, _, err := alice.group.ProposeSelfUpdate(ctx)
+			return m, err
+		},
 		func() (*mls.Message, error) {
 			res, err := alice.group.SelfUpdate(ctx)
 			if err != nil {

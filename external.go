@@ -141,7 +141,7 @@ func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupIn
 	gc.Epoch++
 	template := message.LeafNode{
 		SignatureKey: sigPub,
-		Credential:   id.Credential.Wire(),
+		Credential:   wireCred(id.Credential),
 		Capabilities: wireCapabilities(opts.Capabilities, gc.CipherSuite, id.Credential.Type()),
 		Extensions:   toWireExtensions(opts.LeafExtensions),
 	}

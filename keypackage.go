@@ -96,7 +96,7 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 		LeafNode: message.LeafNode{
 			EncryptionKey: encPub,
 			SignatureKey:  sigPub,
-			Credential:    id.Credential.Wire(),
+			Credential:    wireCred(id.Credential),
 			Capabilities:  wireCapabilities(opts.Capabilities, suite, id.Credential.Type()),
 			Source:        message.LeafNodeSourceKeyPackage,
 			Lifetime: message.Lifetime{
@@ -189,7 +189,7 @@ func (k *KeyPackage) CipherSuite() CipherSuite { return k.kp.CipherSuite }
 
 // Credential returns the credential of the key package's leaf node.
 func (k *KeyPackage) Credential() credential.Credential {
-	return credential.FromWire(k.kp.LeafNode.Credential)
+	return credOf(k.kp.LeafNode.Credential)
 }
 
 // SignatureKey returns the leaf's signature public key.

@@ -24,6 +24,21 @@ const (
 	SenderNewMemberCommit   = SenderType(message.SenderNewMemberCommit)
 )
 
+// String returns the SenderType name of RFC 9420, Section 6.
+func (t SenderType) String() string {
+	switch t {
+	case SenderMember:
+		return "member"
+	case SenderExternal:
+		return "external"
+	case SenderNewMemberProposal:
+		return "new_member_proposal"
+	case SenderNewMemberCommit:
+		return "new_member_commit"
+	}
+	return fmt.Sprintf("SenderType(%d)", uint8(t))
+}
+
 // Sender identifies the sender of a message: a member by leaf index, an
 // external sender by its index in the external_senders extension, or a new
 // member: for an external commit (SenderNewMemberCommit) Index is the leaf
@@ -31,6 +46,16 @@ const (
 type Sender struct {
 	Type  SenderType
 	Index uint32
+}
+
+// String describes the sender: "member 3", "external 0",
+// "new_member_proposal" or "new_member_commit".
+func (s Sender) String() string {
+	switch s.Type {
+	case SenderMember, SenderExternal:
+		return fmt.Sprintf("%v %d", s.Type, s.Index)
+	}
+	return s.Type.String()
 }
 
 func senderOf(s message.Sender) Sender {
@@ -60,6 +85,95 @@ const (
 	ProposalGroupContextExtensions = ProposalType(message.ProposalGroupContextExtensions)
 )
 
+// String returns the registry name of the proposal type (RFC 9420,
+// Section 17.4), or its number in hexadecimal for other types.
+func (t ProposalType) String() string {
+	switch t {
+	case ProposalAdd:
+		return "add"
+	case ProposalUpdate:
+		return "update"
+	case ProposalRemove:
+		return "remove"
+	case ProposalPSK:
+		return "psk"
+	case ProposalReInit:
+		return "reinit"
+	case ProposalExternalInit:
+		return "external_init"
+	case ProposalGroupContextExtensions:
+		return "group_context_extensions"
+	}
+	return fmt.Sprintf("ProposalType(0x%04x)", uint16(t))
+}
+
+// ProposalRef identifies a proposal sent by reference (RFC 9420,
+// Section 5.2): RefHash("MLS 1.0 Proposal Reference", AuthenticatedContent),
+// as many bytes as the cipher suite's hash. It is a byte slice so that it
+// converts freely to and from []byte; compare two with bytes.Equal. A nil
+// ProposalRef means "none" (a proposal sent inline in a commit).
+type ProposalRef []byte
+
+// PSKType says which kind of pre-shared key a PSK id names (RFC 9420,
+// Section 8.4).
+type PSKType uint8
+
+const (
+	PSKExternal   = PSKType(message.PSKExternal)
+	PSKResumption = PSKType(message.PSKResumption)
+)
+
+// String returns the PSKType name of RFC 9420, Section 8.4.
+func (t PSKType) String() string {
+	switch t {
+	case PSKExternal:
+		return "external"
+	case PSKResumption:
+		return "resumption"
+	}
+	return fmt.Sprintf("PSKType(%d)", uint8(t))
+}
+
+// ResumptionUsage says why a resumption PSK is injected (RFC 9420,
+// Section 8.6).
+type ResumptionUsage uint8
+
+const (
+	ResumptionApplication = ResumptionUsage(message.ResumptionApplication)
+	ResumptionReInit      = ResumptionUsage(message.ResumptionReInit)
+	ResumptionBranch      = ResumptionUsage(message.ResumptionBranch)
+)
+
+// String returns the ResumptionPSKUsage name of RFC 9420, Section 8.6.
+func (u ResumptionUsage) String() string {
+	switch u {
+	case ResumptionApplication:
+		return "application"
+	case ResumptionReInit:
+		return "reinit"
+	case ResumptionBranch:
+		return "branch"
+	}
+	return fmt.Sprintf("ResumptionUsage(%d)", uint8(u))
+}
+
+// PSKID is a PreSharedKeyID (RFC 9420, Section 8.4): an external PSK's ID,
+// or the group and epoch whose resumption PSK is meant, plus the nonce.
+type PSKID struct {
+	Type PSKType
+	// ID is an external PSK's psk_id.
+	ID []byte
+	// Usage, GroupID and Epoch name a resumption PSK.
+	Usage   ResumptionUsage
+	GroupID []byte
+	Epoch   uint64
+	Nonce   []byte
+}
+
+func pskIDOf(id *message.PreSharedKeyID) PSKID {
+	return PSKID{Type: PSKType(id.Type), ID: clone(id.PSKID), Usage: ResumptionUsage(id.Usage), GroupID: clone(id.PSKGroupID), Epoch: id.PSKEpoch, Nonce: clone(id.Nonce)}
+}
+
 // QueuedProposal is a proposal received or sent in the current epoch,
 // waiting to be committed, or one covered by a staged commit.
 type QueuedProposal struct {
@@ -73,7 +187,7 @@ func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.p.Type) }
 
 // Ref returns the ProposalRef (RFC 9420, Section 5.2), or nil for a
 // proposal sent inline in a commit.
-func (q *QueuedProposal) Ref() []byte { return clone(q.ref) }
+func (q *QueuedProposal) Ref() ProposalRef { return ProposalRef(clone(q.ref)) }
 
 // Sender returns who proposed it.
 func (q *QueuedProposal) Sender() Sender { return senderOf(q.sender) }
@@ -86,13 +200,40 @@ func (q *QueuedProposal) Removed() (uint32, bool) {
 	return q.p.Remove.Removed, true
 }
 
+// KeyPackage returns the key package an Add proposal adds (RFC 9420,
+// Section 12.1.1). Its signatures were checked when the proposal was
+// validated.
+func (q *QueuedProposal) KeyPackage() (*KeyPackage, bool) {
+	if q.p.Add == nil {
+		return nil, false
+	}
+	s, err := ciphersuite.Lookup(q.p.Add.KeyPackage.CipherSuite)
+	if err != nil {
+		return nil, false
+	}
+	kp, err := newKeyPackage(s, q.p.Add.KeyPackage)
+	if err != nil {
+		return nil, false
+	}
+	return kp, true
+}
+
+// LeafNode returns the new leaf node of an Update proposal (RFC 9420,
+// Section 12.1.2).
+func (q *QueuedProposal) LeafNode() (*LeafNode, bool) {
+	if q.p.Update == nil {
+		return nil, false
+	}
+	return leafNodeOf(&q.p.Update.LeafNode), true
+}
+
 // AddedCredential returns the credential of the key package an Add
 // proposal adds.
 func (q *QueuedProposal) AddedCredential() (credential.Credential, bool) {
 	if q.p.Add == nil {
 		return credential.Credential{}, false
 	}
-	return credential.FromWire(q.p.Add.KeyPackage.LeafNode.Credential), true
+	return credOf(q.p.Add.KeyPackage.LeafNode.Credential), true
 }
 
 // UpdatedCredential returns the credential of an Update proposal's new leaf.
@@ -100,11 +241,29 @@ func (q *QueuedProposal) UpdatedCredential() (credential.Credential, bool) {
 	if q.p.Update == nil {
 		return credential.Credential{}, false
 	}
-	return credential.FromWire(q.p.Update.LeafNode.Credential), true
+	return credOf(q.p.Update.LeafNode.Credential), true
+}
+
+// PreSharedKey returns the PSK id a PreSharedKey proposal injects (RFC
+// 9420, Section 12.1.4), external or resumption.
+func (q *QueuedProposal) PreSharedKey() (PSKID, bool) {
+	if q.p.PSK == nil {
+		return PSKID{}, false
+	}
+	return pskIDOf(&q.p.PSK.PSK), true
+}
+
+// CustomType returns the type of a proposal RFC 9420 does not define, with
+// CustomData its body.
+func (q *QueuedProposal) CustomType() (uint16, bool) {
+	if isDefaultProposal(q.p.Type) {
+		return 0, false
+	}
+	return uint16(q.p.Type), true
 }
 
 func (q *QueuedProposal) String() string {
-	return fmt.Sprintf("proposal(type %d from %v)", q.p.Type, senderOf(q.sender))
+	return fmt.Sprintf("proposal(%v from %v)", ProposalType(q.p.Type), senderOf(q.sender))
 }
 
 // applied is the result of applying a proposal list to a tree diff
@@ -472,14 +631,14 @@ const bucketReInit = "reinit"
 // (RFC 9420, Section 12.1.4), which must already be stored with StorePSK,
 // and queues it. The members who commit or process the commit need the
 // PSK too.
-func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) {
+func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, ProposalRef, error) {
 	if len(pskID) == 0 {
-		return nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if g.store != nil {
 		err := g.store.View(ctx, func(tx storage.Tx) error {
@@ -487,15 +646,15 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 			return err
 		})
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("%w: external PSK %x (store it with StorePSK first)", ErrNotFound, pskID)
+			return nil, nil, fmt.Errorf("%w: external PSK %x (store it with StorePSK first)", ErrNotFound, pskID)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	p, err := ExternalPSKProposal(pskID).build(g.st.suite, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return g.propose(ctx, p, nil)
 }
@@ -505,30 +664,30 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 // with exts, and queues it. The current members must support every
 // extension in it that is not one of RFC 9420's, and any
 // required_capabilities it sets (ValSem209).
-func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, error) {
+func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := toWireExtensions(exts)
 	if err := message.CheckExtensions(w); err != nil {
-		return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
+		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
 	}
 	v := g.st.tree.View()
 	rc, err := requiredCapabilities(w)
 	if err != nil {
-		return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
+		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
 	}
 	if rc != nil {
 		for _, m := range membersLeaves(v) {
 			if err := checkRequiredCapabilities(rc, &v.Leaf(m).Capabilities); err != nil {
-				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
+				return nil, nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
 			}
 		}
 	}
 	if err := checkExtensionsSupported(v, w); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := GroupContextExtensionsProposal(exts)
 	return g.propose(ctx, &p.p, nil)
@@ -538,18 +697,18 @@ func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extens
 // data as its opaque body, and queues it. Every member must list the type
 // in its capabilities (ValSem113, RFC 9420, Section 12.2). A commit that
 // covers it carries a path.
-func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, error) {
+func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, ProposalRef, error) {
 	t := message.ProposalType(proposalType)
 	if t == 0 || isDefaultProposal(t) {
-		return nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
+		return nil, nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkProposalSupported(g.st.tree.View(), t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if data == nil {
 		data = []byte{}
@@ -563,24 +722,24 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 // pending ReInit only when it covers nothing else (Section 12.2); once
 // that commit merges, the group is inactive and ReInitParams returns the
 // parameters for the new group (Section 11.2).
-func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, error) {
+func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if groupID == nil {
 		groupID = make([]byte, 16)
 		if _, err := io.ReadFull(g.cfg.rand(), groupID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := message.CheckExtensions(toWireExtensions(exts)); err != nil {
-		return nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
+		return nil, nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
 	}
 	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.suite, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return g.propose(ctx, p, nil)
 }
