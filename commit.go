@@ -33,6 +33,18 @@ type CommitOptions struct {
 	Add []*KeyPackage
 	// Remove removes members by leaf index.
 	Remove []uint32
+	// RemoveIdentities removes, for each identity, every member other than
+	// this one whose credential has that Identity (credential.Identity:
+	// a basic credential's identity, an X.509 leaf certificate's subject).
+	// An identity that no other member holds fails with ErrNotFound.
+	RemoveIdentities [][]byte
+	// WireFormat frames the commit as WireFormatPublicMessage or
+	// WireFormatPrivateMessage instead of what the group's
+	// WireFormatPolicy.OutgoingPrivate says; zero means the policy's
+	// choice. A format the group's incoming policy rejects (its members
+	// would drop the commit) or any other wire format fails with
+	// ErrInvalidArgument and ErrWireFormat.
+	WireFormat WireFormat
 	// ExternalPSKs inject pre-shared keys already stored with StorePSK.
 	ExternalPSKs [][]byte
 	// ResumptionPSKs inject the resumption PSKs of earlier epochs of this
@@ -84,6 +96,77 @@ func (g *Group) AddMembers(ctx context.Context, kps ...*KeyPackage) (*CommitResu
 // RemoveMembers commits Remove proposals for the given leaves.
 func (g *Group) RemoveMembers(ctx context.Context, leaves ...uint32) (*CommitResult, error) {
 	return g.Commit(ctx, CommitOptions{Remove: leaves})
+}
+
+// RemoveMembersByIdentity commits Remove proposals for every member other
+// than this one whose credential has one of the identities (see
+// CommitOptions.RemoveIdentities). An identity that no other member holds
+// fails with ErrNotFound and nothing is committed.
+func (g *Group) RemoveMembersByIdentity(ctx context.Context, identities ...[]byte) (*CommitResult, error) {
+	if len(identities) == 0 {
+		return nil, fmt.Errorf("%w: no identity to remove", ErrInvalidArgument)
+	}
+	return g.Commit(ctx, CommitOptions{RemoveIdentities: identities})
+}
+
+// MembersByIdentity returns the members whose credential has identity
+// (credential.Identity), in leaf order: a client with several devices has
+// one leaf per device.
+func (g *Group) MembersByIdentity(identity []byte) []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Member
+	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+		out = append(out, memberOf(uint32(l), g.st.tree.Leaf(l)))
+	}
+	return out
+}
+
+// leavesWithIdentity returns the non-blank leaves whose credential has
+// identity.
+func leavesWithIdentity(d *tree.Diff, identity []byte) []tree.LeafIndex {
+	var out []tree.LeafIndex
+	for _, l := range membersLeaves(d) {
+		if bytes.Equal(credOf(d.Leaf(l).Credential).Identity(), identity) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// outgoingWireFormat picks the framing of an own handshake message: the
+// one asked for (zero: the policy's), which must be PublicMessage or
+// PrivateMessage and accepted by the group's incoming policy, so that the
+// members, who share it, do not drop the message (RFC 9420, Section 6).
+func (g *Group) outgoingWireFormat(want WireFormat) (message.WireFormat, error) {
+	if want == 0 {
+		if g.cfg.WireFormatPolicy.OutgoingPrivate {
+			return message.WireFormatPrivateMessage, nil
+		}
+		return message.WireFormatPublicMessage, nil
+	}
+	in := g.cfg.WireFormatPolicy.Incoming
+	switch {
+	case want != WireFormatPublicMessage && want != WireFormatPrivateMessage:
+		return 0, fmt.Errorf("%w: %w: a handshake message cannot be a %v", ErrInvalidArgument, ErrWireFormat, want)
+	case want == WireFormatPublicMessage && in == AcceptPrivateOnly,
+		want == WireFormatPrivateMessage && in == AcceptPublicOnly:
+		return 0, fmt.Errorf("%w: %w: %v, but the group's incoming policy is %v", ErrInvalidArgument, ErrWireFormat, want, in)
+	}
+	return message.WireFormat(want), nil
+}
+
+// String names the policy as the constant does.
+func (p IncomingPolicy) String() string {
+	switch p {
+	case AcceptAny:
+		return "AcceptAny"
+	case AcceptPublicOnly:
+		return "AcceptPublicOnly"
+	case AcceptPrivateOnly:
+		return "AcceptPrivateOnly"
+	}
+	return fmt.Sprintf("IncomingPolicy(%d)", uint8(p))
 }
 
 // SelfUpdate commits a fresh UpdatePath for this member: new leaf and path
@@ -139,6 +222,26 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	inline := func(p *message.Proposal) {
 		props = append(props, &QueuedProposal{p: p, sender: me})
 		refs = append(refs, message.ProposalOrRef{Proposal: p})
+	}
+	if len(opts.RemoveIdentities) > 0 {
+		v := st.tree.View()
+		remove := append([]uint32(nil), opts.Remove...)
+		for _, id := range opts.RemoveIdentities {
+			n := 0
+			for _, l := range leavesWithIdentity(v, id) {
+				if l == st.own {
+					continue
+				}
+				n++
+				if !containsU32(remove, uint32(l)) {
+					remove = append(remove, uint32(l))
+				}
+			}
+			if n == 0 {
+				return nil, nil, fmt.Errorf("%w: no other member has identity %q", ErrNotFound, id)
+			}
+		}
+		opts.Remove = remove
 	}
 	removed := map[uint32]bool{}
 	for _, r := range opts.Remove {
@@ -233,6 +336,10 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	st := g.st
 	s := st.suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
+	wf, err := g.outgoingWireFormat(opts.WireFormat)
+	if err != nil {
+		return nil, err
+	}
 	props, refs, err := g.commitProposals(st, &opts)
 	if err != nil {
 		return nil, err
@@ -304,10 +411,6 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
 		Commit:            &message.Commit{Proposals: refs, Path: up},
-	}
-	wf := message.WireFormatPublicMessage
-	if g.cfg.WireFormatPolicy.OutgoingPrivate {
-		wf = message.WireFormatPrivateMessage
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
@@ -738,6 +841,10 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, Propo
 func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.proposeRemove(ctx, leaf)
+}
+
+func (g *Group) proposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	if err := g.checkOperational(); err != nil {
 		return nil, nil, err
 	}
@@ -750,6 +857,29 @@ func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, Propo
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
 	return g.propose(ctx, p, nil)
+}
+
+// ProposeRemoveIdentity sends a Remove proposal for the member other than
+// this one whose credential has identity (credential.Identity), and queues
+// it. It fails with ErrNotFound if no other member has it, and with
+// ErrInvalidArgument if several do (a client with several devices): then
+// pick the leaves from MembersByIdentity and use ProposeRemove for each.
+func (g *Group) ProposeRemoveIdentity(ctx context.Context, identity []byte) (*Message, ProposalRef, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var leaves []uint32
+	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+		if l != g.st.own {
+			leaves = append(leaves, uint32(l))
+		}
+	}
+	switch len(leaves) {
+	case 0:
+		return nil, nil, fmt.Errorf("%w: no other member has identity %q", ErrNotFound, identity)
+	case 1:
+		return g.proposeRemove(ctx, leaves[0])
+	}
+	return nil, nil, fmt.Errorf("%w: %d members have identity %q (leaves %v); propose each removal with ProposeRemove", ErrInvalidArgument, len(leaves), identity, leaves)
 }
 
 // LeaveGroup sends a Remove proposal for this member's own leaf (RFC 9420,

@@ -109,6 +109,12 @@ type JoinConfig struct {
 	// Rand is the randomness source; nil means crypto/rand. Tests inject a
 	// deterministic reader.
 	Rand io.Reader
+	// ResumptionPSKRetention is how many epochs before the current one
+	// keep their resumption PSK (RFC 9420, Section 8.6) for commits that
+	// inject it. A commit naming an older epoch of this group is rejected
+	// (ValidationError rule "ResumptionPSKRetention"). Zero means the
+	// default, 8; a negative value keeps none (only the current epoch's).
+	ResumptionPSKRetention int
 }
 
 // GroupConfig configures a new group (OpenMLS's MlsGroupCreateConfig): the

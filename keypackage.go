@@ -195,6 +195,33 @@ func (k *KeyPackage) Credential() credential.Credential {
 // SignatureKey returns the leaf's signature public key.
 func (k *KeyPackage) SignatureKey() []byte { return bytes.Clone(k.kp.LeafNode.SignatureKey) }
 
+// InitKey returns the HPKE public key to which Welcome messages for this
+// key package are encrypted (RFC 9420, Section 10).
+func (k *KeyPackage) InitKey() []byte { return bytes.Clone(k.kp.InitKey) }
+
+// EncryptionKey returns the leaf's HPKE public key.
+func (k *KeyPackage) EncryptionKey() []byte { return bytes.Clone(k.kp.LeafNode.EncryptionKey) }
+
+// Extensions returns the key package's own extensions (RFC 9420,
+// Section 10), such as last_resort. The leaf node's extensions are
+// LeafNode().Extensions().
+func (k *KeyPackage) Extensions() []Extension { return fromWireExtensions(k.kp.Extensions) }
+
+// LeafNode returns the key package's leaf node: credential, keys,
+// capabilities, leaf extensions and lifetime.
+func (k *KeyPackage) LeafNode() *LeafNode { return leafNodeOf(&k.kp.LeafNode) }
+
+// Capabilities returns what the leaf node advertises (RFC 9420,
+// Section 7.2), as listed in the key package.
+func (k *KeyPackage) Capabilities() Capabilities { return k.LeafNode().Capabilities() }
+
+// Lifetime returns the validity period of the key package's leaf node
+// (RFC 9420, Section 7.2); see LeafNode.Lifetime.
+func (k *KeyPackage) Lifetime() (notBefore, notAfter time.Time) {
+	nb, na, _ := k.LeafNode().Lifetime()
+	return nb, na
+}
+
 // IsLastResort reports whether the key package carries the last-resort
 // extension.
 func (k *KeyPackage) IsLastResort() bool {

@@ -381,6 +381,9 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			if len(id.Nonce) != s.HashSize() {
 				return nil, invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), s.HashSize())
 			}
+			if err := g.checkResumptionRetention(st, id); err != nil {
+				return nil, err
+			}
 			key := pskKey(id)
 			if pskIDs[key] {
 				return nil, invalid("ValSem403", "12.2", "two PreSharedKey proposals for the same PSK")
@@ -554,6 +557,40 @@ func leafError(err error, src message.LeafNodeSource, format string, args ...any
 		rule, section = "Credential", "5.3.1"
 	}
 	return invalidErr(rule, section, err, format, args...)
+}
+
+// defaultResumptionPSKRetention is how many past epochs' resumption PSKs
+// a group keeps by default (RFC 9420, Section 8.6; OpenMLS's
+// number_of_resumption_psks).
+const defaultResumptionPSKRetention = 8
+
+// resumptionRetention is JoinConfig.ResumptionPSKRetention with its
+// default applied; 0 keeps none.
+func (c *JoinConfig) resumptionRetention() int {
+	switch {
+	case c.ResumptionPSKRetention == 0:
+		return defaultResumptionPSKRetention
+	case c.ResumptionPSKRetention < 0:
+		return 0
+	}
+	return c.ResumptionPSKRetention
+}
+
+// checkResumptionRetention rejects a resumption PSK of this group from an
+// epoch older than the retention (JoinConfig.ResumptionPSKRetention):
+// this member has deleted it, as RFC 9420, Section 8.6 lets it, and the
+// commit cannot be processed.
+func (g *Group) checkResumptionRetention(st *epochState, id *message.PreSharedKeyID) error {
+	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.gc.GroupID) || id.PSKEpoch >= st.gc.Epoch {
+		return nil
+	}
+	if n := g.cfg.resumptionRetention(); st.gc.Epoch-id.PSKEpoch > uint64(n) {
+		// The cause is PSKMissing, so callers matching that rule (the PSK
+		// is not available) match this one too.
+		missing := invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
+		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, st.gc.Epoch)
+	}
+	return nil
 }
 
 // pskKey identifies a PSK regardless of its nonce, to detect two
