@@ -175,7 +175,7 @@ func ExampleNewKeyPackage() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	published, err := kp.MarshalBinary()
+	published, err := kp.MarshalMessage()
 	if err != nil {
 		log.Fatal(err)
 	}

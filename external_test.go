@@ -356,7 +356,7 @@ func TestJoinExternalBadGroupInfo(t *testing.T) {
 		wantRule(t, join(exportGroupInfo(t, alice, false), mls.ExternalJoinOptions{RatchetTree: stale}), "TreeValidation")
 	})
 	t.Run("not_a_group_info", func(t *testing.T) {
-		kp, err := dave.keyPackage(t, regressSuite).MarshalBinary()
+		kp, err := dave.keyPackage(t, regressSuite).MarshalMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -468,7 +468,7 @@ func TestExternalCommitValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newExternalForger(t, s, gi, res.Commit, dave.id.Signer)
-	kpRaw, err := newClient(t, "eve", regressSuite).keyPackage(t, regressSuite).MarshalBinary()
+	kpRaw, err := newClient(t, "eve", regressSuite).keyPackage(t, regressSuite).MarshalMessage()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -233,11 +233,11 @@ func (k *KeyPackage) IsLastResort() bool {
 	return false
 }
 
-// MarshalBinary returns the key package wrapped in an MLSMessage, the form
-// in which it is published (RFC 9420, Section 6).
-func (k *KeyPackage) MarshalBinary() ([]byte, error) {
-	return message.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &k.kp})
-}
+// MarshalBinary returns the bare KeyPackage structure (RFC 9420,
+// Section 10). MarshalMessage returns it wrapped in an MLSMessage, the
+// form in which key packages are usually published; ParseKeyPackage
+// accepts both.
+func (k *KeyPackage) MarshalBinary() ([]byte, error) { return clone(k.raw), nil }
 
 // keyPackageRecord is what the store keeps for an unused key package.
 type keyPackageRecord struct {
