@@ -200,6 +200,9 @@ func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, 
 	if g.pending != nil {
 		return nil, ErrPendingCommit
 	}
+	if opts.NewIdentity != nil && opts.NewIdentity.Signer == nil {
+		return nil, fmt.Errorf("%w: new identity has no signer", ErrInvalidArgument)
+	}
 	sc, err := g.createCommit(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -772,6 +775,9 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error {
 	if len(id) == 0 {
 		return fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+	}
+	if store == nil {
+		return fmt.Errorf("%w: nil store", ErrInvalidArgument)
 	}
 	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
 }

@@ -72,6 +72,9 @@ func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupIn
 	if id.Signer == nil {
 		return nil, nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
 	}
+	if store == nil {
+		return nil, nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	gi := groupInfo.m.GroupInfo
 	s, err := ciphersuite.Lookup(gi.GroupContext.CipherSuite)
 	if err != nil {

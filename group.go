@@ -229,6 +229,9 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 	if id.Signer == nil {
 		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
 	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	g := &Group{store: store, signer: id.Signer, cfg: cfg.JoinConfig, active: true}
 	groupID := clone(cfg.GroupID)
 	if groupID == nil {

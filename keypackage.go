@@ -65,6 +65,9 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 	if id.Signer == nil {
 		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
 	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	sigPub, err := s.SignaturePublicKey(id.Signer)
 	if err != nil {
 		return nil, err
@@ -334,6 +337,9 @@ const (
 // It is meant for interop harnesses, test vectors and migrations; normal
 // clients use NewKeyPackage.
 func ImportKeyPackage(ctx context.Context, store storage.Store, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	k, err := ParseKeyPackage(keyPackage)
 	if err != nil {
 		return nil, err

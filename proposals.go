@@ -860,6 +860,14 @@ func (q *QueuedProposal) CustomData() ([]byte, bool) {
 // epoch 0 with the commit pending: merge it with MergePendingCommit once
 // the delivery service accepts it, then send the Welcome.
 func (g *Group) ReInitGroup(ctx context.Context, id Identity, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
+	if id.Signer == nil {
+		return nil, nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
+	}
+	for _, kp := range kps {
+		if kp == nil {
+			return nil, nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+		}
+	}
 	params, ok := g.ReInitParams()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: the group was not shut down by a ReInit commit", ErrInvalidArgument)

@@ -41,6 +41,9 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	if welcome == nil || welcome.m.Welcome == nil {
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	w := welcome.m.Welcome
 	s, err := ciphersuite.Lookup(w.CipherSuite)
 	if err != nil {

@@ -158,8 +158,14 @@ type Validator interface {
 // ValidatorFunc adapts a function to Validator.
 type ValidatorFunc func(c Credential, signatureKey []byte) error
 
-// Validate calls f.
-func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error { return f(c, signatureKey) }
+// Validate calls f. A nil ValidatorFunc rejects every credential with
+// ErrInvalid rather than panic.
+func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil ValidatorFunc", ErrInvalid)
+	}
+	return f(c, signatureKey)
+}
 
 // AcceptAll is a Validator that accepts every credential. Use it only in
 // tests and demos: real applications must authenticate identities.

@@ -193,3 +193,11 @@ func TestCheckSignatureKey(t *testing.T) {
 		t.Fatalf("basic credential: %v", err)
 	}
 }
+
+// TestNilValidatorFunc: a nil ValidatorFunc fails closed, without a panic.
+func TestNilValidatorFunc(t *testing.T) {
+	var v credential.Validator = credential.ValidatorFunc(nil)
+	if err := v.Validate(credential.NewBasic([]byte("a")), nil); !errors.Is(err, credential.ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+}
