@@ -43,17 +43,32 @@ func TestNilArguments(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"CreateGroup/store", func() error { _, err := mls.CreateGroup(ctx, nil, alice.id, mls.GroupConfig{CipherSuite: regressSuite}); return err }},
-		{"CreateGroup/signer", func() error { _, err := mls.CreateGroup(ctx, store, noSigner, mls.GroupConfig{CipherSuite: regressSuite}); return err }},
-		{"NewKeyPackage/store", func() error { _, err := mls.NewKeyPackage(ctx, nil, regressSuite, bob.id, mls.KeyPackageOptions{}); return err }},
-		{"NewKeyPackage/signer", func() error { _, err := mls.NewKeyPackage(ctx, store, regressSuite, noSigner, mls.KeyPackageOptions{}); return err }},
+		{"CreateGroup/store", func() error {
+			_, err := mls.CreateGroup(ctx, nil, alice.id, mls.GroupConfig{CipherSuite: regressSuite})
+			return err
+		}},
+		{"CreateGroup/signer", func() error {
+			_, err := mls.CreateGroup(ctx, store, noSigner, mls.GroupConfig{CipherSuite: regressSuite})
+			return err
+		}},
+		{"NewKeyPackage/store", func() error {
+			_, err := mls.NewKeyPackage(ctx, nil, regressSuite, bob.id, mls.KeyPackageOptions{})
+			return err
+		}},
+		{"NewKeyPackage/signer", func() error {
+			_, err := mls.NewKeyPackage(ctx, store, regressSuite, noSigner, mls.KeyPackageOptions{})
+			return err
+		}},
 		{"ImportKeyPackage/store", func() error {
 			b, _ := kp.MarshalBinary()
 			_, err := mls.ImportKeyPackage(ctx, nil, b, []byte{1}, []byte{2}, false)
 			return err
 		}},
 		{"StorePSK/store", func() error { return mls.StorePSK(ctx, nil, []byte("id"), []byte("secret")) }},
-		{"StageWelcome/welcome", func() error { _, err := mls.StageWelcome(ctx, store, nil, mls.JoinConfig{}, mls.WelcomeOptions{}); return err }},
+		{"StageWelcome/welcome", func() error {
+			_, err := mls.StageWelcome(ctx, store, nil, mls.JoinConfig{}, mls.WelcomeOptions{})
+			return err
+		}},
 		{"JoinExternal/store", func() error {
 			_, _, err := mls.JoinExternal(ctx, nil, erin.id, gi, mls.ExternalJoinOptions{})
 			return err
@@ -97,7 +112,10 @@ func TestNilArguments(t *testing.T) {
 			return err
 		}},
 		{"Group.AddMembers/kp", func() error { _, err := alice.group.AddMembers(ctx, nil); return err }},
-		{"Group.Commit/Add", func() error { _, err := alice.group.Commit(ctx, mls.CommitOptions{Add: []*mls.KeyPackage{nil}}); return err }},
+		{"Group.Commit/Add", func() error {
+			_, err := alice.group.Commit(ctx, mls.CommitOptions{Add: []*mls.KeyPackage{nil}})
+			return err
+		}},
 		{"Group.Commit/NewIdentity", func() error { _, err := alice.group.Commit(ctx, mls.CommitOptions{NewIdentity: &noSigner}); return err }},
 		{"Group.SelfUpdateWithNewSigner/signer", func() error { _, err := alice.group.SelfUpdateWithNewSigner(ctx, noSigner); return err }},
 		{"Group.MergeStagedCommit/commit", func() error { return alice.group.MergeStagedCommit(ctx, nil) }},
