@@ -4,6 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mlskit/mls"
@@ -171,5 +178,167 @@ func TestNilArguments(t *testing.T) {
 	}
 	if alice.group.Epoch() != bob.group.Epoch() {
 		t.Fatal("a rejected call changed the group")
+	}
+}
+
+// internalLeaks returns, for one parsed file, the exported declarations
+// whose signature mentions a package under internal/: function and method
+// parameters and results (methods of exported types only), exported
+// struct fields and embedded types, interface methods, type definitions
+// and aliases, and the types of exported variables and constants.
+func internalLeaks(fset *token.FileSet, f *ast.File) []string {
+	internal := map[string]bool{}
+	for _, imp := range f.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		if !strings.Contains(path, "/internal/") && !strings.HasPrefix(path, "internal/") {
+			continue
+		}
+		name := path[strings.LastIndex(path, "/")+1:]
+		if imp.Name != nil {
+			name = imp.Name.Name
+		}
+		internal[name] = true
+	}
+	var out []string
+	mentions := func(what string, n ast.Node) {
+		if n == nil {
+			return
+		}
+		ast.Inspect(n, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok {
+				if id, ok := sel.X.(*ast.Ident); ok && internal[id.Name] {
+					out = append(out, fset.Position(sel.Pos()).String()+": "+what+" mentions "+id.Name+"."+sel.Sel.Name)
+				}
+			}
+			return true
+		})
+	}
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.FuncDecl:
+			if !d.Name.IsExported() {
+				continue
+			}
+			if d.Recv != nil {
+				t := d.Recv.List[0].Type
+				if s, ok := t.(*ast.StarExpr); ok {
+					t = s.X
+				}
+				if id, ok := t.(*ast.Ident); !ok || !id.IsExported() {
+					continue
+				}
+			}
+			mentions(d.Name.Name, d.Type)
+		case *ast.GenDecl:
+			for _, s := range d.Specs {
+				switch s := s.(type) {
+				case *ast.TypeSpec:
+					if !s.Name.IsExported() {
+						continue
+					}
+					switch t := s.Type.(type) {
+					case *ast.StructType:
+						for _, fld := range t.Fields.List {
+							exported := len(fld.Names) == 0 // embedded
+							for _, n := range fld.Names {
+								exported = exported || n.IsExported()
+							}
+							if exported {
+								mentions(s.Name.Name+" field", fld.Type)
+							}
+						}
+					default:
+						mentions(s.Name.Name, s.Type)
+					}
+				case *ast.ValueSpec:
+					exported := false
+					for _, n := range s.Names {
+						exported = exported || n.IsExported()
+					}
+					if !exported {
+						continue
+					}
+					if s.Type != nil {
+						mentions(s.Names[0].Name, s.Type)
+						continue
+					}
+					// Without a declared type the value decides it: a
+					// conversion to a local type is fine, a value or call
+					// from an internal package is not.
+					for _, v := range s.Values {
+						switch v := v.(type) {
+						case *ast.CallExpr:
+							if _, local := v.Fun.(*ast.Ident); !local {
+								mentions(s.Names[0].Name, v.Fun)
+							}
+						case *ast.CompositeLit:
+							mentions(s.Names[0].Name, v.Type)
+						default:
+							mentions(s.Names[0].Name, v)
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestNoInternalTypesExported fails if an exported identifier of the root
+// package or of credential/ mentions an internal/ package in its
+// signature (issue 9: users cannot name such types).
+func TestNoInternalTypesExported(t *testing.T) {
+	// The checker itself must catch each kind of leak.
+	const leaky = `package p
+import (
+	"github.com/mlskit/mls/internal/message"
+	w "github.com/mlskit/mls/internal/wire"
+)
+func F(c message.Credential) {}
+type T struct{ X message.Credential; y message.Credential }
+func (T) M() *w.Encoder { return nil }
+type A = message.Credential
+var V = message.Marshal
+type I interface{ M(message.Credential) }
+func f(c message.Credential) {}
+type u struct{ X message.Credential }
+func (u) M(message.Credential) {}
+const C = Local(message.MLS10)
+`
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "leaky.go", leaky, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := internalLeaks(fset, f); len(got) != 6 {
+		t.Fatalf("the checker found %d leaks in the sample, want 6 (F, T.X, T.M, A, V, I):\n%s", len(got), strings.Join(got, "\n"))
+	}
+
+	files := 0
+	for _, dir := range []string{".", "credential"} {
+		names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := parser.ParseFile(fset, name, src, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files++
+			for _, leak := range internalLeaks(fset, f) {
+				t.Error(leak)
+			}
+		}
+	}
+	if files < 10 {
+		t.Fatalf("scanned only %d files", files)
 	}
 }
