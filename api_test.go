@@ -1,6 +1,7 @@
 package mls_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/credential"
@@ -340,5 +343,282 @@ const C = Local(message.MLS10)
 	}
 	if files < 10 {
 		t.Fatalf("scanned only %d files", files)
+	}
+}
+
+// TestEnumStrings: every exported enum prints its RFC 9420 name (or the
+// constant's name), and unknown values print their number.
+func TestEnumStrings(t *testing.T) {
+	for _, c := range []struct {
+		got  fmt.Stringer
+		want string
+	}{
+		{mls.ProposalAdd, "add"},
+		{mls.ProposalUpdate, "update"},
+		{mls.ProposalRemove, "remove"},
+		{mls.ProposalPSK, "psk"},
+		{mls.ProposalReInit, "reinit"},
+		{mls.ProposalExternalInit, "external_init"},
+		{mls.ProposalGroupContextExtensions, "group_context_extensions"},
+		{mls.ProposalType(0xff10), "ProposalType(0xff10)"},
+		{mls.SenderMember, "member"},
+		{mls.SenderExternal, "external"},
+		{mls.SenderNewMemberProposal, "new_member_proposal"},
+		{mls.SenderNewMemberCommit, "new_member_commit"},
+		{mls.SenderType(9), "SenderType(9)"},
+		{mls.Sender{Type: mls.SenderMember, Index: 3}, "member 3"},
+		{mls.Sender{Type: mls.SenderExternal, Index: 0}, "external 0"},
+		{mls.Sender{Type: mls.SenderNewMemberProposal}, "new_member_proposal"},
+		{mls.Sender{Type: mls.SenderNewMemberCommit, Index: 4}, "new_member_commit"},
+		{mls.KindApplication, "application"},
+		{mls.KindProposal, "proposal"},
+		{mls.KindCommit, "commit"},
+		{mls.AcceptAny, "AcceptAny"},
+		{mls.AcceptPublicOnly, "AcceptPublicOnly"},
+		{mls.AcceptPrivateOnly, "AcceptPrivateOnly"},
+		{mls.IncomingPolicy(7), "IncomingPolicy(7)"},
+		{mls.WireFormatPublicMessage, "PublicMessage"},
+		{mls.WireFormatPrivateMessage, "PrivateMessage"},
+		{mls.WireFormatWelcome, "Welcome"},
+		{mls.WireFormatGroupInfo, "GroupInfo"},
+		{mls.WireFormatKeyPackage, "KeyPackage"},
+		{mls.LeafNodeSourceKeyPackage, "key_package"},
+		{mls.LeafNodeSourceUpdate, "update"},
+		{mls.LeafNodeSourceCommit, "commit"},
+		{mls.LeafNodeSource(0), "LeafNodeSource(0)"},
+		{mls.PSKExternal, "external"},
+		{mls.PSKResumption, "resumption"},
+		{mls.ResumptionApplication, "application"},
+		{mls.ResumptionReInit, "reinit"},
+		{mls.ResumptionBranch, "branch"},
+		{mls.WeLeft, "we left"},
+		{credential.Basic, "basic"},
+		{credential.X509, "x509"},
+		{regressSuite, "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"},
+	} {
+		if s := c.got.String(); s != c.want {
+			t.Errorf("%T %v: String() = %q, want %q", c.got, c.got, s, c.want)
+		}
+	}
+}
+
+// TestKeyPackageAndMemberAccessors: what NewKeyPackage was given comes
+// back from the parsed key package and, once the owner joined, from its
+// Member: keys, capabilities, both kinds of extensions and the lifetime
+// (RFC 9420, Sections 7.2 and 10).
+func TestKeyPackageAndMemberAccessors(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Second)
+	caps := mls.Capabilities{Extensions: []uint16{0xff01}, Proposals: []uint16{0xff02}, Credentials: []credential.Type{credential.X509}}
+	bob := newClient(t, "bob", regressSuite)
+	kp0, err := mls.NewKeyPackage(ctx, bob.store, regressSuite, bob.id, mls.KeyPackageOptions{
+		Lifetime:       48 * time.Hour,
+		Capabilities:   caps,
+		Extensions:     []mls.Extension{{Type: 0xff03, Data: []byte("kp ext")}},
+		LeafExtensions: []mls.Extension{{Type: 0xff01, Data: []byte("leaf ext")}},
+		Now:            func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kp0.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := mls.ParseKeyPackage(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLeaf := func(what string, ln *mls.LeafNode) {
+		t.Helper()
+		if ln == nil {
+			t.Fatalf("%s: no leaf node", what)
+		}
+		if got := ln.Credential(); string(got.Identity()) != "bob" {
+			t.Fatalf("%s: credential %v", what, got)
+		}
+		if !bytes.Equal(ln.SignatureKey(), kp.SignatureKey()) || !bytes.Equal(ln.EncryptionKey(), kp.EncryptionKey()) {
+			t.Fatalf("%s: keys differ from the key package's", what)
+		}
+		c := ln.Capabilities()
+		if !slices.Contains(c.CipherSuites, regressSuite) || !slices.Equal(c.Extensions, []uint16{0xff01}) || !slices.Equal(c.Proposals, []uint16{0xff02}) ||
+			!slices.Contains(c.Credentials, credential.Basic) || !slices.Contains(c.Credentials, credential.X509) {
+			t.Fatalf("%s: capabilities %+v", what, c)
+		}
+		if e := ln.Extensions(); len(e) != 1 || e[0].Type != 0xff01 || string(e[0].Data) != "leaf ext" {
+			t.Fatalf("%s: leaf extensions %v", what, e)
+		}
+		nb, na, ok := ln.Lifetime()
+		// NewKeyPackage backdates not_before by an hour (clock skew).
+		if !ok || !nb.Equal(now.Add(-time.Hour)) || !na.Equal(now.Add(48*time.Hour)) {
+			t.Fatalf("%s: lifetime %v .. %v (%v), want %v .. %v", what, nb, na, ok, now.Add(-time.Hour), now.Add(48*time.Hour))
+		}
+		if ln.Source() != mls.LeafNodeSourceKeyPackage {
+			t.Fatalf("%s: source %v", what, ln.Source())
+		}
+	}
+	checkLeaf("key package", kp.LeafNode())
+	if len(kp.InitKey()) != 32 || bytes.Equal(kp.InitKey(), kp.EncryptionKey()) || !bytes.Equal(kp.InitKey(), kp0.InitKey()) {
+		t.Fatalf("init key %x", kp.InitKey())
+	}
+	if e := kp.Extensions(); len(e) != 1 || e[0].Type != 0xff03 || string(e[0].Data) != "kp ext" {
+		t.Fatalf("key package extensions %v", e)
+	}
+	if nb, na := kp.Lifetime(); !nb.Equal(now.Add(-time.Hour)) || !na.Equal(now.Add(48*time.Hour)) {
+		t.Fatalf("KeyPackage.Lifetime %v .. %v", nb, na)
+	}
+	if c := kp.Capabilities(); !slices.Equal(c.Proposals, []uint16{0xff02}) {
+		t.Fatalf("KeyPackage.Capabilities %+v", c)
+	}
+	// Accessors return copies.
+	kp.InitKey()[0] ^= 1
+	kp.LeafNode().Extensions()[0].Data[0] ^= 1
+	if !bytes.Equal(kp.InitKey(), kp0.InitKey()) || string(kp.LeafNode().Extensions()[0].Data) != "leaf ext" {
+		t.Fatal("an accessor exposed the key package's state")
+	}
+
+	alice := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice")[0]
+	commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{kp}})
+	m, ok := alice.group.Member(1)
+	if !ok {
+		t.Fatal("no member at leaf 1")
+	}
+	checkLeaf("Group.Member", m.LeafNode())
+	ms := alice.group.Members()
+	if len(ms) != 2 || ms[1].Index != 1 {
+		t.Fatalf("Members: %v", ms)
+	}
+	checkLeaf("Group.Members", ms[1].LeafNode())
+	if !bytes.Equal(m.SignatureKey, kp.SignatureKey()) || !bytes.Equal(m.EncryptionKey, kp.EncryptionKey()) || string(m.Credential.Identity()) != "bob" {
+		t.Fatal("Member fields differ from the key package")
+	}
+	if (mls.Member{}).LeafNode() != nil {
+		t.Fatal("a zero Member has a leaf node")
+	}
+}
+
+// TestQueuedProposalPayload: a received proposal exposes its payload, and
+// the ProposalRef that Propose* returned is the one the receiver computes
+// (RFC 9420, Section 5.2).
+func TestQueuedProposalPayload(t *testing.T) {
+	ctx := context.Background()
+	const custom = 0xff10
+	caps := mls.Capabilities{Proposals: []uint16{custom}, Extensions: []uint16{0xff20}}
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{Capabilities: caps}, false, "alice")
+	alice := cs[0]
+	bob := newClient(t, "bob", regressSuite)
+	kpB, err := mls.NewKeyPackage(ctx, bob.store, regressSuite, bob.id, mls.KeyPackageOptions{Capabilities: caps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{kpB}})
+	rt, _ := alice.group.ExportRatchetTree()
+	bob.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
+
+	receive := func(m *mls.Message, ref mls.ProposalRef, err error) *mls.QueuedProposal {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := alice.receiveProposal(t, m)
+		if len(ref) != 32 || !bytes.Equal(q.Ref(), ref) {
+			t.Fatalf("%v: received ref %x, Propose* returned %x", q, q.Ref(), ref)
+		}
+		pending := bob.group.PendingProposals()
+		if !bytes.Equal(pending[len(pending)-1].Ref(), ref) {
+			t.Fatal("the returned ref is not the queued proposal's")
+		}
+		if s := q.Sender(); s.Type != mls.SenderMember || s.Index != 1 {
+			t.Fatalf("%v: sender %v", q, s)
+		}
+		return q
+	}
+
+	dave := newClient(t, "dave", regressSuite)
+	kpD := dave.keyPackage(t, regressSuite)
+	q := receive(bob.group.ProposeAdd(ctx, kpD))
+	got, ok := q.KeyPackage()
+	if q.Type() != mls.ProposalAdd || !ok || !bytes.Equal(got.Ref(), kpD.Ref()) || !bytes.Equal(got.InitKey(), kpD.InitKey()) {
+		t.Fatalf("Add: key package %v, %v", got, ok)
+	}
+	if _, ok := q.LeafNode(); ok {
+		t.Fatal("an Add has an Update leaf node")
+	}
+
+	q = receive(bob.group.ProposeSelfUpdate(ctx))
+	ln, ok := q.LeafNode()
+	if old, _ := alice.group.Member(1); q.Type() != mls.ProposalUpdate || !ok || ln.Source() != mls.LeafNodeSourceUpdate || bytes.Equal(ln.EncryptionKey(), old.EncryptionKey) {
+		t.Fatalf("Update: leaf %v, %v", ln, ok)
+	}
+	if _, _, ok := ln.Lifetime(); ok {
+		t.Fatal("an Update leaf reports a lifetime (RFC 9420, Section 7.2: only key_package leaves have one)")
+	}
+
+	for _, c := range []*client{alice, bob} {
+		if err := mls.StorePSK(ctx, c.store, []byte("psk"), bytes.Repeat([]byte{7}, 32)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q = receive(bob.group.ProposePSK(ctx, []byte("psk")))
+	psk, ok := q.PreSharedKey()
+	if !ok || psk.Type != mls.PSKExternal || string(psk.ID) != "psk" || len(psk.Nonce) != 32 || psk.GroupID != nil {
+		t.Fatalf("PSK: %+v, %v", psk, ok)
+	}
+
+	q = receive(bob.group.ProposeGroupContextExtensions(ctx, []mls.Extension{{Type: 0xff20, Data: []byte("x")}}))
+	if e, ok := q.GroupContextExtensions(); !ok || len(e) != 1 || e[0].Type != 0xff20 || string(e[0].Data) != "x" {
+		t.Fatalf("GroupContextExtensions: %v, %v", e, ok)
+	}
+
+	q = receive(bob.group.ProposeCustom(ctx, custom, []byte("body")))
+	if ct, ok := q.CustomType(); !ok || ct != custom || q.Type() != mls.ProposalType(custom) {
+		t.Fatalf("custom type %#x, %v", ct, ok)
+	}
+	if d, ok := q.CustomData(); !ok || string(d) != "body" {
+		t.Fatalf("custom data %q, %v", d, ok)
+	}
+	if _, ok := q.KeyPackage(); ok {
+		t.Fatal("a custom proposal has a key package")
+	}
+
+	q = receive(bob.group.ProposeReInit(ctx, []byte("group v2"), mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256, nil))
+	if p, ok := q.ReInit(); !ok || string(p.GroupID) != "group v2" || p.CipherSuite != mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256 || p.Version != 1 {
+		t.Fatalf("ReInit: %+v, %v", p, ok)
+	}
+
+	// A Remove, and a resumption PSK inline in a commit (no ref).
+	for _, c := range []*client{alice, bob} {
+		for _, p := range c.group.PendingProposals() {
+			if err := c.group.RemovePendingProposal(ctx, p.Ref()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	epoch := alice.group.Epoch()
+	res, err = alice.group.Commit(ctx, mls.CommitOptions{ResumptionPSKs: []uint64{epoch}, Remove: []uint32{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bob.group.Process(ctx, roundTrip(t, res.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := p.Commit.RemoveProposals()
+	if len(rm) != 1 || rm[0].Ref() != nil {
+		t.Fatalf("remove proposals %v", rm)
+	}
+	if l, ok := rm[0].Removed(); !ok || l != 1 {
+		t.Fatalf("Removed() = %d, %v", l, ok)
+	}
+	ps := p.Commit.PSKProposals()
+	if len(ps) != 1 {
+		t.Fatalf("PSK proposals %v", ps)
+	}
+	psk, _ = ps[0].PreSharedKey()
+	if psk.Type != mls.PSKResumption || psk.Usage != mls.ResumptionApplication || !bytes.Equal(psk.GroupID, alice.group.GroupID()) || psk.Epoch != epoch || psk.ID != nil {
+		t.Fatalf("resumption PSK %+v", psk)
+	}
+	if _, ok := ps[0].PSKID(); ok {
+		t.Fatal("PSKID() reports an external id for a resumption PSK")
 	}
 }
