@@ -622,3 +622,273 @@ func TestQueuedProposalPayload(t *testing.T) {
 		t.Fatal("PSKID() reports an external id for a resumption PSK")
 	}
 }
+
+// TestRemoveByIdentity: members are removed by credential identity, by
+// commit or by proposal; an identity no other member holds gives
+// ErrNotFound and changes nothing; one held by two devices cannot be
+// proposed away in one Remove.
+func TestRemoveByIdentity(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie", "dave")
+	alice, bob, charlie, dave := cs[0], cs[1], cs[2], cs[3]
+	epoch := alice.group.Epoch()
+	for _, id := range []string{"nobody", "alice"} {
+		if _, err := alice.group.RemoveMembersByIdentity(ctx, []byte("bob"), []byte(id)); !errors.Is(err, mls.ErrNotFound) {
+			t.Fatalf("RemoveMembersByIdentity(%q): %v, want ErrNotFound", id, err)
+		}
+		if _, _, err := alice.group.ProposeRemoveIdentity(ctx, []byte(id)); !errors.Is(err, mls.ErrNotFound) {
+			t.Fatalf("ProposeRemoveIdentity(%q): %v, want ErrNotFound", id, err)
+		}
+	}
+	if alice.group.Epoch() != epoch || alice.group.PendingCommit() != nil || len(alice.group.PendingProposals()) != 0 {
+		t.Fatal("a failed removal changed the group")
+	}
+
+	// By proposal: bob proposes charlie's removal, alice commits it.
+	m, ref, err := bob.group.ProposeRemoveIdentity(ctx, []byte("charlie"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client{alice, charlie, dave} {
+		q := c.receiveProposal(t, m)
+		if l, ok := q.Removed(); !ok || l != 2 || !bytes.Equal(q.Ref(), ref) {
+			t.Fatalf("%s: received %v removing %d", c.name, q, l)
+		}
+	}
+	commitAndFan(t, alice, mls.CommitOptions{}, bob, dave)
+	if _, ok := alice.group.Member(2); ok {
+		t.Fatal("charlie is still a member")
+	}
+
+	// A second device of dave's: the identity is held twice.
+	dave2 := newClient(t, "dave", regressSuite)
+	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{dave2.keyPackage(t, regressSuite)}}, bob, dave)
+	rt, _ := alice.group.ExportRatchetTree()
+	dave2.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
+	ms := alice.group.MembersByIdentity([]byte("dave"))
+	if len(ms) != 2 || ms[0].Index != 2 || ms[1].Index != 3 {
+		t.Fatalf("MembersByIdentity(dave): %v", ms)
+	}
+	if _, _, err := bob.group.ProposeRemoveIdentity(ctx, []byte("dave")); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Fatalf("ProposeRemoveIdentity of a two-device identity: %v, want ErrInvalidArgument", err)
+	}
+
+	// By commit: both of dave's leaves go; a device removing its own
+	// identity removes only the other devices.
+	res, err = dave.group.RemoveMembersByIdentity(ctx, []byte("dave"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dave.group.ClearPendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := alice.group.Process(ctx, roundTrip(t, res.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm := p.Commit.RemoveProposals(); len(rm) != 1 {
+		t.Fatalf("dave removing its own identity removes %d leaves, want 1 (the other device)", len(rm))
+	}
+	commitAndFan(t, bob, mls.CommitOptions{RemoveIdentities: [][]byte{[]byte("dave")}}, alice)
+	for _, m := range alice.group.Members() {
+		if string(m.Credential.Identity()) == "dave" {
+			t.Fatalf("dave still at leaf %d", m.Index)
+		}
+	}
+	if n := len(alice.group.Members()); n != 2 {
+		t.Fatalf("%d members left, want 2 (alice and bob)", n)
+	}
+	agree(t, alice, bob)
+}
+
+// quicVarint encodes a length as RFC 9420, Section 2.1.2 does (the
+// variable-length integer of RFC 9000, Section 16), for expected outputs.
+func quicVarint(n int) []byte {
+	switch {
+	case n < 1<<6:
+		return []byte{byte(n)}
+	case n < 1<<14:
+		return []byte{0x40 | byte(n>>8), byte(n)}
+	}
+	return []byte{0x80 | byte(n>>24), byte(n >> 16), byte(n >> 8), byte(n)}
+}
+
+// TestEncodings: KeyPackage, GroupInfo and Welcome encode bare and as an
+// MLSMessage (RFC 9420, Section 6: version mls10 = 0x0001, then the
+// wire_format, then the body), and each Parse function accepts both; a
+// ratchet tree encodes bare and as a ratchet_tree extension. The parsed
+// objects work: the Welcome joins, the GroupInfo joins externally.
+func TestEncodings(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	carol := newClient(t, "carol", regressSuite)
+	kp := carol.keyPackage(t, regressSuite)
+	res, err := alice.group.AddMembers(ctx, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.group.MergePendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob.processCommit(t, res.Commit)
+	welcome, err := res.Welcome.Welcome()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := res.GroupInfo.GroupInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := res.Welcome.GroupInfo(); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Fatalf("Message.GroupInfo of a Welcome: %v", err)
+	}
+	if _, err := res.GroupInfo.Welcome(); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Fatalf("Message.Welcome of a GroupInfo: %v", err)
+	}
+
+	type codec struct {
+		name       string
+		wireFormat byte
+		bare, msg  func() ([]byte, error)
+		parse      func([]byte) ([]byte, []byte, error) // bare and message re-encodings
+	}
+	two := func(bare, msg func() ([]byte, error)) ([]byte, []byte, error) {
+		b, err := bare()
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := msg()
+		return b, m, err
+	}
+	codecs := []codec{
+		{"KeyPackage", 5, kp.MarshalBinary, kp.MarshalMessage, func(b []byte) ([]byte, []byte, error) {
+			k, err := mls.ParseKeyPackage(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			return two(k.MarshalBinary, k.MarshalMessage)
+		}},
+		{"GroupInfo", 4, gi.MarshalBinary, gi.MarshalMessage, func(b []byte) ([]byte, []byte, error) {
+			g, err := mls.ParseGroupInfo(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			return two(g.MarshalBinary, g.MarshalMessage)
+		}},
+		{"Welcome", 3, welcome.MarshalBinary, welcome.MarshalMessage, func(b []byte) ([]byte, []byte, error) {
+			w, err := mls.ParseWelcome(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			return two(w.MarshalBinary, w.MarshalMessage)
+		}},
+	}
+	for _, c := range codecs {
+		bare, err := c.bare()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := c.msg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := append([]byte{0, 1, 0, c.wireFormat}, bare...); !bytes.Equal(msg, want) {
+			t.Fatalf("%s: MarshalMessage is not 0001 %04x || MarshalBinary", c.name, c.wireFormat)
+		}
+		for _, in := range [][]byte{bare, msg} {
+			b, m, err := c.parse(in)
+			if err != nil || !bytes.Equal(b, bare) || !bytes.Equal(m, msg) {
+				t.Fatalf("%s: parse of %d bytes: %v", c.name, len(in), err)
+			}
+		}
+		for _, in := range [][]byte{bare, msg} {
+			for n := range len(in) {
+				if _, _, err := c.parse(in[:n]); err == nil {
+					t.Fatalf("%s: a %d-byte prefix of %d parsed", c.name, n, len(in))
+				}
+			}
+			if _, _, err := c.parse(append(slices.Clip(in), 0)); err == nil {
+				t.Fatalf("%s: trailing byte accepted", c.name)
+			}
+		}
+	}
+	// Each Parse rejects the others' messages, with ErrMalformed for the
+	// new ones.
+	wMsg, _ := welcome.MarshalMessage()
+	giMsg, _ := gi.MarshalMessage()
+	if _, err := mls.ParseGroupInfo(wMsg); !errors.Is(err, mls.ErrMalformed) {
+		t.Fatalf("ParseGroupInfo(Welcome): %v", err)
+	}
+	if _, err := mls.ParseWelcome(giMsg); !errors.Is(err, mls.ErrMalformed) {
+		t.Fatalf("ParseWelcome(GroupInfo): %v", err)
+	}
+	if _, err := mls.ParseKeyPackage(giMsg); err == nil {
+		t.Fatal("ParseKeyPackage(GroupInfo) succeeded")
+	}
+	if refs := welcome.KeyPackageRefs(); len(refs) != 1 || !bytes.Equal(refs[0], kp.Ref()) {
+		t.Fatalf("Welcome.KeyPackageRefs: %x", refs)
+	}
+	if gi.Epoch() != alice.group.Epoch() || !bytes.Equal(gi.GroupID(), alice.group.GroupID()) || gi.CipherSuite() != regressSuite || welcome.CipherSuite() != regressSuite {
+		t.Fatal("GroupInfo / Welcome accessors disagree with the group")
+	}
+
+	// The ratchet tree.
+	rtRaw, err := alice.group.ExportRatchetTree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := mls.ParseRatchetTree(rtRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := rt.MarshalExtension()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// extension_type ratchet_tree (0x0002), extension_data<V>.
+	if want := append(append([]byte{0, 2}, quicVarint(len(rtRaw))...), rtRaw...); !bytes.Equal(ext, want) {
+		t.Fatal("MarshalExtension is not 0002 || varint(len) || tree")
+	}
+	for _, in := range [][]byte{rtRaw, ext} {
+		got, err := mls.ParseRatchetTree(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := got.MarshalBinary(); !bytes.Equal(b, rtRaw) {
+			t.Fatal("ratchet tree did not round trip")
+		}
+		for n := range len(in) {
+			if _, err := mls.ParseRatchetTree(in[:n]); !errors.Is(err, mls.ErrMalformed) {
+				t.Fatalf("ratchet tree prefix of %d bytes: %v", n, err)
+			}
+		}
+	}
+	if e := rt.Extension(); e.Type != 2 || !bytes.Equal(e.Data, rtRaw) {
+		t.Fatalf("RatchetTree.Extension: type %d", e.Type)
+	}
+
+	// Parsed objects work: carol joins from the bare Welcome and the bare
+	// tree; erin joins externally from the bare GroupInfo.
+	wBare, _ := welcome.MarshalBinary()
+	pw, err := mls.ParseWelcome(wBare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeBare, _ := rt.MarshalBinary()
+	carol.join(t, pw.Message(), mls.JoinConfig{}, treeBare)
+	agree(t, alice, bob, carol)
+	giBare, _ := gi.MarshalBinary()
+	pgi, err := mls.ParseGroupInfo(giBare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erin := newClient(t, "erin", regressSuite)
+	_, ext2, err := mls.JoinExternal(ctx, erin.store, erin.id, pgi.Message(), mls.ExternalJoinOptions{RatchetTree: treeBare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.group.Process(ctx, roundTrip(t, ext2.Commit)); err != nil {
+		t.Fatalf("external commit from a parsed bare GroupInfo: %v", err)
+	}
+}

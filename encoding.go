@@ -102,11 +102,22 @@ type Welcome struct {
 }
 
 // ParseWelcome decodes a Welcome, bare or in an MLSMessage. It checks
-// structure only; StageWelcome decrypts and verifies it.
+// structure only; StageWelcome decrypts and verifies it. A Welcome for no
+// one (no encrypted group secrets) is rejected: besides being useless, a
+// bare one of cipher suite 1 could not be told from the start of an
+// MLSMessage (both begin 0x0001 0x00).
 func ParseWelcome(b []byte) (*Welcome, error) {
-	w, err := parseEither(b, message.WireFormatWelcome, "Welcome", func(m *message.MLSMessage) *message.Welcome { return m.Welcome })
+	w, err := parseEither(b, message.WireFormatWelcome, "Welcome", func(m *message.MLSMessage) *message.Welcome {
+		if len(m.Welcome.Secrets) == 0 {
+			return nil
+		}
+		return m.Welcome
+	})
 	if err != nil {
 		return nil, err
+	}
+	if len(w.Secrets) == 0 {
+		return nil, fmt.Errorf("%w: Welcome without encrypted group secrets", ErrMalformed)
 	}
 	return &Welcome{w: *w}, nil
 }
@@ -158,12 +169,18 @@ type RatchetTree struct {
 // followed by the vector as extension_data).
 func ParseRatchetTree(b []byte) (*RatchetTree, error) {
 	var rt message.RatchetTree
-	bareErr := message.Unmarshal(b, &rt)
-	if bareErr != nil {
+	if bareErr := message.Unmarshal(b, &rt); bareErr != nil {
 		var ext message.Extension
+		rt = nil
 		if err := message.Unmarshal(b, &ext); err != nil || ext.Type != message.ExtensionRatchetTree || message.Unmarshal(ext.Data, &rt) != nil {
 			return nil, fmt.Errorf("%w: neither a ratchet tree nor a ratchet_tree extension: %w", ErrMalformed, bareErr)
 		}
+	}
+	// RFC 9420, Section 12.4.3.3: the last node is non-blank (so the tree
+	// is not empty, and a bare tree never starts with the 0x00 of an
+	// extension's type).
+	if len(rt) == 0 || rt[len(rt)-1] == nil {
+		return nil, fmt.Errorf("%w: ratchet tree is empty or ends with a blank node (RFC 9420, Section 12.4.3.3)", ErrMalformed)
 	}
 	raw, err := message.Marshal(&rt)
 	if err != nil {
