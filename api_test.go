@@ -892,3 +892,104 @@ func TestEncodings(t *testing.T) {
 		t.Fatalf("external commit from a parsed bare GroupInfo: %v", err)
 	}
 }
+
+// TestCommitWireFormat: CommitOptions.WireFormat frames one commit
+// differently from the group's default, within the incoming policy that
+// every member shares; outside it, or for a non-handshake format, the
+// commit fails with ErrInvalidArgument and ErrWireFormat and nothing
+// changes.
+func TestCommitWireFormat(t *testing.T) {
+	ctx := context.Background()
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
+	alice, bob := cs[0], cs[1]
+	for _, c := range []struct {
+		wf, want mls.WireFormat
+	}{
+		{0, mls.WireFormatPublicMessage}, // the policy's default
+		{mls.WireFormatPrivateMessage, mls.WireFormatPrivateMessage},
+		{mls.WireFormatPublicMessage, mls.WireFormatPublicMessage},
+	} {
+		res := commitAndFan(t, alice, mls.CommitOptions{ForcePath: true, WireFormat: c.wf}, bob)
+		if got := res.Commit.WireFormat(); got != c.want {
+			t.Fatalf("WireFormat %v: commit is a %v, want %v", c.wf, got, c.want)
+		}
+	}
+	agree(t, alice, bob)
+
+	for _, policy := range []mls.WireFormatPolicy{
+		{Incoming: mls.AcceptPublicOnly},
+		{OutgoingPrivate: true, Incoming: mls.AcceptPrivateOnly},
+	} {
+		cs := newGroupOf(t, regressSuite, mls.GroupConfig{JoinConfig: mls.JoinConfig{WireFormatPolicy: policy}}, false, "alice", "bob")
+		alice, bob := cs[0], cs[1]
+		forbidden := mls.WireFormatPrivateMessage
+		if policy.Incoming == mls.AcceptPrivateOnly {
+			forbidden = mls.WireFormatPublicMessage
+		}
+		epoch, auth := alice.group.Epoch(), alice.group.EpochAuthenticator()
+		for _, wf := range []mls.WireFormat{forbidden, mls.WireFormatWelcome, mls.WireFormatGroupInfo, mls.WireFormatKeyPackage, 9} {
+			_, err := alice.group.Commit(ctx, mls.CommitOptions{ForcePath: true, WireFormat: wf})
+			if !errors.Is(err, mls.ErrInvalidArgument) || !errors.Is(err, mls.ErrWireFormat) {
+				t.Fatalf("policy %v, WireFormat %v: %v, want ErrInvalidArgument and ErrWireFormat", policy.Incoming, wf, err)
+			}
+		}
+		if alice.group.PendingCommit() != nil || alice.group.Epoch() != epoch || !bytes.Equal(alice.group.EpochAuthenticator(), auth) {
+			t.Fatal("a refused commit changed the group")
+		}
+		allowed := mls.WireFormatPublicMessage + mls.WireFormatPrivateMessage - forbidden
+		res := commitAndFan(t, alice, mls.CommitOptions{ForcePath: true, WireFormat: allowed}, bob)
+		if res.Commit.WireFormat() != allowed {
+			t.Fatalf("commit is a %v, want %v", res.Commit.WireFormat(), allowed)
+		}
+		agree(t, alice, bob)
+	}
+}
+
+// TestResumptionPSKRetention: JoinConfig.ResumptionPSKRetention bounds
+// how far back a commit may reach for a resumption PSK (RFC 9420,
+// Section 8.6). A member keeping 2 epochs rejects a commit naming an
+// epoch 3 back with a *ValidationError (rule ResumptionPSKRetention, which
+// also matches PSKMissing) and is unchanged; 2 back still works.
+func TestResumptionPSKRetention(t *testing.T) {
+	ctx := context.Background()
+	alice := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice")[0]
+	bob := newClient(t, "bob", regressSuite)
+	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{bob.keyPackage(t, regressSuite)}})
+	rt, _ := alice.group.ExportRatchetTree()
+	bob.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{ResumptionPSKRetention: 2}, rt)
+	for range 4 {
+		commitAndFan(t, alice, mls.CommitOptions{ForcePath: true}, bob)
+	}
+	now := alice.group.Epoch()
+	res, err := alice.group.Commit(ctx, mls.CommitOptions{ResumptionPSKs: []uint64{now - 3}})
+	if err != nil {
+		t.Fatalf("alice keeps 8 epochs by default: %v", err)
+	}
+	epoch, auth := bob.group.Epoch(), bob.group.EpochAuthenticator()
+	_, err = bob.group.Process(ctx, roundTrip(t, res.Commit))
+	var ve *mls.ValidationError
+	if !errors.As(err, &ve) || ve.Rule != "ResumptionPSKRetention" || ve.Section != "8.6" || !errors.Is(err, &mls.ValidationError{Rule: "PSKMissing"}) {
+		t.Fatalf("commit naming epoch %d at epoch %d: %v, want ValidationError ResumptionPSKRetention", now-3, now, err)
+	}
+	if bob.group.Epoch() != epoch || !bytes.Equal(bob.group.EpochAuthenticator(), auth) {
+		t.Fatal("a rejected commit changed the group")
+	}
+	if err := alice.group.ClearPendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commitAndFan(t, alice, mls.CommitOptions{ResumptionPSKs: []uint64{now - 2, now - 1, now}}, bob)
+	agree(t, alice, bob)
+
+	// bob, committing, is held to his own retention.
+	_, err = bob.group.Commit(ctx, mls.CommitOptions{ResumptionPSKs: []uint64{bob.group.Epoch() - 3}})
+	if !errors.As(err, &ve) || ve.Rule != "ResumptionPSKRetention" {
+		t.Fatalf("own commit beyond the retention: %v", err)
+	}
+	// A negative retention keeps only the current epoch's.
+	carol := newGroupOf(t, regressSuite, mls.GroupConfig{JoinConfig: mls.JoinConfig{ResumptionPSKRetention: -1}}, false, "carol")[0]
+	commitAndFan(t, carol, mls.CommitOptions{ForcePath: true})
+	if _, err := carol.group.Commit(ctx, mls.CommitOptions{ResumptionPSKs: []uint64{carol.group.Epoch() - 1}}); !errors.As(err, &ve) || ve.Rule != "ResumptionPSKRetention" {
+		t.Fatalf("retention -1, previous epoch: %v", err)
+	}
+	commitAndFan(t, carol, mls.CommitOptions{ResumptionPSKs: []uint64{carol.group.Epoch()}})
+}
