@@ -129,6 +129,9 @@ func TestNilArguments(t *testing.T) {
 		{"Group.Commit/NewIdentity", func() error { _, err := alice.group.Commit(ctx, mls.CommitOptions{NewIdentity: &noSigner}); return err }},
 		{"Group.SelfUpdateWithNewSigner/signer", func() error { _, err := alice.group.SelfUpdateWithNewSigner(ctx, noSigner); return err }},
 		{"Group.MergeStagedCommit/commit", func() error { return alice.group.MergeStagedCommit(ctx, nil) }},
+		{"Group.MergeStagedCommit/zero", func() error { return alice.group.MergeStagedCommit(ctx, &mls.StagedCommit{}) }},
+		{"Group.StorePendingProposal/zero", func() error { return alice.group.StorePendingProposal(ctx, &mls.QueuedProposal{}) }},
+		{"NewRemoveOperation/zero", func() error { _, err := mls.NewRemoveOperation(&mls.QueuedProposal{}, alice.group); return err }},
 		{"Group.Process/message", func() error { _, err := alice.group.Process(ctx, nil); return err }},
 		{"Group.ProposeAdd/kp", func() error { _, _, err := alice.group.ProposeAdd(ctx, nil); return err }},
 		{"Group.StorePendingProposal/proposal", func() error { return alice.group.StorePendingProposal(ctx, nil) }},
@@ -181,6 +184,23 @@ func TestNilArguments(t *testing.T) {
 	}
 	if alice.group.Epoch() != bob.group.Epoch() {
 		t.Fatal("a rejected call changed the group")
+	}
+	// A zero QueuedProposal (not from this package) answers "none".
+	var q mls.QueuedProposal
+	if _, ok := q.KeyPackage(); ok {
+		t.Fatal("zero QueuedProposal has a key package")
+	}
+	if _, ok := q.Removed(); ok {
+		t.Fatal("zero QueuedProposal removes a leaf")
+	}
+	if _, ok := q.PreSharedKey(); ok {
+		t.Fatal("zero QueuedProposal has a PSK")
+	}
+	if _, ok := q.CustomType(); ok {
+		t.Fatal("zero QueuedProposal is a custom proposal")
+	}
+	if q.Type() != 0 || q.Ref() != nil || q.String() == "" {
+		t.Fatalf("zero QueuedProposal: type %v ref %x", q.Type(), q.Ref())
 	}
 }
 

@@ -764,8 +764,8 @@ func (sc *StagedCommit) senderLeaf() uint32 {
 func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if sc == nil {
-		return fmt.Errorf("%w: nil staged commit", ErrInvalidArgument)
+	if sc == nil || sc.a == nil || sc.base == nil {
+		return fmt.Errorf("%w: nil staged commit (or one not from Process)", ErrInvalidArgument)
 	}
 	return g.merge(ctx, sc)
 }

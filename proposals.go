@@ -182,8 +182,18 @@ type QueuedProposal struct {
 	sender message.Sender
 }
 
+// body returns the proposal, or an empty one for a QueuedProposal that
+// was not obtained from this package (a zero value), so that the
+// accessors report "none" instead of panicking.
+func (q *QueuedProposal) body() *message.Proposal {
+	if q == nil || q.p == nil {
+		return &message.Proposal{}
+	}
+	return q.p
+}
+
 // Type returns the proposal type.
-func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.p.Type) }
+func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.body().Type) }
 
 // Ref returns the ProposalRef (RFC 9420, Section 5.2), or nil for a
 // proposal sent inline in a commit.
@@ -194,24 +204,26 @@ func (q *QueuedProposal) Sender() Sender { return senderOf(q.sender) }
 
 // Removed returns the leaf a Remove proposal removes.
 func (q *QueuedProposal) Removed() (uint32, bool) {
-	if q.p.Remove == nil {
+	p := q.body()
+	if p.Remove == nil {
 		return 0, false
 	}
-	return q.p.Remove.Removed, true
+	return p.Remove.Removed, true
 }
 
 // KeyPackage returns the key package an Add proposal adds (RFC 9420,
 // Section 12.1.1). Its signatures were checked when the proposal was
 // validated.
 func (q *QueuedProposal) KeyPackage() (*KeyPackage, bool) {
-	if q.p.Add == nil {
+	p := q.body()
+	if p.Add == nil {
 		return nil, false
 	}
-	s, err := ciphersuite.Lookup(q.p.Add.KeyPackage.CipherSuite)
+	s, err := ciphersuite.Lookup(p.Add.KeyPackage.CipherSuite)
 	if err != nil {
 		return nil, false
 	}
-	kp, err := newKeyPackage(s, q.p.Add.KeyPackage)
+	kp, err := newKeyPackage(s, p.Add.KeyPackage)
 	if err != nil {
 		return nil, false
 	}
@@ -221,49 +233,54 @@ func (q *QueuedProposal) KeyPackage() (*KeyPackage, bool) {
 // LeafNode returns the new leaf node of an Update proposal (RFC 9420,
 // Section 12.1.2).
 func (q *QueuedProposal) LeafNode() (*LeafNode, bool) {
-	if q.p.Update == nil {
+	p := q.body()
+	if p.Update == nil {
 		return nil, false
 	}
-	return leafNodeOf(&q.p.Update.LeafNode), true
+	return leafNodeOf(&p.Update.LeafNode), true
 }
 
 // AddedCredential returns the credential of the key package an Add
 // proposal adds.
 func (q *QueuedProposal) AddedCredential() (credential.Credential, bool) {
-	if q.p.Add == nil {
+	p := q.body()
+	if p.Add == nil {
 		return credential.Credential{}, false
 	}
-	return credOf(q.p.Add.KeyPackage.LeafNode.Credential), true
+	return credOf(p.Add.KeyPackage.LeafNode.Credential), true
 }
 
 // UpdatedCredential returns the credential of an Update proposal's new leaf.
 func (q *QueuedProposal) UpdatedCredential() (credential.Credential, bool) {
-	if q.p.Update == nil {
+	p := q.body()
+	if p.Update == nil {
 		return credential.Credential{}, false
 	}
-	return credOf(q.p.Update.LeafNode.Credential), true
+	return credOf(p.Update.LeafNode.Credential), true
 }
 
 // PreSharedKey returns the PSK id a PreSharedKey proposal injects (RFC
 // 9420, Section 12.1.4), external or resumption.
 func (q *QueuedProposal) PreSharedKey() (PSKID, bool) {
-	if q.p.PSK == nil {
+	p := q.body()
+	if p.PSK == nil {
 		return PSKID{}, false
 	}
-	return pskIDOf(&q.p.PSK.PSK), true
+	return pskIDOf(&p.PSK.PSK), true
 }
 
 // CustomType returns the type of a proposal RFC 9420 does not define, with
 // CustomData its body.
 func (q *QueuedProposal) CustomType() (uint16, bool) {
-	if isDefaultProposal(q.p.Type) {
+	p := q.body()
+	if p.Type == 0 || isDefaultProposal(p.Type) {
 		return 0, false
 	}
-	return uint16(q.p.Type), true
+	return uint16(p.Type), true
 }
 
 func (q *QueuedProposal) String() string {
-	return fmt.Sprintf("proposal(%v from %v)", ProposalType(q.p.Type), senderOf(q.sender))
+	return fmt.Sprintf("proposal(%v from %v)", ProposalType(q.body().Type), senderOf(q.sender))
 }
 
 // applied is the result of applying a proposal list to a tree diff
@@ -815,36 +832,40 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 
 // PSKID returns the ID of an external PSK a PreSharedKey proposal injects.
 func (q *QueuedProposal) PSKID() ([]byte, bool) {
-	if q.p.PSK == nil || q.p.PSK.PSK.Type != message.PSKExternal {
+	p := q.body()
+	if p.PSK == nil || p.PSK.PSK.Type != message.PSKExternal {
 		return nil, false
 	}
-	return clone(q.p.PSK.PSK.PSKID), true
+	return clone(p.PSK.PSK.PSKID), true
 }
 
 // ReInit returns the parameters of a ReInit proposal.
 func (q *QueuedProposal) ReInit() (*ReInitParams, bool) {
-	if q.p.ReInit == nil {
+	p := q.body()
+	if p.ReInit == nil {
 		return nil, false
 	}
-	return reInitParams(q.p.ReInit), true
+	return reInitParams(p.ReInit), true
 }
 
 // GroupContextExtensions returns the extensions a GroupContextExtensions
 // proposal sets.
 func (q *QueuedProposal) GroupContextExtensions() ([]Extension, bool) {
-	if q.p.GroupContextExtensions == nil {
+	p := q.body()
+	if p.GroupContextExtensions == nil {
 		return nil, false
 	}
-	return fromWireExtensions(q.p.GroupContextExtensions.Extensions), true
+	return fromWireExtensions(p.GroupContextExtensions.Extensions), true
 }
 
 // CustomData returns the body of a proposal of a type RFC 9420 does not
 // define.
 func (q *QueuedProposal) CustomData() ([]byte, bool) {
-	if isDefaultProposal(q.p.Type) {
+	p := q.body()
+	if p.Type == 0 || isDefaultProposal(p.Type) {
 		return nil, false
 	}
-	return clone(q.p.Data), true
+	return clone(p.Data), true
 }
 
 // ReInitGroup creates the group that replaces g after a ReInit commit
