@@ -210,7 +210,7 @@ func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.
 // is consumed (and the sender's ratchet saved) once the content is valid.
 func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.AuthenticatedContent, cred message.Credential, dec *framing.Decrypted) (*Processed, error) {
 	fc := &ac.Content
-	out := &Processed{Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(cred), AuthenticatedData: clone(fc.AuthenticatedData)}
+	out := &Processed{Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(cred), AuthenticatedData: clone(fc.AuthenticatedData)}
 	switch fc.ContentType {
 	case message.ContentApplication:
 		out.Kind = KindApplication

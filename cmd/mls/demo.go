@@ -508,7 +508,7 @@ func (d *demo) stepBobUpdate() error {
 		return err
 	}
 	start := time.Now()
-	proposal, err := d.bob.group.ProposeSelfUpdate(d.ctx)
+	proposal, _, err := d.bob.group.ProposeSelfUpdate(d.ctx)
 	if err != nil {
 		return fmt.Errorf("%s: ProposeSelfUpdate: %w", d.bob.name, err)
 	}

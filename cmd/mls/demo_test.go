@@ -764,7 +764,7 @@ func TestDemoDropsPending(t *testing.T) {
 	}
 	alice, as := load("Alice")
 	bob, bs := load("Bob")
-	proposal, err := bob.ProposeSelfUpdate(ctx)
+	proposal, _, err := bob.ProposeSelfUpdate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
