@@ -52,7 +52,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	size := fs.Int("members", minMembers, fmt.Sprintf("grow the group to `N` members (%d to %d) and report the time of each operation", minMembers, maxMembers))
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number (for example MLS_128_DHKEMP256_AES128GCM_SHA256_P256 or 2)")
 	batch := fs.Int("batch", 100, "add the extra members of -members in commits of at most `B` members")
-	db := fs.String("db", "", "keep each member's state in the SQLite file `DIR`/<name>.db, and continue the group stored there by an earlier run\n(default: a temporary directory, removed at the end)")
+	db := fs.String("db", "", "keep each member's state in the SQLite file `DIR`/<name>.db, and continue the group stored there by an earlier run\n(default: a temporary directory, removed at the end); -members and -suite, if given, must fit the stored group")
 	if ok, status := parseFlags(fs, "demo [-db DIR] [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
 		return status
 	}
@@ -205,12 +205,12 @@ func (d *demo) run(ctx context.Context) (err error) {
 	} else {
 		fmt.Fprintf(d.out, "State: one SQLite file per member in %s (temporary, removed at the end).\n\n", d.dir)
 	}
+	var v []view
 	for _, s := range d.story() {
 		d.header(s.title)
 		s.play()
-		d.agree()
+		v = d.agree()
 	}
-	v := d.views()
 	fmt.Fprintf(d.out, "\nAll %d active members are in sync at epoch %d (authenticator %s).\n", len(v), v[0].epoch, short(v[0].auth))
 	if d.keep {
 		fmt.Fprintf(d.out, "The group stays in %s: run the demo again with -db to continue it.\n", d.dir)
@@ -257,20 +257,15 @@ func (d *demo) load(files []string) {
 		return len(characters)
 	}
 	slices.SortStableFunc(files, func(a, b string) int { return rank(a) - rank(b) })
+	byName := map[string]*member{}
 	for _, f := range files {
 		m := d.open(strings.TrimSuffix(filepath.Base(f), ".db"))
 		var err error
 		m.group, err = timed(d, "load group", func() (*mls.Group, error) { return m.client.LoadGroup(d.ctx, []byte(groupID)) })
 		check(err, "%s: loading group %q from %s", m.name, groupID, f)
-		switch m.name {
-		case "Alice":
-			d.alice = m
-		case "Bob":
-			d.bob = m
-		case "Charlie":
-			d.charlie = m
-		}
+		byName[m.name] = m
 	}
+	d.alice, d.bob, d.charlie = byName["Alice"], byName["Bob"], byName["Charlie"]
 	if !d.alice.active() || !d.bob.active() || d.charlie == nil {
 		failf("%s holds no active Alice and Bob, or no Charlie: not a group the demo made; use another -db directory", d.dir)
 	}
@@ -472,12 +467,15 @@ func (d *demo) loaded() {
 
 // send puts a message on the wire and takes it off again, as a delivery
 // service would: every message the demo delivers went through its bytes.
-func send(m *mls.Message) (*mls.Message, int) {
-	b, err := m.MarshalBinary()
-	check(err, "encoding a message")
-	out, err := mls.ParseMessage(b)
-	check(err, "parsing a message")
-	return out, len(b)
+func send(m *mls.Message) (*mls.Message, int) { return wire(m, mls.ParseMessage) }
+
+// wire encodes v and returns what parse makes of the bytes, and their size.
+func wire[T interface{ MarshalBinary() ([]byte, error) }](v T, parse func([]byte) (T, error)) (T, int) {
+	b, err := v.MarshalBinary()
+	check(err, "encoding a %T", v)
+	v, err = parse(b)
+	check(err, "parsing a %T", v)
+	return v, len(b)
 }
 
 // publish creates a key package for m and returns it as others get it,
@@ -487,11 +485,7 @@ func (d *demo) publish(m *member) (*mls.KeyPackage, int) {
 		return m.client.NewKeyPackage(d.ctx, d.suite, mls.KeyPackageOptions{})
 	})
 	check(err, "%s: NewKeyPackage", m.name)
-	b, err := kp.MarshalBinary()
-	check(err, "%s: encoding the key package", m.name)
-	kp, err = mls.ParseKeyPackage(b)
-	check(err, "%s's published key package", m.name)
-	return kp, len(b)
+	return wire(kp, mls.ParseKeyPackage)
 }
 
 // add has Alice commit Add proposals for kps; it returns the Welcome and
@@ -632,7 +626,7 @@ func (d *demo) header(title string) {
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, "  "+format+"\n", args...) }
 
-// view is what one active member believes about the group.
+// view is what one member believes about the group.
 type view struct {
 	name  string
 	leaf  uint32
@@ -640,14 +634,8 @@ type view struct {
 	auth  []byte // epoch authenticator, RFC 9420, Section 8.7
 }
 
-func (d *demo) views() []view {
-	var out []view
-	for _, m := range d.members {
-		if m.active() {
-			out = append(out, view{m.name, m.group.OwnLeafIndex(), m.group.Epoch(), m.group.EpochAuthenticator()})
-		}
-	}
-	return out
+func (m *member) view() view {
+	return view{m.name, m.group.OwnLeafIndex(), m.group.Epoch(), m.group.EpochAuthenticator()}
 }
 
 // checkAgreement returns an error for the first member whose epoch or epoch
@@ -667,32 +655,40 @@ func checkAgreement(views []view) error {
 
 // agree prints every member's epoch and authenticator, the story's
 // characters one by one and the others together, and stops the story if
-// two active members disagree.
-func (d *demo) agree() {
-	views := d.views()
+// two active members disagree. It returns the active members' views.
+func (d *demo) agree() []view {
 	fmt.Fprintf(d.out, "\n  %-12s %5s %6s  %s\n", "member", "leaf", "epoch", "authenticator")
 	row := func(name, leaf string, epoch uint64, auth string) {
 		fmt.Fprintf(d.out, "  %-12s %5s %6d  %s\n", name, leaf, epoch, auth)
 	}
-	var others []view
+	var views []view // of the active members, Alice first
+	same, differ := 0, 0
 	for _, m := range d.members {
 		if m.group == nil {
 			continue
 		}
-		v := view{m.name, m.group.OwnLeafIndex(), m.group.Epoch(), m.group.EpochAuthenticator()}
+		v := m.view()
 		switch {
 		case !m.group.IsActive():
 			row(m.name, "-", v.epoch, "(removed)")
+			continue
 		case m.named():
 			row(m.name, strconv.Itoa(int(v.leaf)), v.epoch, short(v.auth))
-		case checkAgreement([]view{views[0], v}) != nil:
-			row(m.name, "", v.epoch, short(v.auth)+"  (differs)")
+		case checkAgreement([]view{views[0], v}) == nil:
+			same++
 		default:
-			others = append(others, v)
+			if differ++; differ <= 5 {
+				row(m.name, "", v.epoch, short(v.auth)+"  (differs)")
+			}
 		}
+		views = append(views, v)
 	}
-	if len(others) > 0 {
-		row(fmt.Sprintf("%d others", len(others)), "", others[0].epoch, short(others[0].auth)+"  (all the same)")
+	if same > 0 {
+		note := "  (all the same)"
+		if differ > 0 {
+			note = "  (same as Alice)"
+		}
+		row(fmt.Sprintf("%d others", same), "", views[0].epoch, short(views[0].auth)+note)
 	}
 	fmt.Fprintf(d.out, "  members (%d): %s\n", len(d.alice.group.Members()), memberList(d.alice.group.Members()))
 	if err := checkAgreement(views); err != nil {
@@ -704,6 +700,7 @@ func (d *demo) agree() {
 	} else {
 		fmt.Fprintf(d.out, "  OK: all %d active members agree on epoch %d and authenticator %s.\n", len(views), views[0].epoch, short(views[0].auth))
 	}
+	return views
 }
 
 // short is the first 4 bytes of an authenticator or key in hex: enough to
