@@ -337,7 +337,11 @@ func (d *demo) grow() {
 			d.tick()
 		}
 	}
-	d.say("After %d commits of Add proposals, the group has %d members.", (extra+d.batch-1)/d.batch, len(d.alice.group.Members()))
+	commits := "1 commit"
+	if n := (extra + d.batch - 1) / d.batch; n > 1 {
+		commits = fmt.Sprintf("%d commits", n)
+	}
+	d.say("After %s, the group has %d members.", commits, len(d.alice.group.Members()))
 }
 
 func (d *demo) chat() {

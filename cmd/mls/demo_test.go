@@ -157,7 +157,7 @@ func TestDemoMembers(t *testing.T) {
 	inOrder(t, stdout,
 		"== Step 3: The group grows to 20 members ",
 		"17 more clients publish key packages; Alice adds them in commits of up to 8,",
-		"After 3 commits of Add proposals, the group has 20 members.",
+		"After 3 commits, the group has 20 members.",
 		"17 others               4  ",
 		"members (20): Alice, Bob, Charlie, member-04, member-05, ..., member-20",
 		"OK: all 20 active members agree on epoch 4",
