@@ -61,27 +61,28 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	suite, err := parseSuite(*suiteName)
 	switch {
 	case err != nil:
-		err = fmt.Errorf("-suite: %w", err)
+		err = usageError{fmt.Errorf("-suite: %w", err)}
 	case *size < minMembers || *size > maxMembers:
-		err = fmt.Errorf("-members %d: want %d to %d", *size, minMembers, maxMembers)
+		err = usageError{fmt.Errorf("-members %d: want %d to %d", *size, minMembers, maxMembers)}
 	case *batch < 1:
-		err = fmt.Errorf("-batch %d: want at least 1", *batch)
+		err = usageError{fmt.Errorf("-batch %d: want at least 1", *batch)}
 	case set["db"] && *db == "":
-		err = errors.New("-db: empty directory name")
-	default:
+		err = usageError{errors.New("-db: empty directory name")}
+	}
+	if err == nil {
 		d := &demo{out: stdout, errw: stderr, dir: *db, suite: suite, size: *size, batch: *batch, suiteSet: set["suite"], timed: set["members"]}
 		if err = d.run(context.Background()); err == nil {
 			return 0
-		} else if !errors.As(err, new(usageError)) {
-			fmt.Fprintf(stderr, "mls demo: %v\n", err)
-			return 1
 		}
 	}
 	fmt.Fprintf(stderr, "mls demo: %v\n", err)
-	return 2
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
 }
 
-// usageError is a command line that does not fit the stored group.
+// usageError is a bad command line: exit status 2.
 type usageError struct{ error }
 
 // parseSuite accepts an IANA cipher suite name (any case) or its number
@@ -557,7 +558,8 @@ func (d *demo) deliver(from *member, msg *mls.Message, what string, f func(*memb
 // describeCommit says what a received commit does, from the receiver's
 // point of view (OpenMLS's "Interpreting remove operations").
 func describeCommit(m *member, p *mls.Processed) string {
-	from, name := string(p.Credential.Identity()), func(leaf uint32) string {
+	from := string(p.Credential.Identity())
+	name := func(leaf uint32) string {
 		mem, _ := m.group.Member(leaf)
 		return string(mem.Credential.Identity())
 	}
