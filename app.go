@@ -90,7 +90,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	s := g.st.suite
 	dec, err := framing.UnprotectPrivate(s, pm, p.secrets, p.senderData, p.gcRaw)
 	if err != nil {
-		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+		return nil, unprotectError(err)
 	}
 	leaf := dec.Content().Sender.LeafIndex
 	pub, ok := p.sigKeys[leaf]
@@ -102,7 +102,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 		return nil, invalidErr("ValSem010", "6.1", err, "signature")
 	}
 	if err := dec.Consume(); err != nil {
-		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+		return nil, unprotectError(err)
 	}
 	if err := g.savePastRatchet(ctx, p, leaf); err != nil {
 		return nil, err
@@ -145,7 +145,7 @@ func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite,
 		var secret []byte
 		switch id.Type {
 		case message.PSKExternal:
-			err := store.View(ctx, func(tx storage.Tx) error {
+			err := view(ctx, store, func(tx storage.Tx) error {
 				v, err := tx.Get(bucketPSKs, id.PSKID)
 				secret = v
 				return err

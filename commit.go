@@ -670,7 +670,7 @@ func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error
 	if len(id) == 0 {
 		return fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
 	}
-	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
+	return update(ctx, store, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
 }
 
 // pskSecret looks up the PSKs a commit or Welcome names and derives
@@ -876,7 +876,7 @@ func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([
 	}
 	var key []byte
 	if g.store != nil {
-		err := g.store.View(ctx, func(tx storage.Tx) error {
+		err := view(ctx, g.store, func(tx storage.Tx) error {
 			v, err := tx.Get(bucketUpdateKeys, updateKeyName(st.gc.GroupID, pub))
 			key = v
 			return err

@@ -73,7 +73,7 @@ func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupIn
 		return nil, nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
 	}
 	gi := groupInfo.m.GroupInfo
-	s, err := ciphersuite.Lookup(gi.GroupContext.CipherSuite)
+	s, err := lookupSuite(gi.GroupContext.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -322,7 +322,7 @@ func externalSenderAllowed(t message.ProposalType) bool {
 // external sender holds no group secrets); its signature covers no
 // GroupContext (Section 6.1).
 func NewExternalProposal(groupID []byte, epoch uint64, suite CipherSuite, senderIndex uint32, signer crypto.Signer, proposal Proposal) (*Message, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +364,7 @@ func (p Proposal) build(s *ciphersuite.Suite, rnd io.Reader) (*message.Proposal,
 		}
 		out.PSK = &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(p.pskID), Nonce: nonce}}
 	case message.ProposalReInit:
-		if _, err := ciphersuite.Lookup(out.ReInit.CipherSuite); err != nil {
+		if _, err := lookupSuite(out.ReInit.CipherSuite); err != nil {
 			return nil, fmt.Errorf("%w: ReInit: %w", ErrInvalidArgument, err)
 		}
 	case message.ProposalRemove, message.ProposalGroupContextExtensions:

@@ -116,7 +116,7 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 // CreateGroup creates a one-member group (RFC 9420, Section 11) with id as
 // its creator and stores it.
 func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg GroupConfig) (*Group, error) {
-	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+	s, err := lookupSuite(cfg.CipherSuite)
 	if err != nil {
 		return nil, err
 	}

@@ -58,7 +58,7 @@ type KeyPackage struct {
 // stores its private keys (init key and leaf encryption key) in store under
 // its reference, where StageWelcome finds them.
 func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, id Identity, opts KeyPackageOptions) (*KeyPackage, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 		return nil, err
 	}
 	rec := keyPackageRecord{initPriv: initPriv, encPriv: encPriv, lastResort: opts.LastResort, raw: out.raw}
-	err = store.Update(ctx, func(tx storage.Tx) error {
+	err = update(ctx, store, func(tx storage.Tx) error {
 		return tx.Put(bucketKeyPackages, out.ref, rec.marshal())
 	})
 	if err != nil {
@@ -147,16 +147,17 @@ func ParseKeyPackage(b []byte) (*KeyPackage, error) {
 	if m, err := message.UnmarshalMLSMessage(b); err == nil && m.WireFormat == message.WireFormatKeyPackage {
 		kp = *m.KeyPackage
 	} else if err := message.Unmarshal(b, &kp); err != nil {
-		return nil, err
+		return nil, malformed(err)
 	}
-	s, err := ciphersuite.Lookup(kp.CipherSuite)
+	s, err := lookupSuite(kp.CipherSuite)
 	if err != nil {
 		return nil, err
 	}
 	if err := verifyKeyPackage(s, &kp); err != nil {
 		return nil, err
 	}
-	return newKeyPackage(s, kp)
+	k, err := newKeyPackage(s, kp)
+	return k, classify(err)
 }
 
 // verifyKeyPackage checks the suite-independent rules of RFC 9420,
@@ -319,7 +320,7 @@ func ImportKeyPackage(ctx context.Context, store storage.Store, keyPackage, init
 		return nil, fmt.Errorf("%w: encryption private key does not match the key package", ErrInvalidArgument)
 	}
 	rec := keyPackageRecord{initPriv: clone(initPriv), encPriv: clone(encryptionPriv), lastResort: lastResort, raw: k.raw}
-	if err := store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
+	if err := update(ctx, store, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -235,7 +235,7 @@ func (g *Group) persist(ctx context.Context, merged *StagedCommit, extra func(st
 		return err
 	}
 	id := g.st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return update(ctx, g.store, func(tx storage.Tx) error {
 		old, err := readHeader(tx, id)
 		if err != nil {
 			return err
@@ -558,7 +558,7 @@ func (g *Group) saveRatchet(ctx context.Context, st *epochState, leaf uint32) er
 		return nil
 	}
 	id := st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return update(ctx, g.store, func(tx storage.Tx) error {
 		return syncLeaf(tx, id, st.gc.Epoch, st.secrets, leaf)
 	})
 }
@@ -570,7 +570,7 @@ func (g *Group) savePastRatchet(ctx context.Context, p *pastEpoch, leaf uint32) 
 		return nil
 	}
 	id := g.st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return update(ctx, g.store, func(tx storage.Tx) error {
 		return syncLeaf(tx, id, p.epoch, p.secrets, leaf)
 	})
 }
@@ -998,7 +998,7 @@ func LoadGroupWithOptions(ctx context.Context, store storage.Store, groupID []by
 	}
 	g := &Group{store: store}
 	g.cfg.Validator, g.cfg.Now, g.cfg.Rand = opts.Validator, opts.Now, opts.Rand
-	err := store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, store, func(tx storage.Tx) error {
 		rec, err := tx.Get(bucketGroups, groupID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)

@@ -482,7 +482,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 		return nil, err
 	}
 	if g.store != nil {
-		err := g.store.View(ctx, func(tx storage.Tx) error {
+		err := view(ctx, g.store, func(tx storage.Tx) error {
 			_, err := tx.Get(bucketPSKs, pskID)
 			return err
 		})
@@ -596,7 +596,7 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 		// A group loaded from storage: the record is kept beside the
 		// group state.
 		var raw []byte
-		err := g.store.View(context.Background(), func(tx storage.Tx) error {
+		err := view(context.Background(), g.store, func(tx storage.Tx) error {
 			v, err := tx.Get(bucketReInit, g.st.gc.GroupID)
 			raw = v
 			return err
@@ -682,7 +682,7 @@ func (g *Group) ReInitGroup(ctx context.Context, id Identity, cfg GroupConfig, k
 	}
 	g.mu.Unlock()
 	cfg.CipherSuite, cfg.GroupID, cfg.GroupContextExtensions = params.CipherSuite, params.GroupID, params.Extensions
-	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+	s, err := lookupSuite(cfg.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -870,12 +870,14 @@ func testValSem002(t *testing.T) {
 	t.Run("PublicMessage", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), func(fc *message.FramedContent) { fc.GroupID = other })
 		reject(t, bob, wireMsg(t, msg), ErrWrongGroup)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem002"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("PrivateMessage", func(t *testing.T) {
 		fc := alice.appContent("hello")
 		fc.GroupID = other
 		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), ErrWrongGroup)
+		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), rule("ValSem002"))
 		vg.stillWorks(t, alice)
 	})
 }
@@ -888,18 +890,21 @@ func testValSem003(t *testing.T) {
 	t.Run("future_proposal", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), func(fc *message.FramedContent) { fc.Epoch++ })
 		reject(t, bob, wireMsg(t, msg), ErrFutureEpoch)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("future_application", func(t *testing.T) {
 		fc := alice.appContent("hello")
 		fc.Epoch++
 		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), ErrFutureEpoch)
+		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("past_proposal", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), nil)
 		vg.stillWorks(t, charlie)
 		reject(t, bob, wireMsg(t, msg), ErrPastEpoch)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("commit_lost_race", func(t *testing.T) {
@@ -915,6 +920,7 @@ func testValSem003(t *testing.T) {
 		}
 		vg.stillWorks(t, alice)
 		reject(t, charlie, wireMsg(t, bobs.Commit), ErrPastEpoch)
+		reject(t, charlie, wireMsg(t, bobs.Commit), rule("ValSem003"))
 		vg.stillWorks(t, bob)
 	})
 }
@@ -970,6 +976,7 @@ func testValSem006(t *testing.T) {
 			bad := pm
 			mut(&bad)
 			reject(t, bob, wireMsg(t, wrapPrivate(&bad)), ErrDecrypt)
+			reject(t, bob, wireMsg(t, wrapPrivate(&bad)), rule("ValSem006"))
 		})
 	}
 	// The good message still decrypts: the failures burned no key.
@@ -977,8 +984,12 @@ func testValSem006(t *testing.T) {
 		t.Fatalf("got %q", p.ApplicationData)
 	}
 	t.Run("replay", func(t *testing.T) {
-		// Its key is used up now (RFC 9420, Section 9.2).
-		reject(t, bob, wireMsg(t, good), ErrDecrypt)
+		// Its key is used up now (RFC 9420, Section 9.2): a replay,
+		// which is not a decryption failure.
+		if err := tryReject(t, bob, wireMsg(t, good), ErrDecrypt); err == nil {
+			t.Fatal("a replay is reported as ErrDecrypt")
+		}
+		reject(t, bob, wireMsg(t, good), ErrReplayed)
 	})
 	vg.stillWorks(t, alice)
 }

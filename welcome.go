@@ -42,14 +42,14 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
 	w := welcome.m.Welcome
-	s, err := ciphersuite.Lookup(w.CipherSuite)
+	s, err := lookupSuite(w.CipherSuite)
 	if err != nil {
 		return nil, err
 	}
 	// Find the entry for one of our key packages.
 	var egs *message.EncryptedGroupSecrets
 	var rec keyPackageRecord
-	err = store.View(ctx, func(tx storage.Tx) error {
+	err = view(ctx, store, func(tx storage.Tx) error {
 		for i := range w.Secrets {
 			b, err := tx.Get(bucketKeyPackages, w.Secrets[i].NewMember)
 			if errors.Is(err, storage.ErrNotFound) {
