@@ -257,7 +257,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		if opts.NewIdentity != nil {
 			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 			}
 			template.SignatureKey = pub
 			template.Credential = opts.NewIdentity.Credential.Wire()

@@ -66,6 +66,11 @@ type ExternalJoinOptions struct {
 // overwrites the stored state. In a resync, the store's earlier state of
 // the group is replaced as soon as JoinExternal returns.
 func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupInfo *Message, opts ExternalJoinOptions) (*Group, *CommitResult, error) {
+	g, res, err := joinExternal(ctx, store, id, groupInfo, opts)
+	return g, res, classify(err)
+}
+
+func joinExternal(ctx context.Context, store storage.Store, id Identity, groupInfo *Message, opts ExternalJoinOptions) (*Group, *CommitResult, error) {
 	if groupInfo == nil || groupInfo.m.GroupInfo == nil {
 		return nil, nil, fmt.Errorf("%w: not a GroupInfo message", ErrInvalidArgument)
 	}

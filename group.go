@@ -133,7 +133,7 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 	}
 	sigPub, err := s.SignaturePublicKey(id.Signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	encPriv, encPub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
@@ -419,11 +419,17 @@ func (g *Group) EpochAuthenticator() []byte {
 }
 
 // ExportSecret derives a secret for the application from the current
-// epoch (RFC 9420, Section 8.5, MLS-Exporter).
+// epoch (RFC 9420, Section 8.5, MLS-Exporter). A length outside 0 to
+// 255 times the suite's hash size (the limit of HKDF-Expand) gives
+// ErrInvalidArgument.
 func (g *Group) ExportSecret(label string, context []byte, length int) ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.st.keys.Export(label, context, length)
+	out, err := g.st.keys.Export(label, context, length)
+	if err != nil {
+		return nil, &classError{ErrInvalidArgument, err}
+	}
+	return out, nil
 }
 
 // ExportRatchetTree returns the public ratchet tree in the form of the

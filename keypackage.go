@@ -67,7 +67,7 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 	}
 	sigPub, err := s.SignaturePublicKey(id.Signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	initPriv, initPub, err := s.GenerateKeyPair(opts.Rand)
 	if err != nil {

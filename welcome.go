@@ -38,6 +38,11 @@ type StagedWelcome struct {
 // (found in store), verifies the GroupInfo, the ratchet tree and the key
 // schedule, and returns the staged group. Nothing is stored until Join.
 func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cfg JoinConfig, opts WelcomeOptions) (*StagedWelcome, error) {
+	sw, err := stageWelcome(ctx, store, welcome, cfg, opts)
+	return sw, classify(err)
+}
+
+func stageWelcome(ctx context.Context, store storage.Store, welcome *Message, cfg JoinConfig, opts WelcomeOptions) (*StagedWelcome, error) {
 	if welcome == nil || welcome.m.Welcome == nil {
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
@@ -59,7 +64,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 				return err
 			}
 			if err := rec.unmarshal(b); err != nil {
-				return fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)
+				return &classError{ErrCorruptState, fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)}
 			}
 			egs = &w.Secrets[i]
 			return nil
@@ -71,7 +76,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	}
 	kp, err := message.UnmarshalKeyPackage(rec.raw)
 	if err != nil {
-		return nil, fmt.Errorf("mls: stored key package: %w", err)
+		return nil, &classError{ErrCorruptState, fmt.Errorf("mls: stored key package: %w", err)}
 	}
 	if kp.CipherSuite != w.CipherSuite {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
@@ -300,7 +305,7 @@ func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group
 	}
 	pub, err := sw.st.suite.SignaturePublicKey(signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
 		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)
