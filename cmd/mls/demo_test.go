@@ -89,7 +89,7 @@ func TestDemo(t *testing.T) {
 		`Bob     reads "Charlie is gone. The new keys are ours only." from Alice.`,
 		"Charlie (removed) cannot read it: "+mls.ErrInactive.Error(),
 		"Charlie restores his backup: a member again, at epoch 3",
-		"The backup fails to decrypt the new message: mls: message from a future epoch",
+		"The backup fails to decrypt the new message: mls: ValSem003 (RFC 9420, Section 6): message epoch 4, group epoch 3: mls: message from a future epoch",
 		"All 2 active members are in sync at epoch 4",
 	)
 	// Every step ends with the agreement check; none failed.
