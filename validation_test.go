@@ -814,6 +814,7 @@ func TestValidation(t *testing.T) {
 		{"ValSem009", testValSem009},
 		{"ValSem010", testValSem010},
 		{"ValSem011", testValSem011},
+		{"WireFormatPolicy", testWireFormatPolicy},
 		// Proposals (Sections 10.1, 12.1, 12.2).
 		{"ValSem101", testValSem101},
 		{"ValSem102", testValSem102},
@@ -991,6 +992,19 @@ func testValSem006(t *testing.T) {
 		}
 		reject(t, bob, wireMsg(t, good), ErrReplayed)
 	})
+	vg.stillWorks(t, alice)
+}
+
+// WireFormatPolicy: a member's handshake in a wire format the receiver's
+// incoming policy refuses (RFC 9420, Section 6 leaves the choice of
+// PublicMessage or PrivateMessage to the application).
+func testWireFormatPolicy(t *testing.T) {
+	policy := WireFormatPolicy{OutgoingPrivate: true, Incoming: AcceptPrivateOnly}
+	vg := newVGroup(t, vSetup{n: 2, cfg: GroupConfig{JoinConfig: JoinConfig{WireFormatPolicy: policy}}})
+	alice, bob := vg.m[0], vg.m[1]
+	msg := wireMsg(t, alice.proposal(t, gceProp(), nil))
+	reject(t, bob, msg, rule("WireFormatPolicy"))
+	reject(t, bob, msg, ErrWireFormat)
 	vg.stillWorks(t, alice)
 }
 
@@ -1798,6 +1812,7 @@ func testCommitRules(t *testing.T) {
 		ref := make([]byte, vg.s.HashSize())
 		msg := alice.forgeCommit(t, forgery{props: []message.ProposalOrRef{byRef(ref)}, path: true})
 		reject(t, bob, wireMsg(t, msg), ErrUnknownProposal)
+		reject(t, bob, wireMsg(t, msg), rule("ProposalReference"))
 	})
 	t.Run("PSKMissing", func(t *testing.T) {
 		// Section 12.4.2: every PSK must be available.
