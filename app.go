@@ -40,11 +40,11 @@ func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (
 	}
 	ac, err := framing.SignContent(st.suite, g.signer, message.WireFormatPrivateMessage, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if err := g.saveRatchet(ctx, st, uint32(st.own)); err != nil {
 		return nil, err

@@ -119,7 +119,7 @@ func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, 
 	}
 	sc, err := g.createCommit(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	g.pending = sc
 	if err := g.save(ctx); err != nil {
@@ -311,7 +311,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
 		return nil, err
@@ -354,7 +354,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	sc.groupInfo = wrapGroupInfo(gi)
 	if len(a.added) > 0 {
@@ -373,13 +373,13 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 	if ac.WireFormat == message.WireFormatPrivateMessage {
 		pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 		if err != nil {
-			return nil, err
+			return nil, classify(err)
 		}
 		return wrapPrivate(pm), nil
 	}
 	pm, err := framing.ProtectPublic(st.suite, ac, st.keys.MembershipKey(), st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapPublic(pm), nil
 }
@@ -390,7 +390,7 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 	s := next.suite
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	giRaw, err := message.Marshal(gi)
 	if err != nil {
@@ -791,7 +791,7 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
 	ln.ParentHash = nil
 	ln.Signature = nil
 	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
@@ -846,7 +846,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	ref, err := proposalRef(s, ac)
 	if err != nil {
@@ -856,7 +856,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	// ratchet; the save below records it with the new proposal.
 	m, err := g.protect(st, ac)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	old := g.props
 	g.props = append(append([]*QueuedProposal(nil), g.props...), &QueuedProposal{p: p, ref: ref, sender: me})

@@ -3,9 +3,11 @@ package mls_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -758,4 +760,63 @@ func TestErrorClassDamagedStores(t *testing.T) {
 	c.want("Seal on a closed store", "storage", err)
 	_, err = mls.LoadGroup(context.Background(), closed, f.gid, f.alice.id.Signer)
 	c.want("LoadGroup on a closed store", "storage", err)
+}
+
+// failingSigner has a member's public key but cannot sign, like a key in
+// an HSM that is unreachable.
+type failingSigner struct{ pub crypto.PublicKey }
+
+func (s failingSigner) Public() crypto.PublicKey { return s.pub }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("the HSM is unreachable")
+}
+
+// TestErrorClassSigner runs every operation that signs on a group whose
+// signer fails, and on one loaded without its signer: each error must
+// have a class.
+func TestErrorClassSigner(t *testing.T) {
+	ctx := context.Background()
+	f := newClassFixture(t)
+	c := newClassTally(t)
+	gid := f.bob.group.GroupID()
+	for _, signer := range []crypto.Signer{failingSigner{f.bob.id.Signer.Public()}, nil} {
+		g, err := mls.LoadGroup(ctx, f.bob.store, gid, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("signer %T", signer)
+		ops := map[string]func() error{
+			"Seal":              func() error { _, err := g.Seal(ctx, []byte("x"), nil); return err },
+			"SelfUpdate":        func() error { _, err := g.SelfUpdate(ctx); return err },
+			"ProposeSelfUpdate": func() error { _, err := g.ProposeSelfUpdate(ctx); return err },
+			"ProposeRemove":     func() error { _, err := g.ProposeRemove(ctx, 2); return err },
+			"RemoveMembers":     func() error { _, err := g.RemoveMembers(ctx, 2); return err },
+			"AddMembers":        func() error { _, err := g.AddMembers(ctx, f.erin.keyPackage(t, regressSuite)); return err },
+			"LeaveGroup":        func() error { _, err := g.LeaveGroup(ctx); return err },
+			"ProposeCustom":     func() error { _, err := g.ProposeCustom(ctx, 0xf000, []byte("x")); return err },
+			"ProposeGCE":        func() error { _, err := g.ProposeGroupContextExtensions(ctx, nil); return err },
+			"ExportGroupInfo":   func() error { _, err := g.ExportGroupInfo(true); return err },
+			"CommitPending":     func() error { _, err := g.CommitPendingProposals(ctx); return err },
+		}
+		names := make([]string, 0, len(ops))
+		for n := range ops {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			err := ops[n]()
+			c.check(what+": "+n, err)
+			if err == nil {
+				t.Errorf("%s: %s succeeded without a working signer", what, n)
+			}
+		}
+	}
+	_, err := mls.NewKeyPackage(ctx, memory.New(), regressSuite, mls.Identity{Credential: f.erin.id.Credential, Signer: failingSigner{f.erin.id.Signer.Public()}}, mls.KeyPackageOptions{})
+	c.check("NewKeyPackage", err)
+	_, err = mls.CreateGroup(ctx, memory.New(), mls.Identity{Credential: f.erin.id.Credential, Signer: failingSigner{f.erin.id.Signer.Public()}}, mls.GroupConfig{CipherSuite: regressSuite})
+	c.check("CreateGroup", err)
+	_, _, err = mls.JoinExternal(ctx, memory.New(), mls.Identity{Credential: f.erin.id.Credential, Signer: failingSigner{f.erin.id.Signer.Public()}}, f.giNoTree, mls.ExternalJoinOptions{RatchetTree: f.tree})
+	c.check("JoinExternal", err)
+	c.report("signer")
 }

@@ -33,7 +33,8 @@ import (
 //   - ErrStorage: the store failed otherwise (closed, locked, I/O error);
 //     the *storage.Error is in the chain. Retrying may help.
 //   - ErrInvalidArgument: the caller passed an unusable argument (nil, a bad
-//     length, a message of the wrong kind, a key that does not match).
+//     length, a message of the wrong kind, a key that does not match, a
+//     signer that is missing or fails).
 //   - ErrPendingCommit, ErrNoPendingCommit, ErrInactive: the call is not
 //     allowed in the group's current state (a pending commit exists, none
 //     exists, the member left or was removed). Each is a class of its own.

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/wire"
 	"github.com/mlskit/mls/storage"
 )
@@ -46,8 +47,8 @@ func classified(err error) bool {
 }
 
 // classify returns err in its class: a wire decoding error becomes
-// ErrMalformed, an unknown cipher suite ErrUnsupported, a store failure
-// ErrStorage or ErrCorruptState. Errors that already have a class, and
+// ErrMalformed, an unknown cipher suite ErrUnsupported, a failed signer
+// ErrInvalidArgument, a store failure ErrStorage or ErrCorruptState. Errors that already have a class, and
 // errors it does not recognise, come back unchanged.
 func classify(err error) error {
 	if err == nil || classified(err) {
@@ -58,6 +59,9 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, ciphersuite.ErrUnsupported):
 		return &classError{ErrUnsupported, err}
+	case errors.Is(err, ciphersuite.ErrSigner), errors.Is(err, framing.ErrInvalidArgument):
+		// The caller's signer is missing or failed: an unusable argument.
+		return &classError{ErrInvalidArgument, err}
 	case errors.As(err, &we):
 		return &classError{ErrMalformed, err}
 	case errors.As(err, &se):

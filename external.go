@@ -396,11 +396,11 @@ func externalProposal(s *ciphersuite.Suite, groupID []byte, epoch uint64, sender
 	}
 	ac, err := framing.SignContent(s, signer, message.WireFormatPublicMessage, fc, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pm, err := framing.ProtectPublic(s, ac, nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapPublic(pm), nil
 }

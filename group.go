@@ -163,7 +163,7 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 		}
 	}
 	if err := leaf.Sign(s, id.Signer, nil, 0); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	t := tree.New(s, leaf)
 	priv, err := tree.NewPrivateState(s, 0, encPriv)
@@ -457,7 +457,7 @@ func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	defer g.mu.Unlock()
 	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapGroupInfo(gi), nil
 }
@@ -497,7 +497,7 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		Signer:          uint32(st.own),
 	}
 	if err := gi.Sign(st.suite, signer); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return gi, nil
 }

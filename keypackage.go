@@ -112,10 +112,10 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 		kp.LeafNode.Capabilities.Extensions = appendUnique(kp.LeafNode.Capabilities.Extensions, LastResortExtension)
 	}
 	if err := kp.LeafNode.Sign(s, id.Signer, nil, 0); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if err := kp.Sign(s, id.Signer); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	out, err := newKeyPackage(s, kp)
 	if err != nil {
