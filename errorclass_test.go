@@ -818,5 +818,25 @@ func TestErrorClassSigner(t *testing.T) {
 	c.check("CreateGroup", err)
 	_, _, err = mls.JoinExternal(ctx, memory.New(), mls.Identity{Credential: f.erin.id.Credential, Signer: failingSigner{f.erin.id.Signer.Public()}}, f.giNoTree, mls.ExternalJoinOptions{RatchetTree: f.tree})
 	c.check("JoinExternal", err)
+	// A randomness source that fails.
+	var broken brokenReader
+	_, err = mls.NewKeyPackage(ctx, memory.New(), regressSuite, f.erin.id, mls.KeyPackageOptions{Rand: broken})
+	c.check("NewKeyPackage with a failing Rand", err)
+	_, err = mls.CreateGroup(ctx, memory.New(), f.erin.id, mls.GroupConfig{CipherSuite: regressSuite, JoinConfig: mls.JoinConfig{Rand: broken}})
+	c.check("CreateGroup with a failing Rand", err)
+	g, err := mls.LoadGroupWithOptions(ctx, f.bob.store, gid, f.bob.id.Signer, mls.LoadOptions{Rand: broken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.SelfUpdate(ctx)
+	c.check("SelfUpdate with a failing Rand", err)
+	_, err = g.ProposeSelfUpdate(ctx)
+	c.check("ProposeSelfUpdate with a failing Rand", err)
+	_, err = g.Seal(ctx, []byte("x"), nil)
+	c.check("Seal with a failing Rand", err)
 	c.report("signer")
 }
+
+type brokenReader struct{}
+
+func (brokenReader) Read([]byte) (int, error) { return 0, errors.New("no entropy") }

@@ -3,6 +3,8 @@ package mls
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/framing"
@@ -120,4 +122,18 @@ func lookupSuite(id ciphersuite.ID) (*ciphersuite.Suite, error) {
 		return nil, &classError{ErrUnsupported, err}
 	}
 	return s, nil
+}
+
+// randSource is a caller's randomness source (JoinConfig.Rand,
+// KeyPackageOptions.Rand) whose failures are ErrInvalidArgument, like
+// those of a failing signer: whatever wraps them on the way up, the class
+// stays in the chain.
+type randSource struct{ r io.Reader }
+
+func (s randSource) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && !classified(err) {
+		err = &classError{ErrInvalidArgument, fmt.Errorf("randomness source: %w", err)}
+	}
+	return n, err
 }

@@ -78,7 +78,7 @@ type Member struct {
 
 func (c *JoinConfig) rand() io.Reader {
 	if c.Rand != nil {
-		return c.Rand
+		return randSource{c.Rand}
 	}
 	return rand.Reader
 }

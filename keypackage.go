@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -69,11 +70,15 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
-	initPriv, initPub, err := s.GenerateKeyPair(opts.Rand)
+	var rnd io.Reader
+	if opts.Rand != nil {
+		rnd = randSource{opts.Rand}
+	}
+	initPriv, initPub, err := s.GenerateKeyPair(rnd)
 	if err != nil {
 		return nil, err
 	}
-	encPriv, encPub, err := s.GenerateKeyPair(opts.Rand)
+	encPriv, encPub, err := s.GenerateKeyPair(rnd)
 	if err != nil {
 		return nil, err
 	}
