@@ -2,6 +2,7 @@ package mls
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -150,8 +151,11 @@ func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite,
 				secret = v
 				return err
 			})
-			if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
 				return nil, invalidErr("PSKMissing", "8.4", err, "external PSK %x", id.PSKID)
+			}
+			if err != nil {
+				return nil, err // the store failed (classified by view)
 			}
 		case message.PSKResumption:
 			if resumption != nil {

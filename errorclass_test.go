@@ -624,8 +624,8 @@ func newDamagedStoreFixture(t *testing.T) *damagedStoreFixture {
 }
 
 // exercise loads the group from s and, if that works, uses it: every
-// error must have a class, nothing may panic.
-func (f *damagedStoreFixture) exercise(t *testing.T, c *classTally, what string, s storage.Store) {
+// error must have a class, nothing may panic. It returns LoadGroup's error.
+func (f *damagedStoreFixture) exercise(t *testing.T, c *classTally, what string, s storage.Store) (loadErr error) {
 	ctx := context.Background()
 	defer func() {
 		if r := recover(); r != nil {
@@ -635,7 +635,7 @@ func (f *damagedStoreFixture) exercise(t *testing.T, c *classTally, what string,
 	g, err := mls.LoadGroup(ctx, s, f.gid, f.alice.id.Signer)
 	c.check(what+": LoadGroup", err)
 	if err != nil {
-		return
+		return err
 	}
 	for i, m := range f.toAlice {
 		_, err = g.Process(ctx, roundTrip(t, m))
@@ -654,6 +654,7 @@ func (f *damagedStoreFixture) exercise(t *testing.T, c *classTally, what string,
 	}
 	_, err = mls.StageWelcome(ctx, s, f.welcome, mls.JoinConfig{}, mls.WelcomeOptions{})
 	c.check(what+": StageWelcome", err)
+	return nil
 }
 
 // TestErrorClassDamagedStores damages each stored record of a group (in a
@@ -710,6 +711,17 @@ func TestErrorClassDamagedStores(t *testing.T) {
 			files = append(files, raw[:n])
 		}
 	}
+	// Every b-tree page but the first with its page type byte clobbered:
+	// SQLite's own integrity checks find these (SQLITE_CORRUPT).
+	pageSize := int(raw[16])<<8 | int(raw[17])
+	if pageSize == 1 {
+		pageSize = 1 << 16
+	}
+	for off := pageSize; off < len(raw); off += pageSize {
+		b := bytes.Clone(raw)
+		b[off] = 0xff
+		files = append(files, b)
+	}
 	rnd := rand.New(rand.NewPCG(4, 9))
 	for range 40 {
 		b := bytes.Clone(raw)
@@ -724,7 +736,7 @@ func TestErrorClassDamagedStores(t *testing.T) {
 		garbage[i] = byte(rnd.Uint32())
 	}
 	files = append(files, garbage, append([]byte("SQLite format 3\x00"), garbage[16:]...))
-	corrupt, opened := 0, 0
+	corrupt, opened, backend := 0, 0, 0
 	for i, b := range files {
 		path := filepath.Join(dir, fmt.Sprintf("file%d.db", i))
 		if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -737,16 +749,23 @@ func TestErrorClassDamagedStores(t *testing.T) {
 		}
 		opened++
 		before := c.counts["corrupt state"]
-		f.exercise(t, c, fmt.Sprintf("damaged file %d", i), s)
+		err = f.exercise(t, c, fmt.Sprintf("damaged file %d", i), s)
 		if c.counts["corrupt state"] > before {
 			corrupt++
 		}
+		if errors.Is(err, storage.ErrCorrupt) {
+			// SQLite itself found the file damaged.
+			if !errors.Is(err, mls.ErrCorruptState) || errors.Is(err, mls.ErrStorage) {
+				t.Errorf("damaged file %d: %v is not (only) ErrCorruptState", i, err)
+			}
+			backend++
+		}
 		s.Close()
 	}
-	t.Logf("%d damaged stores (%d records, %d damaged SQLite files of which %d opened and %d gave ErrCorruptState)", stores, len(f.recs), len(files), opened, corrupt)
+	t.Logf("%d damaged stores (%d records, %d damaged SQLite files of which %d opened, %d gave ErrCorruptState, %d of them found by SQLite)", stores, len(f.recs), len(files), opened, corrupt, backend)
 	c.report("damaged stores")
-	if corrupt == 0 {
-		t.Error("no damaged SQLite file gave ErrCorruptState")
+	if corrupt == 0 || backend == 0 {
+		t.Errorf("damaged SQLite files: %d gave ErrCorruptState, %d through SQLite's own check; want some of both", corrupt, backend)
 	}
 	// A closed store is a storage failure, not corruption.
 	closed := memory.New()
