@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -338,6 +341,19 @@ func TestErrorClassInputs(t *testing.T) {
 		f.run(t, c, fmt.Sprintf("random %d", i), b)
 		inputs++
 	}
+	// The checked-in corpora of the root fuzz targets, when present.
+	corpus := 0
+	for _, target := range []string{"FuzzProcess", "FuzzJoinExternal"} {
+		for i, vals := range fuzzCorpus(t, target) {
+			for j, v := range vals {
+				if b, ok := v.([]byte); ok {
+					f.run(t, c, fmt.Sprintf("%s corpus %d value %d", target, i, j), b)
+					inputs++
+					corpus++
+				}
+			}
+		}
+	}
 	vs := vectorMessages(t)
 	vnames := make([]string, 0, len(vs))
 	for n := range vs {
@@ -348,7 +364,7 @@ func TestErrorClassInputs(t *testing.T) {
 		f.run(t, c, n, vs[n])
 		inputs++
 	}
-	t.Logf("%d inputs (%d seeds, %d official vector messages)", inputs, len(f.seeds), len(vs))
+	t.Logf("%d inputs (%d seeds and their mutations, %d fuzz corpus values, %d official vector messages)", inputs, len(f.seeds), corpus, len(vs))
 	c.report("inputs")
 }
 
@@ -688,6 +704,27 @@ func TestErrorClassDamagedStores(t *testing.T) {
 			stores++
 		}
 	}
+	// FuzzStoredRecord's corpus, when present: its (which, bytes) replace
+	// a record, as they do there, raw and behind a CRC-32C like the
+	// checksummed records.
+	for i, vals := range fuzzCorpus(t, "FuzzStoredRecord") {
+		if len(vals) != 2 {
+			t.Fatalf("FuzzStoredRecord corpus %d: %d values", i, len(vals))
+		}
+		which, ok1 := vals[0].(byte)
+		b, ok2 := vals[1].([]byte)
+		if !ok1 || !ok2 {
+			t.Fatalf("FuzzStoredRecord corpus %d: %T, %T", i, vals[0], vals[1])
+		}
+		k := int(which) % len(f.recs)
+		sealed := binary.BigEndian.AppendUint32(bytes.Clone(b), crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+		for j, v := range [][]byte{b, sealed} {
+			ms := memory.New()
+			fill(t, ms, f.recs, k, v)
+			f.exercise(t, c, fmt.Sprintf("FuzzStoredRecord corpus %d variant %d", i, j), ms)
+			stores++
+		}
+	}
 	// The SQLite file itself.
 	good := filepath.Join(dir, "good.db")
 	ss, err := sqlite.Open(good)
@@ -859,3 +896,69 @@ func TestErrorClassSigner(t *testing.T) {
 type brokenReader struct{}
 
 func (brokenReader) Read([]byte) (int, error) { return 0, errors.New("no entropy") }
+
+// fuzzCorpus reads the seed corpus of a root fuzz target from
+// testdata/fuzz/<target> (Go's "go test fuzz v1" files), each file as its
+// values: []byte, or byte for a byte argument. Without the directory it
+// returns nil.
+func fuzzCorpus(t *testing.T, target string) [][]any {
+	dir := filepath.Join("testdata", "fuzz", target)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]any
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		if len(lines) == 0 || lines[0] != "go test fuzz v1" {
+			t.Fatalf("%s/%s: not a fuzz corpus file", dir, e.Name())
+		}
+		var vals []any
+		for _, l := range lines[1:] {
+			v, err := corpusValue(l)
+			if err != nil {
+				t.Fatalf("%s/%s: %v", dir, e.Name(), err)
+			}
+			vals = append(vals, v)
+		}
+		out = append(out, vals)
+	}
+	return out
+}
+
+// corpusValue decodes one line of a corpus file: []byte("...") or
+// byte('.') / uint8(n).
+func corpusValue(l string) (any, error) {
+	open := strings.IndexByte(l, '(')
+	if open < 0 || !strings.HasSuffix(l, ")") {
+		return nil, fmt.Errorf("cannot read %q", l)
+	}
+	typ, lit := l[:open], l[open+1:len(l)-1]
+	switch typ {
+	case "[]byte":
+		v, err := strconv.Unquote(lit)
+		return []byte(v), err
+	case "byte", "uint8":
+		if strings.HasPrefix(lit, "'") {
+			v, err := strconv.Unquote(lit)
+			if err != nil {
+				return nil, err
+			}
+			r := []rune(v)
+			if len(r) != 1 || r[0] > 0xff {
+				return nil, fmt.Errorf("byte literal %s", lit)
+			}
+			return byte(r[0]), nil
+		}
+		n, err := strconv.ParseUint(lit, 0, 8)
+		return byte(n), err
+	}
+	return nil, fmt.Errorf("value of type %s", typ)
+}
