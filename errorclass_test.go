@@ -790,6 +790,11 @@ func TestErrorClassDamagedStores(t *testing.T) {
 		if c.counts["corrupt state"] > before {
 			corrupt++
 		}
+		if cl := errorClass(err); err != nil && cl != "corrupt state" && cl != "not found" {
+			// A flipped key can hide the group; anything else wrong
+			// with the file is corruption, not a failing store.
+			t.Errorf("damaged file %d: LoadGroup: %v (class %q), want ErrCorruptState", i, err, cl)
+		}
 		if errors.Is(err, storage.ErrCorrupt) {
 			// SQLite itself found the file damaged.
 			if !errors.Is(err, mls.ErrCorruptState) || errors.Is(err, mls.ErrStorage) {
