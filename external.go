@@ -71,7 +71,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	store, id := c.store, c.identity()
 	gi := groupInfo.m.GroupInfo
-	s, err := ciphersuite.Lookup(gi.GroupContext.CipherSuite)
+	s, err := lookupSuite(gi.GroupContext.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -320,7 +320,7 @@ func externalSenderAllowed(t message.ProposalType) bool {
 // external sender holds no group secrets); its signature covers no
 // GroupContext (Section 6.1).
 func NewExternalProposal(groupID []byte, epoch uint64, suite CipherSuite, senderIndex uint32, signer crypto.Signer, proposal Proposal) (*Message, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +362,7 @@ func (p Proposal) build(s *ciphersuite.Suite, rnd io.Reader) (*message.Proposal,
 		}
 		out.PSK = &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(p.pskID), Nonce: nonce}}
 	case message.ProposalReInit:
-		if _, err := ciphersuite.Lookup(out.ReInit.CipherSuite); err != nil {
+		if _, err := lookupSuite(out.ReInit.CipherSuite); err != nil {
 			return nil, fmt.Errorf("%w: ReInit: %w", ErrInvalidArgument, err)
 		}
 	case message.ProposalRemove, message.ProposalGroupContextExtensions:
@@ -389,11 +389,11 @@ func externalProposal(s *ciphersuite.Suite, groupID []byte, epoch uint64, sender
 	}
 	ac, err := framing.SignContent(s, signer, message.WireFormatPublicMessage, fc, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pm, err := framing.ProtectPublic(s, ac, nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapPublic(pm), nil
 }

@@ -969,7 +969,7 @@ func marshalPast(p *pastEpoch) ([]byte, error) {
 func loadGroup(ctx context.Context, c *Client, groupID []byte, signer crypto.Signer) (*Group, error) {
 	g := &Group{store: c.store}
 	g.cfg.client = c
-	err := c.store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, c.store, func(tx storage.Tx) error {
 		rec, err := tx.Get(bucketGroups, groupID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)

@@ -441,8 +441,8 @@ func testPersistContinues(t *testing.T, kind psKind) {
 		t.Fatalf("late message: %q epoch %d", p.ApplicationData, p.Epoch)
 	}
 	charlie.reopen()
-	if _, err := charlie.process(late); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("the late message read again after a reload: %v, want ErrDecrypt (its key must stay consumed: processPast must save the ratchet with g.savePastRatchet)", err)
+	if _, err := charlie.process(late); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("the late message read again after a reload: %v, want ErrReplayed (its key must stay consumed: processPast must save the ratchet with g.savePastRatchet)", err)
 	}
 	// Two more epochs and it is gone.
 	alice.commit(selfUpdate, bob, charlie, dave)

@@ -48,14 +48,14 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
 	}
 	w := welcome.m.Welcome
-	s, err := ciphersuite.Lookup(w.CipherSuite)
+	s, err := lookupSuite(w.CipherSuite)
 	if err != nil {
 		return nil, err
 	}
 	// Find the entry for one of our key packages.
 	var egs *message.EncryptedGroupSecrets
 	var rec keyPackageRecord
-	err = store.View(ctx, func(tx storage.Tx) error {
+	err = view(ctx, store, func(tx storage.Tx) error {
 		for i := range w.Secrets {
 			b, err := tx.Get(bucketKeyPackages, w.Secrets[i].NewMember)
 			if errors.Is(err, storage.ErrNotFound) {
@@ -65,7 +65,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 				return err
 			}
 			if err := rec.unmarshal(b); err != nil {
-				return fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)
+				return &classError{ErrCorruptState, fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)}
 			}
 			egs = &w.Secrets[i]
 			return nil
@@ -77,7 +77,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	}
 	kp, err := message.UnmarshalKeyPackage(rec.raw)
 	if err != nil {
-		return nil, fmt.Errorf("mls: stored key package: %w", err)
+		return nil, &classError{ErrCorruptState, fmt.Errorf("mls: stored key package: %w", err)}
 	}
 	if kp.CipherSuite != w.CipherSuite {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
@@ -308,7 +308,7 @@ func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
 	signer := sw.c.signer
 	pub, err := sw.st.suite.SignaturePublicKey(signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
 		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)
