@@ -289,16 +289,17 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 	}
 	external.Write(t)
 
-	// Every suite: a group of five, then one member removed (a blank
-	// leaf) and one added without a path (unmerged leaves).
+	// Every suite: a group of two, its tree and GroupInfo, a key
+	// package, the commit adding a third member with its Welcome, and an
+	// application message. The trees are kept small: the fuzzing engine
+	// minimizes each new input in time quadratic in its length, and
+	// counts no executions meanwhile.
 	for _, suite := range ciphersuite.All() {
-		cs := fuzzGroup(t, suite, true, nil, "alice", "bob", "carol", "dave", "erin")
-		alice := cs[0]
+		alice := fuzzGroup(t, suite, true, nil, "alice", "bob")[0]
 		addTree(suite, alice.group)
 		addMessage(raw(must(alice.group.ExportGroupInfo(true))))
-		commitAndFan(t, alice, mls.CommitOptions{Remove: []uint32{2}}, cs[1], cs[3], cs[4])
-		frank := newClient(t, "frank", suite)
-		kp := fuzzKeyPackage(t, frank, suite)
+		addMessage(raw(must(alice.group.Seal(ctx, []byte("hi"), nil))))
+		kp := fuzzKeyPackage(t, newClient(t, "carol", suite), suite)
 		b, err := kp.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -310,12 +311,26 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 		}
 		addMessage(raw(res.Commit))
 		addMessage(raw(res.Welcome))
+	}
+	// Suite 1: a group of five, then one member removed (a blank leaf)
+	// and one added without a path (unmerged leaves).
+	{
+		cs := fuzzGroup(t, regressSuite, true, nil, "alice", "bob", "carol", "dave", "erin")
+		alice := cs[0]
+		addTree(regressSuite, alice.group)
+		commitAndFan(t, alice, mls.CommitOptions{Remove: []uint32{2}}, cs[1], cs[3], cs[4])
+		addTree(regressSuite, alice.group)
+		kp := fuzzKeyPackage(t, newClient(t, "frank", regressSuite), regressSuite)
+		res, err := alice.group.Commit(ctx, mls.CommitOptions{Add: []*mls.KeyPackage{kp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addMessage(raw(res.Commit))
 		if err := alice.group.MergePendingCommit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		addTree(suite, alice.group)
+		addTree(regressSuite, alice.group)
 		addMessage(raw(must(alice.group.ExportGroupInfo(false))))
-		addMessage(raw(must(alice.group.Seal(ctx, []byte("hi"), nil))))
 	}
 
 	// GroupSecrets are only seen encrypted; these are built by hand in

@@ -13,7 +13,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -90,8 +92,9 @@ func Marshal(vals ...any) []byte {
 
 // Corpus collects the seeds of one fuzz target.
 type Corpus struct {
-	dir   string
-	files map[string][]byte
+	dir     string
+	files   map[string][]byte
+	longest int // the longest []byte value added
 }
 
 // New starts the corpus of the fuzz target name in pkgDir (the directory
@@ -103,6 +106,11 @@ func New(pkgDir, name string) *Corpus {
 // Add adds one input; its values must match the fuzz function's
 // parameters after *testing.T, in order and type.
 func (c *Corpus) Add(vals ...any) {
+	for _, v := range vals {
+		if b, ok := v.([]byte); ok {
+			c.longest = max(c.longest, len(b))
+		}
+	}
 	data := Marshal(vals...)
 	sum := sha256.Sum256(data)
 	c.files[Prefix+hex.EncodeToString(sum[:8])] = data
@@ -139,7 +147,7 @@ func (c *Corpus) Write(tb testing.TB) {
 		}
 		size += len(data)
 	}
-	tb.Logf("%s: %d seeds, %d bytes", c.dir, len(c.files), size)
+	tb.Logf("%s: %d seeds, %d bytes in files, longest input %d bytes", c.dir, len(c.files), size, c.longest)
 }
 
 // Files returns the names of the corpus files of the fuzz target name in
@@ -173,7 +181,7 @@ func Files(pkgDir, name string) ([]string, error) {
 func Require(f *testing.F, extra int) {
 	f.Helper()
 	files, err := Files(".", f.Name())
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		f.Fatal(err)
 	}
 	if len(files)+extra == 0 {
