@@ -32,13 +32,6 @@ type protectionVector struct {
 	ApplicationPriv         vectors.Hex `json:"application_priv"`
 }
 
-func (v *protectionVector) groupContext() []byte {
-	return message.MustMarshal(&message.GroupContext{
-		Version: message.MLS10, CipherSuite: ciphersuite.ID(v.CipherSuite), GroupID: v.GroupID, Epoch: v.Epoch,
-		TreeHash: v.TreeHash, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash, Extensions: []message.Extension{},
-	})
-}
-
 // loadProtectionVectors reads message-protection.json. Without the vector
 // directory it returns none, except under CI=true, where it fails; the
 // fuzz targets then run from their corpus under testdata/fuzz.
