@@ -15,6 +15,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // The fuzz targets of this package run against fixtures that are built
@@ -399,5 +400,61 @@ func TestFuzzCorpora(t *testing.T) {
 	}
 	if targets < 20 {
 		t.Fatalf("found only %d fuzz targets; is the pattern still right?", targets)
+	}
+}
+
+// TestFuzzCorpusFitsFixtures checks that the committed seeds of FuzzProcess
+// and FuzzJoinExternal still belong to the groups those targets build. If
+// a change in the library (or in how Go's crypto draws randomness) made
+// the fixtures differ, every seed would fail at the first check and the
+// corpus would test nothing; regenerate it then.
+func TestFuzzCorpusFitsFixtures(t *testing.T) {
+	ctx := context.Background()
+	parse := func(b any) *mls.Message {
+		t.Helper()
+		m, err := mls.ParseMessage(b.([]byte))
+		if err != nil {
+			t.Fatalf("a seed does not parse: %v", err)
+		}
+		return m
+	}
+	read := func(name string) [][]any {
+		t.Helper()
+		seeds, err := fuzzcorpus.Read(".", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seeds
+	}
+	const regenerate = "; regenerate the corpus with " + fuzzcorpus.EnvVar + "=1 go test -run TestGenerateFuzzCorpus ./..."
+
+	px := newProcessFixture(t)
+	processed := 0
+	seeds := read("FuzzProcess")
+	for _, s := range seeds {
+		if _, err := px.bob.group.Process(ctx, parse(s[0])); err == nil {
+			processed++
+		}
+	}
+	// Welcomes, GroupInfos, key packages and commits by reference to
+	// proposals bob has not seen are rejected; the rest is accepted.
+	if processed < 10 {
+		t.Errorf("bob accepts %d of %d FuzzProcess seeds, want at least 10"+regenerate, processed, len(seeds))
+	}
+
+	ex := newExternalFixture(t)
+	joined, processed := 0, 0
+	for _, s := range read("FuzzJoinExternal") {
+		m := parse(s[0])
+		if m.WireFormat() == mls.WireFormatGroupInfo {
+			if _, _, err := mls.JoinExternal(ctx, memory.New(), ex.dave.id, m, mls.ExternalJoinOptions{JoinConfig: fuzzJoinConfig(), RatchetTree: s[1].([]byte)}); err == nil {
+				joined++
+			}
+		} else if _, err := ex.bob.group.Process(ctx, m); err == nil {
+			processed++
+		}
+	}
+	if joined == 0 || processed == 0 {
+		t.Errorf("FuzzJoinExternal seeds: %d GroupInfos joined, %d messages accepted, want some of each"+regenerate, joined, processed)
 	}
 }

@@ -1,6 +1,8 @@
 package mls
 
 import (
+	"bytes"
+	"context"
 	"crypto"
 	"runtime"
 	"testing"
@@ -77,4 +79,30 @@ func TestGenerateFuzzCorpusStored(t *testing.T) {
 		}
 	}
 	c.Write(t)
+}
+
+// TestFuzzCorpusFitsStoredFixture checks that every full record among the
+// committed FuzzStoredRecord seeds loads into the fixture: the corpus still
+// holds the records the target replaces (see TestFuzzCorpusFitsFixtures).
+func TestFuzzCorpusFitsStoredFixture(t *testing.T) {
+	fx := newStoredFixture(t)
+	seeds, err := fuzzcorpus.Read(".", "FuzzStoredRecord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := 0
+	for _, s := range seeds {
+		i := fx.idx[int(s[0].(byte))%len(fx.idx)]
+		b := s[1].([]byte)
+		if fx.sealed(i) {
+			b = seal(bytes.Clone(b))
+		}
+		if _, err := LoadGroup(context.Background(), psRestore(t, fx.recs, i, b), fx.gid, fx.signer); err == nil {
+			loaded++
+		}
+	}
+	if loaded < len(fx.idx) {
+		t.Errorf("%d of %d FuzzStoredRecord seeds load, want at least the %d full records; regenerate the corpus with %s=1 go test -run TestGenerateFuzzCorpus .",
+			loaded, len(seeds), len(fx.idx), fuzzcorpus.EnvVar)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,65 @@ func Files(pkgDir, name string) ([]string, error) {
 		out = append(out, e.Name())
 	}
 	return out, nil
+}
+
+// Read returns the inputs of the generated seed files (those named with
+// Prefix) of the fuzz target name in pkgDir, decoded. It understands the
+// values Marshal writes for []byte, byte, uint16, uint32 and uint64.
+func Read(pkgDir, name string) ([][]any, error) {
+	files, err := Files(pkgDir, name)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]any
+	for _, f := range files {
+		if !strings.HasPrefix(f, Prefix) {
+			continue
+		}
+		path := filepath.Join(pkgDir, "testdata", "fuzz", name, f)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		var vals []any
+		for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")[1:] {
+			v, err := parseValue(line)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			vals = append(vals, v)
+		}
+		out = append(out, vals)
+	}
+	return out, nil
+}
+
+func parseValue(line string) (any, error) {
+	typ, arg, ok := strings.Cut(line, "(")
+	if !ok || !strings.HasSuffix(arg, ")") {
+		return nil, fmt.Errorf("malformed value %q", line)
+	}
+	arg = strings.TrimSuffix(arg, ")")
+	switch typ {
+	case "[]byte":
+		s, err := strconv.Unquote(arg)
+		return []byte(s), err
+	case "byte":
+		r, _, tail, err := strconv.UnquoteChar(strings.TrimSuffix(strings.TrimPrefix(arg, "'"), "'"), '\'')
+		if err == nil && (tail != "" || r > 0xff) {
+			err = fmt.Errorf("bad byte %s", arg)
+		}
+		return byte(r), err
+	case "uint16":
+		n, err := strconv.ParseUint(arg, 10, 16)
+		return uint16(n), err
+	case "uint32":
+		n, err := strconv.ParseUint(arg, 10, 32)
+		return uint32(n), err
+	case "uint64":
+		return strconv.ParseUint(arg, 10, 64)
+	}
+	return nil, fmt.Errorf("unsupported type in %q", line)
 }
 
 // Require fails f unless the target's testdata corpus (in the current
