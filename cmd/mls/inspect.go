@@ -1,0 +1,471 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/wire"
+)
+
+func init() {
+	register(&command{name: "inspect", summary: "print an MLS message, key package, GroupInfo, Welcome, leaf node or ratchet tree as JSON",
+		run: func(args []string, stdout, stderr io.Writer) int { return runInspect(args, os.Stdin, stdout, stderr) }})
+}
+
+const inspectSynopsis = `inspect [-type NAME] [-encoding auto|binary|hex|base64] [-json | -tree-text] [-tree FILE | -verify] [FILE]
+
+Reads one MLS structure from FILE (standard input when FILE is absent or "-")
+and prints it as JSON whose field names are those of RFC 9420, followed, when
+the input holds a ratchet tree, by the tree as text: one line per node with
+its index, leaf or parent, "blank" or the first bytes of its encryption key,
+and a leaf's credential identity.
+
+Encoding (-encoding auto): after removing all ASCII whitespace, input made
+only of an even number of hex digits is hex; otherwise input that is valid
+standard or URL-safe base64 (padded or not) is base64; otherwise the bytes
+are read as they are. Byte offsets in errors count decoded bytes.
+
+Structure (-type): without it, these are tried in order and the first that
+decodes the whole input, with no byte left over, wins: ` + autoOrder + `.
+The JSON says which one in "structure". These are only read with -type:
+` + extraTypes + `.
+
+With -tree FILE (a ratchet tree in any encoding) or -verify (the GroupInfo's
+own ratchet_tree extension), a GroupInfo is checked: its signature against
+the signer's leaf (RFC 9420, Section 12.4.3), its tree_hash against the tree
+(Section 7.8), and the tree itself as a joiner checks it (Section 12.4.3.1;
+lifetimes are not checked). A failed check is named on standard error and
+the exit status is 1. Bad input gets a one-line error with the byte offset
+and the field, and exit status 1.
+
+Flags:`
+
+// defaultMaxInput caps what inspect reads. Decoding may allocate several
+// times the input's size (every node and vector becomes a Go value), so the
+// cap keeps memory bounded for any input; -max-input raises it.
+const defaultMaxInput = 16 << 20
+
+// runInspect is the inspect command, with standard input as a parameter
+// so tests can feed it.
+func runInspect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	typ := fs.String("type", "", "decode the input as `NAME` (see above) instead of trying the structures in order")
+	enc := fs.String("encoding", "auto", "input encoding: auto, binary, hex or base64")
+	jsonOnly := fs.Bool("json", false, "print only the JSON (no tree text), for jq and scripts")
+	treeText := fs.Bool("tree-text", false, "print only the tree text (for a ratchet tree, or a GroupInfo with a tree)")
+	treeFile := fs.String("tree", "", "verify a GroupInfo against the ratchet tree in `FILE`")
+	verify := fs.Bool("verify", false, "verify a GroupInfo against its own ratchet_tree extension")
+	maxInput := fs.Int("max-input", defaultMaxInput, "read at most `N` bytes of input")
+	file, ok, status := parseInspectArgs(fs, args, stdout, stderr)
+	if !ok {
+		return status
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "mls inspect: "+format+"\n", a...)
+		return 1
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "mls inspect: "+format+"\n", a...)
+		return 2
+	}
+	if *jsonOnly && *treeText {
+		return usageErr("-json and -tree-text exclude each other")
+	}
+	if *treeFile != "" && *verify {
+		return usageErr("-tree and -verify exclude each other")
+	}
+	if *typ != "" && findType(*typ) == nil {
+		return usageErr("unknown -type %q; known: %s", *typ, strings.Join(typeNames(), ", "))
+	}
+	if !slices.Contains([]string{"auto", "binary", "hex", "base64"}, *enc) {
+		return usageErr("unknown -encoding %q (auto, binary, hex or base64)", *enc)
+	}
+	if *maxInput <= 0 {
+		return usageErr("-max-input must be positive")
+	}
+
+	name := file
+	var in io.Reader = stdin
+	if file == "" || file == "-" {
+		name = "standard input"
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	raw, err := readCapped(in, *maxInput)
+	if err != nil {
+		return fail("%s: %v", name, err)
+	}
+	data, encoding, err := decodeInput(raw, *enc)
+	if err != nil {
+		return fail("%s: %v", name, err)
+	}
+	v, err := decodeStructure(data, *typ)
+	if err != nil {
+		return fail("%s (%s, %d bytes): %v", name, encoding, len(data), err)
+	}
+
+	out := newObj().add("structure", v.typ.name).add("encoding", encoding)
+	out.merge(v.json)
+
+	var report *verifyReport
+	var textTree *treeView
+	if *treeFile != "" || *verify {
+		gi := v.groupInfo()
+		if gi == nil {
+			return fail("-tree and -verify need a GroupInfo, and %s holds a %s", name, v.typ.name)
+		}
+		rt := v.tree
+		if *treeFile != "" {
+			rt, err = readTreeFile(*treeFile, *maxInput)
+			if err != nil {
+				return fail("-tree %s: %v", *treeFile, err)
+			}
+		} else if rt == nil {
+			return fail("-verify: the GroupInfo has no ratchet_tree extension; pass the tree with -tree FILE")
+		}
+		report = verifyGroupInfo(gi, rt)
+		out.add("verification", report.json())
+		textTree = &treeView{rt: rt}
+	} else if v.tree != nil {
+		textTree = &treeView{rt: v.tree}
+	}
+
+	if !*treeText {
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return fail("%v", err)
+		}
+		stdout.Write(append(b, '\n'))
+	}
+	if textTree != nil && !*jsonOnly {
+		if !*treeText {
+			fmt.Fprintln(stdout)
+		}
+		textTree.write(stdout)
+		if report != nil {
+			report.writeText(stdout)
+		}
+	} else if *treeText {
+		return fail("%s holds a %s, which carries no ratchet tree", name, v.typ.name)
+	}
+	if report != nil && !report.ok() {
+		for _, c := range report.checks {
+			if c.err != nil {
+				fmt.Fprintf(stderr, "mls inspect: check %s failed: %v\n", c.name, c.err)
+			}
+		}
+		return 1
+	}
+	return 0
+}
+
+// parseInspectArgs parses flags and the one optional FILE argument, which
+// may come before, between or after the flags. Errors and -h are reported
+// by parseFlags, like every other command's.
+func parseInspectArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (file string, ok bool, status int) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			ok, status := parseFlags(fs, inspectSynopsis, rest, stdout, stderr)
+			return "", ok, status
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	switch len(pos) {
+	case 0:
+		return "", true, 0
+	case 1:
+		return pos[0], true, 0
+	}
+	ok, status = parseFlags(fs, inspectSynopsis, pos[1:2], stdout, stderr)
+	return "", ok, status
+}
+
+// readCapped reads all of r, failing when it holds more than max bytes.
+func readCapped(r io.Reader, max int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("input larger than %d bytes (raise -max-input)", max)
+	}
+	return b, nil
+}
+
+// decodeInput turns the raw input into the bytes of the structure, per
+// the rule in the usage text, and names the encoding it used.
+func decodeInput(raw []byte, mode string) ([]byte, string, error) {
+	if mode == "binary" {
+		if len(raw) == 0 {
+			return nil, "", errors.New("empty input")
+		}
+		return raw, "binary", nil
+	}
+	text := stripSpace(raw)
+	if mode == "hex" || mode == "auto" {
+		if b, ok := decodeHex(text); ok {
+			return b, "hex", nil
+		}
+		if mode == "hex" {
+			return nil, "", errors.New("input is not hex")
+		}
+	}
+	if b, ok := decodeBase64(text); ok {
+		return b, "base64", nil
+	}
+	if mode == "base64" {
+		return nil, "", errors.New("input is not base64")
+	}
+	if len(raw) == 0 {
+		return nil, "", errors.New("empty input")
+	}
+	return raw, "binary", nil
+}
+
+func stripSpace(b []byte) []byte {
+	return bytes.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\n', '\r', '\v', '\f':
+			return -1
+		}
+		return r
+	}, b)
+}
+
+func decodeHex(s []byte) ([]byte, bool) {
+	if len(s) == 0 || len(s)%2 != 0 {
+		return nil, false
+	}
+	b := make([]byte, len(s)/2)
+	if _, err := hex.Decode(b, s); err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+func decodeBase64(s []byte) ([]byte, bool) {
+	if len(s) == 0 {
+		return nil, false
+	}
+	for _, e := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		b := make([]byte, e.DecodedLen(len(s)))
+		if n, err := e.Decode(b, s); err == nil && n > 0 {
+			return b[:n], true
+		}
+	}
+	return nil, false
+}
+
+// structType is one structure inspect can decode.
+type structType struct {
+	name   string
+	decode func(b []byte) (*decoded, error)
+}
+
+// decoded is a decoded structure: its JSON and what the tree and
+// verification steps need.
+type decoded struct {
+	typ  *structType
+	json *obj
+	gi   *message.GroupInfo
+	tree message.RatchetTree // a bare tree, or a GroupInfo's ratchet_tree extension
+}
+
+func (d *decoded) groupInfo() *message.GroupInfo { return d.gi }
+
+// autoOrder and extraTypes are the structure names of the usage text.
+const autoOrder = "mlsmessage, keypackage, groupinfo, welcome, leafnode, ratchettree"
+const extraTypes = "groupcontext, groupsecrets, publicmessage, privatemessage, proposal, commit, updatepath, " +
+	"add, update, remove, psk, reinit, external_init, group_context_extensions (a proposal's body without proposal_type)"
+
+// types lists the structures, those tried without -type first, in order.
+var types = []*structType{
+	{"mlsmessage", decodeAs(message.UnmarshalMLSMessage, jsonMLSMessage)},
+	{"keypackage", decodeAs(message.UnmarshalKeyPackage, jsonKeyPackage)},
+	{"groupinfo", decodeAs(message.UnmarshalGroupInfo, jsonGroupInfo)},
+	{"welcome", decodeAs(message.UnmarshalWelcome, jsonWelcome)},
+	{"leafnode", decodeNew(jsonLeafNode)},
+	{"ratchettree", decodeAs(message.UnmarshalRatchetTree, jsonBareTree)},
+	// -type only.
+	{"groupcontext", decodeNew(jsonGroupContext)},
+	{"groupsecrets", decodeAs(message.UnmarshalGroupSecrets, jsonGroupSecrets)},
+	{"publicmessage", decodeNew(jsonPublicMessage)},
+	{"privatemessage", decodeNew(jsonPrivateMessage)},
+	{"proposal", decodeNew(jsonProposal)},
+	{"commit", decodeNew(jsonCommit)},
+	{"updatepath", decodeNew(jsonUpdatePath)},
+	{"add", decodeNew(func(p *message.AddProposal) *obj { return jsonProposalBody(&message.Proposal{Type: message.ProposalAdd, Add: p}) })},
+	{"update", decodeNew(func(p *message.UpdateProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalUpdate, Update: p})
+	})},
+	{"remove", decodeNew(func(p *message.RemoveProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalRemove, Remove: p})
+	})},
+	{"psk", decodeNew(func(p *message.PreSharedKeyProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalPSK, PSK: p})
+	})},
+	{"reinit", decodeNew(func(p *message.ReInitProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalReInit, ReInit: p})
+	})},
+	{"external_init", decodeNew(func(p *message.ExternalInitProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalExternalInit, ExternalInit: p})
+	})},
+	{"group_context_extensions", decodeNew(func(p *message.GroupContextExtensionsProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: p})
+	})},
+}
+
+// numAuto is how many entries of types are tried without -type.
+const numAuto = 6
+
+func typeNames() []string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.name
+	}
+	return names
+}
+
+func findType(name string) *structType {
+	name = strings.ToLower(name)
+	for _, t := range types {
+		if t.name == name || strings.ReplaceAll(t.name, "_", "") == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// decodeAs wraps one of the message.Unmarshal* functions.
+func decodeAs[T any](unmarshal func([]byte) (T, error), render func(T) *obj) func([]byte) (*decoded, error) {
+	return func(b []byte) (*decoded, error) {
+		v, err := unmarshal(b)
+		if err != nil {
+			return nil, err
+		}
+		return finish(v, render), nil
+	}
+}
+
+// decodeNew decodes all of b into a new T with message.Unmarshal.
+func decodeNew[T any, P interface {
+	*T
+	message.Decodable
+}](render func(P) *obj) func([]byte) (*decoded, error) {
+	return func(b []byte) (*decoded, error) {
+		v := P(new(T))
+		if err := message.Unmarshal(b, v); err != nil {
+			return nil, err
+		}
+		return finish(v, render), nil
+	}
+}
+
+// finish renders v and picks out a GroupInfo and a ratchet tree.
+func finish[T any](v T, render func(T) *obj) *decoded {
+	d := &decoded{json: render(v)}
+	switch x := any(v).(type) {
+	case *message.MLSMessage:
+		d.gi = x.GroupInfo
+	case *message.GroupInfo:
+		d.gi = x
+	case message.RatchetTree:
+		d.tree = x
+	}
+	if d.gi != nil {
+		var rt message.RatchetTree
+		if ok, err := message.ParseExtension(d.gi.Extensions, &rt); ok && err == nil {
+			d.tree = rt
+		}
+	}
+	return d
+}
+
+// decodeStructure decodes b as the structure named typ, or, when typ is
+// empty, as the first structure of the automatic order that decodes all of
+// b. When none does, the error is the one that got furthest into the
+// input, since that is most likely the structure the input was meant to be.
+func decodeStructure(b []byte, typ string) (*decoded, error) {
+	if typ != "" {
+		t := findType(typ)
+		d, err := t.decode(b)
+		if err != nil {
+			return nil, describe(t.name, err)
+		}
+		d.typ = t
+		return d, nil
+	}
+	var best error
+	bestAt := -1
+	for _, t := range types[:numAuto] {
+		d, err := t.decode(b)
+		if err == nil {
+			d.typ = t
+			return d, nil
+		}
+		at := len(b)
+		var we *wire.Error
+		if errors.As(err, &we) {
+			at = we.Offset
+		}
+		if at > bestAt {
+			best, bestAt = describe(t.name, err), at
+		}
+	}
+	return nil, fmt.Errorf("no structure decodes the whole input (tried %s); furthest: %w", autoOrder, best)
+}
+
+// describe prefixes a decoding error with the structure tried. A trailing
+// data error names no field (the structure ended), so it says where the
+// structure ended instead.
+func describe(typ string, err error) error {
+	var we *wire.Error
+	if errors.As(err, &we) && we.Struct == "" && we.Field == "" && errors.Is(err, wire.ErrTrailingData) {
+		return fmt.Errorf("as %s: the %s ends at byte %d and %w follow", typ, typ, we.Offset, we.Err)
+	}
+	return fmt.Errorf("as %s: %w", typ, err)
+}
+
+// readTreeFile reads a bare ratchet tree (the form of the ratchet_tree
+// extension and of Group.ExportRatchetTree) in any encoding.
+func readTreeFile(path string, max int) (message.RatchetTree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := readCapped(f, max)
+	if err != nil {
+		return nil, err
+	}
+	data, _, err := decodeInput(raw, "auto")
+	if err != nil {
+		return nil, err
+	}
+	rt, err := message.UnmarshalRatchetTree(data)
+	if err != nil {
+		return nil, describe("ratchettree", err)
+	}
+	return rt, nil
+}
