@@ -315,7 +315,9 @@ var types = []*structType{
 	{"proposal", decodeNew(jsonProposal)},
 	{"commit", decodeNew(jsonCommit)},
 	{"updatepath", decodeNew(jsonUpdatePath)},
-	{"add", decodeNew(func(p *message.AddProposal) *obj { return jsonProposalBody(&message.Proposal{Type: message.ProposalAdd, Add: p}) })},
+	{"add", decodeNew(func(p *message.AddProposal) *obj {
+		return jsonProposalBody(&message.Proposal{Type: message.ProposalAdd, Add: p})
+	})},
 	{"update", decodeNew(func(p *message.UpdateProposal) *obj {
 		return jsonProposalBody(&message.Proposal{Type: message.ProposalUpdate, Update: p})
 	})},

@@ -193,4 +193,3 @@ func verifyGroupInfo(gi *message.GroupInfo, rt message.RatchetTree) *verifyRepor
 	r.checks = append(r.checks, c)
 	return r
 }
-
