@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,9 +30,10 @@ its index, leaf or parent, "blank" or the first bytes of its encryption key,
 and a leaf's credential identity.
 
 Encoding (-encoding auto): after removing all ASCII whitespace, input made
-only of an even number of hex digits is hex; otherwise input that is valid
-standard or URL-safe base64 (padded or not) is base64; otherwise the bytes
-are read as they are. Byte offsets in errors count decoded bytes.
+only of hex digits is hex (an odd number of digits is an error); otherwise
+input that is valid standard or URL-safe base64 (padded or not) is base64;
+otherwise the bytes are read as they are. Byte offsets in errors count
+decoded bytes.
 
 Structure (-type): without it, these are tried in order and the first that
 decodes the whole input, with no byte left over, wins: ` + autoOrder + `.
@@ -146,11 +146,9 @@ func runInspect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	if !*treeText {
-		b, err := json.MarshalIndent(out, "", "  ")
-		if err != nil {
+		if err := writeInspectJSON(stdout, out); err != nil {
 			return fail("%v", err)
 		}
-		stdout.Write(append(b, '\n'))
 	}
 	if textTree != nil && !*jsonOnly {
 		if !*treeText {
@@ -223,13 +221,15 @@ func decodeInput(raw []byte, mode string) ([]byte, string, error) {
 		return raw, "binary", nil
 	}
 	text := stripSpace(raw)
-	if mode == "hex" || mode == "auto" {
-		if b, ok := decodeHex(text); ok {
-			return b, "hex", nil
+	if mode == "hex" || mode == "auto" && len(text) > 0 && allHex(text) {
+		if len(text)%2 != 0 {
+			return nil, "", fmt.Errorf("hex input with an odd number of digits (%d)", len(text))
 		}
-		if mode == "hex" {
+		b, ok := decodeHex(text)
+		if !ok {
 			return nil, "", errors.New("input is not hex")
 		}
+		return b, "hex", nil
 	}
 	if b, ok := decodeBase64(text); ok {
 		return b, "base64", nil
@@ -251,6 +251,15 @@ func stripSpace(b []byte) []byte {
 		}
 		return r
 	}, b)
+}
+
+func allHex(s []byte) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func decodeHex(s []byte) ([]byte, bool) {
@@ -444,7 +453,7 @@ func decodeStructure(b []byte, typ string) (*decoded, error) {
 func describe(typ string, err error) error {
 	var we *wire.Error
 	if errors.As(err, &we) && we.Struct == "" && we.Field == "" && errors.Is(err, wire.ErrTrailingData) {
-		return fmt.Errorf("as %s: the %s ends at byte %d and %w follow", typ, typ, we.Offset, we.Err)
+		return fmt.Errorf("as %s: decoding ended at byte %d, before the end of the input: %w", typ, we.Offset, we.Err)
 	}
 	return fmt.Errorf("as %s: %w", typ, err)
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -42,37 +44,26 @@ func (o *obj) merge(p *obj) {
 	o.vals = append(o.vals, p.vals...)
 }
 
-// get returns the value of key k, for tests.
-func (o *obj) get(k string) (any, bool) {
-	for i, key := range o.keys {
-		if key == k {
-			return o.vals[i], true
-		}
+// hexBytes is a byte string shown in hex; the writer streams it.
+type hexBytes []byte
+
+func hx(b []byte) hexBytes {
+	if b == nil {
+		return hexBytes{}
 	}
-	return nil, false
+	return hexBytes(b)
 }
 
-func (o *obj) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range o.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		vb, err := json.Marshal(o.vals[i])
-		if err != nil {
-			return nil, err
-		}
-		b.Write(vb)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+// lazyList is a JSON array whose elements are built one at a time while it
+// is written, so that rendering a long vector (a ratchet tree of many
+// blank nodes, a list of empty extensions) holds one element's JSON at a
+// time, never the whole list's.
+type lazyList struct {
+	n    int
+	elem func(i int) any
 }
 
-func hx(b []byte) string { return hex.EncodeToString(b) }
+func list(n int, elem func(i int) any) lazyList { return lazyList{n, elem} }
 
 // enumName returns names[v], or v in hex when the RFC gives it no name.
 func enumName[T ~uint8 | ~uint16](v T, width int, names map[T]string) string {
@@ -105,12 +96,8 @@ func jsonSuite(id ciphersuite.ID) *obj {
 	return newObj().add("id", uint16(id)).add("name", id.String())
 }
 
-func enumList[T ~uint8 | ~uint16](vs []T, width int, names map[T]string) []string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = enumName(v, width, names)
-	}
-	return out
+func enumList[T ~uint8 | ~uint16](vs []T, width int, names map[T]string) lazyList {
+	return list(len(vs), func(i int) any { return enumName(vs[i], width, names) })
 }
 
 // RFC 9420, Section 6.
@@ -191,11 +178,7 @@ func jsonCredential(c *message.Credential) *obj {
 			o.add("identity_string", s)
 		}
 	case message.CredentialX509:
-		certs := make([]*obj, len(c.Certificates))
-		for i, der := range c.Certificates {
-			certs[i] = jsonCertificate(der)
-		}
-		o.add("certificates", certs)
+		o.add("certificates", list(len(c.Certificates), func(i int) any { return jsonCertificate(c.Certificates[i]) }))
 	default:
 		o.add("credential_data", hx(c.Data))
 	}
@@ -229,10 +212,7 @@ func jsonCertificate(der []byte) *obj {
 }
 
 func jsonCapabilities(c *message.Capabilities) *obj {
-	suites := make([]*obj, len(c.CipherSuites))
-	for i, s := range c.CipherSuites {
-		suites[i] = jsonSuite(s)
-	}
+	suites := list(len(c.CipherSuites), func(i int) any { return jsonSuite(c.CipherSuites[i]) })
 	return newObj().add("versions", enumList(c.Versions, 4, versionNames)).add("cipher_suites", suites).
 		add("extensions", enumList(c.Extensions, 4, extensionNames)).
 		add("proposals", enumList(c.Proposals, 4, proposalNames)).
@@ -253,27 +233,23 @@ func jsonLeafNode(ln *message.LeafNode) *obj {
 }
 
 func jsonParentNode(p *message.ParentNode) *obj {
-	leaves := p.UnmergedLeaves
-	if leaves == nil {
-		leaves = []uint32{}
-	}
+	leaves := list(len(p.UnmergedLeaves), func(i int) any { return p.UnmergedLeaves[i] })
 	return newObj().add("encryption_key", hx(p.EncryptionKey)).add("parent_hash", hx(p.ParentHash)).add("unmerged_leaves", leaves)
 }
 
 // jsonTree renders optional<Node> ratchet_tree<V> (RFC 9420, Section
 // 12.4.3.3); a blank node is null, and the array index is the node index.
-func jsonTree(rt message.RatchetTree) []*obj {
-	out := make([]*obj, len(rt))
-	for i, n := range rt {
-		switch {
+func jsonTree(rt message.RatchetTree) lazyList {
+	return list(len(rt), func(i int) any {
+		switch n := rt[i]; {
 		case n == nil:
+			return nil
 		case n.Leaf != nil:
-			out[i] = newObj().add("node_type", "leaf").add("leaf_node", jsonLeafNode(n.Leaf))
-		case n.Parent != nil:
-			out[i] = newObj().add("node_type", "parent").add("parent_node", jsonParentNode(n.Parent))
+			return newObj().add("node_type", "leaf").add("leaf_node", jsonLeafNode(n.Leaf))
+		default:
+			return newObj().add("node_type", "parent").add("parent_node", jsonParentNode(n.Parent))
 		}
-	}
-	return out
+	})
 }
 
 func jsonBareTree(rt message.RatchetTree) *obj { return newObj().add("ratchet_tree", jsonTree(rt)) }
@@ -283,15 +259,11 @@ func jsonHPKECiphertext(c *message.HPKECiphertext) *obj {
 }
 
 func jsonUpdatePath(p *message.UpdatePath) *obj {
-	nodes := make([]*obj, len(p.Nodes))
-	for i := range p.Nodes {
+	nodes := list(len(p.Nodes), func(i int) any {
 		n := &p.Nodes[i]
-		cts := make([]*obj, len(n.EncryptedPathSecret))
-		for j := range n.EncryptedPathSecret {
-			cts[j] = jsonHPKECiphertext(&n.EncryptedPathSecret[j])
-		}
-		nodes[i] = newObj().add("encryption_key", hx(n.EncryptionKey)).add("encrypted_path_secret", cts)
-	}
+		cts := list(len(n.EncryptedPathSecret), func(j int) any { return jsonHPKECiphertext(&n.EncryptedPathSecret[j]) })
+		return newObj().add("encryption_key", hx(n.EncryptionKey)).add("encrypted_path_secret", cts)
+	})
 	return newObj().add("leaf_node", jsonLeafNode(&p.LeafNode)).add("nodes", nodes)
 }
 
@@ -299,12 +271,8 @@ func jsonUpdatePath(p *message.UpdatePath) *obj {
 // last_resort are decoded; any other type, or a known one whose data does
 // not decode, shows its data in hex.
 
-func jsonExtensions(exts []message.Extension) []*obj {
-	out := make([]*obj, len(exts))
-	for i := range exts {
-		out[i] = jsonExtension(&exts[i])
-	}
-	return out
+func jsonExtensions(exts []message.Extension) lazyList {
+	return list(len(exts), func(i int) any { return jsonExtension(&exts[i]) })
 }
 
 func jsonExtension(x *message.Extension) *obj {
@@ -359,10 +327,9 @@ func extensionBody(x *message.Extension) (*obj, error) {
 		if err := message.Unmarshal(x.Data, &v); err != nil {
 			return nil, err
 		}
-		senders := make([]*obj, len(v))
-		for i := range v {
-			senders[i] = newObj().add("signature_key", hx(v[i].SignatureKey)).add("credential", jsonCredential(&v[i].Credential))
-		}
+		senders := list(len(v), func(i int) any {
+			return newObj().add("signature_key", hx(v[i].SignatureKey)).add("credential", jsonCredential(&v[i].Credential))
+		})
 		return newObj().add("external_senders", senders), nil
 	case extLastResort:
 		// The last_resort extension has empty data.
@@ -449,14 +416,12 @@ func jsonProposalBody(p *message.Proposal) *obj {
 // RFC 9420, Section 12.4.
 
 func jsonCommit(c *message.Commit) *obj {
-	props := make([]*obj, len(c.Proposals))
-	for i, p := range c.Proposals {
-		if p.Proposal != nil {
-			props[i] = newObj().add("type", "proposal").add("proposal", jsonProposal(p.Proposal))
-		} else {
-			props[i] = newObj().add("type", "reference").add("reference", hx(p.Reference))
+	props := list(len(c.Proposals), func(i int) any {
+		if p := c.Proposals[i]; p.Proposal != nil {
+			return newObj().add("type", "proposal").add("proposal", jsonProposal(p.Proposal))
 		}
-	}
+		return newObj().add("type", "reference").add("reference", hx(c.Proposals[i].Reference))
+	})
 	o := newObj().add("proposals", props)
 	if c.Path != nil {
 		return o.add("path", jsonUpdatePath(c.Path))
@@ -472,11 +437,10 @@ func jsonGroupInfo(g *message.GroupInfo) *obj {
 }
 
 func jsonWelcome(w *message.Welcome) *obj {
-	secrets := make([]*obj, len(w.Secrets))
-	for i := range w.Secrets {
+	secrets := list(len(w.Secrets), func(i int) any {
 		s := &w.Secrets[i]
-		secrets[i] = newObj().add("new_member", hx(s.NewMember)).add("encrypted_group_secrets", jsonHPKECiphertext(&s.EncryptedGroupSecrets))
-	}
+		return newObj().add("new_member", hx(s.NewMember)).add("encrypted_group_secrets", jsonHPKECiphertext(&s.EncryptedGroupSecrets))
+	})
 	return newObj().add("cipher_suite", jsonSuite(w.CipherSuite)).add("secrets", secrets).
 		add("encrypted_group_info", hx(w.EncryptedGroupInfo))
 }
@@ -488,9 +452,99 @@ func jsonGroupSecrets(g *message.GroupSecrets) *obj {
 	} else {
 		o.add("path_secret", nil)
 	}
-	psks := make([]*obj, len(g.PSKs))
-	for i := range g.PSKs {
-		psks[i] = jsonPSKID(&g.PSKs[i])
-	}
+	psks := list(len(g.PSKs), func(i int) any { return jsonPSKID(&g.PSKs[i]) })
 	return o.add("psks", psks)
+}
+
+// jsonWriter writes a value built from *obj, lazyList, hexBytes, strings,
+// numbers, booleans and nil as indented JSON (the layout of
+// json.MarshalIndent with two spaces), streaming: nothing but the element
+// being written is held in memory.
+type jsonWriter struct {
+	w     *bufio.Writer
+	depth int
+}
+
+func writeInspectJSON(w io.Writer, v any) error {
+	jw := &jsonWriter{w: bufio.NewWriter(w)}
+	jw.value(v)
+	jw.w.WriteByte('\n')
+	return jw.w.Flush()
+}
+
+func (jw *jsonWriter) newline() {
+	jw.w.WriteByte('\n')
+	for range jw.depth {
+		jw.w.WriteString("  ")
+	}
+}
+
+func (jw *jsonWriter) value(v any) {
+	switch v := v.(type) {
+	case nil:
+		jw.w.WriteString("null")
+	case *obj:
+		if len(v.keys) == 0 {
+			jw.w.WriteString("{}")
+			return
+		}
+		jw.w.WriteByte('{')
+		jw.depth++
+		for i, k := range v.keys {
+			if i > 0 {
+				jw.w.WriteByte(',')
+			}
+			jw.newline()
+			jw.str(k)
+			jw.w.WriteString(": ")
+			jw.value(v.vals[i])
+		}
+		jw.depth--
+		jw.newline()
+		jw.w.WriteByte('}')
+	case lazyList:
+		if v.n == 0 {
+			jw.w.WriteString("[]")
+			return
+		}
+		jw.w.WriteByte('[')
+		jw.depth++
+		for i := range v.n {
+			if i > 0 {
+				jw.w.WriteByte(',')
+			}
+			jw.newline()
+			jw.value(v.elem(i))
+		}
+		jw.depth--
+		jw.newline()
+		jw.w.WriteByte(']')
+	case hexBytes:
+		jw.w.WriteByte('"')
+		var buf [256]byte
+		for b := []byte(v); len(b) > 0; {
+			n := min(len(b), len(buf)/2)
+			hex.Encode(buf[:], b[:n])
+			jw.w.Write(buf[:2*n])
+			b = b[n:]
+		}
+		jw.w.WriteByte('"')
+	case string:
+		jw.str(v)
+	case bool:
+		jw.w.WriteString(strconv.FormatBool(v))
+	case uint64:
+		jw.w.WriteString(strconv.FormatUint(v, 10))
+	case uint32:
+		jw.w.WriteString(strconv.FormatUint(uint64(v), 10))
+	case uint16:
+		jw.w.WriteString(strconv.FormatUint(uint64(v), 10))
+	default:
+		panic(fmt.Sprintf("mls inspect: no JSON form for %T", v))
+	}
+}
+
+func (jw *jsonWriter) str(s string) {
+	b, _ := json.Marshal(s) // a string always marshals
+	jw.w.Write(b)
 }

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/message"
@@ -25,37 +26,52 @@ const keyPrefix = 8
 //	node 2  leaf 1  blank
 type treeView struct{ rt message.RatchetTree }
 
-func (v *treeView) write(w io.Writer) {
+func (v *treeView) write(out io.Writer) {
+	w := bufio.NewWriter(out)
+	defer w.Flush()
 	leaves := (len(v.rt) + 1) / 2
 	fmt.Fprintf(w, "ratchet tree: %d nodes, %d leaves\n", len(v.rt), leaves)
 	idxWidth := len(fmt.Sprint(len(v.rt)))
 	leafWidth := len(fmt.Sprint(leaves))
-	for i, n := range v.rt {
-		var kind string
-		if i%2 == 0 {
-			kind = fmt.Sprintf("leaf %-*d", leafWidth, i/2)
-		} else {
-			kind = "parent" + strings.Repeat(" ", leafWidth-1)
+	pad := func(b []byte, n int) []byte {
+		for range n {
+			b = append(b, ' ')
 		}
-		line := fmt.Sprintf("node %-*d  %s  ", idxWidth, i, kind)
+		return b
+	}
+	var line []byte
+	for i, n := range v.rt {
+		// "node I  leaf L  " or "node I  parent  ", columns aligned.
+		line = append(line[:0], "node "...)
+		at := len(line)
+		line = strconv.AppendInt(line, int64(i), 10)
+		line = pad(line, idxWidth-(len(line)-at)+2)
+		if i%2 == 0 {
+			line = append(line, "leaf "...)
+			at = len(line)
+			line = strconv.AppendInt(line, int64(i/2), 10)
+			line = pad(line, leafWidth-(len(line)-at)+2)
+		} else {
+			line = pad(append(line, "parent"...), leafWidth-1+2)
+		}
 		switch {
 		case n == nil:
-			line += "blank"
+			line = append(line, "blank"...)
 		case n.Leaf != nil:
-			line += "key " + prefix(n.Leaf.EncryptionKey) + "  identity " + identity(&n.Leaf.Credential)
+			line = append(line, "key "+prefix(n.Leaf.EncryptionKey)+"  identity "+identity(&n.Leaf.Credential)...)
 			if i%2 != 0 {
-				line += "  (leaf node at a parent position)"
+				line = append(line, "  (leaf node at a parent position)"...)
 			}
 		case n.Parent != nil:
-			line += "key " + prefix(n.Parent.EncryptionKey)
+			line = append(line, "key "+prefix(n.Parent.EncryptionKey)...)
 			if len(n.Parent.UnmergedLeaves) > 0 {
-				line += fmt.Sprintf("  unmerged %v", n.Parent.UnmergedLeaves)
+				line = fmt.Appendf(line, "  unmerged %v", n.Parent.UnmergedLeaves)
 			}
 			if i%2 == 0 {
-				line += "  (parent node at a leaf position)"
+				line = append(line, "  (parent node at a leaf position)"...)
 			}
 		}
-		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		w.Write(append(line, '\n'))
 	}
 }
 
