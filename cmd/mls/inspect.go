@@ -53,7 +53,7 @@ Flags:`
 // defaultMaxInput caps what inspect reads. Decoding may allocate several
 // times the input's size (every node and vector becomes a Go value), so the
 // cap keeps memory bounded for any input; -max-input raises it.
-const defaultMaxInput = 16 << 20
+const defaultMaxInput = 8 << 20
 
 // runInspect is the inspect command, with standard input as a parameter
 // so tests can feed it.
@@ -231,6 +231,9 @@ func decodeInput(raw []byte, mode string) ([]byte, string, error) {
 		}
 		return b, "hex", nil
 	}
+	if mode == "auto" && len(text) == 0 {
+		return nil, "", errors.New("empty input")
+	}
 	if b, ok := decodeBase64(text); ok {
 		return b, "base64", nil
 	}
@@ -313,9 +316,9 @@ var types = []*structType{
 	{"mlsmessage", decodeAs(message.UnmarshalMLSMessage, jsonMLSMessage)},
 	{"keypackage", decodeAs(message.UnmarshalKeyPackage, jsonKeyPackage)},
 	{"groupinfo", decodeAs(message.UnmarshalGroupInfo, jsonGroupInfo)},
-	{"welcome", decodeAs(message.UnmarshalWelcome, jsonWelcome)},
+	{"welcome", decodeAs(unmarshalWelcome, jsonWelcome)},
 	{"leafnode", decodeNew(jsonLeafNode)},
-	{"ratchettree", decodeAs(message.UnmarshalRatchetTree, jsonBareTree)},
+	{"ratchettree", decodeAs(unmarshalTree, jsonBareTree)},
 	// -type only.
 	{"groupcontext", decodeNew(jsonGroupContext)},
 	{"groupsecrets", decodeAs(message.UnmarshalGroupSecrets, jsonGroupSecrets)},
@@ -458,8 +461,51 @@ func describe(typ string, err error) error {
 	return fmt.Errorf("as %s: %w", typ, err)
 }
 
-// readTreeFile reads a bare ratchet tree (the form of the ratchet_tree
-// extension and of Group.ExportRatchetTree) in any encoding.
+// unmarshalTree decodes a ratchet tree and applies the shape rule of RFC
+// 9420, Section 12.4.3.3 that the decoder leaves to the tree: the vector is
+// not empty and its last node is not blank. (Without it a lone zero byte
+// would be a tree; the root package's ParseRatchetTree applies the same
+// rule.)
+func unmarshalTree(b []byte) (message.RatchetTree, error) {
+	d := wire.NewDecoder(b)
+	var rt message.RatchetTree
+	rt.Decode(d)
+	if d.Err() == nil && (len(rt) == 0 || rt[len(rt)-1] == nil) {
+		what := "no nodes"
+		if len(rt) > 0 {
+			what = fmt.Sprintf("the last of %d nodes is blank", len(rt))
+		}
+		return nil, &wire.Error{Struct: "RatchetTree", Field: "ratchet_tree", Offset: 0,
+			Err: fmt.Errorf("%w: %s (RFC 9420, Section 12.4.3.3)", wire.ErrInvalidValue, what)}
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// unmarshalWelcome decodes a bare Welcome and rejects one for no one, as
+// the root package's ParseWelcome does: besides being useless, a bare
+// Welcome of cipher suite 1 with no secrets could not be told from the
+// start of an MLSMessage or a truncated one.
+func unmarshalWelcome(b []byte) (*message.Welcome, error) {
+	// The rule is checked before trailing bytes are, so that a short input
+	// that starts like an empty Welcome is not reported as one.
+	d := wire.NewDecoder(b)
+	w := new(message.Welcome)
+	w.Decode(d)
+	if d.Err() == nil && len(w.Secrets) == 0 {
+		return nil, &wire.Error{Struct: "Welcome", Field: "secrets", Offset: 2,
+			Err: fmt.Errorf("%w: no encrypted group secrets: a Welcome for no one", wire.ErrInvalidValue)}
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// readTreeFile reads a ratchet tree in any encoding: the bare vector (the
+// form of Group.ExportRatchetTree) or a whole ratchet_tree Extension.
 func readTreeFile(path string, max int) (message.RatchetTree, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -474,8 +520,16 @@ func readTreeFile(path string, max int) (message.RatchetTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := message.UnmarshalRatchetTree(data)
+	rt, err := unmarshalTree(data)
 	if err != nil {
+		// The root package's ParseRatchetTree also takes the tree as a
+		// ratchet_tree Extension; so does -tree.
+		var ext message.Extension
+		if message.Unmarshal(data, &ext) == nil && ext.Type == message.ExtensionRatchetTree {
+			if rt, extErr := unmarshalTree(ext.Data); extErr == nil {
+				return rt, nil
+			}
+		}
 		return nil, describe("ratchettree", err)
 	}
 	return rt, nil
