@@ -35,10 +35,18 @@ input that is valid standard or URL-safe base64 (padded or not) is base64;
 otherwise the bytes are read as they are. Byte offsets in errors count
 decoded bytes.
 
-Structure (-type): without it, these are tried in order and the first that
-decodes the whole input, with no byte left over, wins: ` + autoOrder + `.
-The JSON says which one in "structure". These are only read with -type:
-` + extraTypes + `.
+Structure (-type): without it, the first of these that decodes the whole
+input, with no byte left over, wins (the JSON names it in "structure"):
+  ` + autoOrder + `
+These are read only with -type (add to group_context_extensions are
+proposal bodies without their proposal_type):
+  ` + extraTypes + `
+
+JSON: byte strings (keys, signatures, hashes, references, ciphertexts) are
+hex; enumerations are the RFC's names, or "0x..." for a value it does not
+name; cipher suites are {"id", "name"}. Known extensions, credentials and
+proposals are decoded, others shown as type and hex. A KeyPackage also gets
+its key_package_ref (RFC 9420, Section 5.2) when its suite is known.
 
 With -tree FILE (a ratchet tree in any encoding) or -verify (the GroupInfo's
 own ratchet_tree extension), a GroupInfo is checked: its signature against
@@ -308,8 +316,9 @@ func (d *decoded) groupInfo() *message.GroupInfo { return d.gi }
 
 // autoOrder and extraTypes are the structure names of the usage text.
 const autoOrder = "mlsmessage, keypackage, groupinfo, welcome, leafnode, ratchettree"
-const extraTypes = "groupcontext, groupsecrets, publicmessage, privatemessage, proposal, commit, updatepath, " +
-	"add, update, remove, psk, reinit, external_init, group_context_extensions (a proposal's body without proposal_type)"
+const extraTypes = `groupcontext, groupsecrets, publicmessage, privatemessage, proposal,
+  commit, updatepath, add, update, remove, psk, reinit, external_init,
+  group_context_extensions`
 
 // types lists the structures, those tried without -type first, in order.
 var types = []*structType{
