@@ -27,6 +27,7 @@ import (
 
 	mls "github.com/mlskit/mls"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/vectors"
 	"github.com/mlskit/mls/storage/memory"
 )
@@ -678,6 +679,7 @@ func TestInspectBadInput(t *testing.T) {
 // FuzzInspect: no input makes inspect panic or exit with a status other
 // than 0 or 1, and a failure is one line.
 func FuzzInspect(f *testing.F) {
+	fuzzcorpus.Require(f, 0)
 	f.Add([]byte{0, 1, 0, 5})
 	f.Add([]byte("0001000300"))
 	f.Add([]byte("AAEABQ=="))

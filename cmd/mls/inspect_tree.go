@@ -103,8 +103,8 @@ func identity(c *message.Credential) string {
 	return "credential type " + enumName(c.Type, 4, credentialNames)
 }
 
-// check is one verification step and its outcome.
-type check struct {
+// verifyCheck is one verification step and its outcome.
+type verifyCheck struct {
 	name string
 	err  error // nil: passed
 	// extra JSON fields (computed and expected hashes).
@@ -112,7 +112,7 @@ type check struct {
 }
 
 // verifyReport holds the checks of a GroupInfo against a ratchet tree.
-type verifyReport struct{ checks []check }
+type verifyReport struct{ checks []verifyCheck }
 
 func (r *verifyReport) ok() bool {
 	for _, c := range r.checks {
@@ -169,7 +169,7 @@ func verifyGroupInfo(gi *message.GroupInfo, rt message.RatchetTree) *verifyRepor
 	names := []string{"tree_hash", "signature", "tree"}
 	failAll := func(err error) *verifyReport {
 		for _, n := range names {
-			r.checks = append(r.checks, check{name: n, err: err})
+			r.checks = append(r.checks, verifyCheck{name: n, err: err})
 		}
 		return r
 	}
@@ -183,13 +183,13 @@ func verifyGroupInfo(gi *message.GroupInfo, rt message.RatchetTree) *verifyRepor
 	}
 
 	got := t.TreeHash()
-	c := check{name: "tree_hash", detail: newObj().add("computed", hx(got)).add("expected", hx(gi.GroupContext.TreeHash))}
+	c := verifyCheck{name: "tree_hash", detail: newObj().add("computed", hx(got)).add("expected", hx(gi.GroupContext.TreeHash))}
 	if !bytes.Equal(got, gi.GroupContext.TreeHash) {
 		c.err = fmt.Errorf("tree hash of the tree %x differs from group_context.tree_hash %x (RFC 9420, Section 7.8)", got, gi.GroupContext.TreeHash)
 	}
 	r.checks = append(r.checks, c)
 
-	c = check{name: "signature", detail: newObj().add("signer", gi.Signer)}
+	c = verifyCheck{name: "signature", detail: newObj().add("signer", gi.Signer)}
 	if gi.Signer >= t.NumLeaves() || t.Leaf(treemath.LeafIndex(gi.Signer)) == nil {
 		c.err = fmt.Errorf("signer %d is not a member: its leaf is blank or outside the tree of %d leaves", gi.Signer, t.NumLeaves())
 	} else if err := gi.VerifySignature(suite, t.Leaf(treemath.LeafIndex(gi.Signer)).SignatureKey); err != nil {
@@ -202,7 +202,7 @@ func verifyGroupInfo(gi *message.GroupInfo, rt message.RatchetTree) *verifyRepor
 	if ok, err := message.ParseExtension(gi.GroupContext.Extensions, &rc); ok && err == nil {
 		opts.RequiredCapabilities = &rc
 	}
-	c = check{name: "tree"}
+	c = verifyCheck{name: "tree"}
 	if err := t.Validate(nil, opts); err != nil {
 		c.err = err
 	}
