@@ -101,7 +101,7 @@ func (d *Diff) node(x NodeIndex) node {
 		return n
 	}
 	if x < d.limit {
-		return d.base.nodes[x]
+		return d.base.node(x)
 	}
 	return node{}
 }
@@ -369,17 +369,31 @@ func (d *Diff) Merge() error {
 	for x := keep; x < w; x++ {
 		d.resLen(NodeIndex(x))
 	}
-	t.nodes = resize(t.nodes, keep, w)
-	t.hashes = resize(t.hashes, keep, w)
-	t.res = resize(t.res, keep, w)
-	for x, n := range d.nodes {
-		t.nodes[x] = n
+	if keep < int(t.width()) {
+		// Truncated: drop what lies beyond the new width.
+		for x := range t.slots {
+			if int(x) >= keep {
+				delete(t.slots, x)
+			}
+		}
 	}
-	for x, h := range d.hashes {
-		t.hashes[x] = h
+	t.nLeaves = d.nLeaves
+	t.resizeHi(NodeIndex(w))
+	touched := make(map[NodeIndex]struct{}, len(d.hashes)+len(d.nodes))
+	for x := range d.nodes {
+		touched[x] = struct{}{}
 	}
-	for x, v := range d.res {
-		t.res[x] = v
+	for x := range d.hashes {
+		touched[x] = struct{}{}
+	}
+	for x := range d.res {
+		touched[x] = struct{}{}
+	}
+	for x := range touched {
+		if int(x) >= w {
+			continue
+		}
+		t.store(x, d.node(x), d.hash(x), d.resLen(x))
 	}
 	d.enc.mergeInto(t.enc)
 	d.sig.mergeInto(t.sig)

@@ -74,7 +74,7 @@ func (d *Diff) hash(x NodeIndex) []byte {
 		return h
 	}
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
-		return d.base.hashes[x]
+		return d.base.hashOf(x)
 	}
 	n := d.node(x)
 	var h []byte
@@ -99,7 +99,7 @@ func (d *Diff) resLen(x NodeIndex) uint32 {
 		return v
 	}
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
-		return d.base.res[x]
+		return d.base.resOf(x)
 	}
 	n := d.node(x)
 	var v uint32
