@@ -109,6 +109,14 @@ type JoinConfig struct {
 	// Rand is the randomness source; nil means crypto/rand. Tests inject a
 	// deterministic reader.
 	Rand io.Reader
+	// MaxTreeLeaves caps the leaves of a ratchet tree received when
+	// joining (StageWelcome, JoinExternal), whether from the ratchet_tree
+	// extension or given separately. It is checked while the tree is
+	// decoded, before anything is hashed, so a tree padded with blank
+	// nodes costs no more than its size. A larger tree is rejected with an
+	// error matching ErrMalformed. Zero means the default, 2^20 leaves
+	// (groups of up to a million members).
+	MaxTreeLeaves uint32
 }
 
 // GroupConfig configures a new group (OpenMLS's MlsGroupCreateConfig): the
@@ -139,7 +147,15 @@ const (
 	defaultOutOfOrderTolerance = 5
 	defaultMaxForwardDistance  = 1000
 	defaultLifetime            = 90 * 24 * time.Hour
+	defaultMaxTreeLeaves       = 1 << 20
 )
+
+func (c *JoinConfig) maxTreeLeaves() uint32 {
+	if c.MaxTreeLeaves == 0 {
+		return defaultMaxTreeLeaves
+	}
+	return c.MaxTreeLeaves
+}
 
 func (c *JoinConfig) now() time.Time {
 	if c.Now != nil {

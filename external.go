@@ -88,11 +88,13 @@ func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupIn
 	if !ok {
 		return nil, nil, invalid("ExternalPub", "12.4.3.2", "the GroupInfo has no external_pub extension")
 	}
-	t, err := joinTree(s, gi, opts.RatchetTree)
+	cfg := opts.JoinConfig
+	// The GroupInfo signature is checked before the tree is built or
+	// hashed (joinTree).
+	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := opts.JoinConfig
 	st, err := joinState(s, &cfg, gi, t, nil)
 	if err != nil {
 		return nil, nil, err
