@@ -413,11 +413,13 @@ func resize[T any](s []T, keep, n int) []T {
 	if n <= keep {
 		return s[:n]
 	}
-	var zero T
-	for len(s) < n {
-		s = append(s, zero)
+	if cap(s) < n {
+		o := make([]T, keep, n)
+		copy(o, s)
+		s = o
 	}
-	return s
+	clear(s[keep:n])
+	return s[:n]
 }
 
 // RatchetTree returns the tree in the ratchet_tree extension form with the

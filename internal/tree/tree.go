@@ -279,7 +279,7 @@ func (t *Tree) rehashAll() {
 	if lvl := int(treemath.Level(root)); t.nLeaves < 1024 || lvl-spawn < hiLevel {
 		spawn = 0
 	}
-	t.fill(root, spawn, nil)
+	t.fill(newHasher(t.suite), root, spawn, nil)
 }
 
 // lowEntry is a hash and resolution size below hiLevel computed by a
@@ -293,40 +293,27 @@ type lowEntry struct {
 // fill computes the hash and resolution size of x and its subtree. With
 // out nil it stores them; otherwise it appends those below hiLevel to
 // *out (and stores the others, in the dense arrays no other goroutine
-// writes at the same index).
-func (t *Tree) fill(x NodeIndex, spawn int, out *[]lowEntry) ([]byte, uint32) {
+// writes at the same index). Only the hashes kept are allocated.
+func (t *Tree) fill(hs *hasher, x NodeIndex, spawn int, out *[]lowEntry) (digest, uint32) {
 	n := t.node(x)
-	var h []byte
+	var h digest
 	var res uint32
 	if x.IsLeaf() {
-		h = leafHash(t.suite, x.Leaf(), n.leaf)
+		h = hs.leaf(x.Leaf(), n.leaf)
 		if n.leaf != nil {
 			res = 1
 		}
 	} else {
 		l, r := treemath.Left(x), treemath.Right(x)
-		var lh, rh []byte
+		var lh, rh digest
 		var lr, rr uint32
 		if spawn > 0 {
-			var wg sync.WaitGroup
-			var lo, ro []lowEntry
-			wg.Go(func() { lh, lr = t.fill(l, spawn-1, &lo) })
-			rh, rr = t.fill(r, spawn-1, &ro)
-			wg.Wait()
-			for _, lst := range [][]lowEntry{lo, ro} {
-				if out != nil {
-					*out = append(*out, lst...)
-					continue
-				}
-				for _, e := range lst {
-					t.store(e.x, t.node(e.x), e.h, e.res)
-				}
-			}
+			lh, lr, rh, rr = t.fillBoth(hs, l, r, spawn-1, out)
 		} else {
-			lh, lr = t.fill(l, 0, out)
-			rh, rr = t.fill(r, 0, out)
+			lh, lr = t.fill(hs, l, 0, out)
+			rh, rr = t.fill(hs, r, 0, out)
 		}
-		h = parentHash(t.suite, n.parent, lh, rh)
+		h = hs.parent(n.parent, lh.bytes(), rh.bytes())
 		if n.parent != nil {
 			res = 1 + uint32(len(n.parent.UnmergedLeaves))
 		} else {
@@ -334,17 +321,38 @@ func (t *Tree) fill(x NodeIndex, spawn int, out *[]lowEntry) ([]byte, uint32) {
 		}
 	}
 	switch {
-	case out == nil:
-		t.store(x, n, h, res)
 	case isHi(x):
 		// The slot of a non-blank node is already there.
-		hs := t.suite.HashSize()
-		copy(t.hi[int(x>>hiLevel)*hs:], h)
+		hsz := t.suite.HashSize()
+		copy(t.hi[int(x>>hiLevel)*hsz:], h.bytes())
 		t.hiRes[x>>hiLevel] = res
-	case res > 0:
-		*out = append(*out, lowEntry{x, h, res})
+	case res == 0:
+		// An all-blank subtree below hiLevel: rehashed when needed.
+	case out == nil:
+		t.store(x, n, clone(h.bytes()), res)
+	default:
+		*out = append(*out, lowEntry{x, clone(h.bytes()), res})
 	}
 	return h, res
+}
+
+// fillBoth fills the subtrees l and r at once, l on a new goroutine.
+func (t *Tree) fillBoth(hs *hasher, l, r NodeIndex, spawn int, out *[]lowEntry) (lh digest, lr uint32, rh digest, rr uint32) {
+	var wg sync.WaitGroup
+	var lo, ro []lowEntry
+	wg.Go(func() { lh, lr = t.fill(newHasher(t.suite), l, spawn, &lo) })
+	rh, rr = t.fill(hs, r, spawn, &ro)
+	wg.Wait()
+	for _, lst := range [][]lowEntry{lo, ro} {
+		if out != nil {
+			*out = append(*out, lst...)
+			continue
+		}
+		for _, e := range lst {
+			t.store(e.x, t.node(e.x), e.h, e.res)
+		}
+	}
+	return lh, lr, rh, rr
 }
 
 // Suite returns the tree's cipher suite.
