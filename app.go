@@ -18,6 +18,9 @@ import (
 func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if !g.active {
 		return nil, ErrInactive
 	}

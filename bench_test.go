@@ -113,7 +113,7 @@ func newBenchMember(tb testing.TB, name string) *benchMember {
 
 func (m *benchMember) keyPackage(tb testing.TB, lastResort bool) *mls.KeyPackage {
 	tb.Helper()
-	kp, err := mls.NewKeyPackage(context.Background(), m.store, benchSuite, m.id, mls.KeyPackageOptions{LastResort: lastResort})
+	kp, err := clientOf(m.store, m.id).NewKeyPackage(context.Background(), benchSuite, mls.KeyPackageOptions{LastResort: lastResort})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,11 +125,11 @@ func (m *benchMember) keyPackage(tb testing.TB, lastResort bool) *mls.KeyPackage
 func (m *benchMember) join(tb testing.TB, w *mls.Message, cfg mls.JoinConfig, tree []byte) {
 	tb.Helper()
 	ctx := context.Background()
-	sw, err := mls.StageWelcome(ctx, m.store, w, cfg, mls.WelcomeOptions{RatchetTree: tree})
+	sw, err := clientOf(m.store, m.id).StageWelcome(ctx, w, mls.WelcomeOptions{JoinConfig: cfg, RatchetTree: tree})
 	if err != nil {
 		tb.Fatalf("StageWelcome: %v", err)
 	}
-	if m.group, err = sw.Join(ctx, m.id.Signer); err != nil {
+	if m.group, err = sw.Join(ctx); err != nil {
 		tb.Fatalf("Join: %v", err)
 	}
 }
@@ -204,7 +204,7 @@ func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
 	aliceCfg := mls.JoinConfig{}
 	g.joinerCfg = mls.JoinConfig{UseRatchetTreeExtension: true}
 	var err error
-	g.alice.group, err = mls.CreateGroup(ctx, g.alice.store, g.alice.id, mls.GroupConfig{JoinConfig: aliceCfg, CipherSuite: benchSuite})
+	g.alice.group, err = clientOf(g.alice.store, g.alice.id).CreateGroup(ctx, benchSuite, mls.GroupConfig{JoinConfig: aliceCfg})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -360,11 +360,11 @@ func benchProcessRemove(b *testing.B, g *benchGroup) { benchProcess(b, g, g.remo
 func benchJoinFromWelcome(b *testing.B, g *benchGroup) {
 	ctx := context.Background()
 	for b.Loop() {
-		sw, err := mls.StageWelcome(ctx, g.joiner.store, g.welcome, g.joinerCfg, mls.WelcomeOptions{})
+		sw, err := clientOf(g.joiner.store, g.joiner.id).StageWelcome(ctx, g.welcome, mls.WelcomeOptions{JoinConfig: g.joinerCfg})
 		if err != nil {
 			b.Fatal(err)
 		}
-		jg, err := sw.Join(ctx, g.joiner.id.Signer)
+		jg, err := sw.Join(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -111,6 +111,9 @@ func (g *Group) CommitPendingProposals(ctx context.Context) (*CommitResult, erro
 func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if !g.active {
 		return nil, ErrInactive
 	}
@@ -445,6 +448,9 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 func (g *Group) MergePendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return err
+	}
 	if g.pending == nil {
 		return ErrNoPendingCommit
 	}
@@ -457,6 +463,9 @@ func (g *Group) MergePendingCommit(ctx context.Context) error {
 func (g *Group) ClearPendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return err
+	}
 	if g.pending == nil {
 		return nil
 	}
@@ -658,6 +667,9 @@ func (sc *StagedCommit) senderLeaf() uint32 {
 func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return err
+	}
 	if sc == nil {
 		return fmt.Errorf("%w: nil staged commit", ErrInvalidArgument)
 	}
@@ -738,6 +750,9 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if err := g.checkOperational(); err != nil {
 		return nil, err
 	}
@@ -759,6 +774,9 @@ func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error
 func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if err := g.checkOperational(); err != nil {
 		return nil, err
 	}
@@ -775,6 +793,9 @@ func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
 func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if err := g.checkOperational(); err != nil {
 		return nil, err
 	}

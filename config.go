@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"io"
 	"time"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -96,34 +95,21 @@ type JoinConfig struct {
 	// and exported GroupInfo (RFC 9420, Section 12.4.3.3), so joiners need
 	// no separate copy.
 	UseRatchetTreeExtension bool
-	// Validator authenticates credentials (RFC 9420, Section 5.3.1). Nil
-	// means credential.AcceptAll, which only suits tests and demos.
-	Validator credential.Validator
-	// Now returns the time used for lifetime checks. Nil means time.Now.
-	Now func() time.Time
 	// SkipLifetimeCheck disables the key package / leaf node lifetime check
 	// (RFC 9420, Section 7.3, step 4). It exists for replaying recorded
 	// traffic, such as the official test vectors, whose lifetimes have
 	// expired; never set it for live traffic.
 	SkipLifetimeCheck bool
-	// Rand is the randomness source; nil means crypto/rand. Tests inject a
-	// deterministic reader.
-	Rand io.Reader
-	// MaxTreeLeaves caps the leaves of a ratchet tree received when
-	// joining (StageWelcome, JoinExternal), whether from the ratchet_tree
-	// extension or given separately. It is checked while the tree is
-	// decoded, before anything is hashed, so a tree padded with blank
-	// nodes costs no more than its size. A larger tree is rejected with an
-	// error matching ErrMalformed. Zero means the default, 2^20 leaves
-	// (groups of up to a million members).
-	MaxTreeLeaves uint32
+
+	// client supplies the validator, clock, randomness and limits; the
+	// Client sets it on every path that creates, joins or loads a group.
+	client *Client
 }
 
 // GroupConfig configures a new group (OpenMLS's MlsGroupCreateConfig): the
 // creator's JoinConfig plus the settings all members agree on.
 type GroupConfig struct {
 	JoinConfig
-	CipherSuite CipherSuite
 	// GroupID is the group's identifier; nil means 16 random bytes.
 	GroupID []byte
 	// RequiredCapabilities go into the required_capabilities group context
@@ -147,19 +133,15 @@ const (
 	defaultOutOfOrderTolerance = 5
 	defaultMaxForwardDistance  = 1000
 	defaultLifetime            = 90 * 24 * time.Hour
-	defaultMaxTreeLeaves       = 1 << 20
 )
 
-func (c *JoinConfig) maxTreeLeaves() uint32 {
-	if c.MaxTreeLeaves == 0 {
-		return defaultMaxTreeLeaves
-	}
-	return c.MaxTreeLeaves
-}
+func (c *JoinConfig) now() time.Time { return c.client.now() }
 
-func (c *JoinConfig) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+// maxTreeLeaves is the leaf limit on received ratchet trees: the Client's
+// (ClientOptions.MaxTreeLeaves), or DefaultMaxTreeLeaves without one.
+func (c *JoinConfig) maxTreeLeaves() uint32 {
+	if c.client == nil {
+		return DefaultMaxTreeLeaves
 	}
-	return time.Now()
+	return c.client.maxTreeLeaves()
 }

@@ -127,7 +127,7 @@ func openCrashWorld(dir string, create bool) (*crashWorld, error) {
 		}
 		w.ms = append(w.ms, m)
 		if !create {
-			if m.g, err = mls.LoadGroup(ctx, m.store, crashGroupID, signer); err != nil {
+			if m.g, err = loaderOf(m.store, signer).LoadGroup(ctx, crashGroupID); err != nil {
 				w.close()
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
@@ -138,12 +138,12 @@ func openCrashWorld(dir string, create bool) (*crashWorld, error) {
 			return nil, err
 		}
 		a := w.ms[0]
-		if a.g, err = mls.CreateGroup(ctx, a.store, a.id, mls.GroupConfig{CipherSuite: crashSuite, GroupID: crashGroupID, JoinConfig: crashCfg}); err != nil {
+		if a.g, err = clientOf(a.store, a.id).CreateGroup(ctx, crashSuite, mls.GroupConfig{GroupID: crashGroupID, JoinConfig: crashCfg}); err != nil {
 			return nil, err
 		}
 		var kps []*mls.KeyPackage
 		for _, m := range w.ms[1:] {
-			kp, err := mls.NewKeyPackage(ctx, m.store, crashSuite, m.id, mls.KeyPackageOptions{})
+			kp, err := clientOf(m.store, m.id).NewKeyPackage(ctx, crashSuite, mls.KeyPackageOptions{})
 			if err != nil {
 				return nil, err
 			}
@@ -173,11 +173,11 @@ func (w *crashWorld) close() {
 
 func (m *crashMember) joinWith(welcome *mls.Message) error {
 	ctx := context.Background()
-	sw, err := mls.StageWelcome(ctx, m.store, welcome, crashCfg, mls.WelcomeOptions{})
+	sw, err := clientOf(m.store, m.id).StageWelcome(ctx, welcome, mls.WelcomeOptions{JoinConfig: crashCfg})
 	if err != nil {
 		return fmt.Errorf("%s: StageWelcome: %w", m.name, err)
 	}
-	m.g, err = sw.Join(ctx, m.id.Signer)
+	m.g, err = sw.Join(ctx)
 	return err
 }
 
@@ -334,7 +334,7 @@ func (w *crashWorld) run(k int) error {
 		return err
 	}
 	if kpMsgs == nil {
-		kp, err := mls.NewKeyPackage(context.Background(), y.store, crashSuite, y.id, mls.KeyPackageOptions{})
+		kp, err := clientOf(y.store, y.id).NewKeyPackage(context.Background(), crashSuite, mls.KeyPackageOptions{})
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,6 @@ import (
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
-	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
 )
 
@@ -25,31 +24,26 @@ const exampleSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 // exClient is one client of the examples: an identity, its store and, once
 // it is in, its group.
 type exClient struct {
-	name  string
-	id    mls.Identity
-	store storage.Store
-	group *mls.Group
+	name   string
+	client *mls.Client
+	group  *mls.Group
 }
 
-// newExClient creates a client with a basic credential and a fresh
-// signature key.
+// newExClient creates a client with a basic credential and a signature key
+// that the client generates and keeps in its store. The examples accept
+// every credential; a real application checks them (credential.Validator).
 func newExClient(name string) *exClient {
-	s, err := ciphersuite.Lookup(exampleSuite)
+	c, err := mls.NewClient(context.Background(), memory.New(), credential.NewBasic([]byte(name)), nil, credential.AcceptAll, mls.ClientOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	signer, err := s.GenerateSignatureKey(nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	id := mls.Identity{Credential: credential.NewBasic([]byte(name)), Signer: signer}
-	return &exClient{name: name, id: id, store: memory.New()}
+	return &exClient{name: name, client: c}
 }
 
 // keyPackage creates a key package (its private keys go to c's store) and
 // returns it as others see it: parsed from the published bytes.
 func (c *exClient) keyPackage() *mls.KeyPackage {
-	kp, err := mls.NewKeyPackage(context.Background(), c.store, exampleSuite, c.id, mls.KeyPackageOptions{})
+	kp, err := c.client.NewKeyPackage(context.Background(), exampleSuite, mls.KeyPackageOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -87,7 +81,7 @@ func exGroup(names ...string) []*exClient {
 		cs[i] = newExClient(n)
 	}
 	var err error
-	cs[0].group, err = mls.CreateGroup(ctx, cs[0].store, cs[0].id, mls.GroupConfig{CipherSuite: exampleSuite})
+	cs[0].group, err = cs[0].client.CreateGroup(ctx, exampleSuite, mls.GroupConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -110,11 +104,11 @@ func exGroup(names ...string) []*exClient {
 		log.Fatal(err)
 	}
 	for _, c := range cs[1:] {
-		sw, err := mls.StageWelcome(ctx, c.store, exWire(res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: tree})
+		sw, err := c.client.StageWelcome(ctx, exWire(res.Welcome), mls.WelcomeOptions{RatchetTree: tree})
 		if err != nil {
 			log.Fatal(err)
 		}
-		if c.group, err = sw.Join(ctx, c.id.Signer); err != nil {
+		if c.group, err = sw.Join(ctx); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -168,10 +162,10 @@ func ExampleIdentity() {
 // Key packages: clients publish key packages ahead of time; the private
 // keys stay in the client's store, where the Welcome that uses the key
 // package finds them.
-func ExampleNewKeyPackage() {
+func ExampleClient_NewKeyPackage() {
 	ctx := context.Background()
 	bob := newExClient("bob")
-	kp, err := mls.NewKeyPackage(ctx, bob.store, exampleSuite, bob.id, mls.KeyPackageOptions{})
+	kp, err := bob.client.NewKeyPackage(ctx, exampleSuite, mls.KeyPackageOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -189,7 +183,7 @@ func ExampleNewKeyPackage() {
 	fmt.Println("last resort:", got.IsLastResort())
 
 	// A last-resort key package may be used more than once.
-	lr, err := mls.NewKeyPackage(ctx, bob.store, exampleSuite, bob.id, mls.KeyPackageOptions{LastResort: true})
+	lr, err := bob.client.NewKeyPackage(ctx, exampleSuite, mls.KeyPackageOptions{LastResort: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -215,9 +209,8 @@ func ExampleGroupConfig() {
 		UseRatchetTreeExtension: true,
 	}
 	var err error
-	alice.group, err = mls.CreateGroup(ctx, alice.store, alice.id, mls.GroupConfig{
+	alice.group, err = alice.client.CreateGroup(ctx, exampleSuite, mls.GroupConfig{
 		JoinConfig:     join,
-		CipherSuite:    exampleSuite,
 		LeafExtensions: []mls.Extension{{Type: 0xff00, Data: []byte{0, 1, 2, 3}}},
 		Capabilities:   mls.Capabilities{Extensions: []uint16{0xff00}},
 	})
@@ -232,11 +225,11 @@ func ExampleGroupConfig() {
 		log.Fatal(err)
 	}
 	// With the ratchet tree extension, Bob needs nothing but the Welcome.
-	sw, err := mls.StageWelcome(ctx, bob.store, exWire(res.Welcome), join, mls.WelcomeOptions{})
+	sw, err := bob.client.StageWelcome(ctx, exWire(res.Welcome), mls.WelcomeOptions{JoinConfig: join})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if bob.group, err = sw.Join(ctx, bob.id.Signer); err != nil {
+	if bob.group, err = sw.Join(ctx); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("bob joined at epoch", bob.group.Epoch(), "with", exNames(bob.group.Members()))
@@ -245,19 +238,18 @@ func ExampleGroupConfig() {
 }
 
 // Creating groups: a group gets a random ID unless one is given.
-func ExampleCreateGroup() {
+func ExampleClient_CreateGroup() {
 	ctx := context.Background()
 	alice := newExClient("alice")
-	g, err := mls.CreateGroup(ctx, alice.store, alice.id, mls.GroupConfig{
-		CipherSuite: exampleSuite,
-		GroupID:     []byte("123e4567e89b"), // given by the provider's server
+	g, err := alice.client.CreateGroup(ctx, exampleSuite, mls.GroupConfig{
+		GroupID: []byte("123e4567e89b"), // given by the provider's server
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("group %q, epoch %d, members: %s, own leaf %d\n", g.GroupID(), g.Epoch(), exNames(g.Members()), g.OwnLeafIndex())
 
-	random, err := mls.CreateGroup(ctx, alice.store, alice.id, mls.GroupConfig{CipherSuite: exampleSuite})
+	random, err := alice.client.CreateGroup(ctx, exampleSuite, mls.GroupConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -270,7 +262,7 @@ func ExampleCreateGroup() {
 // Joining a group from a Welcome is two steps: StageWelcome decrypts and
 // verifies the Welcome, so that the joiner can look at the group and who
 // invited it, then Join accepts.
-func ExampleStageWelcome() {
+func ExampleClient_StageWelcome() {
 	ctx := context.Background()
 	alice, bob := exGroup("alice")[0], newExClient("bob")
 	res, err := alice.group.AddMembers(ctx, bob.keyPackage())
@@ -286,13 +278,13 @@ func ExampleStageWelcome() {
 		log.Fatal(err)
 	}
 
-	staged, err := mls.StageWelcome(ctx, bob.store, exWire(res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: tree})
+	staged, err := bob.client.StageWelcome(ctx, exWire(res.Welcome), mls.WelcomeOptions{RatchetTree: tree})
 	if err != nil {
 		log.Fatal(err)
 	}
 	inviter := staged.Sender()
 	fmt.Printf("invited by %s to epoch %d of a group of %s\n", inviter.Credential.Identity(), staged.Epoch(), exNames(staged.Members()))
-	bob.group, err = staged.Join(ctx, bob.id.Signer)
+	bob.group, err = staged.Join(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}

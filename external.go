@@ -42,7 +42,7 @@ type ExternalJoinOptions struct {
 	AuthenticatedData []byte
 }
 
-// JoinExternal joins a group with an external commit (RFC 9420, Section
+// joinExternal joins a group with an external commit (RFC 9420, Section
 // 12.4.3.2) from a GroupInfo that carries the external_pub extension
 // (Group.ExportGroupInfo, or CommitResult.GroupInfo).
 //
@@ -65,13 +65,11 @@ type ExternalJoinOptions struct {
 // the returned group and join again from a fresh GroupInfo; the new join
 // overwrites the stored state. In a resync, the store's earlier state of
 // the group is replaced as soon as JoinExternal returns.
-func JoinExternal(ctx context.Context, store storage.Store, id Identity, groupInfo *Message, opts ExternalJoinOptions) (*Group, *CommitResult, error) {
+func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts ExternalJoinOptions) (*Group, *CommitResult, error) {
 	if groupInfo == nil || groupInfo.m.GroupInfo == nil {
 		return nil, nil, fmt.Errorf("%w: not a GroupInfo message", ErrInvalidArgument)
 	}
-	if id.Signer == nil {
-		return nil, nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
-	}
+	store, id := c.store, c.identity()
 	gi := groupInfo.m.GroupInfo
 	s, err := ciphersuite.Lookup(gi.GroupContext.CipherSuite)
 	if err != nil {

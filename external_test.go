@@ -32,7 +32,7 @@ func wantRule(t testing.TB, err error, rule string) {
 // commit.
 func (c *client) joinExternal(t testing.TB, gi *mls.Message, opts mls.ExternalJoinOptions) *mls.CommitResult {
 	t.Helper()
-	g, res, err := mls.JoinExternal(context.Background(), c.store, c.id, roundTrip(t, gi), opts)
+	g, res, err := clientOf(c.store, c.id).JoinExternal(context.Background(), roundTrip(t, gi), opts)
 	if err != nil {
 		t.Fatalf("%s: JoinExternal: %v", c.name, err)
 	}
@@ -161,7 +161,7 @@ func TestJoinExternalFillsBlankLeaf(t *testing.T) {
 	_ = bob
 
 	// The joiner's state is stored: reload it.
-	g, err := mls.LoadGroup(context.Background(), eve.store, eve.group.GroupID(), eve.id.Signer)
+	g, err := loaderOf(eve.store, eve.id.Signer).LoadGroup(context.Background(), eve.group.GroupID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +195,12 @@ func TestJoinExternalResync(t *testing.T) {
 	gi := exportGroupInfo(t, alice, true)
 
 	// Without removing the old leaf the signature key is taken.
-	if _, _, err := mls.JoinExternal(ctx, bob2.store, bob2.id, gi, mls.ExternalJoinOptions{}); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := clientOf(bob2.store, bob2.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{}); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("join with a signature key in use: got %v, want ErrInvalidArgument", err)
 	}
 	// A blank leaf cannot be removed.
 	missing := uint32(7)
-	_, _, err := mls.JoinExternal(ctx, bob2.store, bob2.id, gi, mls.ExternalJoinOptions{RemoveLeaf: &missing})
+	_, _, err := clientOf(bob2.store, bob2.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{RemoveLeaf: &missing})
 	wantRule(t, err, "ValSem108")
 
 	old := bob.group.OwnLeafIndex()
@@ -253,13 +253,13 @@ func TestJoinExternalPSK(t *testing.T) {
 	dave := newClient(t, "dave", regressSuite)
 	id, secret := []byte("shared psk"), bytes.Repeat([]byte{7}, 32)
 	for _, c := range []*client{alice, bob, dave} {
-		if err := mls.StorePSK(ctx, c.store, id, secret); err != nil {
+		if err := loaderOf(c.store, nil).StorePSK(ctx, id, secret); err != nil {
 			t.Fatal(err)
 		}
 	}
 	gi := exportGroupInfo(t, alice, true)
 	// The joiner must hold the PSK itself.
-	_, _, err := mls.JoinExternal(ctx, memory.New(), dave.id, gi, mls.ExternalJoinOptions{ExternalPSKs: [][]byte{[]byte("unknown")}})
+	_, _, err := clientOf(memory.New(), dave.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{ExternalPSKs: [][]byte{[]byte("unknown")}})
 	wantRule(t, err, "PSKMissing")
 
 	res := dave.joinExternal(t, gi, mls.ExternalJoinOptions{ExternalPSKs: [][]byte{id}})
@@ -311,7 +311,7 @@ func TestJoinExternalBadGroupInfo(t *testing.T) {
 		return m
 	}
 	join := func(gi *mls.Message, opts mls.ExternalJoinOptions) error {
-		_, _, err := mls.JoinExternal(ctx, memory.New(), dave.id, gi, opts)
+		_, _, err := clientOf(memory.New(), dave.id).JoinExternal(ctx, gi, opts)
 		return err
 	}
 
@@ -463,7 +463,7 @@ func TestExternalCommitValidation(t *testing.T) {
 
 	dave := newClient(t, "dave", regressSuite)
 	gi := exportGroupInfo(t, alice, true)
-	g, res, err := mls.JoinExternal(ctx, dave.store, dave.id, roundTrip(t, gi), mls.ExternalJoinOptions{})
+	g, res, err := clientOf(dave.store, dave.id).JoinExternal(ctx, roundTrip(t, gi), mls.ExternalJoinOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +718,7 @@ func TestExternalProposal(t *testing.T) {
 	eve := newClient(t, "eve", regressSuite)
 	psk := []byte("ds psk")
 	for _, c := range []*client{alice, bob, eve} {
-		if err := mls.StorePSK(ctx, c.store, psk, bytes.Repeat([]byte{3}, 32)); err != nil {
+		if err := loaderOf(c.store, nil).StorePSK(ctx, psk, bytes.Repeat([]byte{3}, 32)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -821,7 +821,7 @@ func TestProposePSK(t *testing.T) {
 		t.Fatalf("empty PSK id: got %v, want ErrInvalidArgument", err)
 	}
 	for _, c := range cs {
-		if err := mls.StorePSK(ctx, c.store, id, bytes.Repeat([]byte{9}, 32)); err != nil {
+		if err := loaderOf(c.store, nil).StorePSK(ctx, id, bytes.Repeat([]byte{9}, 32)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -867,7 +867,7 @@ func TestProposeGroupContextExtensions(t *testing.T) {
 	bob, charlie := newClient(t, "bob", regressSuite), newClient(t, "charlie", regressSuite)
 	var kps []*mls.KeyPackage
 	for _, c := range []*client{bob, charlie} {
-		kp, err := mls.NewKeyPackage(ctx, c.store, regressSuite, c.id, mls.KeyPackageOptions{Capabilities: caps})
+		kp, err := clientOf(c.store, c.id).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{Capabilities: caps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -914,7 +914,7 @@ func TestProposeCustom(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{Capabilities: caps}, false, "alice")
 	alice := cs[0]
 	bob, charlie := newClient(t, "bob", regressSuite), newClient(t, "charlie", regressSuite)
-	kpB, err := mls.NewKeyPackage(ctx, bob.store, regressSuite, bob.id, mls.KeyPackageOptions{Capabilities: caps})
+	kpB, err := clientOf(bob.store, bob.id).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{Capabilities: caps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1050,7 +1050,7 @@ func TestReInit(t *testing.T) {
 		t.Fatalf("commit after ReInit: got %v, want ErrInactive", err)
 	}
 	// The parameters survive a reload.
-	g, err := mls.LoadGroup(ctx, bob.store, bob.group.GroupID(), bob.id.Signer)
+	g, err := loaderOf(bob.store, bob.id.Signer).LoadGroup(ctx, bob.group.GroupID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1086,7 +1086,7 @@ func TestReInitGroup(t *testing.T) {
 	ctx := context.Background()
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
-	if _, _, err := alice.group.ReInitGroup(ctx, alice.id, mls.GroupConfig{}); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := alice.group.ReInitGroup(ctx, clientOf(alice.store, alice.id), mls.GroupConfig{}); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("ReInitGroup of an active group: got %v, want ErrInvalidArgument", err)
 	}
 	newSuite := mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256
@@ -1117,16 +1117,16 @@ func TestReInitGroup(t *testing.T) {
 		if c == charlie {
 			continue
 		}
-		kp, err := mls.NewKeyPackage(ctx, c.store, newSuite, ids[c], mls.KeyPackageOptions{Capabilities: caps})
+		kp, err := clientOf(c.store, ids[c]).NewKeyPackage(ctx, newSuite, mls.KeyPackageOptions{Capabilities: caps})
 		if err != nil {
 			t.Fatal(err)
 		}
 		kps = append(kps, kp)
 	}
-	if _, _, err := charlie.group.ReInitGroup(ctx, ids[charlie], mls.GroupConfig{ExternalSenders: []mls.ExternalSender{{}}}, kps...); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := charlie.group.ReInitGroup(ctx, clientOf(charlie.store, ids[charlie]), mls.GroupConfig{ExternalSenders: []mls.ExternalSender{{}}}, kps...); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("ReInitGroup adding extensions: got %v, want ErrInvalidArgument", err)
 	}
-	ng, res, err := charlie.group.ReInitGroup(ctx, ids[charlie], mls.GroupConfig{Capabilities: caps}, kps...)
+	ng, res, err := charlie.group.ReInitGroup(ctx, clientOf(charlie.store, ids[charlie]), mls.GroupConfig{Capabilities: caps}, kps...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1142,11 +1142,11 @@ func TestReInitGroup(t *testing.T) {
 	}
 	next := []*client{{name: "charlie2", group: ng}}
 	for _, c := range []*client{alice, bob} {
-		sw, err := mls.StageWelcome(ctx, c.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: rt})
+		sw, err := clientOf(c.store, ids[c]).StageWelcome(ctx, roundTrip(t, res.Welcome), mls.WelcomeOptions{RatchetTree: rt})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		g, err := sw.Join(ctx, ids[c].Signer)
+		g, err := sw.Join(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1157,10 +1157,10 @@ func TestReInitGroup(t *testing.T) {
 		t.Fatalf("new group extensions %v", got)
 	}
 	// Dave's store has no state of the old group, so no reinit PSK.
-	_, err = mls.StageWelcome(ctx, dave.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: rt})
+	_, err = clientOf(dave.store, ids[dave]).StageWelcome(ctx, roundTrip(t, res.Welcome), mls.WelcomeOptions{RatchetTree: rt})
 	wantRule(t, err, "PSKMissing")
 	// The old groups stay, inactive, at the ReInit epoch.
-	old, err := mls.LoadGroup(ctx, alice.store, oldID, nil)
+	old, err := clientOf(alice.store, alice.id).LoadGroup(ctx, oldID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1186,13 +1186,13 @@ func BenchmarkExternalJoin(b *testing.B) {
 				b.Fatal(err)
 			}
 			joiner := newBenchMember(b, "external joiner")
-			_, res, err := mls.JoinExternal(ctx, joiner.store, joiner.id, gi, mls.ExternalJoinOptions{})
+			_, res, err := clientOf(joiner.store, joiner.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Run("JoinExternal", func(b *testing.B) {
 				for b.Loop() {
-					if _, _, err := mls.JoinExternal(ctx, joiner.store, joiner.id, gi, mls.ExternalJoinOptions{}); err != nil {
+					if _, _, err := clientOf(joiner.store, joiner.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -1204,7 +1204,7 @@ func BenchmarkExternalJoin(b *testing.B) {
 
 // External commits (OpenMLS's external_commit_builder): a member publishes
 // a GroupInfo, and a client joins with it on its own, without a Welcome.
-func ExampleJoinExternal() {
+func ExampleClient_JoinExternal() {
 	ctx := context.Background()
 	cs := exGroup("alice", "bob")
 	alice, bob := cs[0], cs[1]
@@ -1213,7 +1213,7 @@ func ExampleJoinExternal() {
 		log.Fatal(err)
 	}
 	dave := newExClient("dave")
-	g, res, err := mls.JoinExternal(ctx, dave.store, dave.id, exWire(gi), mls.ExternalJoinOptions{})
+	g, res, err := dave.client.JoinExternal(ctx, exWire(gi), mls.ExternalJoinOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -1251,8 +1251,7 @@ func ExampleNewExternalProposal() {
 		log.Fatal(err)
 	}
 	alice := newExClient("alice")
-	alice.group, err = mls.CreateGroup(ctx, alice.store, alice.id, mls.GroupConfig{CipherSuite: exampleSuite,
-		ExternalSenders: []mls.ExternalSender{{SignatureKey: dsPub, Credential: credential.NewBasic([]byte("ds"))}}})
+	alice.group, err = alice.client.CreateGroup(ctx, exampleSuite, mls.GroupConfig{ExternalSenders: []mls.ExternalSender{{SignatureKey: dsPub, Credential: credential.NewBasic([]byte("ds"))}}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -1341,7 +1340,7 @@ func FuzzJoinExternal(f *testing.F) {
 	}
 	for _, withTree := range []bool{true, false} {
 		gi := exportGroupInfo(f, alice, withTree)
-		_, res, err := mls.JoinExternal(ctx, memory.New(), dave.id, gi, mls.ExternalJoinOptions{RatchetTree: rt})
+		_, res, err := clientOf(memory.New(), dave.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{RatchetTree: rt})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -1366,7 +1365,7 @@ func FuzzJoinExternal(f *testing.F) {
 		}
 		if m.WireFormat() == mls.WireFormatGroupInfo {
 			// Success is possible (a seed); failure must be an error.
-			_, _, _ = mls.JoinExternal(ctx, memory.New(), dave.id, m, mls.ExternalJoinOptions{RatchetTree: tree})
+			_, _, _ = clientOf(memory.New(), dave.id).JoinExternal(ctx, m, mls.ExternalJoinOptions{RatchetTree: tree})
 			return
 		}
 		_, err = bob.group.Process(ctx, m)
@@ -1401,15 +1400,15 @@ func TestReInitWelcomeOtherBranch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := mls.NewKeyPackage(ctx, alice.store, regressSuite, mls.Identity{Credential: alice.id.Credential, Signer: signer}, mls.KeyPackageOptions{})
+	kp, err := clientOf(alice.store, mls.Identity{Credential: alice.id.Credential, Signer: signer}).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, res, err := bob.group.ReInitGroup(ctx, bob.id, mls.GroupConfig{JoinConfig: mls.JoinConfig{UseRatchetTreeExtension: true}}, kp)
+	_, res, err := bob.group.ReInitGroup(ctx, clientOf(bob.store, bob.id), mls.GroupConfig{JoinConfig: mls.JoinConfig{UseRatchetTreeExtension: true}}, kp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = mls.StageWelcome(ctx, alice.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{})
+	_, err = clientOf(alice.store, alice.id).StageWelcome(ctx, roundTrip(t, res.Welcome), mls.WelcomeOptions{})
 	if !errors.Is(err, mls.ErrDecrypt) {
 		t.Fatalf("Welcome of the other branch: got %v, want ErrDecrypt", err)
 	}

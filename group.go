@@ -3,7 +3,7 @@ package mls
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -41,6 +41,11 @@ type Group struct {
 	// reinit holds the parameters of the ReInit commit that shut the
 	// group down, once known (ReInitParams).
 	reinit *ReInitParams
+	// version is the stored version this handle last read or wrote (see
+	// bucketVersions); stale is set once a save found another one, and
+	// deleted once Client.DeleteGroup removed the group.
+	version        uint64
+	stale, deleted bool
 }
 
 // epochState is everything that changes from one epoch to the next.
@@ -76,12 +81,7 @@ type Member struct {
 	EncryptionKey []byte
 }
 
-func (c *JoinConfig) rand() io.Reader {
-	if c.Rand != nil {
-		return c.Rand
-	}
-	return rand.Reader
-}
+func (c *JoinConfig) rand() io.Reader { return c.client.rand() }
 
 func (c *JoinConfig) secretTreeConfig() secrettree.Config {
 	return secrettree.Config{OutOfOrderTolerance: c.SenderRatchet.OutOfOrderTolerance, MaxForwardDistance: c.SenderRatchet.MaxForwardDistance}
@@ -97,7 +97,7 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 	if rc, err := requiredCapabilities(gc.Extensions); err == nil && rc != nil {
 		o.RequiredCapabilities = rc
 	}
-	v := g.cfg.Validator
+	v := g.cfg.client.validator
 	o.Credential = func(c *message.Credential, sigKey []byte) error {
 		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
 		// the leaf's signature key; then the application decides.
@@ -105,25 +105,20 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 		if err := cred.CheckSignatureKey(sigKey); err != nil {
 			return err
 		}
-		if v == nil {
-			return nil
-		}
 		return v.Validate(cred, sigKey)
 	}
 	return o
 }
 
-// CreateGroup creates a one-member group (RFC 9420, Section 11) with id as
-// its creator and stores it.
-func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg GroupConfig) (*Group, error) {
-	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+// createGroup creates a one-member group (RFC 9420, Section 11) with the
+// client c as its creator and stores it (Client.CreateGroup).
+func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupConfig) (*Group, error) {
+	s, err := ciphersuite.Lookup(suite)
 	if err != nil {
 		return nil, err
 	}
-	if id.Signer == nil {
-		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
-	}
-	g := &Group{store: store, signer: id.Signer, cfg: cfg.JoinConfig, active: true}
+	id := c.identity()
+	g := &Group{store: c.store, signer: id.Signer, cfg: cfg.JoinConfig, active: true}
 	groupID := clone(cfg.GroupID)
 	if groupID == nil {
 		groupID = make([]byte, 16)
@@ -148,7 +143,7 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 		EncryptionKey: encPub,
 		SignatureKey:  sigPub,
 		Credential:    id.Credential.Wire(),
-		Capabilities:  wireCapabilities(cfg.Capabilities, cfg.CipherSuite, id.Credential.Type()),
+		Capabilities:  wireCapabilities(cfg.Capabilities, suite, id.Credential.Type()),
 		Source:        message.LeafNodeSourceKeyPackage,
 		Lifetime:      message.Lifetime{NotBefore: uint64(now.Add(-1 * 3600e9).Unix()), NotAfter: uint64(now.Add(lifetime).Unix())},
 		Extensions:    toWireExtensions(cfg.LeafExtensions),
@@ -172,7 +167,7 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 	}
 	gc := message.GroupContext{
 		Version:                 message.MLS10,
-		CipherSuite:             cfg.CipherSuite,
+		CipherSuite:             suite,
 		GroupID:                 groupID,
 		Epoch:                   0,
 		TreeHash:                t.TreeHash(),
@@ -206,6 +201,19 @@ func CreateGroup(ctx context.Context, store storage.Store, id Identity, cfg Grou
 	st.confTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
 	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
 	g.st = st
+	err = c.store.View(ctx, func(tx storage.Tx) error {
+		_, err := tx.Get(bucketGroups, groupID)
+		if err == nil {
+			return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
 	if err := g.save(ctx); err != nil {
 		return nil, err
 	}
@@ -423,6 +431,9 @@ func (g *Group) EpochAuthenticator() []byte {
 func (g *Group) ExportSecret(label string, context []byte, length int) ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	return g.st.keys.Export(label, context, length)
 }
 
@@ -432,6 +443,9 @@ func (g *Group) ExportSecret(label string, context []byte, length int) ([]byte, 
 func (g *Group) ExportRatchetTree() ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	rt := g.st.tree.RatchetTree()
 	return message.Marshal(rt)
 }
@@ -449,6 +463,9 @@ func (g *Group) Extensions() []Extension {
 func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ func newClient(t testing.TB, name string, suite mls.CipherSuite) *client {
 
 func (c *client) keyPackage(t testing.TB, suite mls.CipherSuite) *mls.KeyPackage {
 	t.Helper()
-	kp, err := mls.NewKeyPackage(context.Background(), c.store, suite, c.id, mls.KeyPackageOptions{})
+	kp, err := clientOf(c.store, c.id).NewKeyPackage(context.Background(), suite, mls.KeyPackageOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,11 +45,11 @@ func (c *client) keyPackage(t testing.TB, suite mls.CipherSuite) *mls.KeyPackage
 func (c *client) join(t testing.TB, welcome *mls.Message, cfg mls.JoinConfig, tree []byte) {
 	t.Helper()
 	ctx := context.Background()
-	sw, err := mls.StageWelcome(ctx, c.store, welcome, cfg, mls.WelcomeOptions{RatchetTree: tree})
+	sw, err := clientOf(c.store, c.id).StageWelcome(ctx, welcome, mls.WelcomeOptions{JoinConfig: cfg, RatchetTree: tree})
 	if err != nil {
 		t.Fatalf("%s: StageWelcome: %v", c.name, err)
 	}
-	g, err := sw.Join(ctx, c.id.Signer)
+	g, err := sw.Join(ctx)
 	if err != nil {
 		t.Fatalf("%s: Join: %v", c.name, err)
 	}
@@ -107,9 +107,9 @@ func TestGroupLifecycle(t *testing.T) {
 func testLifecycle(t *testing.T, suite mls.CipherSuite) {
 	ctx := context.Background()
 	alice, bob, charlie := newClient(t, "alice", suite), newClient(t, "bob", suite), newClient(t, "charlie", suite)
-	cfg := mls.GroupConfig{CipherSuite: suite}
+	cfg := mls.GroupConfig{}
 	var err error
-	alice.group, err = mls.CreateGroup(ctx, alice.store, alice.id, cfg)
+	alice.group, err = clientOf(alice.store, alice.id).CreateGroup(ctx, suite, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

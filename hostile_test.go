@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/internal/wire"
@@ -150,7 +151,7 @@ func (f *hostileFixture) hostileCases(t testing.TB, size, overSize int) []hostil
 	// A node count that is not a full tree, one node past the limit's
 	// full tree: it would need twice the leaves.
 	{
-		limitNodes := int(2*defaultMaxTreeLeaves - 1)
+		limitNodes := int(2*DefaultMaxTreeLeaves - 1)
 		if size < 2*mib {
 			limitNodes = int(2*hostileTestLeaves - 1)
 		}
@@ -281,23 +282,29 @@ var hostilePaths = []hostilePath{
 }
 
 // run feeds hc's tree through path p once and returns the error.
-func (f *hostileFixture) prepare(t testing.TB, hc *hostileCase, p hostilePath, cfg JoinConfig) func() error {
+// prepare returns a function that feeds hc's tree through path p once,
+// with a client whose leaf limit is maxLeaves (0: the default), and
+// returns the error.
+func (f *hostileFixture) prepare(t testing.TB, hc *hostileCase, p hostilePath, maxLeaves uint32) func() error {
 	t.Helper()
 	ctx := context.Background()
 	var given []byte
 	if !p.inExt {
 		given = hc.tree
 	}
+	opts := ClientOptions{MaxTreeLeaves: maxLeaves}
 	if p.external {
 		gi := f.groupInfo(t, hc, p.inExt)
 		return func() error {
-			_, _, err := JoinExternal(ctx, memory.New(), f.joiner.id, gi, ExternalJoinOptions{JoinConfig: cfg, RatchetTree: given})
+			c := ClientWith(memory.New(), f.joiner.id, credential.AcceptAll, opts)
+			_, _, err := c.JoinExternal(ctx, gi, ExternalJoinOptions{RatchetTree: given})
 			return err
 		}
 	}
 	w := f.welcome(t, hc, p.inExt)
+	c := ClientWith(f.wc.joiner.store, f.wc.joiner.id, credential.AcceptAll, opts)
 	return func() error {
-		_, err := StageWelcome(ctx, f.wc.joiner.store, w, cfg, WelcomeOptions{RatchetTree: given})
+		_, err := c.StageWelcome(ctx, w, WelcomeOptions{RatchetTree: given})
 		return err
 	}
 }
@@ -318,11 +325,10 @@ func allocated(fn func()) uint64 {
 // tree's size (plus a fixed 512 KiB for the group setup each call makes).
 func TestHostileRatchetTree(t *testing.T) {
 	f := newHostileFixture(t)
-	cfg := JoinConfig{MaxTreeLeaves: hostileTestLeaves}
 	for _, hc := range f.hostileCases(t, 256*kib, 1*mib) {
 		for _, p := range hostilePaths {
 			t.Run(hc.name+"/"+p.name, func(t *testing.T) {
-				run := f.prepare(t, &hc, p, cfg)
+				run := f.prepare(t, &hc, p, hostileTestLeaves)
 				var err error
 				n := allocated(func() { err = run() })
 				want := hc.want
@@ -362,13 +368,13 @@ func TestHostileRatchetTree(t *testing.T) {
 func TestHostileRatchetTreeDefaultLimit(t *testing.T) {
 	f := newHostileFixture(t)
 	raw := hostileTree(f.realNodes(), 8*mib, &message.Node{Leaf: f.extra})
-	if n := tree.LeavesFor(uint32(len(raw))); n <= defaultMaxTreeLeaves {
+	if n := tree.LeavesFor(uint32(len(raw))); n <= DefaultMaxTreeLeaves {
 		t.Fatalf("the %d-byte tree needs only %d leaves", len(raw), n)
 	}
 	hc := hostileCase{name: "over_limit", tree: raw}
 	for _, p := range hostilePaths {
 		t.Run(p.name, func(t *testing.T) {
-			run := f.prepare(t, &hc, p, JoinConfig{})
+			run := f.prepare(t, &hc, p, 0)
 			var err error
 			n := allocated(func() { err = run() })
 			if !errors.Is(err, ErrMalformed) {
@@ -381,7 +387,7 @@ func TestHostileRatchetTreeDefaultLimit(t *testing.T) {
 	}
 }
 
-// TestMaxTreeLeaves: a tree exactly at JoinConfig.MaxTreeLeaves is
+// TestMaxTreeLeaves: a tree exactly at ClientOptions.MaxTreeLeaves is
 // accepted (the Welcome joins), one leaf-doubling over it is ErrMalformed.
 func TestMaxTreeLeaves(t *testing.T) {
 	f := newHostileFixture(t)
@@ -392,7 +398,8 @@ func TestMaxTreeLeaves(t *testing.T) {
 		ok    bool
 	}{{4, true}, {5, true}, {3, false}, {2, false}} {
 		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
-			_, err := StageWelcome(ctx, f.wc.joiner.store, wireMsg(t, f.wc.welcome), JoinConfig{MaxTreeLeaves: tc.limit}, WelcomeOptions{RatchetTree: f.wc.tree})
+			c := ClientWith(f.wc.joiner.store, f.wc.joiner.id, credential.AcceptAll, ClientOptions{MaxTreeLeaves: tc.limit})
+			_, err := c.StageWelcome(ctx, wireMsg(t, f.wc.welcome), WelcomeOptions{RatchetTree: f.wc.tree})
 			switch {
 			case tc.ok && err != nil:
 				t.Fatalf("limit %d: %v", tc.limit, err)
@@ -419,7 +426,7 @@ func BenchmarkHostileRatchetTree(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/%s/%dB/%dleaves", hc.name, p.name, len(hc.tree), tree.LeavesFor(treeWidth(b, hc.tree))), func(b *testing.B) {
-				run := f.prepare(b, &hc, p, JoinConfig{})
+				run := f.prepare(b, &hc, p, 0)
 				b.SetBytes(int64(len(hc.tree)))
 				b.ReportAllocs()
 				for b.Loop() {

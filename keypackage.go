@@ -40,9 +40,6 @@ type KeyPackageOptions struct {
 	// Extensions of the key package and of its leaf node.
 	Extensions     []Extension
 	LeafExtensions []Extension
-	// Now and Rand override the clock and the randomness (tests).
-	Now  func() time.Time
-	Rand interface{ Read([]byte) (int, error) }
 }
 
 // KeyPackage is a signed, published description of a client that others
@@ -54,34 +51,33 @@ type KeyPackage struct {
 	ref   []byte
 }
 
-// NewKeyPackage creates a key package for suite, signs it with id, and
-// stores its private keys (init key and leaf encryption key) in store under
-// its reference, where StageWelcome finds them.
-func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, id Identity, opts KeyPackageOptions) (*KeyPackage, error) {
+// newKeyPackage creates a key package for suite, signs it with the
+// client's key, and stores its private keys (init key and leaf encryption
+// key) in the client's store under its reference, where StageWelcome finds
+// them (Client.NewKeyPackage).
+func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPackageOptions) (*KeyPackage, error) {
 	s, err := ciphersuite.Lookup(suite)
 	if err != nil {
 		return nil, err
 	}
-	if id.Signer == nil {
-		return nil, fmt.Errorf("%w: identity has no signer", ErrInvalidArgument)
-	}
+	id := c.identity()
 	sigPub, err := s.SignaturePublicKey(id.Signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: the client's signature key does not fit suite %v: %w", ErrInvalidArgument, suite, err)
 	}
-	initPriv, initPub, err := s.GenerateKeyPair(opts.Rand)
+	initPriv, initPub, err := s.GenerateKeyPair(c.rand())
 	if err != nil {
 		return nil, err
 	}
-	encPriv, encPub, err := s.GenerateKeyPair(opts.Rand)
+	encPriv, encPub, err := s.GenerateKeyPair(c.rand())
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if opts.Now != nil {
-		now = opts.Now()
-	}
+	now := c.now()
 	lifetime := opts.Lifetime
+	if lifetime == 0 {
+		lifetime = c.opts.Lifetime
+	}
 	if lifetime == 0 {
 		lifetime = defaultLifetime
 	}
@@ -117,12 +113,15 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 	if err := kp.Sign(s, id.Signer); err != nil {
 		return nil, err
 	}
-	out, err := newKeyPackage(s, kp)
+	out, err := wrapKeyPackage(s, kp)
 	if err != nil {
 		return nil, err
 	}
 	rec := keyPackageRecord{initPriv: initPriv, encPriv: encPriv, lastResort: opts.LastResort, raw: out.raw}
-	err = store.Update(ctx, func(tx storage.Tx) error {
+	err = c.store.Update(ctx, func(tx storage.Tx) error {
+		if _, err := c.pruneKeyPackages(tx); err != nil {
+			return err
+		}
 		return tx.Put(bucketKeyPackages, out.ref, rec.marshal())
 	})
 	if err != nil {
@@ -131,7 +130,7 @@ func NewKeyPackage(ctx context.Context, store storage.Store, suite CipherSuite, 
 	return out, nil
 }
 
-func newKeyPackage(s *ciphersuite.Suite, kp message.KeyPackage) (*KeyPackage, error) {
+func wrapKeyPackage(s *ciphersuite.Suite, kp message.KeyPackage) (*KeyPackage, error) {
 	raw, err := message.Marshal(&kp)
 	if err != nil {
 		return nil, err
@@ -156,7 +155,7 @@ func ParseKeyPackage(b []byte) (*KeyPackage, error) {
 	if err := verifyKeyPackage(s, &kp); err != nil {
 		return nil, err
 	}
-	return newKeyPackage(s, kp)
+	return wrapKeyPackage(s, kp)
 }
 
 // verifyKeyPackage checks the suite-independent rules of RFC 9420,
@@ -301,12 +300,8 @@ const (
 	bucketKeyPackages = "keypackages"
 )
 
-// ImportKeyPackage stores a key package created elsewhere together with
-// its private keys (the HPKE init key and the leaf encryption key, in the
-// suite's SerializePrivateKey format), so that StageWelcome can use it.
-// It is meant for interop harnesses, test vectors and migrations; normal
-// clients use NewKeyPackage.
-func ImportKeyPackage(ctx context.Context, store storage.Store, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
+// importKeyPackage is Client.ImportKeyPackage.
+func importKeyPackage(ctx context.Context, store storage.Store, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
 	k, err := ParseKeyPackage(keyPackage)
 	if err != nil {
 		return nil, err

@@ -13,10 +13,8 @@ import (
 	"maps"
 	"math/bits"
 	"slices"
-	"time"
 
 	"github.com/mlskit/mls/ciphersuite"
-	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -227,15 +225,12 @@ func (g *Group) saveMerged(ctx context.Context, sc *StagedCommit, extra func(sto
 // records in line with it, in one transaction. merged, if not nil, is the
 // commit just merged, whose diff says which nodes changed.
 func (g *Group) persist(ctx context.Context, merged *StagedCommit, extra func(storage.Tx) error) error {
-	if g.store == nil {
-		return nil
-	}
 	rec, hdr, err := g.marshalState()
 	if err != nil {
 		return err
 	}
 	id := g.st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return g.update(ctx, id, func(tx storage.Tx) error {
 		old, err := readHeader(tx, id)
 		if err != nil {
 			return err
@@ -554,11 +549,8 @@ func uncovered(held map[tree.NodeIndex]bool, x tree.NodeIndex, leaves uint32, f 
 // message of the epoch, the secret tree's node secrets) after a message:
 // an incremental write whose size does not depend on the group size.
 func (g *Group) saveRatchet(ctx context.Context, st *epochState, leaf uint32) error {
-	if g.store == nil {
-		return nil
-	}
 	id := st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return g.update(ctx, id, func(tx storage.Tx) error {
 		return syncLeaf(tx, id, st.gc.Epoch, st.secrets, leaf)
 	})
 }
@@ -566,11 +558,8 @@ func (g *Group) saveRatchet(ctx context.Context, st *epochState, leaf uint32) er
 // savePastRatchet is saveRatchet for an application message of a kept
 // earlier epoch (processPast).
 func (g *Group) savePastRatchet(ctx context.Context, p *pastEpoch, leaf uint32) error {
-	if g.store == nil {
-		return nil
-	}
 	id := g.st.gc.GroupID
-	return g.store.Update(ctx, func(tx storage.Tx) error {
+	return g.update(ctx, id, func(tx storage.Tx) error {
 		return syncLeaf(tx, id, p.epoch, p.secrets, leaf)
 	})
 }
@@ -964,41 +953,17 @@ func marshalPast(p *pastEpoch) ([]byte, error) {
 	return seal(b), nil
 }
 
-// LoadOptions are the parts of a JoinConfig that are functions or
-// interfaces and so are not stored with the group.
-type LoadOptions struct {
-	// Validator authenticates credentials (RFC 9420, Section 5.3.1); nil
-	// means credential.AcceptAll, as in JoinConfig.
-	Validator credential.Validator
-	// Now and Rand are the clock and randomness, as in JoinConfig.
-	Now  func() time.Time
-	Rand io.Reader
-}
-
-// LoadGroup loads a group from store, as the last state change left it:
-// the current epoch, every message key consumed since, pending proposals,
-// this member's pending commit (merge it with MergePendingCommit, or clear
-// it), and the earlier epochs kept for late messages (JoinConfig.
-// MaxPastEpochs). signer is the member's signing key; while a pending
-// commit moves the member to a new signature key (SelfUpdateWithNewSigner)
-// either key is accepted, and signing with the other one fails until the
-// group is loaded again with it.
-//
-// The JoinConfig's Validator, Now and Rand are not stored; LoadGroup uses
-// the defaults, see LoadGroupWithOptions. Stored state that cannot be
-// decoded or does not fit together gives a *CorruptStateError.
-func LoadGroup(ctx context.Context, store storage.Store, groupID []byte, signer crypto.Signer) (*Group, error) {
-	return LoadGroupWithOptions(ctx, store, groupID, signer, LoadOptions{})
-}
-
-// LoadGroupWithOptions is LoadGroup with the settings that are not stored.
-func LoadGroupWithOptions(ctx context.Context, store storage.Store, groupID []byte, signer crypto.Signer, opts LoadOptions) (*Group, error) {
-	if store == nil {
-		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
-	}
-	g := &Group{store: store}
-	g.cfg.Validator, g.cfg.Now, g.cfg.Rand = opts.Validator, opts.Now, opts.Rand
-	err := store.View(ctx, func(tx storage.Tx) error {
+// loadGroup loads a group from the client's store, as the last state
+// change left it: the current epoch, every message key consumed since,
+// pending proposals, this member's pending commit (merge it with
+// MergePendingCommit, or clear it), and the earlier epochs kept for late
+// messages (JoinConfig.MaxPastEpochs), with the stored version the handle
+// will check on its next save (Client.LoadGroup). signer may be nil for a
+// group only read, such as the source of a resumption PSK.
+func loadGroup(ctx context.Context, c *Client, groupID []byte, signer crypto.Signer) (*Group, error) {
+	g := &Group{store: c.store}
+	g.cfg.client = c
+	err := c.store.View(ctx, func(tx storage.Tx) error {
 		rec, err := tx.Get(bucketGroups, groupID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
@@ -1006,10 +971,13 @@ func LoadGroupWithOptions(ctx context.Context, store storage.Store, groupID []by
 		if err != nil {
 			return err
 		}
+		if g.version, err = readVersion(tx, groupID); err != nil {
+			return err
+		}
 		return g.load(tx, groupID, rec)
 	})
 	if err != nil {
-		return nil, err
+		return nil, storeErr(err)
 	}
 	if err := g.setSigner(signer); err != nil {
 		return nil, err

@@ -8,31 +8,28 @@ import (
 	"path/filepath"
 
 	"github.com/mlskit/mls"
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
 	"github.com/mlskit/mls/storage/sqlite"
 )
 
-// exampleIdentity makes an identity with a fresh Ed25519 key.
-func exampleIdentity(name string) mls.Identity {
-	s, err := ciphersuite.Lookup(mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+// openClient opens the client named name over store: its credential, the
+// signature key it generated on its first run and keeps in store, and a
+// validator (the examples accept every credential; a real application
+// checks them).
+func openClient(ctx context.Context, store storage.Store, name string) *mls.Client {
+	c, err := mls.NewClient(ctx, store, credential.NewBasic([]byte(name)), nil, credential.AcceptAll, mls.ClientOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	signer, err := s.GenerateSignatureKey(nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return mls.Identity{Credential: credential.NewBasic([]byte(name)), Signer: signer}
+	return c
 }
 
-// exampleJoin has a member with its own store join a group: the member
-// publishes a key package, the group adds it, and the member accepts the
-// Welcome.
-func exampleJoin(ctx context.Context, group *mls.Group, store storage.Store, id mls.Identity) *mls.Group {
-	kp, err := mls.NewKeyPackage(ctx, store, group.CipherSuite(), id, mls.KeyPackageOptions{})
+// exampleJoin has a client join a group: the client publishes a key
+// package, the group adds it, and the client accepts the Welcome.
+func exampleJoin(ctx context.Context, group *mls.Group, c *mls.Client) *mls.Group {
+	kp, err := c.NewKeyPackage(ctx, group.CipherSuite(), mls.KeyPackageOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -47,11 +44,11 @@ func exampleJoin(ctx context.Context, group *mls.Group, store storage.Store, id 
 	if err != nil {
 		log.Fatal(err)
 	}
-	staged, err := mls.StageWelcome(ctx, store, res.Welcome, mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: tree})
+	staged, err := c.StageWelcome(ctx, res.Welcome, mls.WelcomeOptions{RatchetTree: tree})
 	if err != nil {
 		log.Fatal(err)
 	}
-	g, err := staged.Join(ctx, id.Signer)
+	g, err := staged.Join(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,7 +60,7 @@ func exampleJoin(ctx context.Context, group *mls.Group, store storage.Store, id 
 // transaction, so the application has nothing to save: after a restart
 // (or a crash) it opens the file again and loads the group, which goes on
 // exactly where it was.
-func ExampleLoadGroup() {
+func ExampleClient_LoadGroup() {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "mls-example-")
 	if err != nil {
@@ -72,33 +69,31 @@ func ExampleLoadGroup() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "alice.db")
 
-	alice := exampleIdentity("alice")
 	store, err := sqlite.Open(path)
 	if err != nil {
 		log.Fatal(err)
 	}
-	group, err := mls.CreateGroup(ctx, store, alice, mls.GroupConfig{
-		CipherSuite: mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
-		GroupID:     []byte("book club"),
+	group, err := openClient(ctx, store, "alice").CreateGroup(ctx, mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, mls.GroupConfig{
+		GroupID: []byte("book club"),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	bob := exampleJoin(ctx, group, memory.New(), exampleIdentity("bob"))
+	bob := exampleJoin(ctx, group, openClient(ctx, memory.New(), "bob"))
 
 	// Alice's application stops.
 	if err := store.Close(); err != nil {
 		log.Fatal(err)
 	}
 
-	// It starts again: open the file, load the group with Alice's
-	// signing key.
+	// It starts again: open the file and the client, whose signing key is
+	// in the file, and load the group.
 	store, err = sqlite.Open(path)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	group, err = mls.LoadGroup(ctx, store, []byte("book club"), alice.Signer)
+	group, err = openClient(ctx, store, "alice").LoadGroup(ctx, []byte("book club"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -124,7 +119,7 @@ func ExampleLoadGroup() {
 // group still has the commit and merges it: losing it would lock the
 // member out of the group (the OpenMLS book, "Group Lockout Upon State
 // Loss").
-func ExampleLoadGroup_pendingCommit() {
+func ExampleClient_LoadGroup_pendingCommit() {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "mls-example-")
 	if err != nil {
@@ -133,19 +128,17 @@ func ExampleLoadGroup_pendingCommit() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "alice.db")
 
-	alice := exampleIdentity("alice")
 	store, err := sqlite.Open(path)
 	if err != nil {
 		log.Fatal(err)
 	}
-	group, err := mls.CreateGroup(ctx, store, alice, mls.GroupConfig{
-		CipherSuite: mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
-		GroupID:     []byte("book club"),
+	group, err := openClient(ctx, store, "alice").CreateGroup(ctx, mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, mls.GroupConfig{
+		GroupID: []byte("book club"),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	bob := exampleJoin(ctx, group, memory.New(), exampleIdentity("bob"))
+	bob := exampleJoin(ctx, group, openClient(ctx, memory.New(), "bob"))
 
 	// Alice updates her keys and sends the commit; then her application
 	// stops before the delivery service answers.
@@ -164,7 +157,7 @@ func ExampleLoadGroup_pendingCommit() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	group, err = mls.LoadGroup(ctx, store, []byte("book club"), alice.Signer)
+	group, err = openClient(ctx, store, "alice").LoadGroup(ctx, []byte("book club"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func (m *psMember) reopen() {
 		return
 	}
 	old := m.g
-	g, err := LoadGroup(context.Background(), m.store, old.GroupID(), m.id.Signer)
+	g, err := LoaderOf(m.store, m.id.Signer).LoadGroup(context.Background(), old.GroupID())
 	if err != nil {
 		m.tb.Fatalf("%s: LoadGroup: %v", m.name, err)
 	}
@@ -125,7 +125,7 @@ func (m *psMember) reopen() {
 
 func (m *psMember) keyPackage() *KeyPackage {
 	m.tb.Helper()
-	kp, err := NewKeyPackage(context.Background(), m.store, psSuite, m.id, KeyPackageOptions{})
+	kp, err := ClientOf(m.store, m.id).NewKeyPackage(context.Background(), psSuite, KeyPackageOptions{})
 	if err != nil {
 		m.tb.Fatal(err)
 	}
@@ -135,11 +135,11 @@ func (m *psMember) keyPackage() *KeyPackage {
 func (m *psMember) join(w *Message, cfg JoinConfig, rt []byte) {
 	m.tb.Helper()
 	ctx := context.Background()
-	sw, err := StageWelcome(ctx, m.store, psWire(m.tb, w), cfg, WelcomeOptions{RatchetTree: rt})
+	sw, err := ClientOf(m.store, m.id).StageWelcome(ctx, psWire(m.tb, w), WelcomeOptions{JoinConfig: cfg, RatchetTree: rt})
 	if err != nil {
 		m.tb.Fatalf("%s: StageWelcome: %v", m.name, err)
 	}
-	if m.g, err = sw.Join(ctx, m.id.Signer); err != nil {
+	if m.g, err = sw.Join(ctx); err != nil {
 		m.tb.Fatalf("%s: Join: %v", m.name, err)
 	}
 }
@@ -279,9 +279,9 @@ func testPersistContinues(t *testing.T, kind psKind) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	alice, bob, charlie := newPSMember(t, kind, dir, "alice"), newPSMember(t, kind, dir, "bob"), newPSMember(t, kind, dir, "charlie")
-	cfg := GroupConfig{CipherSuite: psSuite, JoinConfig: JoinConfig{MaxPastEpochs: 2}}
+	cfg := GroupConfig{JoinConfig: JoinConfig{MaxPastEpochs: 2}}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
 	alice.reopen()
@@ -317,7 +317,7 @@ func testPersistContinues(t *testing.T, kind psKind) {
 	// External PSKs persist.
 	pskID, psk := []byte("psk id"), []byte("a pre-shared key of 32 bytes....")
 	for _, m := range all {
-		if err := StorePSK(ctx, m.store, pskID, psk); err != nil {
+		if err := LoaderOf(m.store, nil).StorePSK(ctx, pskID, psk); err != nil {
 			t.Fatal(err)
 		}
 		m.reopen()
@@ -486,9 +486,9 @@ func TestPersistPendingNewSigner(t *testing.T) {
 	ctx := context.Background()
 	kind := psKind{"memory", false}
 	alice, bob := newPSMember(t, kind, "", "alice"), newPSMember(t, kind, "", "bob")
-	cfg := GroupConfig{CipherSuite: psSuite}
+	cfg := GroupConfig{}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
 	kp := bob.keyPackage()
@@ -508,14 +508,14 @@ func TestPersistPendingNewSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadGroup(ctx, alice.store, gid, other); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := LoaderOf(alice.store, other).LoadGroup(ctx, gid); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("LoadGroup with an unrelated signer: %v", err)
 		}
 		loadWith := alice.id.Signer
 		if loadNew {
 			loadWith = newSigner
 		}
-		g, err := LoadGroup(ctx, alice.store, gid, loadWith)
+		g, err := LoaderOf(alice.store, loadWith).LoadGroup(ctx, gid)
 		if err != nil {
 			t.Fatalf("LoadGroup with the new signer %v: %v", loadNew, err)
 		}
@@ -527,7 +527,7 @@ func TestPersistPendingNewSigner(t *testing.T) {
 			if _, err := g.Seal(ctx, []byte("x"), nil); !errors.Is(err, errSignerUnavailable) {
 				t.Fatalf("Seal with the signer LoadGroup was not given: %v", err)
 			}
-			if g, err = LoadGroup(ctx, alice.store, gid, newSigner); err != nil {
+			if g, err = LoaderOf(alice.store, newSigner).LoadGroup(ctx, gid); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -602,9 +602,9 @@ func richState(tb testing.TB) (*psMember, []byte) {
 	ctx := context.Background()
 	kind := psKind{"memory", false}
 	alice, bob, charlie := newPSMember(tb, kind, "", "alice"), newPSMember(tb, kind, "", "bob"), newPSMember(tb, kind, "", "charlie")
-	cfg := GroupConfig{CipherSuite: psSuite, JoinConfig: JoinConfig{MaxPastEpochs: 1}}
+	cfg := GroupConfig{JoinConfig: JoinConfig{MaxPastEpochs: 1}}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		tb.Fatal(err)
 	}
 	kpB := bob.keyPackage()
@@ -641,7 +641,7 @@ func richState(tb testing.TB) (*psMember, []byte) {
 // *CorruptStateError naming the group, or (if acceptOK) a consistent group.
 func psLoad(t *testing.T, what string, s storage.Store, groupID []byte, signer crypto.Signer, acceptOK bool) {
 	t.Helper()
-	g, err := LoadGroup(context.Background(), s, groupID, signer)
+	g, err := LoaderOf(s, signer).LoadGroup(context.Background(), groupID)
 	if err == nil {
 		if !acceptOK {
 			t.Fatalf("%s: loaded without error", what)
@@ -741,17 +741,17 @@ func TestLoadCorruptRecords(t *testing.T) {
 	i := slices.IndexFunc(recs, func(x psRecord) bool { return x.bucket == bucketGroups })
 	v1 := bytes.Clone(recs[i].val[:len(recs[i].val)-4])
 	v1[0] = 1
-	_, err := LoadGroup(context.Background(), psRestore(t, recs, i, seal(v1)), gid, signer)
+	_, err := LoaderOf(psRestore(t, recs, i, seal(v1)), signer).LoadGroup(context.Background(), gid)
 	if !errors.Is(err, ErrCorruptState) || !strings.Contains(err.Error(), "version 1") {
 		t.Fatalf("version 1 record: %v", err)
 	}
 	// A store error is not reported as corruption.
 	closed := psRestore(t, recs, -1, nil)
 	closed.Close()
-	if _, err := LoadGroup(context.Background(), closed, gid, signer); !errors.Is(err, storage.ErrClosed) || errors.Is(err, ErrCorruptState) {
+	if _, err := LoaderOf(closed, signer).LoadGroup(context.Background(), gid); !errors.Is(err, storage.ErrClosed) || errors.Is(err, ErrCorruptState) {
 		t.Fatalf("closed store: %v", err)
 	}
-	if _, err := LoadGroup(context.Background(), psRestore(t, nil, -1, nil), gid, signer); !errors.Is(err, ErrNotFound) {
+	if _, err := LoaderOf(psRestore(t, nil, -1, nil), signer).LoadGroup(context.Background(), gid); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no group: %v", err)
 	}
 }
@@ -888,9 +888,9 @@ func TestForwardSecrecyInStorage(t *testing.T) {
 	kind := psKind{"sqlite", true}
 	alice := newPSMember(t, kind, t.TempDir(), "alice")
 	bob := newPSMember(t, kind, t.TempDir(), "bob")
-	cfg := GroupConfig{CipherSuite: psSuite, JoinConfig: JoinConfig{MaxPastEpochs: 1}}
+	cfg := GroupConfig{JoinConfig: JoinConfig{MaxPastEpochs: 1}}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1077,10 +1077,10 @@ func buildBigGroup(tb testing.TB, n int) *bigGroup {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	kind := psKind{"sqlite", true}
-	b := &bigGroup{n: n, alice: newPSMember(tb, kind, dir, "alice"), bob: newPSMember(tb, kind, dir, "bob"), cfg: GroupConfig{CipherSuite: psSuite}}
+	b := &bigGroup{n: n, alice: newPSMember(tb, kind, dir, "alice"), bob: newPSMember(tb, kind, dir, "bob"), cfg: GroupConfig{}}
 	b.aliceStore, b.bobStore = newCountingStore(b.alice.store), newCountingStore(b.bob.store)
 	b.alice.store, b.bob.store = b.aliceStore, b.bobStore
-	if b.alice.g, err = CreateGroup(ctx, b.alice.store, b.alice.id, b.cfg); err != nil {
+	if b.alice.g, err = ClientOf(b.alice.store, b.alice.id).CreateGroup(ctx, psSuite, b.cfg); err != nil {
 		tb.Fatal(err)
 	}
 	kps := make([]*KeyPackage, n-1)
@@ -1095,7 +1095,7 @@ func buildBigGroup(tb testing.TB, n int) *bigGroup {
 			return
 		}
 		id := Identity{Credential: credential.NewBasic(fmt.Appendf(nil, "member %d", i+2)), Signer: signer}
-		kps[i+1], errs[i] = NewKeyPackage(ctx, others, psSuite, id, KeyPackageOptions{})
+		kps[i+1], errs[i] = ClientOf(others, id).NewKeyPackage(ctx, psSuite, KeyPackageOptions{})
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -1249,7 +1249,7 @@ func BenchmarkLoadGroup(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := LoadGroup(ctx, g.alice.store, g.groupID, g.alice.id.Signer); err != nil {
+				if _, err := LoaderOf(g.alice.store, g.alice.id.Signer).LoadGroup(ctx, g.groupID); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -1266,9 +1266,9 @@ func TestSecretTreeSyncAfterFailedSave(t *testing.T) {
 	kind := psKind{"memory", false}
 	ms := []*psMember{newPSMember(t, kind, "", "alice"), newPSMember(t, kind, "", "bob"), newPSMember(t, kind, "", "charlie")}
 	alice := ms[0]
-	cfg := GroupConfig{CipherSuite: psSuite}
+	cfg := GroupConfig{}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
 	res := alice.commit(func(ctx context.Context, g *Group) (*CommitResult, error) {
@@ -1294,7 +1294,7 @@ func TestSecretTreeSyncAfterFailedSave(t *testing.T) {
 	alice.g.store = alice.store
 	// The stored state loads (node secrets and leaves consistent) and
 	// knows bob's ratchet was initialised.
-	g, err := LoadGroup(ctx, alice.store, alice.g.GroupID(), alice.id.Signer)
+	g, err := LoaderOf(alice.store, alice.id.Signer).LoadGroup(ctx, alice.g.GroupID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1353,9 +1353,10 @@ func TestStoredLayout(t *testing.T) {
 	}
 }
 
-// TestLoadGroupWithOptions: the credential validator is not stored with the
-// group; LoadGroupWithOptions puts it back, and it is used.
-func TestLoadGroupWithOptions(t *testing.T) {
+// TestLoadGroupKeepsValidator: the credential validator is not stored with
+// the group, it is the Client's: a group loaded through a Client uses that
+// Client's validator, and a Client cannot be built without one.
+func TestLoadGroupKeepsValidator(t *testing.T) {
 	ctx := context.Background()
 	kind := psKind{"memory", false}
 	alice, mallory := newPSMember(t, kind, "", "alice"), newPSMember(t, kind, "", "mallory")
@@ -1367,31 +1368,26 @@ func TestLoadGroupWithOptions(t *testing.T) {
 		return nil
 	})
 	var err error
-	cfg := GroupConfig{CipherSuite: psSuite, JoinConfig: JoinConfig{Validator: validator}}
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientWith(alice.store, alice.id, validator, ClientOptions{}).CreateGroup(ctx, psSuite, GroupConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	kp := mallory.keyPackage()
 	if _, err := alice.g.AddMembers(ctx, kp); !errors.Is(err, errMallory) {
 		t.Fatalf("adding mallory before the reload: %v", err)
 	}
-	g, err := LoadGroupWithOptions(ctx, alice.store, alice.g.GroupID(), alice.id.Signer, LoadOptions{Validator: validator})
+	// A restart: a new Client with the same validator over the same store.
+	g, err := ClientWith(alice.store, alice.id, validator, ClientOptions{}).LoadGroup(ctx, alice.g.GroupID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.AddMembers(ctx, kp); !errors.Is(err, errMallory) {
-		t.Fatalf("adding mallory after LoadGroupWithOptions: %v", err)
+		t.Fatalf("adding mallory after LoadGroup: %v", err)
 	}
-	// LoadGroup alone falls back to accepting every credential, as a
-	// JoinConfig without a Validator does.
-	if g, err = LoadGroup(ctx, alice.store, alice.g.GroupID(), alice.id.Signer); err != nil {
-		t.Fatal(err)
+	if _, err := NewClient(ctx, alice.store, alice.id.Credential, alice.id.Signer, nil, ClientOptions{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("NewClient without a validator: %v", err)
 	}
-	if _, err := g.AddMembers(ctx, kp); err != nil {
-		t.Fatalf("LoadGroup without a validator: %v", err)
-	}
-	if _, err := LoadGroupWithOptions(ctx, nil, alice.g.GroupID(), alice.id.Signer, LoadOptions{}); !errors.Is(err, ErrInvalidArgument) {
-		t.Fatalf("nil store: %v", err)
+	if _, err := NewClient(ctx, nil, alice.id.Credential, alice.id.Signer, credential.AcceptAll, ClientOptions{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("NewClient without a store: %v", err)
 	}
 }
 
@@ -1435,9 +1431,9 @@ func TestPersistTruncation(t *testing.T) {
 		ms = append(ms, newPSMember(t, kind, dir, name))
 	}
 	alice := ms[0]
-	cfg := GroupConfig{CipherSuite: psSuite}
+	cfg := GroupConfig{}
 	var err error
-	if alice.g, err = CreateGroup(ctx, alice.store, alice.id, cfg); err != nil {
+	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
 	var kps []*KeyPackage

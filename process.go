@@ -59,6 +59,9 @@ type Processed struct {
 func (g *Group) Process(ctx context.Context, msg *Message) (*Processed, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrInvalidArgument)
 	}
@@ -276,6 +279,9 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return err
+	}
 	if q == nil || q.ref == nil {
 		return fmt.Errorf("%w: not a standalone proposal", ErrInvalidArgument)
 	}
@@ -294,6 +300,9 @@ func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) err
 func (g *Group) RemovePendingProposal(ctx context.Context, ref []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return err
+	}
 	old := g.props
 	var kept []*QueuedProposal
 	found := false

@@ -508,6 +508,9 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if err := g.checkOperational(); err != nil {
 		return nil, err
 	}
@@ -566,6 +569,9 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkHandle(); err != nil {
+		return nil, err
+	}
 	if err := g.checkOperational(); err != nil {
 		return nil, err
 	}
@@ -653,17 +659,22 @@ func (q *QueuedProposal) CustomData() ([]byte, bool) {
 
 // ReInitGroup creates the group that replaces g after a ReInit commit
 // (RFC 9420, Section 11.2, step 3): a group with the ReInit's group ID,
-// cipher suite and extensions, created by id, whose first commit adds the
+// cipher suite and extensions, created by the client c (whose signature key
+// must fit the new suite: another Client on the same store when the
+// signature scheme changes), whose first commit adds the
 // members' key packages (for the new suite) and whose key schedule takes
 // the resumption PSK of g's last epoch with usage reinit. The Welcome
 // names that PSK, so joiners must hold g's state in the store they join
 // with (StageWelcome finds it there). cfg supplies the creator's settings;
-// its CipherSuite, GroupID and GroupContextExtensions are taken from the
+// its GroupID and GroupContextExtensions are taken from the
 // ReInit, and it may not add group context extensions of its own
 // (required capabilities, external senders). The new group is stored at
 // epoch 0 with the commit pending: merge it with MergePendingCommit once
 // the delivery service accepts it, then send the Welcome.
-func (g *Group) ReInitGroup(ctx context.Context, id Identity, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
+func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
+	if ctx == nil || c == nil {
+		return nil, nil, fmt.Errorf("%w: ReInitGroup needs a context and a client", ErrInvalidArgument)
+	}
 	params, ok := g.ReInitParams()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: the group was not shut down by a ReInit commit", ErrInvalidArgument)
@@ -681,16 +692,16 @@ func (g *Group) ReInitGroup(ctx context.Context, id Identity, cfg GroupConfig, k
 		secret: st.keys.ResumptionPSK(),
 	}
 	g.mu.Unlock()
-	cfg.CipherSuite, cfg.GroupID, cfg.GroupContextExtensions = params.CipherSuite, params.GroupID, params.Extensions
-	s, err := ciphersuite.Lookup(cfg.CipherSuite)
+	cfg.GroupID, cfg.GroupContextExtensions = params.GroupID, params.Extensions
+	s, err := ciphersuite.Lookup(params.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}
 	held.id.Nonce = make([]byte, s.HashSize())
-	if _, err := io.ReadFull(cfg.rand(), held.id.Nonce); err != nil {
+	if _, err := io.ReadFull(c.rand(), held.id.Nonce); err != nil {
 		return nil, nil, err
 	}
-	ng, err := CreateGroup(ctx, g.store, id, cfg)
+	ng, err := c.CreateGroup(ctx, params.CipherSuite, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

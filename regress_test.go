@@ -14,6 +14,7 @@ import (
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage/memory"
 )
@@ -31,13 +32,13 @@ const regressSuite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 func newGroupOf(t testing.TB, suite mls.CipherSuite, cfg mls.GroupConfig, forcePath bool, names ...string) []*client {
 	t.Helper()
 	ctx := context.Background()
-	cfg.CipherSuite = suite
+
 	cs := make([]*client, len(names))
 	for i, n := range names {
 		cs[i] = newClient(t, n, suite)
 	}
 	var err error
-	cs[0].group, err = mls.CreateGroup(ctx, cs[0].store, cs[0].id, cfg)
+	cs[0].group, err = clientOf(cs[0].store, cs[0].id).CreateGroup(ctx, suite, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestProposeSelfUpdateCommittedByOther(t *testing.T) {
 				t.Fatal(err)
 			}
 			if reload {
-				g, err := mls.LoadGroup(ctx, bob.store, bob.group.GroupID(), bob.id.Signer)
+				g, err := loaderOf(bob.store, bob.id.Signer).LoadGroup(ctx, bob.group.GroupID())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -413,7 +414,7 @@ func TestExternalPSK(t *testing.T) {
 	pskID, psk := []byte("psk-1"), bytes.Repeat([]byte{7}, 32)
 	charlie := newClient(t, "charlie", regressSuite)
 	for _, c := range []*client{alice, bob, charlie} {
-		if err := mls.StorePSK(ctx, c.store, pskID, psk); err != nil {
+		if err := loaderOf(c.store, nil).StorePSK(ctx, pskID, psk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -425,7 +426,7 @@ func TestExternalPSK(t *testing.T) {
 	}
 	charlie.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
 	agree(t, alice, bob, charlie)
-	if _, err := mls.StageWelcome(ctx, eve.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: rt}); !errors.Is(err, &mls.ValidationError{Rule: "PSKMissing"}) {
+	if _, err := clientOf(eve.store, eve.id).StageWelcome(ctx, roundTrip(t, res.Welcome), mls.WelcomeOptions{RatchetTree: rt}); !errors.Is(err, &mls.ValidationError{Rule: "PSKMissing"}) {
 		t.Fatalf("joining without the Welcome's PSK: %v, want PSKMissing", err)
 	}
 
@@ -470,7 +471,7 @@ func TestResumptionPSK(t *testing.T) {
 	commitAndFan(t, bob, mls.CommitOptions{ForcePath: true}, alice, charlie)
 	commitAndFan(t, charlie, mls.CommitOptions{ResumptionPSKs: []uint64{alice.group.Epoch()}}, alice, bob)
 	agree(t, alice, bob, charlie)
-	g, err := mls.LoadGroup(ctx, bob.store, bob.group.GroupID(), bob.id.Signer)
+	g, err := loaderOf(bob.store, bob.id.Signer).LoadGroup(ctx, bob.group.GroupID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +499,7 @@ func TestGroupContextExtensions(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{Capabilities: caps}, false, "alice")
 	alice := cs[0]
 	bob := newClient(t, "bob", regressSuite)
-	kp, err := mls.NewKeyPackage(ctx, bob.store, regressSuite, bob.id, mls.KeyPackageOptions{Capabilities: caps})
+	kp, err := clientOf(bob.store, bob.id).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{Capabilities: caps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,19 +650,19 @@ func testRandomOperations(t *testing.T, private bool) {
 	}
 	pskID := []byte("random-psk")
 	psk := bytes.Repeat([]byte{9}, 32)
-	cfg := mls.GroupConfig{CipherSuite: regressSuite, JoinConfig: mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: private}}}
+	cfg := mls.GroupConfig{JoinConfig: mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: private}}}
 	next := 0
 	newMember := func() *client {
 		next++
 		c := newClient(t, fmt.Sprintf("m%d", next), regressSuite)
-		if err := mls.StorePSK(ctx, c.store, pskID, psk); err != nil {
+		if err := loaderOf(c.store, nil).StorePSK(ctx, pskID, psk); err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
 	first := newMember()
 	var err error
-	first.group, err = mls.CreateGroup(ctx, first.store, first.id, cfg)
+	first.group, err = clientOf(first.store, first.id).CreateGroup(ctx, regressSuite, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,7 +725,7 @@ func testRandomOperations(t *testing.T, private bool) {
 		// A member restarts: everything it needs is in its store.
 		if rng.IntN(8) == 0 {
 			c := members[rng.IntN(len(members))]
-			g, err := mls.LoadGroup(ctx, c.store, c.group.GroupID(), c.id.Signer)
+			g, err := loaderOf(c.store, c.id.Signer).LoadGroup(ctx, c.group.GroupID())
 			if err != nil {
 				t.Fatalf("step %d: %s: LoadGroup: %v", step, c.name, err)
 			}
@@ -805,10 +806,8 @@ func TestProposeAddValidatesLeaf(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
 	alice, bob := cs[0], cs[1]
 	charlie := newClient(t, "charlie", regressSuite)
-	expired, err := mls.NewKeyPackage(ctx, charlie.store, regressSuite, charlie.id, mls.KeyPackageOptions{
-		Now:      func() time.Time { return time.Now().Add(-48 * time.Hour) },
-		Lifetime: time.Hour,
-	})
+	past := clientWith(charlie.store, charlie.id, credential.AcceptAll, mls.ClientOptions{Now: func() time.Time { return time.Now().Add(-48 * time.Hour) }})
+	expired, err := past.NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{Lifetime: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -830,10 +829,13 @@ func TestProposeAddValidatesLeaf(t *testing.T) {
 // zero.
 func TestPSKNonceFullLength(t *testing.T) {
 	ctx := context.Background()
-	cfg := mls.GroupConfig{JoinConfig: mls.JoinConfig{Rand: iotest.OneByteReader(rand.Reader)}}
-	cs := newGroupOf(t, regressSuite, cfg, false, "alice")
-	alice := cs[0]
-	if err := mls.StorePSK(ctx, alice.store, []byte("id"), bytes.Repeat([]byte{1}, 32)); err != nil {
+	alice := newClient(t, "alice", regressSuite)
+	c := clientWith(alice.store, alice.id, credential.AcceptAll, mls.ClientOptions{Rand: iotest.OneByteReader(rand.Reader)})
+	var err error
+	if alice.group, err = c.CreateGroup(ctx, regressSuite, mls.GroupConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StorePSK(ctx, []byte("id"), bytes.Repeat([]byte{1}, 32)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := alice.group.Commit(ctx, mls.CommitOptions{ExternalPSKs: [][]byte{[]byte("id")}})
@@ -925,14 +927,14 @@ func TestRatchetTreeExtension(t *testing.T) {
 	alice, bob := cs[0], cs[1]
 	charlie := newClient(t, "charlie", regressSuite)
 	res := commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite)}}, bob)
-	sw, err := mls.StageWelcome(ctx, charlie.store, roundTrip(t, res.Welcome), mls.JoinConfig{}, mls.WelcomeOptions{})
+	sw, err := clientOf(charlie.store, charlie.id).StageWelcome(ctx, roundTrip(t, res.Welcome), mls.WelcomeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sw.OwnLeafIndex() != 2 || len(sw.Members()) != 3 || sw.Sender().Index != 0 {
 		t.Fatalf("staged welcome: leaf %d, %d members, sender %d", sw.OwnLeafIndex(), len(sw.Members()), sw.Sender().Index)
 	}
-	if charlie.group, err = sw.Join(ctx, charlie.id.Signer); err != nil {
+	if charlie.group, err = sw.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
 	agree(t, alice, bob, charlie)

@@ -93,7 +93,7 @@ func mustSuite(t testing.TB, id CipherSuite) *ciphersuite.Suite {
 // keyPackage makes a key package with the public API.
 func (m *vMember) keyPackage(t testing.TB, suite CipherSuite, opts KeyPackageOptions) *KeyPackage {
 	t.Helper()
-	kp, err := NewKeyPackage(context.Background(), m.store, suite, m.id, opts)
+	kp, err := ClientOf(m.store, m.id).NewKeyPackage(context.Background(), suite, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func (m *vMember) resign(t testing.TB, kp *message.KeyPackage) {
 // to AddMembers.
 func wrapKP(t testing.TB, kp *message.KeyPackage) *KeyPackage {
 	t.Helper()
-	k, err := newKeyPackage(mustSuite(t, kp.CipherSuite), *kp)
+	k, err := wrapKeyPackage(mustSuite(t, kp.CipherSuite), *kp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,13 +193,13 @@ func newVGroup(t testing.TB, setup vSetup) *vGroup {
 	t.Helper()
 	ctx := context.Background()
 	cfg := setup.cfg
-	cfg.CipherSuite = vSuite
+
 	vg := &vGroup{s: mustSuite(t, vSuite), cfg: cfg}
 	for i := 0; i < setup.n; i++ {
 		vg.m = append(vg.m, newVMember(t, vNames[i]))
 	}
 	alice := vg.m[0]
-	g, err := CreateGroup(ctx, alice.store, alice.id, cfg)
+	g, err := ClientOf(alice.store, alice.id).CreateGroup(ctx, vSuite, cfg)
 	if err != nil {
 		t.Fatalf("CreateGroup: %v", err)
 	}
@@ -227,11 +227,11 @@ func newVGroup(t testing.TB, setup vSetup) *vGroup {
 		t.Fatal(err)
 	}
 	for i, m := range vg.m[1:] {
-		sw, err := StageWelcome(ctx, m.store, wireMsg(t, res.Welcome), cfg.JoinConfig, WelcomeOptions{RatchetTree: rt})
+		sw, err := ClientOf(m.store, m.id).StageWelcome(ctx, wireMsg(t, res.Welcome), WelcomeOptions{JoinConfig: cfg.JoinConfig, RatchetTree: rt})
 		if err != nil {
 			t.Fatalf("%s: StageWelcome: %v", m.name, err)
 		}
-		if m.g, err = sw.Join(ctx, m.id.Signer); err != nil {
+		if m.g, err = sw.Join(ctx); err != nil {
 			t.Fatalf("%s: Join: %v", m.name, err)
 		}
 		if got := m.g.OwnLeafIndex(); got != uint32(i+1) {
@@ -298,7 +298,7 @@ func stateOf(t testing.TB, m *vMember) vState {
 	g := m.g
 	s := vState{epoch: g.Epoch(), auth: g.EpochAuthenticator(), treeHash: clone(g.st.gc.TreeHash), members: len(g.Members()),
 		props: len(g.PendingProposals()), pending: g.PendingCommit() != nil, active: g.IsActive()}
-	stored, err := LoadGroup(context.Background(), m.store, g.GroupID(), nil)
+	stored, err := ClientOf(m.store, m.id).LoadGroup(context.Background(), g.GroupID())
 	if err != nil {
 		t.Fatalf("%s: LoadGroup: %v", m.name, err)
 	}
@@ -1443,7 +1443,12 @@ func testLeafNodeRules(t *testing.T) {
 	}{
 		{"LeafNodeLifetime", func(t testing.TB, dave *vMember) *message.KeyPackage {
 			past := time.Now().Add(-365 * 24 * time.Hour)
-			return dave.rawKP(t, KeyPackageOptions{Now: func() time.Time { return past }, Lifetime: 24 * time.Hour})
+			c := ClientWith(dave.store, dave.id, credential.AcceptAll, ClientOptions{Now: func() time.Time { return past }})
+			kp, err := c.NewKeyPackage(context.Background(), vSuite, KeyPackageOptions{Lifetime: 24 * time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &kp.kp
 		}},
 		{"LeafNodeExtensions", func(t testing.TB, dave *vMember) *message.KeyPackage {
 			// A leaf extension not listed in the leaf's capabilities.
@@ -1791,7 +1796,7 @@ func testCommitRules(t *testing.T) {
 	t.Run("PSKMissing", func(t *testing.T) {
 		// Section 12.4.2: every PSK must be available.
 		id := []byte("alice only")
-		if err := StorePSK(context.Background(), alice.store, id, make([]byte, 32)); err != nil {
+		if err := LoaderOf(alice.store, nil).StorePSK(context.Background(), id, make([]byte, 32)); err != nil {
 			t.Fatal(err)
 		}
 		reject(t, bob, wireMsg(t, alice.forgeCommit(t, forgery{props: inline(pskProp(externalPSK(t, id, vg.s.HashSize())))})), rule("PSKMissing"))
@@ -1803,7 +1808,7 @@ func testCommitRules(t *testing.T) {
 func pskGroup(t *testing.T) *vGroup {
 	vg := newVGroup(t, vSetup{n: 2})
 	for _, m := range vg.m {
-		if err := StorePSK(context.Background(), m.store, []byte("psk"), bytes.Repeat([]byte{7}, 32)); err != nil {
+		if err := LoaderOf(m.store, nil).StorePSK(context.Background(), []byte("psk"), bytes.Repeat([]byte{7}, 32)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1989,7 +1994,7 @@ func newWelcomeCase(t testing.TB, forcePath bool) *welcomeCase {
 func (wc *welcomeCase) rejectWelcome(t testing.TB, bad *Message, rt []byte, want error) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := StageWelcome(ctx, wc.joiner.store, wireMsg(t, bad), JoinConfig{}, WelcomeOptions{RatchetTree: rt}); err == nil {
+	if _, err := ClientOf(wc.joiner.store, wc.joiner.id).StageWelcome(ctx, wireMsg(t, bad), WelcomeOptions{RatchetTree: rt}); err == nil {
 		t.Fatalf("StageWelcome accepted the bad Welcome, want %s", describe(want))
 	} else if !errors.Is(err, want) {
 		t.Fatalf("StageWelcome: got %q, want %s", err, describe(want))
@@ -2000,11 +2005,11 @@ func (wc *welcomeCase) rejectWelcome(t testing.TB, bad *Message, rt []byte, want
 func (wc *welcomeCase) join(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	sw, err := StageWelcome(ctx, wc.joiner.store, wireMsg(t, wc.welcome), JoinConfig{}, WelcomeOptions{RatchetTree: wc.tree})
+	sw, err := ClientOf(wc.joiner.store, wc.joiner.id).StageWelcome(ctx, wireMsg(t, wc.welcome), WelcomeOptions{RatchetTree: wc.tree})
 	if err != nil {
 		t.Fatalf("good Welcome after the bad one: %v", err)
 	}
-	g, err := sw.Join(ctx, wc.joiner.id.Signer)
+	g, err := sw.Join(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2109,7 +2114,7 @@ func testWelcomeRules(t *testing.T) {
 		wc := newWelcomeCase(t, false)
 		stranger := newVMember(t, "stranger")
 		stranger.keyPackage(t, vSuite, KeyPackageOptions{})
-		_, err := StageWelcome(context.Background(), stranger.store, wireMsg(t, wc.welcome), JoinConfig{}, WelcomeOptions{RatchetTree: wc.tree})
+		_, err := ClientOf(stranger.store, stranger.id).StageWelcome(context.Background(), wireMsg(t, wc.welcome), WelcomeOptions{RatchetTree: wc.tree})
 		if !errors.Is(err, ErrNoKeyPackage) {
 			t.Fatalf("got %v, want ErrNoKeyPackage", err)
 		}
@@ -2145,7 +2150,7 @@ func TestValidationForgeries(t *testing.T) {
 			kp: func(int) KeyPackageOptions { return KeyPackageOptions{Capabilities: caps} }})
 		alice, bob, dave := vg.m[0], vg.m[1], vg.m[3]
 		for _, m := range vg.m {
-			if err := StorePSK(ctx, m.store, []byte("psk"), bytes.Repeat([]byte{7}, 32)); err != nil {
+			if err := LoaderOf(m.store, nil).StorePSK(ctx, []byte("psk"), bytes.Repeat([]byte{7}, 32)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -2170,7 +2175,7 @@ func TestValidationForgeries(t *testing.T) {
 		for _, forcePath := range []bool{false, true} {
 			wc := newWelcomeCase(t, forcePath)
 			wp := openWelcome(t, wc.joiner, wc.welcome)
-			sw, err := StageWelcome(ctx, wc.joiner.store, wireMsg(t, wp.seal(t, wc.vg.m[0].g.signer)), JoinConfig{}, WelcomeOptions{RatchetTree: wc.tree})
+			sw, err := ClientOf(wc.joiner.store, wc.joiner.id).StageWelcome(ctx, wireMsg(t, wp.seal(t, wc.vg.m[0].g.signer)), WelcomeOptions{RatchetTree: wc.tree})
 			if err != nil {
 				t.Fatalf("resealed Welcome: %v", err)
 			}

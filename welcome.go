@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +18,8 @@ import (
 
 // WelcomeOptions are the inputs of StageWelcome besides the Welcome.
 type WelcomeOptions struct {
+	// JoinConfig holds the joiner's own settings for the group.
+	JoinConfig
 	// RatchetTree is the encoded ratchet tree (from the committer's
 	// ExportRatchetTree) when the Welcome's GroupInfo does not carry the
 	// ratchet_tree extension.
@@ -29,7 +30,7 @@ type WelcomeOptions struct {
 // 12.4.3.1) that has not been accepted yet: inspect the group, its members
 // and who sent it, then Join.
 type StagedWelcome struct {
-	store   storage.Store
+	c       *Client
 	cfg     JoinConfig
 	st      *epochState
 	kpRef   []byte
@@ -37,10 +38,12 @@ type StagedWelcome struct {
 	signer  uint32
 }
 
-// StageWelcome decrypts a Welcome with one of this client's key packages
-// (found in store), verifies the GroupInfo, the ratchet tree and the key
-// schedule, and returns the staged group. Nothing is stored until Join.
-func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cfg JoinConfig, opts WelcomeOptions) (*StagedWelcome, error) {
+// stageWelcome decrypts a Welcome with one of the client's key packages
+// (found in its store), verifies the GroupInfo, the ratchet tree and the
+// key schedule, and returns the staged group. Nothing is stored until Join
+// (Client.StageWelcome).
+func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts WelcomeOptions) (*StagedWelcome, error) {
+	store, cfg := c.store, opts.JoinConfig
 	if welcome == nil || welcome.m.Welcome == nil {
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
@@ -95,7 +98,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 		old, ok := prior[string(id.PSKGroupID)]
 		if !ok {
 			var err error
-			if old, err = LoadGroup(ctx, store, id.PSKGroupID, nil); err != nil {
+			if old, err = loadGroup(ctx, c, id.PSKGroupID, nil); err != nil {
 				return nil
 			}
 			prior[string(id.PSKGroupID)] = old
@@ -156,7 +159,7 @@ func StageWelcome(ctx context.Context, store storage.Store, welcome *Message, cf
 	if st.secrets, err = newSecretTree(s, st.keys, t.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	return &StagedWelcome{store: store, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
+	return &StagedWelcome{c: c, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
 }
 
 // checkResumption checks a Welcome that resumes other groups against them
@@ -214,8 +217,8 @@ func sameExtensions(a, b []message.Extension) bool {
 // extension or from the encoded tree given, after checking the GroupInfo
 // signature (RFC 9420, Section 12.4.3.1). The order bounds what a hostile
 // tree can cost: the tree is first decoded without allocating for its
-// blank nodes and stopping at cfg's leaf limit, then the signer's leaf is
-// looked up in it and the GroupInfo signature verified with its key, and
+// blank nodes and stopping at the client's leaf limit
+// (ClientOptions.MaxTreeLeaves), then the signer's leaf is looked up in it and the GroupInfo signature verified with its key, and
 // only then is the tree built and hashed (one hash per node). A tree over
 // the limit, or that does not decode, is ErrMalformed.
 func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, given []byte) (*tree.Tree, error) {
@@ -311,11 +314,13 @@ func (sw *StagedWelcome) Extensions() []Extension { return fromWireExtensions(sw
 
 // Join accepts the Welcome: the group is stored and the key package's
 // private keys are deleted (unless it is a last-resort key package), in one
-// transaction. signer must be the key the key package was signed with.
-func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group, error) {
-	if signer == nil {
-		return nil, fmt.Errorf("%w: nil signer", ErrInvalidArgument)
+// transaction. The client's key signed the key package, so it signs in the
+// group too.
+func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
+	signer := sw.c.signer
 	pub, err := sw.st.suite.SignaturePublicKey(signer)
 	if err != nil {
 		return nil, err
@@ -323,7 +328,7 @@ func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group
 	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
 		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)
 	}
-	g := &Group{store: sw.store, signer: signer, cfg: sw.cfg, st: sw.st, active: true}
+	g := &Group{store: sw.c.store, signer: signer, cfg: sw.cfg, st: sw.st, active: true}
 	var del [][]byte
 	if !sw.lastRes {
 		del = append(del, sw.kpRef)
@@ -338,5 +343,5 @@ func (sw *StagedWelcome) Join(ctx context.Context, signer crypto.Signer) (*Group
 	}); err != nil {
 		return nil, err
 	}
-	return g, nil
+	return sw.c.adopt(g), nil
 }

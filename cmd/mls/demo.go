@@ -376,8 +376,8 @@ func (d *demo) stepCreate() error {
 	if d.alice, err = d.newMember("Alice", true); err != nil {
 		return err
 	}
-	cfg := mls.GroupConfig{CipherSuite: d.cfg.suite, GroupID: []byte(demoGroupID)}
-	if d.alice.group, err = mls.CreateGroup(d.ctx, d.alice.store, d.alice.id, cfg); err != nil {
+	cfg := mls.GroupConfig{GroupID: []byte(demoGroupID)}
+	if d.alice.group, err = clientFor(d.alice.store, d.alice.id).CreateGroup(d.ctx, d.cfg.suite, cfg); err != nil {
 		return fmt.Errorf("creating the group (Alice): %w", err)
 	}
 	d.say("Alice creates group %q with cipher suite %v (0x%04x).", demoGroupID, d.cfg.suite, uint16(d.cfg.suite))
@@ -583,7 +583,7 @@ func (d *demo) stepRemoveCharlie() error {
 	if err != nil {
 		return err
 	}
-	old, err := mls.LoadGroup(d.ctx, backup, []byte(demoGroupID), d.charlie.id.Signer)
+	old, err := clientFor(backup, d.charlie.id).LoadGroup(d.ctx, []byte(demoGroupID))
 	if err != nil {
 		return fmt.Errorf("restoring Charlie's backup: %w", err)
 	}
@@ -769,7 +769,7 @@ func (d *demo) resume(all []*storedMember) error {
 			named: st.rec.Index < minDemoMembers,
 		}
 		start := time.Now()
-		m.group, err = mls.LoadGroup(d.ctx, m.store, st.rec.GroupID, signer)
+		m.group, err = clientFor(m.store, m.id).LoadGroup(d.ctx, st.rec.GroupID)
 		if err != nil {
 			return fmt.Errorf("%s: loading group %q from %s: %w", m.name, st.rec.GroupID, d.memberPath(m.name), err)
 		}
@@ -946,7 +946,7 @@ func (d *demo) stepAddCharlieBack() error {
 	}
 	d.say("Charlie stages the Welcome into the same file: group %q, epoch %d, invited by %s.", sw.GroupID(), sw.Epoch(), memberName(sw.Sender()))
 	d.say("Charlie joins at leaf %d; the new state replaces the removed one.", c.group.OwnLeafIndex())
-	again, err := mls.LoadGroup(d.ctx, c.store, sw.GroupID(), c.id.Signer)
+	again, err := clientFor(c.store, c.id).LoadGroup(d.ctx, sw.GroupID())
 	if err != nil {
 		return fmt.Errorf("%s: loading the group again after joining: %w", c.name, err)
 	}
@@ -1136,7 +1136,7 @@ func (d *demo) checkpoint() error {
 // publish creates a key package for m and returns it as others get it:
 // parsed (and verified) from the published bytes.
 func (d *demo) publish(m *demoMember) (*mls.KeyPackage, int, error) {
-	kp, err := mls.NewKeyPackage(d.ctx, m.store, d.cfg.suite, m.id, mls.KeyPackageOptions{})
+	kp, err := clientFor(m.store, m.id).NewKeyPackage(d.ctx, d.cfg.suite, mls.KeyPackageOptions{})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: NewKeyPackage: %w", m.name, err)
 	}
@@ -1177,11 +1177,11 @@ func (d *demo) addMembers(kps []*mls.KeyPackage, op, narration string) (*mls.Mes
 // join has m stage the Welcome and join.
 func (d *demo) join(m *demoMember, welcome *mls.Message, tree []byte) (*mls.StagedWelcome, error) {
 	start := time.Now()
-	sw, err := mls.StageWelcome(d.ctx, m.store, welcome, mls.JoinConfig{}, mls.WelcomeOptions{RatchetTree: tree})
+	sw, err := clientFor(m.store, m.id).StageWelcome(d.ctx, welcome, mls.WelcomeOptions{RatchetTree: tree})
 	if err != nil {
 		return nil, fmt.Errorf("%s: StageWelcome: %w", m.name, err)
 	}
-	if m.group, err = sw.Join(d.ctx, m.id.Signer); err != nil {
+	if m.group, err = sw.Join(d.ctx); err != nil {
 		return nil, fmt.Errorf("%s: Join: %w", m.name, err)
 	}
 	d.times.add("join (stage Welcome + join)", time.Since(start))
@@ -1622,4 +1622,13 @@ func (s *backupStore) copy(ctx context.Context) (storage.Store, error) {
 		return nil, err
 	}
 	return dst, nil
+}
+
+// clientFor is the client of a demo member over its store.
+func clientFor(store storage.Store, id mls.Identity) *mls.Client {
+	c, err := mls.NewClient(context.Background(), store, id.Credential, id.Signer, credential.AcceptAll, mls.ClientOptions{})
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

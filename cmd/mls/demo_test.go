@@ -16,6 +16,7 @@ import (
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/wire"
 	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
@@ -755,7 +756,7 @@ func TestDemoDropsPending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := mls.LoadGroup(ctx, s, rec.GroupID, signer)
+		g, err := clientFor(s, mls.Identity{Credential: credential.NewBasic([]byte("x")), Signer: signer}).LoadGroup(ctx, rec.GroupID)
 		if err != nil {
 			t.Fatal(err)
 		}

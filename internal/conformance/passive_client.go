@@ -8,6 +8,7 @@ import (
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage/memory"
 )
@@ -81,9 +82,21 @@ func runPassive(v *passiveVector, relaxLifetime bool) error {
 	if err != nil {
 		return err
 	}
-	store := memory.New()
+	kp, err := mls.ParseKeyPackage(v.KeyPackage)
+	if err != nil {
+		return fmt.Errorf("key_package: %w", err)
+	}
+	signer, err := s.NewSigner(v.SignaturePriv)
+	if err != nil {
+		return fmt.Errorf("signature_priv: %w", err)
+	}
+	// The vectors' credentials are basic ones that no one vouches for.
+	client, err := mls.NewClient(ctx, memory.New(), kp.Credential(), signer, credential.AcceptAll, mls.ClientOptions{})
+	if err != nil {
+		return err
+	}
 	for _, p := range v.ExternalPSKs {
-		if err := mls.StorePSK(ctx, store, p.PSKID, p.PSK); err != nil {
+		if err := client.StorePSK(ctx, p.PSKID, p.PSK); err != nil {
 			return fmt.Errorf("external_psks: %w", err)
 		}
 	}
@@ -95,12 +108,8 @@ func runPassive(v *passiveVector, relaxLifetime bool) error {
 	if err != nil {
 		return fmt.Errorf("encryption_priv: %w", err)
 	}
-	if _, err := mls.ImportKeyPackage(ctx, store, v.KeyPackage, initPriv, encPriv, false); err != nil {
+	if _, err := client.ImportKeyPackage(ctx, v.KeyPackage, initPriv, encPriv, false); err != nil {
 		return fmt.Errorf("key_package: %w", err)
-	}
-	signer, err := s.NewSigner(v.SignaturePriv)
-	if err != nil {
-		return fmt.Errorf("signature_priv: %w", err)
 	}
 	wm, err := mls.ParseMessage(v.Welcome)
 	if err != nil {
@@ -111,14 +120,14 @@ func runPassive(v *passiveVector, relaxLifetime bool) error {
 	if len(v.RatchetTree) > 0 {
 		rt = v.RatchetTree
 	}
-	sw, err := mls.StageWelcome(ctx, store, wm, cfg, mls.WelcomeOptions{RatchetTree: rt})
+	sw, err := client.StageWelcome(ctx, wm, mls.WelcomeOptions{JoinConfig: cfg, RatchetTree: rt})
 	if err != nil {
 		if !relaxLifetime && errors.Is(err, tree.ErrLifetime) {
 			return fmt.Errorf("%w: %w", errJoinLifetime, err)
 		}
 		return fmt.Errorf("welcome: %w", err)
 	}
-	g, err := sw.Join(ctx, signer)
+	g, err := sw.Join(ctx)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
