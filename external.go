@@ -24,6 +24,10 @@ type ExternalJoinOptions struct {
 	// RatchetTree is the encoded ratchet tree (a member's
 	// ExportRatchetTree) when the GroupInfo does not carry the
 	// ratchet_tree extension.
+	// A tree (here or in the extension) needing more leaves than
+	// ClientOptions.MaxTreeLeaves is rejected with an error matching
+	// ErrMalformed, before the GroupInfo signature is checked or anything
+	// is hashed.
 	RatchetTree []byte
 	// RemoveLeaf, if set, makes the commit a "resync" (RFC 9420, Section
 	// 12.4.3.2): it also removes the member at this leaf, an earlier

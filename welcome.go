@@ -23,6 +23,10 @@ type WelcomeOptions struct {
 	// RatchetTree is the encoded ratchet tree (from the committer's
 	// ExportRatchetTree) when the Welcome's GroupInfo does not carry the
 	// ratchet_tree extension.
+	// A tree (here or in the extension) needing more leaves than
+	// ClientOptions.MaxTreeLeaves is rejected with an error matching
+	// ErrMalformed, before the GroupInfo signature is checked or anything
+	// is hashed.
 	RatchetTree []byte
 }
 
