@@ -348,6 +348,20 @@ func UnmarshalSparseRatchetTree(b []byte, maxNodes uint32) (*SparseRatchetTree, 
 			d.Fail("node", fmt.Errorf("%w: more than %d nodes", wire.ErrTooLarge, maxNodes))
 			return
 		}
+		// A run of blank nodes (each one absent-optional octet, 0) is
+		// skipped at once, up to the limit.
+		if rest := d.Peek(); len(rest) > 0 && rest[0] == 0 {
+			run := min(uint64(len(rest)), uint64(maxNodes)-count)
+			for k := uint64(1); k < run; k++ {
+				if rest[k] != 0 {
+					run = k
+					break
+				}
+			}
+			d.Skip("node", int(run))
+			count += run
+			return
+		}
 		i := uint32(count)
 		count++
 		if !d.Optional("node") {
