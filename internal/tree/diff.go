@@ -451,6 +451,42 @@ func (d *Diff) RatchetTree() message.RatchetTree {
 	return out
 }
 
+// Sparse returns the non-blank nodes of the tree in increasing order, the
+// ratchet_tree extension form without its blank nodes (RFC 9420, Section
+// 12.4.3.3; Width counts up to the last non-blank node). Unlike
+// RatchetTree it costs memory in proportion to the non-blank nodes, not to
+// the width. The nodes are shared with the tree and must not be modified.
+func (d *Diff) Sparse() *message.SparseRatchetTree {
+	w := NodeIndex(treemath.NodeWidth(d.nLeaves))
+	xs := make([]NodeIndex, 0, len(d.base.slots)+len(d.nodes))
+	for x, s := range d.base.slots {
+		if x < d.limit && x < w && !s.n.blank() {
+			xs = append(xs, x)
+		}
+	}
+	for x := range d.nodes {
+		if x < w {
+			xs = append(xs, x)
+		}
+	}
+	slices.Sort(xs)
+	xs = slices.Compact(xs)
+	out := &message.SparseRatchetTree{Nodes: make([]message.IndexedNode, 0, len(xs))}
+	for _, x := range xs {
+		n := d.node(x)
+		switch {
+		case n.leaf != nil:
+			out.Nodes = append(out.Nodes, message.IndexedNode{Index: uint32(x), Node: &message.Node{Leaf: n.leaf}})
+		case n.parent != nil:
+			out.Nodes = append(out.Nodes, message.IndexedNode{Index: uint32(x), Node: &message.Node{Parent: n.parent}})
+		}
+	}
+	if k := len(out.Nodes); k > 0 {
+		out.Width = out.Nodes[k-1].Index + 1
+	}
+	return out
+}
+
 // Resolution returns the resolution of x (RFC 9420, Section 4.1.1): the
 // non-blank nodes covering the subtree of x, in left-to-right order, each
 // non-blank node followed by its unmerged leaves. Leaves listed in exclude

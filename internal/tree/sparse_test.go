@@ -109,6 +109,7 @@ func TestSparseCachesMatchNaive(t *testing.T) {
 		for _, fill := range []float64{0.05, 0.5, 1} {
 			tr := randomTree(t, rng, leaves, fill)
 			naiveOf(t, tr.View()).check(t, "built", tr.View())
+			checkSparse(t, tr.View())
 			next := uint32(1 << 30)
 			for step := range 30 {
 				d := tr.Diff()
@@ -143,10 +144,12 @@ func TestSparseCachesMatchNaive(t *testing.T) {
 				}
 				want := naiveOf(t, d)
 				want.check(t, "diff", d)
+				checkSparse(t, d)
 				if err := d.Merge(); err != nil {
 					t.Fatal(err)
 				}
 				want.check(t, "merged", tr.View())
+				checkSparse(t, tr.View())
 				if step%10 == 9 {
 					naiveOf(t, rebuilt(t, tr.View()).View()).check(t, "merged vs rebuilt", tr.View())
 				}
@@ -252,5 +255,28 @@ func BenchmarkBlankPaddedTree(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = tr.Validate(tr.TreeHash(), &Options{SkipLifetime: true})
+	}
+}
+
+// checkSparse compares Diff.Sparse with the dense RatchetTree.
+func checkSparse(tb testing.TB, d *Diff) {
+	tb.Helper()
+	dense := d.RatchetTree()
+	sp := d.Sparse()
+	if sp.Width != uint32(len(dense)) {
+		tb.Fatalf("Sparse: width %d, RatchetTree has %d nodes", sp.Width, len(dense))
+	}
+	k := 0
+	for i, n := range dense {
+		if n == nil {
+			continue
+		}
+		if k >= len(sp.Nodes) || sp.Nodes[k].Index != uint32(i) || sp.Nodes[k].Node.Leaf != n.Leaf || sp.Nodes[k].Node.Parent != n.Parent {
+			tb.Fatalf("Sparse: node %d differs from RatchetTree", i)
+		}
+		k++
+	}
+	if k != len(sp.Nodes) {
+		tb.Fatalf("Sparse: %d nodes, RatchetTree %d", len(sp.Nodes), k)
 	}
 }

@@ -391,6 +391,9 @@ func (t *Tree) Leaf(i LeafIndex) *message.LeafNode {
 // shared with the tree and must not be modified.
 func (t *Tree) RatchetTree() message.RatchetTree { return t.View().RatchetTree() }
 
+// Sparse returns the non-blank nodes of the tree; see Diff.Sparse.
+func (t *Tree) Sparse() *message.SparseRatchetTree { return t.View().Sparse() }
+
 // nodeName names a node in errors.
 func nodeName(x NodeIndex) string {
 	if x.IsLeaf() {
