@@ -307,11 +307,8 @@ func (g *Group) syncTree(tx storage.Tx, groupID []byte, old, cur *recordHeader, 
 	if err := tx.DeletePrefix(bucketNodes, gidPrefix(groupID)); err != nil {
 		return err
 	}
-	for x, n := range g.st.tree.RatchetTree() {
-		if n == nil {
-			continue
-		}
-		if err := putNode(tx, groupID, tree.NodeIndex(x), n); err != nil {
+	for _, n := range g.st.tree.Sparse().Nodes {
+		if err := putNode(tx, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
 			return err
 		}
 	}
