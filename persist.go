@@ -1159,7 +1159,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 	}
 	width := treemath.NodeWidth(hdr.leaves)
 	prefix := gidPrefix(groupID)
-	var rt message.RatchetTree
+	var rt message.SparseRatchetTree // blank nodes cost nothing
 	err := tx.Scan(bucketNodes, prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+5 {
 			return fmt.Errorf("node key %x of %d bytes", k, len(k))
@@ -1171,7 +1171,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		if x >= width {
 			return fmt.Errorf("node %d outside a tree of %d leaves", x, hdr.leaves)
 		}
-		if uint32(len(rt)) > x {
+		if rt.Width > x {
 			return fmt.Errorf("node %d out of order", x)
 		}
 		d := wire.NewDecoder(v)
@@ -1184,10 +1184,8 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("node %d: %w", x, err)
 		}
-		for uint32(len(rt)) < x {
-			rt = append(rt, nil)
-		}
-		rt = append(rt, n)
+		rt.Nodes = append(rt.Nodes, message.IndexedNode{Index: x, Node: n})
+		rt.Width = x + 1
 		return nil
 	})
 	if err != nil {
@@ -1197,7 +1195,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		}
 		return nil, corrupt(groupID, "ratchet tree", err)
 	}
-	t, err := tree.FromRatchetTree(s, rt)
+	t, err := tree.FromSparse(s, &rt, tree.MaxLeaves)
 	if err != nil {
 		return nil, corrupt(groupID, "ratchet tree", err)
 	}

@@ -211,7 +211,7 @@ func FromSparse(suite *ciphersuite.Suite, rt *message.SparseRatchetTree, maxLeav
 		prev = int64(x)
 		switch {
 		case rn == nil:
-			continue
+			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "blank node listed as non-blank")
 		case rn.Leaf != nil && rn.Parent != nil:
 			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "node is both leaf and parent")
 		case rn.Leaf != nil && x.IsLeaf():
