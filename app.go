@@ -3,9 +3,10 @@ package mls
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/mlskit/mls/ciphersuite"
-	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
@@ -18,7 +19,7 @@ import (
 func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if !g.active {
@@ -111,8 +112,8 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 		return nil, err
 	}
 	fc := &ac.Content
-	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(p.creds[leaf]),
-		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData)}, nil
+	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(p.creds[leaf]),
+		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData), Generation: dec.Generation()}, nil
 }
 
 // resumptionKey names a resumption PSK in Group.psks.
@@ -120,18 +121,25 @@ func resumptionKey(groupID []byte, epoch uint64) string {
 	return fmt.Sprintf("%x/%d", groupID, epoch)
 }
 
-// maxResumptionPSKs is how many past epochs' resumption PSKs a group keeps
-// (RFC 9420, Section 8.6; OpenMLS's number_of_resumption_psks).
-const maxResumptionPSKs = 8
-
+// rememberResumption keeps the resumption PSK of epoch, which is ending,
+// and forgets those beyond the retention (JoinConfig.ResumptionPSKRetention).
 func (g *Group) rememberResumption(epoch uint64, psk []byte) {
 	if g.psks == nil {
 		g.psks = map[string][]byte{}
 	}
 	id := g.st.gc.GroupID
-	g.psks[resumptionKey(id, epoch)] = psk
-	if epoch >= maxResumptionPSKs {
-		delete(g.psks, resumptionKey(id, epoch-maxResumptionPSKs))
+	n := g.cfg.resumptionRetention()
+	if n > 0 {
+		g.psks[resumptionKey(id, epoch)] = psk
+	}
+	// The new epoch is epoch+1; keep epochs epoch+1-n ... epoch. Entries
+	// kept under a larger retention before a reload go too.
+	prefix := resumptionKey(id, 0)
+	prefix = prefix[:len(prefix)-1]
+	for k := range g.psks {
+		if e, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil && strings.HasPrefix(k, prefix) && e+uint64(n) <= epoch {
+			delete(g.psks, k)
+		}
 	}
 }
 

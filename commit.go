@@ -33,6 +33,18 @@ type CommitOptions struct {
 	Add []*KeyPackage
 	// Remove removes members by leaf index.
 	Remove []uint32
+	// RemoveIdentities removes, for each identity, every member other than
+	// this one whose credential has that Identity (credential.Identity:
+	// a basic credential's identity, an X.509 leaf certificate's subject).
+	// An identity that no other member holds fails with ErrNotFound.
+	RemoveIdentities [][]byte
+	// WireFormat frames the commit as WireFormatPublicMessage or
+	// WireFormatPrivateMessage instead of what the group's
+	// WireFormatPolicy.OutgoingPrivate says; zero means the policy's
+	// choice. A format the group's incoming policy rejects (its members
+	// would drop the commit) or any other wire format fails with
+	// ErrInvalidArgument and ErrWireFormat.
+	WireFormat WireFormat
 	// ExternalPSKs inject pre-shared keys already stored with StorePSK.
 	ExternalPSKs [][]byte
 	// ResumptionPSKs inject the resumption PSKs of earlier epochs of this
@@ -86,6 +98,77 @@ func (g *Group) RemoveMembers(ctx context.Context, leaves ...uint32) (*CommitRes
 	return g.Commit(ctx, CommitOptions{Remove: leaves})
 }
 
+// RemoveMembersByIdentity commits Remove proposals for every member other
+// than this one whose credential has one of the identities (see
+// CommitOptions.RemoveIdentities). An identity that no other member holds
+// fails with ErrNotFound and nothing is committed.
+func (g *Group) RemoveMembersByIdentity(ctx context.Context, identities ...[]byte) (*CommitResult, error) {
+	if len(identities) == 0 {
+		return nil, fmt.Errorf("%w: no identity to remove", ErrInvalidArgument)
+	}
+	return g.Commit(ctx, CommitOptions{RemoveIdentities: identities})
+}
+
+// MembersByIdentity returns the members whose credential has identity
+// (credential.Identity), in leaf order: a client with several devices has
+// one leaf per device.
+func (g *Group) MembersByIdentity(identity []byte) []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Member
+	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+		out = append(out, memberOf(uint32(l), g.st.tree.Leaf(l)))
+	}
+	return out
+}
+
+// leavesWithIdentity returns the non-blank leaves whose credential has
+// identity.
+func leavesWithIdentity(d *tree.Diff, identity []byte) []tree.LeafIndex {
+	var out []tree.LeafIndex
+	for _, l := range membersLeaves(d) {
+		if bytes.Equal(credOf(d.Leaf(l).Credential).Identity(), identity) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// outgoingWireFormat picks the framing of an own handshake message: the
+// one asked for (zero: the policy's), which must be PublicMessage or
+// PrivateMessage and accepted by the group's incoming policy, so that the
+// members, who share it, do not drop the message (RFC 9420, Section 6).
+func (g *Group) outgoingWireFormat(want WireFormat) (message.WireFormat, error) {
+	if want == 0 {
+		if g.cfg.WireFormatPolicy.OutgoingPrivate {
+			return message.WireFormatPrivateMessage, nil
+		}
+		return message.WireFormatPublicMessage, nil
+	}
+	in := g.cfg.WireFormatPolicy.Incoming
+	switch {
+	case want != WireFormatPublicMessage && want != WireFormatPrivateMessage:
+		return 0, fmt.Errorf("%w: %w: a handshake message cannot be a %v", ErrInvalidArgument, ErrWireFormat, want)
+	case want == WireFormatPublicMessage && in == AcceptPrivateOnly,
+		want == WireFormatPrivateMessage && in == AcceptPublicOnly:
+		return 0, fmt.Errorf("%w: %w: %v, but the group's incoming policy is %v", ErrInvalidArgument, ErrWireFormat, want, in)
+	}
+	return message.WireFormat(want), nil
+}
+
+// String names the policy as the constant does.
+func (p IncomingPolicy) String() string {
+	switch p {
+	case AcceptAny:
+		return "AcceptAny"
+	case AcceptPublicOnly:
+		return "AcceptPublicOnly"
+	case AcceptPrivateOnly:
+		return "AcceptPrivateOnly"
+	}
+	return fmt.Sprintf("IncomingPolicy(%d)", uint8(p))
+}
+
 // SelfUpdate commits a fresh UpdatePath for this member: new leaf and path
 // keys (forward secrecy and post-compromise security, RFC 9420,
 // Section 12.4).
@@ -111,7 +194,7 @@ func (g *Group) CommitPendingProposals(ctx context.Context) (*CommitResult, erro
 func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if !g.active {
@@ -119,6 +202,9 @@ func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, 
 	}
 	if g.pending != nil {
 		return nil, ErrPendingCommit
+	}
+	if opts.NewIdentity != nil && opts.NewIdentity.Signer == nil {
+		return nil, fmt.Errorf("%w: new identity has no signer", ErrInvalidArgument)
 	}
 	sc, err := g.createCommit(ctx, opts)
 	if err != nil {
@@ -142,6 +228,26 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	inline := func(p *message.Proposal) {
 		props = append(props, &QueuedProposal{p: p, sender: me})
 		refs = append(refs, message.ProposalOrRef{Proposal: p})
+	}
+	if len(opts.RemoveIdentities) > 0 {
+		v := st.tree.View()
+		remove := append([]uint32(nil), opts.Remove...)
+		for _, id := range opts.RemoveIdentities {
+			n := 0
+			for _, l := range leavesWithIdentity(v, id) {
+				if l == st.own {
+					continue
+				}
+				n++
+				if !containsU32(remove, uint32(l)) {
+					remove = append(remove, uint32(l))
+				}
+			}
+			if n == 0 {
+				return nil, nil, fmt.Errorf("%w: no other member has identity %q", ErrNotFound, id)
+			}
+		}
+		opts.Remove = remove
 	}
 	removed := map[uint32]bool{}
 	for _, r := range opts.Remove {
@@ -236,6 +342,10 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	st := g.st
 	s := st.suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
+	wf, err := g.outgoingWireFormat(opts.WireFormat)
+	if err != nil {
+		return nil, err
+	}
 	props, refs, err := g.commitProposals(st, &opts)
 	if err != nil {
 		return nil, err
@@ -263,7 +373,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 				return nil, err
 			}
 			template.SignatureKey = pub
-			template.Credential = opts.NewIdentity.Credential.Wire()
+			template.Credential = wireCred(opts.NewIdentity.Credential)
 			template.Capabilities.Credentials = appendUnique(template.Capabilities.Credentials, message.CredentialType(opts.NewIdentity.Credential.Type()))
 			signer = opts.NewIdentity.Signer
 		}
@@ -271,7 +381,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 			template.Extensions = toWireExtensions(opts.LeafExtensions)
 		}
 		if opts.LeafCapabilities != nil {
-			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credential.FromWire(template.Credential).Type())
+			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
 		}
 		topts := g.treeOptions(st, &gc)
 		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
@@ -307,10 +417,6 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
 		Commit:            &message.Commit{Proposals: refs, Path: up},
-	}
-	wf := message.WireFormatPublicMessage
-	if g.cfg.WireFormatPolicy.OutgoingPrivate {
-		wf = message.WireFormatPrivateMessage
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
@@ -448,7 +554,7 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 func (g *Group) MergePendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if g.pending == nil {
@@ -463,7 +569,7 @@ func (g *Group) MergePendingCommit(ctx context.Context) error {
 func (g *Group) ClearPendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if g.pending == nil {
@@ -638,17 +744,17 @@ func (sc *StagedCommit) SelfRemoved() bool { return sc.a.selfGone }
 func (sc *StagedCommit) NewCredentials() []credential.Credential {
 	var out []credential.Credential
 	for _, kp := range sc.a.addedKPs {
-		out = append(out, credential.FromWire(kp.LeafNode.Credential))
+		out = append(out, credOf(kp.LeafNode.Credential))
 	}
 	for _, q := range sc.UpdateProposals() {
-		out = append(out, credential.FromWire(q.p.Update.LeafNode.Credential))
+		out = append(out, credOf(q.p.Update.LeafNode.Credential))
 	}
 	if sc.sender.Type == message.SenderMember || sc.sender.Type == message.SenderNewMemberCommit {
 		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
 			// An external joiner is new even when it takes over the leaf of
 			// an earlier appearance (a resync).
-			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credential.FromWire(old.Credential).Equal(credential.FromWire(ln.Credential)) {
-				out = append(out, credential.FromWire(ln.Credential))
+			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
+				out = append(out, credOf(ln.Credential))
 			}
 		}
 	}
@@ -667,11 +773,11 @@ func (sc *StagedCommit) senderLeaf() uint32 {
 func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
-	if sc == nil {
-		return fmt.Errorf("%w: nil staged commit", ErrInvalidArgument)
+	if sc == nil || sc.a == nil || sc.base == nil {
+		return fmt.Errorf("%w: nil staged commit (or one not from Process)", ErrInvalidArgument)
 	}
 	return g.merge(ctx, sc)
 }
@@ -681,6 +787,9 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error {
 	if len(id) == 0 {
 		return fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+	}
+	if store == nil {
+		return fmt.Errorf("%w: nil store", ErrInvalidArgument)
 	}
 	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
 }
@@ -716,18 +825,18 @@ func updateKeyName(groupID, pub []byte) []byte {
 // ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
 // queues it in this member's pending proposals, so that its next commit
 // covers it. Send the returned message to the group.
-func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error) {
+func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, ProposalRef, error) {
 	if kp == nil {
-		return nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
-		return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
 	}
 	// Section 7.3: a client MUST validate the LeafNodes it sends,
 	// including their lifetime; the leaf is checked where the Add would
@@ -735,11 +844,11 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 	d := st.tree.Diff()
 	at, err := d.ReserveLeaf()
 	if err != nil {
-		return nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
+		return nil, nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := d.ValidateLeaf(&kp.kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
-		return nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
+		return nil, nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
 	}
 	p := &message.Proposal{Type: message.ProposalAdd, Add: &message.AddProposal{KeyPackage: kp.kp}}
 	return g.propose(ctx, p, nil)
@@ -747,38 +856,65 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, error
 
 // ProposeRemove sends a Remove proposal for the member at leaf (RFC 9420,
 // Section 12.1.3) and queues it. To leave the group, use LeaveGroup.
-func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, error) {
+func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
-		return nil, err
+	if err := g.checkCall(ctx); err != nil {
+		return nil, nil, err
 	}
+	return g.proposeRemove(ctx, leaf)
+}
+
+func (g *Group) proposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	if tree.LeafIndex(leaf) == st.own {
-		return nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
+		return nil, nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
 	}
 	if st.tree.Leaf(tree.LeafIndex(leaf)) == nil {
-		return nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
+		return nil, nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
 	return g.propose(ctx, p, nil)
+}
+
+// ProposeRemoveIdentity sends a Remove proposal for the member other than
+// this one whose credential has identity (credential.Identity), and queues
+// it. It fails with ErrNotFound if no other member has it, and with
+// ErrInvalidArgument if several do (a client with several devices): then
+// pick the leaves from MembersByIdentity and use ProposeRemove for each.
+func (g *Group) ProposeRemoveIdentity(ctx context.Context, identity []byte) (*Message, ProposalRef, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var leaves []uint32
+	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+		if l != g.st.own {
+			leaves = append(leaves, uint32(l))
+		}
+	}
+	switch len(leaves) {
+	case 0:
+		return nil, nil, fmt.Errorf("%w: no other member has identity %q", ErrNotFound, identity)
+	case 1:
+		return g.proposeRemove(ctx, leaves[0])
+	}
+	return nil, nil, fmt.Errorf("%w: %d members have identity %q (leaves %v); propose each removal with ProposeRemove", ErrInvalidArgument, len(leaves), identity, leaves)
 }
 
 // LeaveGroup sends a Remove proposal for this member's own leaf (RFC 9420,
 // Section 12.1.3; OpenMLS's leave_group). A member cannot commit its own
 // removal (Section 12.2): another member commits the proposal, and when
 // this member processes and merges that commit the group becomes inactive.
-func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
+func (g *Group) LeaveGroup(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
-		return nil, err
+	if err := g.checkCall(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: uint32(g.st.own)}}
 	return g.propose(ctx, p, nil)
@@ -790,20 +926,20 @@ func (g *Group) LeaveGroup(ctx context.Context) (*Message, error) {
 // epoch: when another member's commit covers the proposal, this member's
 // leaf key becomes the new one. A commit of this member's own does not
 // cover the proposal; its UpdatePath replaces the leaf anyway.
-func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
+func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
-		return nil, err
+	if err := g.checkCall(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := g.st
 	s := st.suite
 	priv, pub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ln := *st.ownLeaf()
 	ln.EncryptionKey = pub
@@ -812,23 +948,23 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, error) {
 	ln.ParentHash = nil
 	ln.Signature = nil
 	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
-		return nil, fmt.Errorf("mls: own Update proposal: %w", err)
+		return nil, nil, fmt.Errorf("mls: own Update proposal: %w", err)
 	}
 	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
 	name := updateKeyName(st.gc.GroupID, pub)
-	m, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
+	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if g.updateKeys == nil {
 		g.updateKeys = map[string][]byte{}
 	}
 	g.updateKeys[string(pub)] = priv
-	return m, nil
+	return m, ref, nil
 }
 
 // checkOperational rejects sending while removed or while a commit of
@@ -846,10 +982,10 @@ func (g *Group) checkOperational() error {
 
 // propose signs and frames a standalone proposal of this member for the
 // current epoch (RFC 9420, Sections 6 and 12.1), queues it in the pending
-// proposals under its ProposalRef (Section 5.2) and saves the group,
-// running extra in the same transaction. The framing follows the wire
+// proposals under its ProposalRef (Section 5.2), which it returns, and
+// saves the group, running extra in the same transaction. The framing follows the wire
 // format policy.
-func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, error) {
+func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, ProposalRef, error) {
 	st := g.st
 	s := st.suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
@@ -867,25 +1003,25 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ref, err := proposalRef(s, ac)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Encrypting a PrivateMessage advances this member's handshake
 	// ratchet; the save below records it with the new proposal.
 	m, err := g.protect(st, ac)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	old := g.props
 	g.props = append(append([]*QueuedProposal(nil), g.props...), &QueuedProposal{p: p, ref: ref, sender: me})
 	if err := g.saveWith(ctx, extra); err != nil {
 		g.props = old
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, ProposalRef(clone(ref)), nil
 }
 
 // ownUpdateKey returns the leaf private key of this member's pending

@@ -101,6 +101,13 @@ type JoinConfig struct {
 	// expired; never set it for live traffic.
 	SkipLifetimeCheck bool
 
+	// ResumptionPSKRetention is how many epochs before the current one
+	// keep their resumption PSK (RFC 9420, Section 8.6) for commits that
+	// inject it. A commit naming an older epoch of this group is rejected
+	// (ValidationError rule "ResumptionPSKRetention"). Zero means the
+	// default, 8; a negative value keeps none (only the current epoch's).
+	ResumptionPSKRetention int
+
 	// client supplies the validator, clock, randomness and limits; the
 	// Client sets it on every path that creates, joins or loads a group.
 	client *Client

@@ -131,7 +131,7 @@ func TestRemoveOperation(t *testing.T) {
 	}
 
 	// Dave leaves and Bob commits it: Dave "we left", Alice "they left".
-	leave, err := dave.group.LeaveGroup(ctx)
+	leave, _, err := dave.group.LeaveGroup(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,7 +169,7 @@ func ExampleClient_NewKeyPackage() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	published, err := kp.MarshalBinary()
+	published, err := kp.MarshalMessage()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func ExampleGroup_ProposeAdd() {
 	cs := exGroup("alice", "bob")
 	alice, bob, charlie := cs[0], cs[1], newExClient("charlie")
 
-	proposal, err := bob.group.ProposeAdd(ctx, charlie.keyPackage())
+	proposal, _, err := bob.group.ProposeAdd(ctx, charlie.keyPackage())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -451,7 +451,7 @@ func ExampleGroup_ProposeSelfUpdate() {
 	cs := exGroup("alice", "bob")
 	alice, bob := cs[0], cs[1]
 
-	proposal, err := bob.group.ProposeSelfUpdate(ctx)
+	proposal, _, err := bob.group.ProposeSelfUpdate(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -484,7 +484,7 @@ func ExampleGroup_LeaveGroup() {
 	cs := exGroup("alice", "bob")
 	alice, bob := cs[0], cs[1]
 
-	leave, err := bob.group.LeaveGroup(ctx)
+	leave, _, err := bob.group.LeaveGroup(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -545,7 +545,10 @@ func ExampleGroup_Process() {
 	var inbox [][]byte
 	for _, m := range []func() (*mls.Message, error){
 		func() (*mls.Message, error) { return alice.group.Seal(ctx, []byte("hello"), nil) },
-		func() (*mls.Message, error) { return alice.group.ProposeSelfUpdate(ctx) },
+		func() (*mls.Message, error) {
+			m, _, err := alice.group.ProposeSelfUpdate(ctx)
+			return m, err
+		},
 		func() (*mls.Message, error) {
 			res, err := alice.group.SelfUpdate(ctx)
 			if err != nil {

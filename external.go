@@ -145,7 +145,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	gc.Epoch++
 	template := message.LeafNode{
 		SignatureKey: sigPub,
-		Credential:   id.Credential.Wire(),
+		Credential:   wireCred(id.Credential),
 		Capabilities: wireCapabilities(opts.Capabilities, gc.CipherSuite, id.Credential.Type()),
 		Extensions:   toWireExtensions(opts.LeafExtensions),
 	}

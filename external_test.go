@@ -356,7 +356,7 @@ func TestJoinExternalBadGroupInfo(t *testing.T) {
 		wantRule(t, join(exportGroupInfo(t, alice, false), mls.ExternalJoinOptions{RatchetTree: stale}), "TreeValidation")
 	})
 	t.Run("not_a_group_info", func(t *testing.T) {
-		kp, err := dave.keyPackage(t, regressSuite).MarshalBinary()
+		kp, err := dave.keyPackage(t, regressSuite).MarshalMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +452,7 @@ func TestExternalCommitValidation(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob := cs[0], cs[1]
 	// A proposal bob holds, to be referenced.
-	pm, err := alice.group.ProposeRemove(ctx, 2)
+	pm, _, err := alice.group.ProposeRemove(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestExternalCommitValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newExternalForger(t, s, gi, res.Commit, dave.id.Signer)
-	kpRaw, err := newClient(t, "eve", regressSuite).keyPackage(t, regressSuite).MarshalBinary()
+	kpRaw, err := newClient(t, "eve", regressSuite).keyPackage(t, regressSuite).MarshalMessage()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -814,10 +814,10 @@ func TestProposePSK(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
 	id := []byte("team psk")
-	if _, err := bob.group.ProposePSK(ctx, id); !errors.Is(err, mls.ErrNotFound) {
+	if _, _, err := bob.group.ProposePSK(ctx, id); !errors.Is(err, mls.ErrNotFound) {
 		t.Fatalf("PSK not stored: got %v, want ErrNotFound", err)
 	}
-	if _, err := bob.group.ProposePSK(ctx, nil); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := bob.group.ProposePSK(ctx, nil); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("empty PSK id: got %v, want ErrInvalidArgument", err)
 	}
 	for _, c := range cs {
@@ -825,7 +825,7 @@ func TestProposePSK(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, err := bob.group.ProposePSK(ctx, id)
+	m, _, err := bob.group.ProposePSK(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -879,13 +879,13 @@ func TestProposeGroupContextExtensions(t *testing.T) {
 	charlie.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
 
 	// Unsupported extension types and malformed lists are refused.
-	_, err := bob.group.ProposeGroupContextExtensions(ctx, []mls.Extension{{Type: 0xff02, Data: []byte{}}})
+	_, _, err := bob.group.ProposeGroupContextExtensions(ctx, []mls.Extension{{Type: 0xff02, Data: []byte{}}})
 	wantRule(t, err, "ValSem209")
-	_, err = bob.group.ProposeGroupContextExtensions(ctx, []mls.Extension{{Type: 0xff01}, {Type: 0xff01}})
+	_, _, err = bob.group.ProposeGroupContextExtensions(ctx, []mls.Extension{{Type: 0xff01}, {Type: 0xff01}})
 	wantRule(t, err, "ValSem209")
 
 	exts := []mls.Extension{{Type: 0xff01, Data: []byte("policy v2")}}
-	m, err := bob.group.ProposeGroupContextExtensions(ctx, exts)
+	m, _, err := bob.group.ProposeGroupContextExtensions(ctx, exts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -922,10 +922,10 @@ func TestProposeCustom(t *testing.T) {
 	rt, _ := alice.group.ExportRatchetTree()
 	bob.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
 
-	if _, err := bob.group.ProposeCustom(ctx, uint16(mls.ProposalRemove), nil); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := bob.group.ProposeCustom(ctx, uint16(mls.ProposalRemove), nil); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("custom proposal of an RFC type: got %v, want ErrInvalidArgument", err)
 	}
-	m, err := bob.group.ProposeCustom(ctx, custom, []byte("payload"))
+	m, _, err := bob.group.ProposeCustom(ctx, custom, []byte("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -956,7 +956,7 @@ func TestProposeCustom(t *testing.T) {
 	res = commitAndFan(t, alice, mls.CommitOptions{Add: []*mls.KeyPackage{charlie.keyPackage(t, regressSuite)}}, bob)
 	rt, _ = alice.group.ExportRatchetTree()
 	charlie.join(t, roundTrip(t, res.Welcome), mls.JoinConfig{}, rt)
-	_, err = bob.group.ProposeCustom(ctx, custom, []byte("payload"))
+	_, _, err = bob.group.ProposeCustom(ctx, custom, []byte("payload"))
 	wantRule(t, err, "ValSem113")
 }
 
@@ -970,10 +970,10 @@ func TestReInit(t *testing.T) {
 	newSuite := mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256
 	exts := []mls.Extension{{Type: 0xff05, Data: []byte("e")}}
 
-	if _, err := bob.group.ProposeReInit(ctx, []byte("g2"), 0x7777, nil); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := bob.group.ProposeReInit(ctx, []byte("g2"), 0x7777, nil); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("ReInit to an unknown suite: got %v, want ErrInvalidArgument", err)
 	}
-	m, err := bob.group.ProposeReInit(ctx, []byte("g2"), newSuite, exts)
+	m, _, err := bob.group.ProposeReInit(ctx, []byte("g2"), newSuite, exts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -986,7 +986,7 @@ func TestReInit(t *testing.T) {
 
 	// With another proposal pending, a commit leaves the ReInit out
 	// (RFC 9420, Section 12.2) and the group goes on.
-	rm, err := charlie.group.ProposeRemove(ctx, 1)
+	rm, _, err := charlie.group.ProposeRemove(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1091,7 +1091,7 @@ func TestReInitGroup(t *testing.T) {
 	}
 	newSuite := mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256
 	exts := []mls.Extension{{Type: 0xff05, Data: []byte("v2")}}
-	m, err := bob.group.ProposeReInit(ctx, []byte("group v2"), newSuite, exts)
+	m, _, err := bob.group.ProposeReInit(ctx, []byte("group v2"), newSuite, exts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,8 @@ func FuzzProcess(f *testing.F) {
 		seeds++
 	}
 	add(alice.group.Seal(ctx, []byte("hello"), []byte("aad")))
-	add(alice.group.ProposeSelfUpdate(ctx))
-	add(alice.group.ProposeRemove(ctx, 2))
+	add(msgOnly(alice.group.ProposeSelfUpdate(ctx)))
+	add(msgOnly(alice.group.ProposeRemove(ctx, 2)))
 	res, err := alice.group.CommitPendingProposals(ctx)
 	if err != nil {
 		f.Fatal(err)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/credwire"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -73,12 +75,116 @@ type pastEpoch struct {
 	creds      map[uint32]message.Credential
 }
 
-// Member describes one leaf of the group.
+// Member describes one leaf of the group. The fields are copies; LeafNode
+// gives the rest of the leaf (capabilities, extensions, lifetime).
 type Member struct {
 	Index         uint32
 	Credential    credential.Credential
 	SignatureKey  []byte
 	EncryptionKey []byte
+
+	leaf *message.LeafNode // shared with the tree; never modified
+}
+
+// LeafNode returns the member's leaf node, or nil for a Member not
+// obtained from a group.
+func (m Member) LeafNode() *LeafNode {
+	if m.leaf == nil {
+		return nil
+	}
+	return leafNodeOf(m.leaf)
+}
+
+// LeafNode is a read-only view of a leaf node (RFC 9420, Section 7.2): a
+// member's leaf, the leaf of a key package or of an Update proposal. Every
+// accessor returns a copy.
+type LeafNode struct {
+	ln *message.LeafNode
+}
+
+func leafNodeOf(ln *message.LeafNode) *LeafNode { return &LeafNode{ln: ln} }
+
+// LeafNodeSource says how a leaf node was created (RFC 9420, Section 7.2).
+type LeafNodeSource uint8
+
+const (
+	LeafNodeSourceKeyPackage = LeafNodeSource(message.LeafNodeSourceKeyPackage)
+	LeafNodeSourceUpdate     = LeafNodeSource(message.LeafNodeSourceUpdate)
+	LeafNodeSourceCommit     = LeafNodeSource(message.LeafNodeSourceCommit)
+)
+
+// String returns the LeafNodeSource name of RFC 9420, Section 7.2.
+func (s LeafNodeSource) String() string {
+	switch s {
+	case LeafNodeSourceKeyPackage:
+		return "key_package"
+	case LeafNodeSourceUpdate:
+		return "update"
+	case LeafNodeSourceCommit:
+		return "commit"
+	}
+	return fmt.Sprintf("LeafNodeSource(%d)", uint8(s))
+}
+
+// Credential returns the leaf's credential.
+func (l *LeafNode) Credential() credential.Credential { return credOf(l.ln.Credential) }
+
+// SignatureKey returns the leaf's signature public key.
+func (l *LeafNode) SignatureKey() []byte { return clone(l.ln.SignatureKey) }
+
+// EncryptionKey returns the leaf's HPKE public key.
+func (l *LeafNode) EncryptionKey() []byte { return clone(l.ln.EncryptionKey) }
+
+// Source returns how the leaf node was created.
+func (l *LeafNode) Source() LeafNodeSource { return LeafNodeSource(l.ln.Source) }
+
+// Capabilities returns what the leaf advertises it supports (RFC 9420,
+// Section 7.2), as listed: unlike the input to NewKeyPackage no defaults
+// are added. Protocol versions are not part of Capabilities; every leaf
+// this package accepts lists mls10.
+func (l *LeafNode) Capabilities() Capabilities {
+	c := &l.ln.Capabilities
+	out := Capabilities{
+		CipherSuites: append([]CipherSuite{}, c.CipherSuites...),
+		Extensions:   make([]uint16, len(c.Extensions)),
+		Proposals:    make([]uint16, len(c.Proposals)),
+		Credentials:  make([]credential.Type, len(c.Credentials)),
+	}
+	for i, e := range c.Extensions {
+		out.Extensions[i] = uint16(e)
+	}
+	for i, p := range c.Proposals {
+		out.Proposals[i] = uint16(p)
+	}
+	for i, ct := range c.Credentials {
+		out.Credentials[i] = credential.Type(ct)
+	}
+	return out
+}
+
+// Extensions returns the leaf node's extensions (not those of a key
+// package that holds it; see KeyPackage.Extensions).
+func (l *LeafNode) Extensions() []Extension { return fromWireExtensions(l.ln.Extensions) }
+
+// Lifetime returns the validity period of a leaf node from a key package
+// (RFC 9420, Section 7.2), or false for a leaf created by an Update or a
+// commit, which has none. Times beyond the year 9999 (such as the
+// all-ones "never expires") are returned as the end of 9999.
+func (l *LeafNode) Lifetime() (notBefore, notAfter time.Time, ok bool) {
+	if l.ln.Source != message.LeafNodeSourceKeyPackage {
+		return time.Time{}, time.Time{}, false
+	}
+	return unixTime(l.ln.Lifetime.NotBefore), unixTime(l.ln.Lifetime.NotAfter), true
+}
+
+// maxUnixTime is 9999-12-31T23:59:59Z.
+const maxUnixTime = 253402300799
+
+func unixTime(v uint64) time.Time {
+	if v > maxUnixTime {
+		v = maxUnixTime
+	}
+	return time.Unix(int64(v), 0).UTC()
 }
 
 func (c *JoinConfig) rand() io.Reader { return c.client.rand() }
@@ -101,7 +207,7 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 	o.Credential = func(c *message.Credential, sigKey []byte) error {
 		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
 		// the leaf's signature key; then the application decides.
-		cred := credential.FromWire(*c)
+		cred := credOf(*c)
 		if err := cred.CheckSignatureKey(sigKey); err != nil {
 			return err
 		}
@@ -142,7 +248,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	leaf := &message.LeafNode{
 		EncryptionKey: encPub,
 		SignatureKey:  sigPub,
-		Credential:    id.Credential.Wire(),
+		Credential:    wireCred(id.Credential),
 		Capabilities:  wireCapabilities(cfg.Capabilities, suite, id.Credential.Type()),
 		Source:        message.LeafNodeSourceKeyPackage,
 		Lifetime:      message.Lifetime{NotBefore: uint64(now.Add(-1 * 3600e9).Unix()), NotAfter: uint64(now.Add(lifetime).Unix())},
@@ -243,7 +349,7 @@ func groupExtensions(cfg *GroupConfig) ([]message.Extension, error) {
 	if len(cfg.ExternalSenders) > 0 {
 		es := make(message.ExternalSenders, 0, len(cfg.ExternalSenders))
 		for _, x := range cfg.ExternalSenders {
-			es = append(es, message.ExternalSender{SignatureKey: clone(x.SignatureKey), Credential: x.Credential.Wire()})
+			es = append(es, message.ExternalSender{SignatureKey: clone(x.SignatureKey), Credential: wireCred(x.Credential)})
 		}
 		ext, err := message.NewExtension(&es)
 		if err != nil {
@@ -404,8 +510,16 @@ func membersOf(d *tree.Diff) []Member {
 }
 
 func memberOf(i uint32, ln *message.LeafNode) Member {
-	return Member{Index: i, Credential: credential.FromWire(ln.Credential), SignatureKey: clone(ln.SignatureKey), EncryptionKey: clone(ln.EncryptionKey)}
+	return Member{Index: i, Credential: credOf(ln.Credential), SignatureKey: clone(ln.SignatureKey), EncryptionKey: clone(ln.EncryptionKey), leaf: ln}
 }
+
+// credOf wraps a wire credential (see internal/credwire).
+func credOf(c message.Credential) credential.Credential {
+	return credwire.FromWire(c).(credential.Credential)
+}
+
+// wireCred returns the wire form of a credential (see internal/credwire).
+func wireCred(c credential.Credential) message.Credential { return credwire.ToWire(c) }
 
 // Member returns the member at leaf i.
 func (g *Group) Member(i uint32) (Member, bool) {

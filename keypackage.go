@@ -92,7 +92,7 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 		LeafNode: message.LeafNode{
 			EncryptionKey: encPub,
 			SignatureKey:  sigPub,
-			Credential:    id.Credential.Wire(),
+			Credential:    wireCred(id.Credential),
 			Capabilities:  wireCapabilities(opts.Capabilities, suite, id.Credential.Type()),
 			Source:        message.LeafNodeSourceKeyPackage,
 			Lifetime: message.Lifetime{
@@ -188,11 +188,38 @@ func (k *KeyPackage) CipherSuite() CipherSuite { return k.kp.CipherSuite }
 
 // Credential returns the credential of the key package's leaf node.
 func (k *KeyPackage) Credential() credential.Credential {
-	return credential.FromWire(k.kp.LeafNode.Credential)
+	return credOf(k.kp.LeafNode.Credential)
 }
 
 // SignatureKey returns the leaf's signature public key.
 func (k *KeyPackage) SignatureKey() []byte { return bytes.Clone(k.kp.LeafNode.SignatureKey) }
+
+// InitKey returns the HPKE public key to which Welcome messages for this
+// key package are encrypted (RFC 9420, Section 10).
+func (k *KeyPackage) InitKey() []byte { return bytes.Clone(k.kp.InitKey) }
+
+// EncryptionKey returns the leaf's HPKE public key.
+func (k *KeyPackage) EncryptionKey() []byte { return bytes.Clone(k.kp.LeafNode.EncryptionKey) }
+
+// Extensions returns the key package's own extensions (RFC 9420,
+// Section 10), such as last_resort. The leaf node's extensions are
+// LeafNode().Extensions().
+func (k *KeyPackage) Extensions() []Extension { return fromWireExtensions(k.kp.Extensions) }
+
+// LeafNode returns the key package's leaf node: credential, keys,
+// capabilities, leaf extensions and lifetime.
+func (k *KeyPackage) LeafNode() *LeafNode { return leafNodeOf(&k.kp.LeafNode) }
+
+// Capabilities returns what the leaf node advertises (RFC 9420,
+// Section 7.2), as listed in the key package.
+func (k *KeyPackage) Capabilities() Capabilities { return k.LeafNode().Capabilities() }
+
+// Lifetime returns the validity period of the key package's leaf node
+// (RFC 9420, Section 7.2); see LeafNode.Lifetime.
+func (k *KeyPackage) Lifetime() (notBefore, notAfter time.Time) {
+	nb, na, _ := k.LeafNode().Lifetime()
+	return nb, na
+}
 
 // IsLastResort reports whether the key package carries the last-resort
 // extension.
@@ -205,11 +232,11 @@ func (k *KeyPackage) IsLastResort() bool {
 	return false
 }
 
-// MarshalBinary returns the key package wrapped in an MLSMessage, the form
-// in which it is published (RFC 9420, Section 6).
-func (k *KeyPackage) MarshalBinary() ([]byte, error) {
-	return message.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &k.kp})
-}
+// MarshalBinary returns the bare KeyPackage structure (RFC 9420,
+// Section 10). MarshalMessage returns it wrapped in an MLSMessage, the
+// form in which key packages are usually published; ParseKeyPackage
+// accepts both.
+func (k *KeyPackage) MarshalBinary() ([]byte, error) { return clone(k.raw), nil }
 
 // keyPackageRecord is what the store keeps for an unused key package.
 type keyPackageRecord struct {

@@ -77,6 +77,11 @@ const (
 // had no pending commit or past epochs; it is not read any more.
 const groupRecordVersion = 2
 
+// groupRecordV3 is the version of group records that also hold
+// JoinConfig.ResumptionPSKRetention (after skip_lifetime, as an int32).
+// Version 2 group records are still read, with the default retention.
+const groupRecordV3 = 3
+
 // nodeRecordVersion is the first octet of a node record.
 const nodeRecordVersion = 1
 
@@ -267,7 +272,7 @@ func readHeader(tx storage.Tx, groupID []byte) (*recordHeader, error) {
 	}
 	d := wire.NewDecoder(body)
 	var h recordHeader
-	if d.U8("version") != groupRecordVersion {
+	if v := d.U8("version"); v != groupRecordVersion && v != groupRecordV3 {
 		return nil, nil
 	}
 	h.decode(d)
@@ -644,7 +649,7 @@ func (g *Group) marshalState() ([]byte, *recordHeader, error) {
 		hdr.past = append(hdr.past, pastRef{p.epoch, epochID(p.gcRaw)})
 	}
 	e := wire.NewEncoder(nil)
-	e.U8(groupRecordVersion)
+	e.U8(groupRecordV3)
 	hdr.encode(e)
 	c := &g.cfg
 	e.Bool(c.WireFormatPolicy.OutgoingPrivate)
@@ -655,6 +660,7 @@ func (g *Group) marshalState() ([]byte, *recordHeader, error) {
 	e.U32(c.SenderRatchet.MaxForwardDistance)
 	e.Bool(c.UseRatchetTreeExtension)
 	e.Bool(c.SkipLifetimeCheck)
+	e.U32(uint32(int32(c.ResumptionPSKRetention)))
 	e.Bool(g.active)
 	e.U32(uint32(st.own))
 	encodePrivate(e, st.priv)
@@ -1015,8 +1021,9 @@ type groupRecord struct {
 func (r *groupRecord) decode(b []byte) error {
 	d := wire.NewDecoder(b)
 	d.Struct("GroupRecord")
-	if v := d.U8("version"); d.Err() == nil && v != groupRecordVersion {
-		d.Failf("version", "unsupported record version %d (this code reads version %d)", v, groupRecordVersion)
+	v := d.U8("version")
+	if d.Err() == nil && v != groupRecordVersion && v != groupRecordV3 {
+		d.Failf("version", "unsupported record version %d (this code reads versions %d and %d)", v, groupRecordVersion, groupRecordV3)
 	}
 	r.hdr.decode(d)
 	c := &r.cfg
@@ -1028,6 +1035,9 @@ func (r *groupRecord) decode(b []byte) error {
 	c.SenderRatchet.MaxForwardDistance = d.U32("max_forward")
 	c.UseRatchetTreeExtension = d.Bool("ratchet_tree_extension")
 	c.SkipLifetimeCheck = d.Bool("skip_lifetime")
+	if v == groupRecordV3 {
+		c.ResumptionPSKRetention = int(int32(d.U32("resumption_psk_retention")))
+	}
 	r.active = d.Bool("active")
 	r.own = d.U32("own_leaf")
 	r.priv.decode(d)
@@ -1099,6 +1109,7 @@ func (g *Group) restore(tx storage.Tx, groupID []byte, r *groupRecord) error {
 	}
 	g.cfg.WireFormatPolicy, g.cfg.PaddingSize, g.cfg.MaxPastEpochs = r.cfg.WireFormatPolicy, r.cfg.PaddingSize, r.cfg.MaxPastEpochs
 	g.cfg.SenderRatchet, g.cfg.UseRatchetTreeExtension, g.cfg.SkipLifetimeCheck = r.cfg.SenderRatchet, r.cfg.UseRatchetTreeExtension, r.cfg.SkipLifetimeCheck
+	g.cfg.ResumptionPSKRetention = r.cfg.ResumptionPSKRetention
 	g.st, g.active, g.props, g.psks = st, r.active, r.props, r.psks
 	for _, ref := range r.hdr.past {
 		p, err := loadPast(tx, groupID, s, ref)

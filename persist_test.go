@@ -337,7 +337,7 @@ func testPersistContinues(t *testing.T, kind psKind) {
 
 	// Pending proposals survive, and so does the private key of an Update
 	// proposal: the commit covering it is processed after a reload.
-	prop, err := charlie.g.ProposeSelfUpdate(ctx)
+	prop, _, err := charlie.g.ProposeSelfUpdate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,7 +615,7 @@ func richState(tb testing.TB) (*psMember, []byte) {
 	bob.commit(selfUpdate, alice)
 	psSend(tb, bob, "two", alice)
 	psSend(tb, alice, "three", bob)
-	prop, err := bob.g.ProposeRemove(ctx, 0)
+	prop, _, err := bob.g.ProposeRemove(ctx, 0)
 	if err == nil {
 		var p *Processed
 		if p, err = alice.process(prop); err == nil {
@@ -625,7 +625,7 @@ func richState(tb testing.TB) (*psMember, []byte) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := alice.g.ProposeSelfUpdate(ctx); err != nil {
+	if _, _, err := alice.g.ProposeSelfUpdate(ctx); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := alice.g.AddMembers(ctx, charlie.keyPackage()); err != nil {
@@ -992,7 +992,7 @@ func TestForwardSecrecyInStorage(t *testing.T) {
 	}
 	alice.gone(pending)
 	// And the Update proposal key of an epoch that ended.
-	if _, err := alice.g.ProposeSelfUpdate(ctx); err != nil {
+	if _, _, err := alice.g.ProposeSelfUpdate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var updKey []byte

@@ -44,6 +44,11 @@ type Processed struct {
 	Credential        credential.Credential // the sender's
 	AuthenticatedData []byte
 	ApplicationData   []byte
+	// Generation is the sender ratchet generation of a message that came
+	// as a PrivateMessage (RFC 9420, Section 9.1): with Epoch and the
+	// sender's leaf it names the key that decrypted it, which no other
+	// message may use.
+	Generation uint32
 	// Proposal is a received proposal; store it with StorePendingProposal
 	// if the application accepts it.
 	Proposal *QueuedProposal
@@ -59,7 +64,7 @@ type Processed struct {
 func (g *Group) Process(ctx context.Context, msg *Message) (*Processed, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if msg == nil {
@@ -205,7 +210,7 @@ func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.
 // is consumed (and the sender's ratchet saved) once the content is valid.
 func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.AuthenticatedContent, cred message.Credential, dec *framing.Decrypted) (*Processed, error) {
 	fc := &ac.Content
-	out := &Processed{Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credential.FromWire(cred), AuthenticatedData: clone(fc.AuthenticatedData)}
+	out := &Processed{Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(cred), AuthenticatedData: clone(fc.AuthenticatedData)}
 	switch fc.ContentType {
 	case message.ContentApplication:
 		out.Kind = KindApplication
@@ -225,6 +230,7 @@ func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.
 		out.Sender = sc.Sender()
 	}
 	if dec != nil {
+		out.Generation = dec.Generation()
 		if err := dec.Consume(); err != nil {
 			return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
 		}
@@ -279,7 +285,7 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if q == nil || q.ref == nil {
@@ -300,7 +306,7 @@ func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) err
 func (g *Group) RemovePendingProposal(ctx context.Context, ref []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	old := g.props

@@ -24,6 +24,21 @@ const (
 	SenderNewMemberCommit   = SenderType(message.SenderNewMemberCommit)
 )
 
+// String returns the SenderType name of RFC 9420, Section 6.
+func (t SenderType) String() string {
+	switch t {
+	case SenderMember:
+		return "member"
+	case SenderExternal:
+		return "external"
+	case SenderNewMemberProposal:
+		return "new_member_proposal"
+	case SenderNewMemberCommit:
+		return "new_member_commit"
+	}
+	return fmt.Sprintf("SenderType(%d)", uint8(t))
+}
+
 // Sender identifies the sender of a message: a member by leaf index, an
 // external sender by its index in the external_senders extension, or a new
 // member: for an external commit (SenderNewMemberCommit) Index is the leaf
@@ -31,6 +46,16 @@ const (
 type Sender struct {
 	Type  SenderType
 	Index uint32
+}
+
+// String describes the sender: "member 3", "external 0",
+// "new_member_proposal" or "new_member_commit".
+func (s Sender) String() string {
+	switch s.Type {
+	case SenderMember, SenderExternal:
+		return fmt.Sprintf("%v %d", s.Type, s.Index)
+	}
+	return s.Type.String()
 }
 
 func senderOf(s message.Sender) Sender {
@@ -60,6 +85,95 @@ const (
 	ProposalGroupContextExtensions = ProposalType(message.ProposalGroupContextExtensions)
 )
 
+// String returns the registry name of the proposal type (RFC 9420,
+// Section 17.4), or its number in hexadecimal for other types.
+func (t ProposalType) String() string {
+	switch t {
+	case ProposalAdd:
+		return "add"
+	case ProposalUpdate:
+		return "update"
+	case ProposalRemove:
+		return "remove"
+	case ProposalPSK:
+		return "psk"
+	case ProposalReInit:
+		return "reinit"
+	case ProposalExternalInit:
+		return "external_init"
+	case ProposalGroupContextExtensions:
+		return "group_context_extensions"
+	}
+	return fmt.Sprintf("ProposalType(0x%04x)", uint16(t))
+}
+
+// ProposalRef identifies a proposal sent by reference (RFC 9420,
+// Section 5.2): RefHash("MLS 1.0 Proposal Reference", AuthenticatedContent),
+// as many bytes as the cipher suite's hash. It is a byte slice so that it
+// converts freely to and from []byte; compare two with bytes.Equal. A nil
+// ProposalRef means "none" (a proposal sent inline in a commit).
+type ProposalRef []byte
+
+// PSKType says which kind of pre-shared key a PSK id names (RFC 9420,
+// Section 8.4).
+type PSKType uint8
+
+const (
+	PSKExternal   = PSKType(message.PSKExternal)
+	PSKResumption = PSKType(message.PSKResumption)
+)
+
+// String returns the PSKType name of RFC 9420, Section 8.4.
+func (t PSKType) String() string {
+	switch t {
+	case PSKExternal:
+		return "external"
+	case PSKResumption:
+		return "resumption"
+	}
+	return fmt.Sprintf("PSKType(%d)", uint8(t))
+}
+
+// ResumptionUsage says why a resumption PSK is injected (RFC 9420,
+// Section 8.6).
+type ResumptionUsage uint8
+
+const (
+	ResumptionApplication = ResumptionUsage(message.ResumptionApplication)
+	ResumptionReInit      = ResumptionUsage(message.ResumptionReInit)
+	ResumptionBranch      = ResumptionUsage(message.ResumptionBranch)
+)
+
+// String returns the ResumptionPSKUsage name of RFC 9420, Section 8.6.
+func (u ResumptionUsage) String() string {
+	switch u {
+	case ResumptionApplication:
+		return "application"
+	case ResumptionReInit:
+		return "reinit"
+	case ResumptionBranch:
+		return "branch"
+	}
+	return fmt.Sprintf("ResumptionUsage(%d)", uint8(u))
+}
+
+// PSKID is a PreSharedKeyID (RFC 9420, Section 8.4): an external PSK's ID,
+// or the group and epoch whose resumption PSK is meant, plus the nonce.
+type PSKID struct {
+	Type PSKType
+	// ID is an external PSK's psk_id.
+	ID []byte
+	// Usage, GroupID and Epoch name a resumption PSK.
+	Usage   ResumptionUsage
+	GroupID []byte
+	Epoch   uint64
+	Nonce   []byte
+}
+
+func pskIDOf(id *message.PreSharedKeyID) PSKID {
+	return PSKID{Type: PSKType(id.Type), ID: clone(id.PSKID), Usage: ResumptionUsage(id.Usage), GroupID: clone(id.PSKGroupID), Epoch: id.PSKEpoch, Nonce: clone(id.Nonce)}
+}
+
 // QueuedProposal is a proposal received or sent in the current epoch,
 // waiting to be committed, or one covered by a staged commit.
 type QueuedProposal struct {
@@ -68,43 +182,105 @@ type QueuedProposal struct {
 	sender message.Sender
 }
 
+// body returns the proposal, or an empty one for a QueuedProposal that
+// was not obtained from this package (a zero value), so that the
+// accessors report "none" instead of panicking.
+func (q *QueuedProposal) body() *message.Proposal {
+	if q == nil || q.p == nil {
+		return &message.Proposal{}
+	}
+	return q.p
+}
+
 // Type returns the proposal type.
-func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.p.Type) }
+func (q *QueuedProposal) Type() ProposalType { return ProposalType(q.body().Type) }
 
 // Ref returns the ProposalRef (RFC 9420, Section 5.2), or nil for a
 // proposal sent inline in a commit.
-func (q *QueuedProposal) Ref() []byte { return clone(q.ref) }
+func (q *QueuedProposal) Ref() ProposalRef { return ProposalRef(clone(q.ref)) }
 
 // Sender returns who proposed it.
 func (q *QueuedProposal) Sender() Sender { return senderOf(q.sender) }
 
 // Removed returns the leaf a Remove proposal removes.
 func (q *QueuedProposal) Removed() (uint32, bool) {
-	if q.p.Remove == nil {
+	p := q.body()
+	if p.Remove == nil {
 		return 0, false
 	}
-	return q.p.Remove.Removed, true
+	return p.Remove.Removed, true
+}
+
+// KeyPackage returns the key package an Add proposal adds (RFC 9420,
+// Section 12.1.1). Its signatures were checked when the proposal was
+// validated.
+func (q *QueuedProposal) KeyPackage() (*KeyPackage, bool) {
+	p := q.body()
+	if p.Add == nil {
+		return nil, false
+	}
+	s, err := ciphersuite.Lookup(p.Add.KeyPackage.CipherSuite)
+	if err != nil {
+		return nil, false
+	}
+	kp, err := wrapKeyPackage(s, p.Add.KeyPackage)
+	if err != nil {
+		return nil, false
+	}
+	return kp, true
+}
+
+// LeafNode returns the new leaf node of an Update proposal (RFC 9420,
+// Section 12.1.2).
+func (q *QueuedProposal) LeafNode() (*LeafNode, bool) {
+	p := q.body()
+	if p.Update == nil {
+		return nil, false
+	}
+	return leafNodeOf(&p.Update.LeafNode), true
 }
 
 // AddedCredential returns the credential of the key package an Add
 // proposal adds.
 func (q *QueuedProposal) AddedCredential() (credential.Credential, bool) {
-	if q.p.Add == nil {
+	p := q.body()
+	if p.Add == nil {
 		return credential.Credential{}, false
 	}
-	return credential.FromWire(q.p.Add.KeyPackage.LeafNode.Credential), true
+	return credOf(p.Add.KeyPackage.LeafNode.Credential), true
 }
 
 // UpdatedCredential returns the credential of an Update proposal's new leaf.
 func (q *QueuedProposal) UpdatedCredential() (credential.Credential, bool) {
-	if q.p.Update == nil {
+	p := q.body()
+	if p.Update == nil {
 		return credential.Credential{}, false
 	}
-	return credential.FromWire(q.p.Update.LeafNode.Credential), true
+	return credOf(p.Update.LeafNode.Credential), true
+}
+
+// PreSharedKey returns the PSK id a PreSharedKey proposal injects (RFC
+// 9420, Section 12.1.4), external or resumption.
+func (q *QueuedProposal) PreSharedKey() (PSKID, bool) {
+	p := q.body()
+	if p.PSK == nil {
+		return PSKID{}, false
+	}
+	return pskIDOf(&p.PSK.PSK), true
+}
+
+// CustomType returns the type of a proposal RFC 9420 does not define, with
+// CustomData its body.
+func (q *QueuedProposal) CustomType() (uint16, bool) {
+	p := q.body()
+	if p.Type == 0 || isDefaultProposal(p.Type) {
+		return 0, false
+	}
+	return uint16(p.Type), true
 }
 
 func (q *QueuedProposal) String() string {
-	return fmt.Sprintf("proposal(type %d from %v)", q.p.Type, senderOf(q.sender))
+	return fmt.Sprintf("proposal(%v from %v)", ProposalType(q.body().Type), senderOf(q.sender))
 }
 
 // applied is the result of applying a proposal list to a tree diff
@@ -221,6 +397,9 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			}
 			if len(id.Nonce) != s.HashSize() {
 				return nil, invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), s.HashSize())
+			}
+			if err := g.checkResumptionRetention(st, id); err != nil {
+				return nil, err
 			}
 			key := pskKey(id)
 			if pskIDs[key] {
@@ -397,6 +576,40 @@ func leafError(err error, src message.LeafNodeSource, format string, args ...any
 	return invalidErr(rule, section, err, format, args...)
 }
 
+// defaultResumptionPSKRetention is how many past epochs' resumption PSKs
+// a group keeps by default (RFC 9420, Section 8.6; OpenMLS's
+// number_of_resumption_psks).
+const defaultResumptionPSKRetention = 8
+
+// resumptionRetention is JoinConfig.ResumptionPSKRetention with its
+// default applied; 0 keeps none.
+func (c *JoinConfig) resumptionRetention() int {
+	switch {
+	case c.ResumptionPSKRetention == 0:
+		return defaultResumptionPSKRetention
+	case c.ResumptionPSKRetention < 0:
+		return 0
+	}
+	return c.ResumptionPSKRetention
+}
+
+// checkResumptionRetention rejects a resumption PSK of this group from an
+// epoch older than the retention (JoinConfig.ResumptionPSKRetention):
+// this member has deleted it, as RFC 9420, Section 8.6 lets it, and the
+// commit cannot be processed.
+func (g *Group) checkResumptionRetention(st *epochState, id *message.PreSharedKeyID) error {
+	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.gc.GroupID) || id.PSKEpoch >= st.gc.Epoch {
+		return nil
+	}
+	if n := g.cfg.resumptionRetention(); st.gc.Epoch-id.PSKEpoch > uint64(n) {
+		// The cause is PSKMissing, so callers matching that rule (the PSK
+		// is not available) match this one too.
+		missing := invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
+		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, st.gc.Epoch)
+	}
+	return nil
+}
+
 // pskKey identifies a PSK regardless of its nonce, to detect two
 // proposals for the same PSK (ValSem403).
 func pskKey(id *message.PreSharedKeyID) string {
@@ -472,14 +685,14 @@ const bucketReInit = "reinit"
 // (RFC 9420, Section 12.1.4), which must already be stored with StorePSK,
 // and queues it. The members who commit or process the commit need the
 // PSK too.
-func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) {
+func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, ProposalRef, error) {
 	if len(pskID) == 0 {
-		return nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if g.store != nil {
 		err := g.store.View(ctx, func(tx storage.Tx) error {
@@ -487,15 +700,15 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 			return err
 		})
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("%w: external PSK %x (store it with StorePSK first)", ErrNotFound, pskID)
+			return nil, nil, fmt.Errorf("%w: external PSK %x (store it with StorePSK first)", ErrNotFound, pskID)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	p, err := ExternalPSKProposal(pskID).build(g.st.suite, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return g.propose(ctx, p, nil)
 }
@@ -505,33 +718,33 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, error) 
 // with exts, and queues it. The current members must support every
 // extension in it that is not one of RFC 9420's, and any
 // required_capabilities it sets (ValSem209).
-func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, error) {
+func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
-		return nil, err
+	if err := g.checkCall(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := toWireExtensions(exts)
 	if err := message.CheckExtensions(w); err != nil {
-		return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
+		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
 	}
 	v := g.st.tree.View()
 	rc, err := requiredCapabilities(w)
 	if err != nil {
-		return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
+		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
 	}
 	if rc != nil {
 		for _, m := range membersLeaves(v) {
 			if err := checkRequiredCapabilities(rc, &v.Leaf(m).Capabilities); err != nil {
-				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
+				return nil, nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
 			}
 		}
 	}
 	if err := checkExtensionsSupported(v, w); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := GroupContextExtensionsProposal(exts)
 	return g.propose(ctx, &p.p, nil)
@@ -541,18 +754,18 @@ func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extens
 // data as its opaque body, and queues it. Every member must list the type
 // in its capabilities (ValSem113, RFC 9420, Section 12.2). A commit that
 // covers it carries a path.
-func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, error) {
+func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, ProposalRef, error) {
 	t := message.ProposalType(proposalType)
 	if t == 0 || isDefaultProposal(t) {
-		return nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
+		return nil, nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkProposalSupported(g.st.tree.View(), t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if data == nil {
 		data = []byte{}
@@ -566,27 +779,27 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 // pending ReInit only when it covers nothing else (Section 12.2); once
 // that commit merges, the group is inactive and ReInitParams returns the
 // parameters for the new group (Section 11.2).
-func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, error) {
+func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
-		return nil, err
+	if err := g.checkCall(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if groupID == nil {
 		groupID = make([]byte, 16)
 		if _, err := io.ReadFull(g.cfg.rand(), groupID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := message.CheckExtensions(toWireExtensions(exts)); err != nil {
-		return nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
+		return nil, nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
 	}
 	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.suite, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return g.propose(ctx, p, nil)
 }
@@ -625,36 +838,40 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 
 // PSKID returns the ID of an external PSK a PreSharedKey proposal injects.
 func (q *QueuedProposal) PSKID() ([]byte, bool) {
-	if q.p.PSK == nil || q.p.PSK.PSK.Type != message.PSKExternal {
+	p := q.body()
+	if p.PSK == nil || p.PSK.PSK.Type != message.PSKExternal {
 		return nil, false
 	}
-	return clone(q.p.PSK.PSK.PSKID), true
+	return clone(p.PSK.PSK.PSKID), true
 }
 
 // ReInit returns the parameters of a ReInit proposal.
 func (q *QueuedProposal) ReInit() (*ReInitParams, bool) {
-	if q.p.ReInit == nil {
+	p := q.body()
+	if p.ReInit == nil {
 		return nil, false
 	}
-	return reInitParams(q.p.ReInit), true
+	return reInitParams(p.ReInit), true
 }
 
 // GroupContextExtensions returns the extensions a GroupContextExtensions
 // proposal sets.
 func (q *QueuedProposal) GroupContextExtensions() ([]Extension, bool) {
-	if q.p.GroupContextExtensions == nil {
+	p := q.body()
+	if p.GroupContextExtensions == nil {
 		return nil, false
 	}
-	return fromWireExtensions(q.p.GroupContextExtensions.Extensions), true
+	return fromWireExtensions(p.GroupContextExtensions.Extensions), true
 }
 
 // CustomData returns the body of a proposal of a type RFC 9420 does not
 // define.
 func (q *QueuedProposal) CustomData() ([]byte, bool) {
-	if isDefaultProposal(q.p.Type) {
+	p := q.body()
+	if p.Type == 0 || isDefaultProposal(p.Type) {
 		return nil, false
 	}
-	return clone(q.p.Data), true
+	return clone(p.Data), true
 }
 
 // ReInitGroup creates the group that replaces g after a ReInit commit
@@ -674,6 +891,11 @@ func (q *QueuedProposal) CustomData() ([]byte, bool) {
 func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
 	if ctx == nil || c == nil {
 		return nil, nil, fmt.Errorf("%w: ReInitGroup needs a context and a client", ErrInvalidArgument)
+	}
+	for _, kp := range kps {
+		if kp == nil {
+			return nil, nil, fmt.Errorf("%w: nil key package", ErrInvalidArgument)
+		}
 	}
 	params, ok := g.ReInitParams()
 	if !ok {

@@ -118,7 +118,7 @@ func TestProposeAddByReference(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
 	alice, bob := cs[0], cs[1]
 	charlie := newClient(t, "charlie", regressSuite)
-	m, err := bob.group.ProposeAdd(ctx, charlie.keyPackage(t, regressSuite))
+	m, _, err := bob.group.ProposeAdd(ctx, charlie.keyPackage(t, regressSuite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestProposeSelfUpdateCommittedByOther(t *testing.T) {
 			cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 			alice, bob, charlie := cs[0], cs[1], cs[2]
 			oldKey := encryptionKey(t, bob, 1)
-			m, err := bob.group.ProposeSelfUpdate(ctx)
+			m, _, err := bob.group.ProposeSelfUpdate(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,7 +231,7 @@ func TestOwnUpdateNotCommitted(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
 	oldKey := encryptionKey(t, bob, 1)
-	if _, err := bob.group.ProposeSelfUpdate(ctx); err != nil {
+	if _, _, err := bob.group.ProposeSelfUpdate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// alice never received it.
@@ -253,7 +253,7 @@ func TestOwnUpdateSkippedInOwnCommit(t *testing.T) {
 	ctx := context.Background()
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
 	alice, bob := cs[0], cs[1]
-	m, err := bob.group.ProposeSelfUpdate(ctx)
+	m, _, err := bob.group.ProposeSelfUpdate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestLeaveGroup(t *testing.T) {
 	ctx := context.Background()
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
-	m, err := charlie.group.LeaveGroup(ctx)
+	m, _, err := charlie.group.LeaveGroup(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestLeaveGroup(t *testing.T) {
 	if charlie.group.IsActive() {
 		t.Fatal("charlie still active after its Remove was committed")
 	}
-	if _, err := charlie.group.LeaveGroup(ctx); !errors.Is(err, mls.ErrInactive) {
+	if _, _, err := charlie.group.LeaveGroup(ctx); !errors.Is(err, mls.ErrInactive) {
 		t.Fatalf("LeaveGroup after removal: %v, want ErrInactive", err)
 	}
 	agree(t, alice, bob)
@@ -314,7 +314,7 @@ func TestLeaveGroupOwnCommitSkipsIt(t *testing.T) {
 	ctx := context.Background()
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
 	alice, bob := cs[0], cs[1]
-	m, err := bob.group.LeaveGroup(ctx)
+	m, _, err := bob.group.LeaveGroup(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,13 +332,13 @@ func TestProposeRemoveByReference(t *testing.T) {
 	ctx := context.Background()
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
-	if _, err := alice.group.ProposeRemove(ctx, alice.group.OwnLeafIndex()); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := alice.group.ProposeRemove(ctx, alice.group.OwnLeafIndex()); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("ProposeRemove of own leaf: %v, want ErrInvalidArgument", err)
 	}
-	if _, err := alice.group.ProposeRemove(ctx, 7); !errors.Is(err, mls.ErrInvalidArgument) {
+	if _, _, err := alice.group.ProposeRemove(ctx, 7); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("ProposeRemove of a leaf outside the tree: %v, want ErrInvalidArgument", err)
 	}
-	m, err := alice.group.ProposeRemove(ctx, 1)
+	m, _, err := alice.group.ProposeRemove(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestProposalsAsPrivateMessages(t *testing.T) {
 	cfg := mls.GroupConfig{JoinConfig: mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: true}}}
 	cs := newGroupOf(t, regressSuite, cfg, false, "alice", "bob", "charlie")
 	alice, bob, charlie := cs[0], cs[1], cs[2]
-	m, err := bob.group.ProposeSelfUpdate(ctx)
+	m, _, err := bob.group.ProposeSelfUpdate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestProposalsAsPrivateMessages(t *testing.T) {
 	alice.receiveProposal(t, m)
 	charlie.receiveProposal(t, m)
 	dave := newClient(t, "dave", regressSuite)
-	m2, err := charlie.group.ProposeAdd(ctx, dave.keyPackage(t, regressSuite))
+	m2, _, err := charlie.group.ProposeAdd(ctx, dave.keyPackage(t, regressSuite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,10 +396,10 @@ func TestProposeWhilePending(t *testing.T) {
 	if _, err := alice.group.SelfUpdate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.group.ProposeSelfUpdate(ctx); !errors.Is(err, mls.ErrPendingCommit) {
+	if _, _, err := alice.group.ProposeSelfUpdate(ctx); !errors.Is(err, mls.ErrPendingCommit) {
 		t.Fatalf("ProposeSelfUpdate with a pending commit: %v, want ErrPendingCommit", err)
 	}
-	if _, err := alice.group.ProposeRemove(ctx, 1); !errors.Is(err, mls.ErrPendingCommit) {
+	if _, _, err := alice.group.ProposeRemove(ctx, 1); !errors.Is(err, mls.ErrPendingCommit) {
 		t.Fatalf("ProposeRemove with a pending commit: %v, want ErrPendingCommit", err)
 	}
 }
@@ -590,15 +590,15 @@ func TestProposalOrder(t *testing.T) {
 	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, "alice", "bob", "charlie", "dave")
 	alice, bob, charlie, dave := cs[0], cs[1], cs[2], cs[3]
 	eve := newClient(t, "eve", regressSuite)
-	mAdd, err := dave.group.ProposeAdd(ctx, eve.keyPackage(t, regressSuite))
+	mAdd, _, err := dave.group.ProposeAdd(ctx, eve.keyPackage(t, regressSuite))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mUpd, err := charlie.group.ProposeSelfUpdate(ctx)
+	mUpd, _, err := charlie.group.ProposeSelfUpdate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mRem, err := dave.group.ProposeRemove(ctx, 1)
+	mRem, _, err := dave.group.ProposeRemove(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,7 +688,7 @@ func testRandomOperations(t *testing.T, private bool) {
 			switch op := rng.IntN(5); {
 			case op == 0 && len(members)+len(joiners) < 12:
 				j := newMember()
-				m, err = proposer.group.ProposeAdd(ctx, j.keyPackage(t, regressSuite))
+				m, _, err = proposer.group.ProposeAdd(ctx, j.keyPackage(t, regressSuite))
 				joiners = append(joiners, j)
 			case op == 1 && len(members) > 2:
 				victim := members[rng.IntN(len(members))]
@@ -697,21 +697,21 @@ func testRandomOperations(t *testing.T, private bool) {
 					continue
 				}
 				removed[l] = true
-				m, err = proposer.group.ProposeRemove(ctx, l)
+				m, _, err = proposer.group.ProposeRemove(ctx, l)
 			case op == 2:
 				l := proposer.group.OwnLeafIndex()
 				if proposer == committer || removed[l] || updated[l] {
 					continue
 				}
 				updated[l] = true
-				m, err = proposer.group.ProposeSelfUpdate(ctx)
+				m, _, err = proposer.group.ProposeSelfUpdate(ctx)
 			case op == 3 && len(members) > 2:
 				l := proposer.group.OwnLeafIndex()
 				if proposer == committer || removed[l] || updated[l] {
 					continue
 				}
 				removed[l] = true
-				m, err = proposer.group.LeaveGroup(ctx)
+				m, _, err = proposer.group.LeaveGroup(ctx)
 			default:
 				continue
 			}
@@ -811,11 +811,11 @@ func TestProposeAddValidatesLeaf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.group.ProposeAdd(ctx, expired); !errors.Is(err, tree.ErrLifetime) || !errors.Is(err, mls.ErrValidation) {
+	if _, _, err := alice.group.ProposeAdd(ctx, expired); !errors.Is(err, tree.ErrLifetime) || !errors.Is(err, mls.ErrValidation) {
 		t.Fatalf("ProposeAdd of an expired key package: %v, want a validation error for the lifetime", err)
 	}
 	// bob's key package is already in the group: duplicate signature key.
-	if _, err := alice.group.ProposeAdd(ctx, bob.keyPackage(t, regressSuite)); !errors.Is(err, tree.ErrDuplicateSignatureKey) {
+	if _, _, err := alice.group.ProposeAdd(ctx, bob.keyPackage(t, regressSuite)); !errors.Is(err, tree.ErrDuplicateSignatureKey) {
 		t.Fatalf("ProposeAdd of a member's key package: %v, want a duplicate signature key", err)
 	}
 	if n := len(alice.group.PendingProposals()); n != 0 {

@@ -48,6 +48,9 @@ type RemoveOperation struct {
 // NewRemoveOperation interprets q, a Remove proposal of a staged commit of
 // g (from StagedCommit.RemoveProposals).
 func NewRemoveOperation(q *QueuedProposal, g *Group) (*RemoveOperation, error) {
+	if q == nil || q.p == nil || g == nil {
+		return nil, fmt.Errorf("%w: nil proposal or group", ErrInvalidArgument)
+	}
 	removed, ok := q.Removed()
 	if !ok {
 		return nil, fmt.Errorf("%w: not a Remove proposal", ErrInvalidArgument)

@@ -51,6 +51,9 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if welcome == nil || welcome.m.Welcome == nil {
 		return nil, fmt.Errorf("%w: not a Welcome message", ErrInvalidArgument)
 	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
+	}
 	w := welcome.m.Welcome
 	s, err := ciphersuite.Lookup(w.CipherSuite)
 	if err != nil {

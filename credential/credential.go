@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mlskit/mls/internal/credwire"
 	"github.com/mlskit/mls/internal/message"
 )
 
@@ -60,11 +61,37 @@ func NewX509(chain [][]byte) (Credential, error) {
 	return Credential{c: message.Credential{Type: message.CredentialX509, Certificates: certs}}, nil
 }
 
-// FromWire wraps a decoded wire credential (used by the mls package).
-func FromWire(c message.Credential) Credential { return Credential{c: c} }
+func init() {
+	// The mls package converts through internal/credwire, so that no
+	// exported identifier of this package mentions an internal type.
+	credwire.FromWire = func(c message.Credential) any { return Credential{c: c} }
+	credwire.ToWire = func(c any) message.Credential { return c.(Credential).c }
+}
 
-// Wire returns the wire form (used by the mls package).
-func (c Credential) Wire() message.Credential { return c.c }
+// MarshalBinary encodes the credential as the Credential structure of
+// RFC 9420, Section 5.3.
+func (c Credential) MarshalBinary() ([]byte, error) {
+	b, err := message.Marshal(&c.c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes a Credential structure (RFC 9420, Section 5.3),
+// rejecting trailing bytes. Credential types other than basic and X.509
+// keep their body opaque. On error c is unchanged.
+func (c *Credential) UnmarshalBinary(b []byte) error {
+	if c == nil {
+		return fmt.Errorf("%w: nil credential", ErrInvalid)
+	}
+	var w message.Credential
+	if err := message.Unmarshal(b, &w); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c.c = w
+	return nil
+}
 
 // Type returns the credential type.
 func (c Credential) Type() Type { return Type(c.c.Type) }
@@ -131,8 +158,14 @@ type Validator interface {
 // ValidatorFunc adapts a function to Validator.
 type ValidatorFunc func(c Credential, signatureKey []byte) error
 
-// Validate calls f.
-func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error { return f(c, signatureKey) }
+// Validate calls f. A nil ValidatorFunc rejects every credential with
+// ErrInvalid rather than panic.
+func (f ValidatorFunc) Validate(c Credential, signatureKey []byte) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil ValidatorFunc", ErrInvalid)
+	}
+	return f(c, signatureKey)
+}
 
 // AcceptAll is a Validator that accepts every credential. Use it only in
 // tests and demos: real applications must authenticate identities.

@@ -37,8 +37,57 @@ func TestBasic(t *testing.T) {
 	if c.String() != `basic("alice@example.com")` {
 		t.Fatalf("String() = %s", c)
 	}
-	if w := c.Wire(); !bytes.Equal(credential.FromWire(w).Identity(), c.Identity()) {
-		t.Fatal("FromWire(Wire()) lost the identity")
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back credential.Credential
+	if err := back.UnmarshalBinary(b); err != nil || !back.Equal(c) {
+		t.Fatalf("UnmarshalBinary(MarshalBinary()) = %v, %v", back, err)
+	}
+}
+
+// TestCredentialEncoding checks MarshalBinary against the Credential
+// structure of RFC 9420, Section 5.3, written out by hand, and that
+// UnmarshalBinary rejects every truncation and trailing bytes.
+func TestCredentialEncoding(t *testing.T) {
+	basic := credential.NewBasic([]byte("ab"))
+	// credential_type = basic (0x0001), identity<V> = 2 bytes "ab".
+	want := []byte{0x00, 0x01, 0x02, 'a', 'b'}
+	got, err := basic.MarshalBinary()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("MarshalBinary = %x, %v; want %x", got, err, want)
+	}
+	der := selfSigned(t, "x")
+	x, err := credential.NewX509([][]byte{der})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []credential.Credential{basic, x} {
+		b, err := c.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back credential.Credential
+		if err := back.UnmarshalBinary(b); err != nil || !back.Equal(c) || back.Type() != c.Type() {
+			t.Fatalf("%v: round trip gave %v, %v", c, back, err)
+		}
+		for n := range len(b) {
+			var bad credential.Credential
+			if err := bad.UnmarshalBinary(b[:n]); !errors.Is(err, credential.ErrInvalid) {
+				t.Fatalf("%v: prefix of %d bytes: err = %v", c, n, err)
+			}
+		}
+		if err := back.UnmarshalBinary(append(b, 0)); !errors.Is(err, credential.ErrInvalid) {
+			t.Fatalf("%v: trailing byte: err = %v", c, err)
+		}
+		if !back.Equal(c) {
+			t.Fatal("a failed UnmarshalBinary changed the credential")
+		}
+	}
+	var nilCred *credential.Credential
+	if err := nilCred.UnmarshalBinary(want); !errors.Is(err, credential.ErrInvalid) {
+		t.Fatalf("nil receiver: err = %v", err)
 	}
 }
 
@@ -142,5 +191,13 @@ func TestCheckSignatureKey(t *testing.T) {
 	}
 	if err := credential.NewBasic([]byte("x")).CheckSignatureKey(other); err != nil {
 		t.Fatalf("basic credential: %v", err)
+	}
+}
+
+// TestNilValidatorFunc: a nil ValidatorFunc fails closed, without a panic.
+func TestNilValidatorFunc(t *testing.T) {
+	var v credential.Validator = credential.ValidatorFunc(nil)
+	if err := v.Validate(credential.NewBasic([]byte("a")), nil); !errors.Is(err, credential.ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
 }
