@@ -24,6 +24,10 @@ type ExternalJoinOptions struct {
 	// RatchetTree is the encoded ratchet tree (a member's
 	// ExportRatchetTree) when the GroupInfo does not carry the
 	// ratchet_tree extension.
+	// A tree (here or in the extension) needing more leaves than
+	// ClientOptions.MaxTreeLeaves is rejected with an error matching
+	// ErrMalformed, before the GroupInfo signature is checked or anything
+	// is hashed.
 	RatchetTree []byte
 	// RemoveLeaf, if set, makes the commit a "resync" (RFC 9420, Section
 	// 12.4.3.2): it also removes the member at this leaf, an earlier
@@ -86,11 +90,13 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if !ok {
 		return nil, nil, invalid("ExternalPub", "12.4.3.2", "the GroupInfo has no external_pub extension")
 	}
-	t, err := joinTree(s, gi, opts.RatchetTree)
+	cfg := opts.JoinConfig
+	// The GroupInfo signature is checked before the tree is built or
+	// hashed (joinTree).
+	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := opts.JoinConfig
 	st, err := joinState(s, &cfg, gi, t, nil)
 	if err != nil {
 		return nil, nil, err

@@ -126,10 +126,15 @@ func FuzzRatchetTree(f *testing.F) {
 	seed(f, func(v *messagesVector) [][]byte { return [][]byte{v.RatchetTree} })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		tree, err := UnmarshalRatchetTree(in)
+		sparse, serr := UnmarshalSparseRatchetTree(in, 1<<31)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("dense decoding: %v, sparse decoding: %v", err, serr)
+		}
 		if err != nil {
 			checkDecodeError(t, err)
 			return
 		}
+		checkSameSparse(t, tree, sparse)
 		out, err := tree.Marshal()
 		checkSame(t, in, out, err)
 	})
