@@ -48,6 +48,11 @@ type Group struct {
 	// deleted once Client.DeleteGroup removed the group.
 	version        uint64
 	stale, deleted bool
+	// public marks the state machine of a PublicGroup: the same code,
+	// with no secret of the group. Every step that needs one (membership
+	// tags, PrivateMessages, path secrets, the key schedule) is skipped
+	// where this is set, and st.keys, st.priv and st.secrets stay nil.
+	public bool
 }
 
 // epochState is everything that changes from one epoch to the next.

@@ -182,7 +182,12 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	if pm.Content.ContentType == message.ContentCommit && pm.Auth.ConfirmationTag == nil {
 		return nil, invalid("ValSem009", "6.1", "commit without confirmation tag")
 	}
-	un, err := framing.UnprotectPublic(st.suite, pm, st.keys.MembershipKey(), st.gcRaw)
+	var un *framing.Unverified
+	if g.public {
+		un, err = framing.UnprotectPublicUntagged(st.suite, pm, st.gcRaw)
+	} else {
+		un, err = framing.UnprotectPublic(st.suite, pm, st.keys.MembershipKey(), st.gcRaw)
+	}
 	if err != nil {
 		if errors.Is(err, framing.ErrMembershipTag) {
 			return nil, invalidErr("ValSem008", "6.2", err, "membership tag")
@@ -446,7 +451,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 			return nil, pathError(err, senderLeaf)
 		}
 		gc.TreeHash = d.TreeHash()
-		if !a.selfGone {
+		if !a.selfGone && !g.public {
 			provisional, err := message.Marshal(&gc)
 			if err != nil {
 				return nil, err
@@ -460,7 +465,9 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		}
 	} else {
 		gc.TreeHash = d.TreeHash()
-		priv = priv.Prune(d)
+		if !g.public {
+			priv = priv.Prune(d)
+		}
 	}
 	sc := &StagedCommit{base: st, diff: d, a: a, sender: sender}
 	if a.selfGone {
@@ -473,6 +480,15 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	gcRaw, err := message.Marshal(&gc)
 	if err != nil {
 		return nil, err
+	}
+	if g.public {
+		// A PublicGroup follows the public half of the next epoch: the
+		// GroupContext, the tree, the transcript hashes. The confirmation
+		// tag cannot be checked without the epoch's secrets.
+		next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, confTag: clone(ac.Auth.ConfirmationTag)}
+		next.interim = interimHash(next)
+		sc.next = next
+		return sc, nil
 	}
 	psk, err := g.pskSecret(ctx, st, a.psks)
 	if err != nil {

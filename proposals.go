@@ -598,6 +598,10 @@ func (c *JoinConfig) resumptionRetention() int {
 // this member has deleted it, as RFC 9420, Section 8.6 lets it, and the
 // commit cannot be processed.
 func (g *Group) checkResumptionRetention(st *epochState, id *message.PreSharedKeyID) error {
+	if g.public {
+		// Retention is a member's own setting; a follower holds no PSK.
+		return nil
+	}
 	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.gc.GroupID) || id.PSKEpoch >= st.gc.Epoch {
 		return nil
 	}

