@@ -198,9 +198,9 @@ func TestPublicGroupFollowsRandomScenario(t *testing.T) {
 		case len(others) > 1:
 			op = "external proposal"
 			victim := others[rng.IntN(len(others))]
-			m, err := mls.NewExternalProposal(committer.group.GroupID(), committer.group.Epoch(), regressSuite, 0, ds, mls.RemoveProposal(victim.group.OwnLeafIndex()))
-			if err != nil {
-				t.Fatal(err)
+			m, perr := mls.NewExternalProposal(committer.group.GroupID(), committer.group.Epoch(), regressSuite, 0, ds, mls.RemoveProposal(victim.group.OwnLeafIndex()))
+			if perr != nil {
+				t.Fatal(perr)
 			}
 			for _, c := range members {
 				c.receiveProposal(t, m)
