@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mlskit/mls/internal/conformance"
 )
 
 var interopFull = flag.Bool("interop-full", false, "run every interop passive-client vector, not a sample")
+
+// passiveRun and passiveFollowed count the vectors played and those a
+// PublicGroup followed to the end.
+var passiveRun, passiveFollowed atomic.Int64
 
 // TestInteropPassive runs the passive-client vectors generated from the
 // interop harness scenarios (../shared/interop/passive): welcome joins,
@@ -26,6 +31,9 @@ func TestInteropPassive(t *testing.T) {
 		}
 		t.Skipf("no interop passive vectors in %s", dir)
 	}
+	t.Cleanup(func() {
+		t.Logf("%d vectors played, %d followed to the end by a PublicGroup (the others have encrypted handshakes)", passiveRun.Load(), passiveFollowed.Load())
+	})
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			raw, err := os.ReadFile(f)
@@ -48,10 +56,14 @@ func TestInteropPassive(t *testing.T) {
 			}
 			for i := 0; i < len(vs); i += stride {
 				t.Run(fmt.Sprint(i), func(t *testing.T) {
-					relaxed, err := conformance.RunPassiveVector(vs[i])
+					relaxed, followed, err := conformance.RunPassiveVector(vs[i])
 					if err != nil {
 						t.Fatal(err)
 					}
+					if followed {
+						passiveFollowed.Add(1)
+					}
+					passiveRun.Add(1)
 					if relaxed {
 						t.Log("needed the leaf lifetime relaxation")
 					}

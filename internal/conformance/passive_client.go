@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,9 +56,9 @@ func checkPassiveClient(raw []byte, r *Report) error {
 	for i := range vs {
 		v := &vs[i]
 		name := fmt.Sprintf("%d/suite=%d", i, v.CipherSuite)
-		err := runPassive(v, false)
+		_, err := runPassive(v, false)
 		if errors.Is(err, errJoinLifetime) {
-			if err = runPassive(v, true); err == nil {
+			if _, err = runPassive(v, true); err == nil {
 				r.PassNote(name, noteLifetime)
 				continue
 			}
@@ -76,44 +77,44 @@ var errJoinLifetime = errors.New("join failed on a leaf lifetime")
 // the Welcome (RFC 9420, Section 12.4.3.1), then process and merge every
 // epoch's proposals and commit (Sections 12.1 and 12.4.2), comparing the
 // epoch authenticator (Section 8.7) after each step.
-func runPassive(v *passiveVector, relaxLifetime bool) error {
+func runPassive(v *passiveVector, relaxLifetime bool) (followed bool, err error) {
 	ctx := context.Background()
 	s, err := suiteFor(v.CipherSuite)
 	if err != nil {
-		return err
+		return false, err
 	}
 	kp, err := mls.ParseKeyPackage(v.KeyPackage)
 	if err != nil {
-		return fmt.Errorf("key_package: %w", err)
+		return false, fmt.Errorf("key_package: %w", err)
 	}
 	signer, err := s.NewSigner(v.SignaturePriv)
 	if err != nil {
-		return fmt.Errorf("signature_priv: %w", err)
+		return false, fmt.Errorf("signature_priv: %w", err)
 	}
 	// The vectors' credentials are basic ones that no one vouches for.
 	client, err := mls.NewClient(ctx, memory.New(), kp.Credential(), signer, credential.AcceptAll, mls.ClientOptions{})
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, p := range v.ExternalPSKs {
 		if err := client.StorePSK(ctx, p.PSKID, p.PSK); err != nil {
-			return fmt.Errorf("external_psks: %w", err)
+			return false, fmt.Errorf("external_psks: %w", err)
 		}
 	}
 	initPriv, err := hpkePrivateKey(s, v.InitPriv)
 	if err != nil {
-		return fmt.Errorf("init_priv: %w", err)
+		return false, fmt.Errorf("init_priv: %w", err)
 	}
 	encPriv, err := hpkePrivateKey(s, v.EncryptionPriv)
 	if err != nil {
-		return fmt.Errorf("encryption_priv: %w", err)
+		return false, fmt.Errorf("encryption_priv: %w", err)
 	}
 	if _, err := client.ImportKeyPackage(ctx, v.KeyPackage, initPriv, encPriv, false); err != nil {
-		return fmt.Errorf("key_package: %w", err)
+		return false, fmt.Errorf("key_package: %w", err)
 	}
 	wm, err := mls.ParseMessage(v.Welcome)
 	if err != nil {
-		return fmt.Errorf("welcome: %w", err)
+		return false, fmt.Errorf("welcome: %w", err)
 	}
 	cfg := mls.JoinConfig{SkipLifetimeCheck: relaxLifetime}
 	var rt []byte
@@ -123,27 +124,79 @@ func runPassive(v *passiveVector, relaxLifetime bool) error {
 	sw, err := client.StageWelcome(ctx, wm, mls.WelcomeOptions{JoinConfig: cfg, RatchetTree: rt})
 	if err != nil {
 		if !relaxLifetime && errors.Is(err, tree.ErrLifetime) {
-			return fmt.Errorf("%w: %w", errJoinLifetime, err)
+			return false, fmt.Errorf("%w: %w", errJoinLifetime, err)
 		}
-		return fmt.Errorf("welcome: %w", err)
+		return false, fmt.Errorf("welcome: %w", err)
 	}
 	g, err := sw.Join(ctx)
 	if err != nil {
-		return fmt.Errorf("join: %w", err)
+		return false, fmt.Errorf("join: %w", err)
 	}
 	if err := eq("initial_epoch_authenticator", g.EpochAuthenticator(), v.InitialEpochAuthenticator); err != nil {
-		return err
+		return false, err
 	}
+	// A PublicGroup follows the vector alongside, as long as every
+	// handshake is a PublicMessage: after each epoch its ratchet tree
+	// must be the member's.
+	pg, err := g.PublicGroup(ctx, memory.New(), credential.AcceptAll)
+	if err != nil {
+		return false, fmt.Errorf("public group: %w", err)
+	}
+	followed = true
 	for n := range v.Epochs {
 		e := &v.Epochs[n]
 		if err := passiveEpoch(ctx, g, e.Proposals, e.Commit); err != nil {
-			return fmt.Errorf("epoch %d: %w", n, err)
+			return false, fmt.Errorf("epoch %d: %w", n, err)
 		}
 		if err := eq(fmt.Sprintf("epoch %d: epoch_authenticator", n), g.EpochAuthenticator(), e.EpochAuthenticator); err != nil {
-			return err
+			return false, err
+		}
+		if followed {
+			if followed, err = followEpoch(ctx, pg, g, e.Proposals, e.Commit); err != nil {
+				return false, fmt.Errorf("epoch %d: public group: %w", n, err)
+			}
 		}
 	}
-	return nil
+	return followed, nil
+}
+
+// followEpoch has a PublicGroup process one epoch's proposals and commit
+// and compares its tree with the member's. It reports false, and stops,
+// at the first PrivateMessage, which a PublicGroup cannot follow.
+func followEpoch(ctx context.Context, pg *mls.PublicGroup, g *mls.Group, proposals []hx, commit hx) (bool, error) {
+	for _, raw := range append(append([]hx(nil), proposals...), commit) {
+		m, err := mls.ParseMessage(raw)
+		if err != nil {
+			return false, err
+		}
+		p, err := pg.Process(ctx, m)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case p.Encrypted:
+			return false, nil
+		case p.Kind == mls.KindProposal:
+			err = pg.StorePendingProposal(ctx, p.Proposal)
+		case p.Kind == mls.KindCommit:
+			err = pg.Merge(ctx, p.Commit)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	mine, err := g.ExportRatchetTree()
+	if err != nil {
+		return false, err
+	}
+	theirs, err := pg.ExportRatchetTree()
+	if err != nil {
+		return false, err
+	}
+	if pg.Epoch() != g.Epoch() || !bytes.Equal(mine, theirs) {
+		return false, fmt.Errorf("at epoch %d the public group (epoch %d) holds another ratchet tree", g.Epoch(), pg.Epoch())
+	}
+	return true, nil
 }
 
 // hpkePrivateKey restores the leading zero octets some vector generators
@@ -200,15 +253,17 @@ func passiveEpoch(ctx context.Context, g *mls.Group, proposals []hx, commit hx) 
 
 // RunPassiveVector plays one vector in the passive-client schema (the
 // official files and the interop harness's interop/passive files share it)
-// and reports whether it needed the lifetime relaxation.
-func RunPassiveVector(raw []byte) (relaxed bool, err error) {
+// and reports whether it needed the lifetime relaxation and whether a
+// PublicGroup followed it to the end (every handshake public).
+func RunPassiveVector(raw []byte) (relaxed, followed bool, err error) {
 	var v passiveVector
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return false, err
+		return false, false, err
 	}
-	err = runPassive(&v, false)
+	followed, err = runPassive(&v, false)
 	if errors.Is(err, errJoinLifetime) {
-		return true, runPassive(&v, true)
+		followed, err = runPassive(&v, true)
+		return true, followed, err
 	}
-	return false, err
+	return false, followed, err
 }
