@@ -231,7 +231,9 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 
 	// FuzzProcess: every kind of message alice (public handshakes) and
 	// carol (private handshakes) can send to bob in the fixture's epoch.
+	// FuzzPublicGroupProcess gets the same messages.
 	process := fuzzcorpus.New(".", "FuzzProcess")
+	public := fuzzcorpus.New(".", "FuzzPublicGroupProcess")
 	{
 		fx := newProcessFixture(t)
 		joiners := map[*client]*client{fx.alice: newClient(t, "dave", regressSuite), fx.carol: newClient(t, "erin", regressSuite)}
@@ -239,6 +241,7 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 			t.Helper()
 			b := raw(must(m, err))
 			process.Add(b)
+			public.Add(b)
 			addMessage(b)
 		}
 		commit := func(c *client, opts mls.CommitOptions) {
@@ -282,6 +285,7 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 		addTree(regressSuite, fx.alice.group)
 	}
 	process.Write(t)
+	public.Write(t)
 
 	// FuzzJoinExternal: GroupInfos (with and without the tree extension)
 	// with the tree, external commits, and a join proposal.

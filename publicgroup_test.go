@@ -12,6 +12,7 @@ import (
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/storage/memory"
 )
 
@@ -269,4 +270,43 @@ func TestPublicGroupPrivateMessage(t *testing.T) {
 	if _, err := pg.Process(ctx, nil); !errors.Is(err, mls.ErrInvalidArgument) {
 		t.Fatalf("nil message: %v", err)
 	}
+}
+
+// FuzzPublicGroupProcess feeds arbitrary bytes to a PublicGroup following
+// the fuzz fixture's group: nothing may panic, every error has a class, and
+// processing changes nothing (commits are only staged). The corpus holds
+// the fixture's real messages (TestGenerateFuzzCorpus).
+func FuzzPublicGroupProcess(f *testing.F) {
+	fuzzcorpus.Require(f, 0)
+	ctx := context.Background()
+	var pg *mls.PublicGroup
+	var before string
+	state := func(t *testing.T) string {
+		rt, err := pg.ExportRatchetTree()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d %x %x %d", pg.Epoch(), rt, pg.GroupContext(), len(pg.PendingProposals()))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if pg == nil {
+			fx := newProcessFixture(t)
+			var err error
+			if pg, err = fx.bob.group.PublicGroup(ctx, memory.New(), credential.AcceptAll); err != nil {
+				t.Fatal(err)
+			}
+			before = state(t)
+		}
+		m, err := mls.ParseMessage(b)
+		if err != nil {
+			return
+		}
+		_, err = pg.Process(ctx, m)
+		if err != nil && errorClass(err) == "" {
+			t.Fatalf("error outside the classes: %v (%T)", err, err)
+		}
+		if after := state(t); after != before {
+			t.Fatalf("processing changed the PublicGroup (err %v)", err)
+		}
+	})
 }
