@@ -3,7 +3,6 @@ package mls
 import (
 	"context"
 	"crypto"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -308,14 +308,10 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
 	g.st = st
 	err = c.store.View(ctx, func(tx storage.Tx) error {
-		_, err := tx.Get(bucketGroups, groupID)
-		if err == nil {
-			return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
+		if ok, err := state.HasGroup(tx, groupID); err != nil || !ok {
+			return err
 		}
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
 	})
 	if err != nil {
 		return nil, storeErr(err)

@@ -110,7 +110,7 @@ func sampleGroupRecord() *GroupRecord {
 		Pending: &PendingRecord{
 			GroupContext: []byte("gc8"), Private: PrivateRecord{LeafKey: []byte("leaf8")},
 			EpochSecrets: []byte("keys8"), SecretTree: []byte("st8"), ConfirmationTag: []byte("tag8"),
-			Changes: tree.Changes{NumLeaves: 4, Limit: 7, Nodes: []tree.NodeChange{{X: 3, Node: sampleNode()}, {X: 5}}},
+			Changes:   tree.Changes{NumLeaves: 4, Limit: 7, Nodes: []tree.NodeChange{{X: 3, Node: sampleNode()}, {X: 5}}},
 			Proposals: sampleProposals()[:1], Added: []uint32{3}, Removed: []uint32{2}, Updated: []uint32{0, 1},
 			ExternalLeaf: 0, NeedsPath: true, SelfRemoved: false,
 			Sender:          message.Sender{Type: message.SenderMember, LeafIndex: 1},
