@@ -20,7 +20,7 @@ import (
 func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (*Message, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if !g.active {

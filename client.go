@@ -59,6 +59,11 @@ type ClientOptions struct {
 	// (Welcome, GroupInfo, out-of-band trees): a larger tree is rejected as
 	// malformed before any of it is hashed. Zero means DefaultMaxTreeLeaves.
 	MaxTreeLeaves uint32
+	// WireFormatPolicy is the framing policy of the groups this client
+	// creates or joins whose JoinConfig leaves WireFormatPolicy zero (RFC
+	// 9420, Section 6); its own zero value sends handshakes as
+	// PublicMessage and accepts both framings.
+	WireFormatPolicy WireFormatPolicy
 	// SignatureSuite is the cipher suite whose signature scheme a generated
 	// signature key uses (NewClient with a nil signer); zero means
 	// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (Ed25519).
@@ -194,9 +199,14 @@ func (c *Client) maxTreeLeaves() uint32 {
 	return DefaultMaxTreeLeaves
 }
 
-// policy fills in the parts of a JoinConfig that come from the client.
+// policy fills in the parts of a JoinConfig that come from the client: the
+// client itself (validator, clock, randomness, limits) and, when cfg leaves
+// it zero, the client's wire format policy.
 func (c *Client) policy(cfg JoinConfig) JoinConfig {
 	cfg.client = c
+	if cfg.WireFormatPolicy == (WireFormatPolicy{}) {
+		cfg.WireFormatPolicy = c.opts.WireFormatPolicy
+	}
 	return cfg
 }
 
@@ -548,6 +558,15 @@ func (g *Group) update(ctx context.Context, groupID []byte, fn func(storage.Tx) 
 	}
 	g.version = next
 	return nil
+}
+
+// checkCall is checkHandle for methods that take a context, which must not
+// be nil.
+func (g *Group) checkCall(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	return g.checkHandle()
 }
 
 // checkHandle refuses operations on a handle that another writer overtook

@@ -285,3 +285,42 @@ func TestClientNilArguments(t *testing.T) {
 		t.Error("CreateGroup with an unknown suite succeeded")
 	}
 }
+
+// TestClientWireFormatPolicy: a client's wire format policy applies to the
+// groups it creates and joins unless their JoinConfig sets one.
+func TestClientWireFormatPolicy(t *testing.T) {
+	ctx := context.Background()
+	private := mls.WireFormatPolicy{OutgoingPrivate: true, Incoming: mls.AcceptPrivateOnly}
+	alice := newClient(t, "alice", staleSuite)
+	c := clientWith(alice.store, alice.id, credential.AcceptAll, mls.ClientOptions{WireFormatPolicy: private})
+	g, err := c.CreateGroup(ctx, staleSuite, mls.GroupConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Commit.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Fatalf("commit sent as %v under the client's private policy", res.Commit.WireFormat())
+	}
+	if err := g.ClearPendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	public := mls.WireFormatPolicy{Incoming: mls.AcceptPublicOnly}
+	g2, err := c.CreateGroup(ctx, staleSuite, mls.GroupConfig{JoinConfig: mls.JoinConfig{WireFormatPolicy: public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = g2.SelfUpdate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res.Commit.WireFormat() != mls.WireFormatPublicMessage {
+		t.Fatalf("commit sent as %v under the group's own public policy", res.Commit.WireFormat())
+	}
+	// A nil context is an invalid argument, not a panic.
+	var nilCtx context.Context
+	if _, err := g2.Seal(nilCtx, []byte("x"), nil); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Fatalf("Seal with a nil context: %v", err)
+	}
+}

@@ -195,7 +195,7 @@ func (g *Group) CommitPendingProposals(ctx context.Context) (*CommitResult, erro
 func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if !g.active {
@@ -555,7 +555,7 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 func (g *Group) MergePendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if g.pending == nil {
@@ -570,7 +570,7 @@ func (g *Group) MergePendingCommit(ctx context.Context) error {
 func (g *Group) ClearPendingCommit(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if g.pending == nil {
@@ -774,7 +774,7 @@ func (sc *StagedCommit) senderLeaf() uint32 {
 func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if sc == nil || sc.a == nil || sc.base == nil {
@@ -850,7 +850,7 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, Propo
 func (g *Group) ProposeRemove(ctx context.Context, leaf uint32) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, nil, err
 	}
 	return g.proposeRemove(ctx, leaf)
@@ -901,7 +901,7 @@ func (g *Group) ProposeRemoveIdentity(ctx context.Context, identity []byte) (*Me
 func (g *Group) LeaveGroup(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
@@ -920,7 +920,7 @@ func (g *Group) LeaveGroup(ctx context.Context) (*Message, ProposalRef, error) {
 func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {

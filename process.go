@@ -64,7 +64,7 @@ type Processed struct {
 func (g *Group) Process(ctx context.Context, msg *Message) (*Processed, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
 	if msg == nil {
@@ -285,7 +285,7 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	if q == nil || q.ref == nil {
@@ -306,7 +306,7 @@ func (g *Group) StorePendingProposal(ctx context.Context, q *QueuedProposal) err
 func (g *Group) RemovePendingProposal(ctx context.Context, ref []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return err
 	}
 	old := g.props

@@ -717,7 +717,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, Proposa
 func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
@@ -778,7 +778,7 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherSuite, exts []Extension) (*Message, ProposalRef, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkHandle(); err != nil {
+	if err := g.checkCall(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := g.checkOperational(); err != nil {
