@@ -44,8 +44,8 @@ type Group struct {
 	// group down, once known (ReInitParams).
 	reinit *ReInitParams
 	// version is the stored version this handle last read or wrote (see
-	// Group.update and state.Version); stale is set once a save found another one, and
-	// deleted once Client.DeleteGroup removed the group.
+	// Group.update and state.Version); stale is set once a save found
+	// another one, and deleted once Client.DeleteGroup removed the group.
 	version        uint64
 	stale, deleted bool
 }
