@@ -288,10 +288,11 @@ func loadGroup(ctx context.Context, c *Client, groupID []byte, signer crypto.Sig
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
 		}
-		if err != nil {
-			return err
+		var verr error
+		if g.version, verr = state.Version(tx, groupID); verr != nil {
+			return verr
 		}
-		if g.version, err = state.Version(tx, groupID); err != nil {
+		if err != nil {
 			return err
 		}
 		// restore reports what it finds wrong as corruption; other errors
