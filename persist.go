@@ -283,7 +283,7 @@ func pastOf(r *state.PastRecord, secrets *secrettree.Tree) *pastEpoch {
 func loadGroup(ctx context.Context, c *Client, groupID []byte, signer crypto.Signer) (*Group, error) {
 	g := &Group{store: c.store}
 	g.cfg.client = c
-	err := c.store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, c.store, func(tx storage.Tx) error {
 		r, err := state.LoadGroupRecord(tx, groupID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)

@@ -126,11 +126,8 @@ func syncTree(tx storage.Tx, groupID []byte, old, cur *Header, t *tree.Tree, mer
 	if err := tx.DeletePrefix(BucketNodes, GroupPrefix(groupID)); err != nil {
 		return err
 	}
-	for x, n := range t.RatchetTree() {
-		if n == nil {
-			continue
-		}
-		if err := putNode(tx, groupID, tree.NodeIndex(x), n); err != nil {
+	for _, n := range t.Sparse().Nodes {
+		if err := putNode(tx, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
 			return err
 		}
 	}
@@ -398,7 +395,7 @@ func LoadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *Header) 
 	}
 	width := treemath.NodeWidth(hdr.Leaves)
 	prefix := GroupPrefix(groupID)
-	var rt message.RatchetTree
+	var rt message.SparseRatchetTree // blank nodes cost nothing
 	err := tx.Scan(BucketNodes, prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+5 {
 			return fmt.Errorf("node key %x of %d bytes", k, len(k))
@@ -410,7 +407,7 @@ func LoadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *Header) 
 		if x >= width {
 			return fmt.Errorf("node %d outside a tree of %d leaves", x, hdr.Leaves)
 		}
-		if uint32(len(rt)) > x {
+		if rt.Width > x {
 			return fmt.Errorf("node %d out of order", x)
 		}
 		d := wire.NewDecoder(v)
@@ -423,16 +420,14 @@ func LoadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *Header) 
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("node %d: %w", x, err)
 		}
-		for uint32(len(rt)) < x {
-			rt = append(rt, nil)
-		}
-		rt = append(rt, n)
+		rt.Nodes = append(rt.Nodes, message.IndexedNode{Index: x, Node: n})
+		rt.Width = x + 1
 		return nil
 	})
 	if err != nil {
 		return nil, storeOrCorrupt(groupID, "ratchet tree", err)
 	}
-	t, err := tree.FromRatchetTree(s, rt)
+	t, err := tree.FromSparse(s, &rt, tree.MaxLeaves)
 	if err != nil {
 		return nil, corrupt(groupID, "ratchet tree", err)
 	}
