@@ -11,6 +11,7 @@ import (
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -158,7 +159,7 @@ func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite,
 		switch id.Type {
 		case message.PSKExternal:
 			err := view(ctx, store, func(tx storage.Tx) error {
-				v, err := tx.Get(bucketPSKs, id.PSKID)
+				v, err := state.PSK(tx, id.PSKID)
 				secret = v
 				return err
 			})

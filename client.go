@@ -14,7 +14,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
-	"github.com/mlskit/mls/internal/wire"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -74,13 +74,6 @@ type ClientOptions struct {
 // leaves, enough for groups of a million members.
 const DefaultMaxTreeLeaves = 1 << 20
 
-// bucketClient holds the client's own records: "signer", the signature key
-// the client generated (a one-octet record version, the suite, and the
-// suite's private key encoding).
-const bucketClient = "client"
-
-const signerRecordVersion = 1
-
 // NewClient builds a client. cred is the client's credential. signer is its
 // signature key: any crypto.Signer that fits the cipher suites it will use
 // (ed25519.PrivateKey, *ecdsa.PrivateKey, a key in an HSM or KMS), or nil,
@@ -112,9 +105,9 @@ func NewClient(ctx context.Context, store storage.Store, cred credential.Credent
 func (c *Client) storedSigner(ctx context.Context) (crypto.Signer, error) {
 	var signer crypto.Signer
 	err := update(ctx, c.store, func(tx storage.Tx) error {
-		b, err := tx.Get(bucketClient, []byte("signer"))
+		r, err := state.Signer(tx)
 		if err == nil {
-			signer, err = decodeSigner(b)
+			signer, err = signerOf(r)
 			return err
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
@@ -135,15 +128,7 @@ func (c *Client) storedSigner(ctx context.Context) (crypto.Signer, error) {
 		if err != nil {
 			return err
 		}
-		e := wire.NewEncoder(nil)
-		e.U8(signerRecordVersion)
-		e.U16(uint16(id))
-		e.Opaque(priv)
-		rec, err := e.Bytes()
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketClient, []byte("signer"), seal(rec))
+		return state.PutSigner(tx, &state.SignerRecord{Suite: uint16(id), PrivateKey: priv})
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -151,26 +136,13 @@ func (c *Client) storedSigner(ctx context.Context) (crypto.Signer, error) {
 	return signer, nil
 }
 
-func decodeSigner(b []byte) (crypto.Signer, error) {
-	body, err := unseal(b)
+// signerOf rebuilds the client's stored signature key.
+func signerOf(r *state.SignerRecord) (crypto.Signer, error) {
+	s, err := ciphersuite.Lookup(ciphersuite.ID(r.Suite))
 	if err != nil {
 		return nil, corrupt(nil, "client signature key", err)
 	}
-	d := wire.NewDecoder(body)
-	v := d.U8("version")
-	id := ciphersuite.ID(d.U16("suite"))
-	priv := d.Opaque("private_key")
-	if err := d.Finish(); err != nil {
-		return nil, corrupt(nil, "client signature key", err)
-	}
-	if v != signerRecordVersion {
-		return nil, corrupt(nil, "client signature key", fmt.Errorf("record version %d", v))
-	}
-	s, err := ciphersuite.Lookup(id)
-	if err != nil {
-		return nil, corrupt(nil, "client signature key", err)
-	}
-	signer, err := s.NewSigner(priv)
+	signer, err := s.NewSigner(r.PrivateKey)
 	if err != nil {
 		return nil, corrupt(nil, "client signature key", err)
 	}
@@ -281,12 +253,11 @@ func (c *Client) NewKeyPackage(ctx context.Context, suite CipherSuite, opts KeyP
 func (c *Client) KeyPackages(ctx context.Context) ([]*KeyPackage, error) {
 	var out []*KeyPackage
 	err := view(ctx, c.store, func(tx storage.Tx) error {
-		return tx.Scan(bucketKeyPackages, nil, func(k, v []byte) error {
-			var rec keyPackageRecord
-			if err := rec.unmarshal(v); err != nil {
-				return corrupt(nil, fmt.Sprintf("key package %x", k), err)
+		return state.KeyPackages(tx, func(k []byte, rec *state.KeyPackageRecord, err error) error {
+			if err != nil {
+				return err
 			}
-			kp, err := ParseKeyPackage(rec.raw)
+			kp, err := ParseKeyPackage(rec.KeyPackage)
 			if err != nil {
 				return corrupt(nil, fmt.Sprintf("key package %x", k), err)
 			}
@@ -308,12 +279,12 @@ func (c *Client) DeleteKeyPackage(ctx context.Context, ref []byte) error {
 		return fmt.Errorf("%w: empty key package reference", ErrInvalidArgument)
 	}
 	return (update(ctx, c.store, func(tx storage.Tx) error {
-		if _, err := tx.Get(bucketKeyPackages, ref); errors.Is(err, storage.ErrNotFound) {
+		if _, err := tx.Get(state.BucketKeyPackages, ref); errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: key package %x", ErrNotFound, ref)
 		} else if err != nil {
 			return err
 		}
-		return tx.Delete(bucketKeyPackages, ref)
+		return state.DeleteKeyPackage(tx, ref)
 	}))
 }
 
@@ -342,12 +313,11 @@ func (c *Client) PruneKeyPackages(ctx context.Context) (int, error) {
 func (c *Client) pruneKeyPackages(tx storage.Tx) (int, error) {
 	now := uint64(c.now().Unix())
 	var expired [][]byte
-	err := tx.Scan(bucketKeyPackages, nil, func(k, v []byte) error {
-		var rec keyPackageRecord
-		if rec.unmarshal(v) != nil {
+	err := state.KeyPackages(tx, func(k []byte, rec *state.KeyPackageRecord, err error) error {
+		if err != nil {
 			return nil
 		}
-		kp, err := ParseKeyPackage(rec.raw)
+		kp, err := ParseKeyPackage(rec.KeyPackage)
 		if err != nil {
 			return nil
 		}
@@ -360,7 +330,7 @@ func (c *Client) pruneKeyPackages(tx storage.Tx) (int, error) {
 		return 0, err
 	}
 	for _, k := range expired {
-		if err := tx.Delete(bucketKeyPackages, k); err != nil {
+		if err := state.DeleteKeyPackage(tx, k); err != nil {
 			return 0, err
 		}
 	}
@@ -383,7 +353,7 @@ func (c *Client) StorePSK(ctx context.Context, id, secret []byte) error {
 	if len(id) == 0 || len(secret) == 0 {
 		return fmt.Errorf("%w: empty PSK id or secret", ErrInvalidArgument)
 	}
-	return update(ctx, c.store, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
+	return update(ctx, c.store, func(tx storage.Tx) error { return state.PutPSK(tx, id, secret) })
 }
 
 // CreateGroup creates a one-member group of suite (RFC 9420, Section 11)
@@ -499,10 +469,9 @@ func (c *Client) Groups(ctx context.Context) ([][]byte, error) {
 	}
 	var ids [][]byte
 	err := view(ctx, c.store, func(tx storage.Tx) error {
-		return tx.Scan(bucketGroups, nil, func(k, _ []byte) error {
-			ids = append(ids, k)
-			return nil
-		})
+		var err error
+		ids, err = state.GroupIDs(tx)
+		return err
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -519,12 +488,12 @@ func (c *Client) DeleteGroup(ctx context.Context, groupID []byte) error {
 		return fmt.Errorf("%w: DeleteGroup needs a context and a group ID", ErrInvalidArgument)
 	}
 	err := update(ctx, c.store, func(tx storage.Tx) error {
-		if _, err := tx.Get(bucketGroups, groupID); errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
-		} else if err != nil {
+		if ok, err := state.HasGroup(tx, groupID); err != nil {
 			return err
+		} else if !ok {
+			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
 		}
-		return deleteGroupRecords(tx, groupID)
+		return state.DeleteGroup(tx, groupID)
 	})
 	if err != nil {
 		return storeErr(err)
@@ -542,50 +511,13 @@ func (c *Client) DeleteGroup(ctx context.Context, groupID []byte) error {
 	return nil
 }
 
-// deleteGroupRecords removes every record of a group (see the storage
-// layout in persist.go).
-func deleteGroupRecords(tx storage.Tx, groupID []byte) error {
-	p := gidPrefix(groupID)
-	for _, b := range []string{bucketNodes, bucketRatchets, bucketPast, bucketUpdateKeys} {
-		if err := tx.DeletePrefix(b, p); err != nil {
-			return err
-		}
-	}
-	for _, b := range []string{bucketGroups, bucketReInit, bucketVersions} {
-		if err := tx.Delete(b, groupID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// bucketVersions holds each group's version: versions/<group ID> is a
-// uint64, big endian. Every save of a group checks that the stored version
-// is the one its handle last read or wrote and increments it, in the same
-// transaction, so that two handles (goroutines, processes, a retry after a
-// timeout) can never both advance one stored state: the second gets
-// ErrStaleState and writes nothing. This is what keeps a key and nonce from
-// encrypting two messages (RFC 9420, Section 9.2: each generation's key is
-// used once).
-const bucketVersions = "versions"
-
-// readVersion returns a group's stored version, or 0 if none is stored.
-func readVersion(tx storage.Tx, groupID []byte) (uint64, error) {
-	b, err := tx.Get(bucketVersions, groupID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(b) != 8 {
-		return 0, corrupt(groupID, "version record", fmt.Errorf("%d bytes", len(b)))
-	}
-	return binary.BigEndian.Uint64(b), nil
-}
-
 // update runs fn in a transaction that first checks the group's version and
-// then advances it: the one way a Group writes to its store. A group being
+// then advances it: the one way a Group writes to its store. The version
+// (see state.Version) is what keeps two handles (goroutines, processes, a
+// retry after a timeout) from both advancing one stored state: the second
+// gets ErrStaleState and writes nothing. This is what keeps a key and
+// nonce from encrypting two messages (RFC 9420, Section 9.2: each
+// generation's key is used once). A group being
 // created or joined (g.version == 0) takes over whatever is stored; its
 // first version is random, so that a handle of a deleted group never
 // matches a group created again under the same ID.
@@ -595,7 +527,7 @@ func (g *Group) update(ctx context.Context, groupID []byte, fn func(storage.Tx) 
 	}
 	var next uint64
 	err := g.store.Update(ctx, func(tx storage.Tx) error {
-		cur, err := readVersion(tx, groupID)
+		cur, err := state.Version(tx, groupID)
 		if err != nil {
 			return err
 		}
@@ -614,7 +546,7 @@ func (g *Group) update(ctx context.Context, groupID []byte, fn func(storage.Tx) 
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return tx.Put(bucketVersions, groupID, binary.BigEndian.AppendUint64(nil, next))
+		return state.PutVersion(tx, groupID, next)
 	})
 	if errors.Is(err, ErrStaleState) {
 		g.stale = true

@@ -12,6 +12,7 @@ import (
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -648,11 +649,11 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	// The pending proposals die with the epoch, and with them the private
 	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
 	extra := func(tx storage.Tx) error {
-		if err := tx.DeletePrefix(bucketUpdateKeys, ratchetPrefix(groupID)); err != nil {
+		if err := state.DeleteUpdateKeys(tx, groupID); err != nil {
 			return err
 		}
 		if reinitRec != nil {
-			return tx.Put(bucketReInit, groupID, reinitRec)
+			return state.PutReInit(tx, groupID, reinitRec)
 		}
 		return nil
 	}
@@ -800,16 +801,6 @@ func (g *Group) resumptionPSK(st *epochState, id *message.PreSharedKeyID) []byte
 	return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
 }
 
-// bucketUpdateKeys holds the leaf private keys of this member's pending
-// Update proposals, keyed by group and public key (see updateKeyName), so
-// that a commit covering the proposal can be processed after a restart.
-// Every merge deletes the group's entries: proposals live for one epoch.
-const bucketUpdateKeys = "updatekeys"
-
-func updateKeyName(groupID, pub []byte) []byte {
-	return append(ratchetPrefix(groupID), pub...)
-}
-
 // ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
 // queues it in this member's pending proposals, so that its next commit
 // covers it. Send the returned message to the group.
@@ -943,8 +934,10 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 		return nil, nil, fmt.Errorf("mls: own Update proposal: %w", err)
 	}
 	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
-	name := updateKeyName(st.gc.GroupID, pub)
-	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return tx.Put(bucketUpdateKeys, name, priv) })
+	// The key is stored so that a commit covering the proposal can be
+	// processed after a restart.
+	gid := st.gc.GroupID
+	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return state.PutUpdateKey(tx, gid, pub, priv) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1022,7 +1015,7 @@ func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([
 	var key []byte
 	if g.store != nil {
 		err := view(ctx, g.store, func(tx storage.Tx) error {
-			v, err := tx.Get(bucketUpdateKeys, updateKeyName(st.gc.GroupID, pub))
+			v, err := state.UpdateKey(tx, st.gc.GroupID, pub)
 			key = v
 			return err
 		})

@@ -88,9 +88,11 @@ func malformed(err error) error {
 // passed to View and Update return classified errors, so anything else
 // comes from the store: damaged data (storage.ErrCorrupt) is
 // ErrCorruptState, a missing key that no caller translated is ErrNotFound,
-// and the rest (a closed store, a lock timeout, I/O) is ErrStorage. A
+// and the rest (a closed store, a lock timeout, I/O) is ErrStorage. Stored
+// records that internal/state finds corrupt become *CorruptStateError. A
 // context error passes through, wrapped in the store's *storage.Error.
 func storeErr(err error) error {
+	err = stateErr(err)
 	switch {
 	case err == nil || classified(err):
 		return err

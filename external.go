@@ -12,6 +12,7 @@ import (
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -225,7 +226,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	// A resync may replace this store's earlier state of the group; its
 	// Update keys belong to that state.
 	dropUpdateKeys := func(tx storage.Tx) error {
-		return tx.DeletePrefix(bucketUpdateKeys, ratchetPrefix(gc.GroupID))
+		return state.DeleteUpdateKeys(tx, gc.GroupID)
 	}
 	if err := g.saveWith(ctx, dropUpdateKeys); err != nil {
 		return nil, nil, err

@@ -3,7 +3,6 @@ package mls
 import (
 	"context"
 	"crypto"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -44,8 +44,8 @@ type Group struct {
 	// group down, once known (ReInitParams).
 	reinit *ReInitParams
 	// version is the stored version this handle last read or wrote (see
-	// bucketVersions); stale is set once a save found another one, and
-	// deleted once Client.DeleteGroup removed the group.
+	// Group.update and state.Version); stale is set once a save found
+	// another one, and deleted once Client.DeleteGroup removed the group.
 	version        uint64
 	stale, deleted bool
 	// public marks the state machine of a PublicGroup: the same code,
@@ -313,14 +313,10 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
 	g.st = st
 	err = view(ctx, c.store, func(tx storage.Tx) error {
-		_, err := tx.Get(bucketGroups, groupID)
-		if err == nil {
-			return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
+		if ok, err := state.HasGroup(tx, groupID); err != nil || !ok {
+			return err
 		}
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
 	})
 	if err != nil {
 		return nil, storeErr(err)

@@ -10,7 +10,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/wire"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -117,9 +117,9 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 	if err != nil {
 		return nil, err
 	}
-	rec := keyPackageRecord{initPriv: initPriv, encPriv: encPriv, lastResort: opts.LastResort, raw: out.raw}
+	rec := &state.KeyPackageRecord{InitPriv: initPriv, EncryptionPriv: encPriv, LastResort: opts.LastResort, KeyPackage: out.raw}
 	err = update(ctx, c.store, func(tx storage.Tx) error {
-		return tx.Put(bucketKeyPackages, out.ref, rec.marshal())
+		return state.PutKeyPackage(tx, out.ref, rec)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mls: storing key package: %w", err)
@@ -236,38 +236,6 @@ func (k *KeyPackage) IsLastResort() bool {
 // accepts both.
 func (k *KeyPackage) MarshalBinary() ([]byte, error) { return clone(k.raw), nil }
 
-// keyPackageRecord is what the store keeps for an unused key package.
-type keyPackageRecord struct {
-	initPriv, encPriv []byte
-	lastResort        bool
-	raw               []byte
-}
-
-const keyPackageRecordVersion = 1
-
-func (r *keyPackageRecord) marshal() []byte {
-	e := wire.NewEncoder(nil)
-	e.U8(keyPackageRecordVersion)
-	e.Opaque(r.initPriv)
-	e.Opaque(r.encPriv)
-	e.Bool(r.lastResort)
-	e.Opaque(r.raw)
-	return e.MustBytes()
-}
-
-func (r *keyPackageRecord) unmarshal(b []byte) error {
-	d := wire.NewDecoder(b)
-	d.Struct("KeyPackageRecord")
-	if v := d.U8("version"); d.Err() == nil && v != keyPackageRecordVersion {
-		d.Failf("version", "unsupported record version %d", v)
-	}
-	r.initPriv = d.Opaque("init_priv")
-	r.encPriv = d.Opaque("encryption_priv")
-	r.lastResort = d.Bool("last_resort")
-	r.raw = d.Opaque("key_package")
-	return d.Finish()
-}
-
 func toWireExtensions(exts []Extension) []message.Extension {
 	out := make([]message.Extension, 0, len(exts))
 	for _, e := range exts {
@@ -320,11 +288,6 @@ func appendUnique[T comparable](s []T, v T) []T {
 	return append(s, v)
 }
 
-// Storage buckets. The layout is owned by this package; see storage.go.
-const (
-	bucketKeyPackages = "keypackages"
-)
-
 // importKeyPackage is Client.ImportKeyPackage.
 func importKeyPackage(ctx context.Context, store storage.Store, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
 	k, err := ParseKeyPackage(keyPackage)
@@ -338,8 +301,8 @@ func importKeyPackage(ctx context.Context, store storage.Store, keyPackage, init
 	if pub, err := s.HPKEPublicKey(encryptionPriv); err != nil || !bytes.Equal(pub, k.kp.LeafNode.EncryptionKey) {
 		return nil, fmt.Errorf("%w: encryption private key does not match the key package", ErrInvalidArgument)
 	}
-	rec := keyPackageRecord{initPriv: clone(initPriv), encPriv: clone(encryptionPriv), lastResort: lastResort, raw: k.raw}
-	if err := update(ctx, store, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
+	rec := &state.KeyPackageRecord{InitPriv: clone(initPriv), EncryptionPriv: clone(encryptionPriv), LastResort: lastResort, KeyPackage: k.raw}
+	if err := update(ctx, store, func(tx storage.Tx) error { return state.PutKeyPackage(tx, k.ref, rec) }); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -1307,41 +1307,6 @@ func (f *failingStore) Update(ctx context.Context, fn func(storage.Tx) error) er
 	return f.Store.Update(ctx, fn)
 }
 
-// TestStoredLayout checks the key layout of persist.go: node keys carry the
-// bit length of the node index, so that the nodes from 2^k on share the
-// prefixes of lengths k+1 and up.
-func TestStoredLayout(t *testing.T) {
-	gid := []byte("group")
-	for _, c := range []struct {
-		x    tree.NodeIndex
-		want string
-	}{
-		{0, "0567726f7570" + "00" + "00000000"},
-		{1, "0567726f7570" + "01" + "00000001"},
-		{6, "0567726f7570" + "03" + "00000006"},
-		{7, "0567726f7570" + "03" + "00000007"},
-		{8, "0567726f7570" + "04" + "00000008"},
-	} {
-		if got := fmt.Sprintf("%x", nodeKey(gid, c.x)); got != c.want {
-			t.Errorf("nodeKey(%d) = %s, want %s", c.x, got, c.want)
-		}
-	}
-	if got := fmt.Sprintf("%x", ratchetKey(gid, 3, nil)); got != "0567726f7570"+"0000000000000003" {
-		t.Errorf("ratchetKey = %s", got)
-	}
-	leaf := uint32(9)
-	if got := fmt.Sprintf("%x", ratchetKey(gid, 3, &leaf)); got != "0567726f7570"+"0000000000000003"+"00000009" {
-		t.Errorf("ratchetKey with leaf = %s", got)
-	}
-	// The checksum is CRC-32C (Castagnoli): of "123456789" it is e3069283.
-	if got := fmt.Sprintf("%x", seal([]byte("123456789"))[9:]); got != "e3069283" {
-		t.Errorf("checksum = %s", got)
-	}
-	if _, err := unseal([]byte("123456789\xe3\x06\x92\x84")); !errors.Is(err, errChecksum) {
-		t.Errorf("bad checksum: %v", err)
-	}
-}
-
 // TestLoadGroupKeepsValidator: the credential validator is not stored with
 // the group, it is the Client's: a group loaded through a Client uses that
 // Client's validator, and a Client cannot be built without one.

@@ -10,6 +10,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -680,11 +681,6 @@ func (g *Group) findProposal(ref []byte) *QueuedProposal {
 	return nil
 }
 
-// bucketReInit records, per group ID, the ReInit proposal of the commit
-// that shut the group down (RFC 9420, Section 11.2), written in the same
-// transaction as the merge.
-const bucketReInit = "reinit"
-
 // ProposePSK sends a PreSharedKey proposal for the external PSK pskID
 // (RFC 9420, Section 12.1.4), which must already be stored with StorePSK,
 // and queues it. The members who commit or process the commit need the
@@ -700,7 +696,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, Proposa
 	}
 	if g.store != nil {
 		err := view(ctx, g.store, func(tx storage.Tx) error {
-			_, err := tx.Get(bucketPSKs, pskID)
+			_, err := state.PSK(tx, pskID)
 			return err
 		})
 		if errors.Is(err, storage.ErrNotFound) {
@@ -820,7 +816,7 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 		// group state.
 		var raw []byte
 		err := view(context.Background(), g.store, func(tx storage.Tx) error {
-			v, err := tx.Get(bucketReInit, g.st.gc.GroupID)
+			v, err := state.ReInit(tx, g.st.gc.GroupID)
 			raw = v
 			return err
 		})

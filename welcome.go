@@ -12,6 +12,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -61,17 +62,17 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	}
 	// Find the entry for one of our key packages.
 	var egs *message.EncryptedGroupSecrets
-	var rec keyPackageRecord
+	var rec state.KeyPackageRecord
 	err = view(ctx, store, func(tx storage.Tx) error {
 		for i := range w.Secrets {
-			b, err := tx.Get(bucketKeyPackages, w.Secrets[i].NewMember)
+			b, err := tx.Get(state.BucketKeyPackages, w.Secrets[i].NewMember)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if err := rec.unmarshal(b); err != nil {
+			if err := rec.Unmarshal(b); err != nil {
 				return &classError{ErrCorruptState, fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)}
 			}
 			egs = &w.Secrets[i]
@@ -82,14 +83,14 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if err != nil {
 		return nil, err
 	}
-	kp, err := message.UnmarshalKeyPackage(rec.raw)
+	kp, err := message.UnmarshalKeyPackage(rec.KeyPackage)
 	if err != nil {
 		return nil, &classError{ErrCorruptState, fmt.Errorf("mls: stored key package: %w", err)}
 	}
 	if kp.CipherSuite != w.CipherSuite {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
 	}
-	gsRaw, err := s.DecryptWithLabel(rec.initPriv, "Welcome", w.EncryptedGroupInfo, egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
+	gsRaw, err := s.DecryptWithLabel(rec.InitPriv, "Welcome", w.EncryptedGroupInfo, egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group secrets: %w", ErrDecrypt, err)
 	}
@@ -152,7 +153,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if err != nil {
 		return nil, err
 	}
-	priv, err := t.View().JoinPrivateState(st.own, rec.encPriv, tree.LeafIndex(gi.Signer), gs.PathSecret)
+	priv, err := t.View().JoinPrivateState(st.own, rec.EncryptionPriv, tree.LeafIndex(gi.Signer), gs.PathSecret)
 	if err != nil {
 		return nil, invalidErr("WelcomePathSecret", "12.4.3.1", err, "path secret")
 	}
@@ -166,7 +167,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if st.secrets, err = newSecretTree(s, st.keys, t.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	return &StagedWelcome{c: c, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.lastResort, signer: gi.Signer}, nil
+	return &StagedWelcome{c: c, cfg: cfg, st: st, kpRef: clone(egs.NewMember), lastRes: rec.LastResort, signer: gi.Signer}, nil
 }
 
 // checkResumption checks a Welcome that resumes other groups against them
@@ -342,7 +343,7 @@ func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
 	}
 	if err := g.saveWith(ctx, func(tx storage.Tx) error {
 		for _, ref := range del {
-			if err := tx.Delete(bucketKeyPackages, ref); err != nil {
+			if err := state.DeleteKeyPackage(tx, ref); err != nil {
 				return err
 			}
 		}
