@@ -527,7 +527,11 @@ func (g *Group) update(ctx context.Context, groupID []byte, fn func(storage.Tx) 
 	}
 	var next uint64
 	err := g.store.Update(ctx, func(tx storage.Tx) error {
-		cur, err := state.Version(tx, groupID)
+		version, putVersion := state.Version, state.PutVersion
+		if g.public {
+			version, putVersion = state.PublicVersion, state.PutPublicVersion
+		}
+		cur, err := version(tx, groupID)
 		if err != nil {
 			return err
 		}
@@ -546,7 +550,7 @@ func (g *Group) update(ctx context.Context, groupID []byte, fn func(storage.Tx) 
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return state.PutVersion(tx, groupID, next)
+		return putVersion(tx, groupID, next)
 	})
 	if errors.Is(err, ErrStaleState) {
 		g.stale = true

@@ -93,9 +93,7 @@ func (g *Group) persist(ctx context.Context, merged *StagedCommit, extra func(st
 		Current: state.Epoch{Number: st.gc.Epoch, ID: state.EpochID(st.gcRaw), Secrets: st.secrets},
 		OwnLeaf: uint32(st.own),
 	}
-	if merged != nil && merged.diff.MergedInto(st.tree) {
-		snap.Merged = &state.Merged{BaseTreeHash: merged.base.gc.TreeHash, Changes: merged.diff.Changes()}
-	}
+	snap.Merged = merged.changes(st.tree)
 	for i, p := range g.past {
 		snap.Past = append(snap.Past, state.Epoch{Number: p.epoch, ID: rec.Past[i].ID, Secrets: p.secrets, Past: p.record})
 	}
@@ -131,9 +129,24 @@ func (g *Group) savePastRatchet(ctx context.Context, p *pastEpoch, leaf uint32) 
 }
 
 // record returns the group's record (state.GroupRecord).
+// changes is what a merged commit changed in t, for an incremental save,
+// or nil when sc is nil or was not merged into t.
+func (sc *StagedCommit) changes(t *tree.Tree) *state.Merged {
+	if sc == nil || !sc.diff.MergedInto(t) {
+		return nil
+	}
+	return &state.Merged{BaseTreeHash: sc.base.gc.TreeHash, Changes: sc.diff.Changes()}
+}
+
+// header is the record header of an epoch: its GroupContext and the size
+// and hash of the tree, which tell a save which nodes it must write.
+func (st *epochState) header() state.Header {
+	return state.Header{Epoch: st.gc.Epoch, GroupContext: st.gcRaw, TreeHash: st.tree.TreeHash(), Leaves: st.tree.NumLeaves()}
+}
+
 func (g *Group) record() (*state.GroupRecord, error) {
 	st := g.st
-	r := &state.GroupRecord{Header: state.Header{Epoch: st.gc.Epoch, GroupContext: st.gcRaw, TreeHash: st.tree.TreeHash(), Leaves: st.tree.NumLeaves()}}
+	r := &state.GroupRecord{Header: st.header()}
 	for _, p := range g.past {
 		r.Past = append(r.Past, state.PastRef{Epoch: p.epoch, ID: state.EpochID(p.gcRaw)})
 	}

@@ -1,13 +1,17 @@
 package mls
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
+	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
@@ -300,5 +304,78 @@ func (p *PublicGroup) ConfirmedTranscriptHash() []byte {
 	return clone(p.g.st.gc.ConfirmedTranscriptHash)
 }
 
-// save stores the PublicGroup (see publicstore.go).
-func (p *PublicGroup) save(ctx context.Context, merged *StagedCommit) error { return nil }
+// save stores the PublicGroup in one transaction (internal/state's public
+// records): the record, and the tree nodes that changed since the stored
+// tree (after a merge, only the commit's path).
+func (p *PublicGroup) save(ctx context.Context, merged *StagedCommit) error {
+	g := p.g
+	st := g.st
+	r := &state.PublicRecord{
+		Header: st.header(), ConfirmationTag: st.confTag, Active: g.active,
+		SkipLifetime: g.cfg.SkipLifetimeCheck, Proposals: proposalRecords(g.props),
+	}
+	id := st.gc.GroupID
+	return g.update(ctx, id, func(tx storage.Tx) error {
+		return state.WritePublicGroup(tx, id, r, st.tree, merged.changes(st.tree))
+	})
+}
+
+// LoadPublicGroup loads a PublicGroup from store, as its last save left it,
+// with the given policy (the validator and options are not stored). A
+// damaged store gives ErrCorruptState; a group the store does not follow,
+// ErrNotFound. Only the RatchetTree field of opts is ignored.
+func LoadPublicGroup(ctx context.Context, store storage.Store, validator credential.Validator, groupID []byte, opts PublicGroupOptions) (*PublicGroup, error) {
+	if ctx == nil || len(groupID) == 0 {
+		return nil, fmt.Errorf("%w: LoadPublicGroup needs a context and a group ID", ErrInvalidArgument)
+	}
+	c, err := follower(store, validator, &opts)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{store: store, public: true}
+	err = view(ctx, store, func(tx storage.Tx) error {
+		var err error
+		if g.version, err = state.PublicVersion(tx, groupID); err != nil {
+			return err
+		}
+		var gc message.GroupContext
+		var s *ciphersuite.Suite
+		r, t, err := state.LoadPublicGroup(tx, groupID, func(r *state.PublicRecord) (*ciphersuite.Suite, error) {
+			if err := message.Unmarshal(r.Header.GroupContext, &gc); err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(gc.GroupID, groupID) || gc.Epoch != r.Header.Epoch {
+				return nil, fmt.Errorf("record of group %x epoch %d stored under this group at epoch %d", gc.GroupID, gc.Epoch, r.Header.Epoch)
+			}
+			var err error
+			s, err = ciphersuite.Lookup(gc.CipherSuite)
+			return s, err
+		})
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: public group %x", ErrNotFound, groupID)
+		}
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(r.Header.TreeHash, gc.TreeHash) {
+			return corrupt(groupID, "ratchet tree", errors.New("the stored tree is not the group context's"))
+		}
+		g.cfg = c.policy(JoinConfig{SkipLifetimeCheck: r.SkipLifetime})
+		g.st = &epochState{suite: s, gc: gc, gcRaw: r.Header.GroupContext, tree: t, own: noLeaf, confTag: r.ConfirmationTag}
+		g.st.interim = interimHash(g.st)
+		g.active, g.props = r.Active, queuedOf(r.Proposals)
+		return nil
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &PublicGroup{g: g}, nil
+}
+
+// DeletePublicGroup deletes every record of a PublicGroup from store.
+func DeletePublicGroup(ctx context.Context, store storage.Store, groupID []byte) error {
+	if ctx == nil || store == nil || len(groupID) == 0 {
+		return fmt.Errorf("%w: DeletePublicGroup needs a context, a store and a group ID", ErrInvalidArgument)
+	}
+	return update(ctx, store, func(tx storage.Tx) error { return state.DeletePublicGroup(tx, groupID) })
+}

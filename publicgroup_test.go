@@ -13,6 +13,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/fuzzcorpus"
+	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
 )
 
@@ -111,7 +112,8 @@ func TestPublicGroupFollowsRandomScenario(t *testing.T) {
 	if first.group, err = clientOf(first.store, first.id).CreateGroup(ctx, regressSuite, cfg); err != nil {
 		t.Fatal(err)
 	}
-	pg, err := first.group.PublicGroup(ctx, memory.New(), credential.AcceptAll)
+	pgStore := memory.New()
+	pg, err := first.group.PublicGroup(ctx, pgStore, credential.AcceptAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +144,14 @@ func TestPublicGroupFollowsRandomScenario(t *testing.T) {
 
 	counts := map[string]int{}
 	for step := 1; step <= epochs; step++ {
+		if rng.IntN(10) == 0 {
+			// The delivery service restarts: its PublicGroup comes back
+			// from the store.
+			if f.pg, err = mls.LoadPublicGroup(ctx, pgStore, credential.AcceptAll, first.group.GroupID(), mls.PublicGroupOptions{}); err != nil {
+				t.Fatalf("step %d: LoadPublicGroup: %v", step, err)
+			}
+			counts["restart"]++
+		}
 		committer := members[rng.IntN(len(members))]
 		others := slices.DeleteFunc(slices.Clone(members), func(c *client) bool { return c == committer })
 		var op string
@@ -309,4 +319,98 @@ func FuzzPublicGroupProcess(f *testing.F) {
 			t.Fatalf("processing changed the PublicGroup (err %v)", err)
 		}
 	})
+}
+
+// TestPublicGroupStore: a PublicGroup's store holds what it needs to go on
+// after a restart, a commit writes the changed nodes only, and two handles
+// on one store cannot both advance it.
+func TestPublicGroupStore(t *testing.T) {
+	ctx := context.Background()
+	names := make([]string, 32)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	cs := newGroupOf(t, regressSuite, mls.GroupConfig{}, false, names...)
+	store := memory.New()
+	pg, err := cs[0].group.PublicGroup(ctx, store, credential.AcceptAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := cs[0].group.GroupID()
+	treeBytes, err := pg.ExportRatchetTree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		committer := cs[1+i]
+		res := commitAndFan(t, committer, mls.CommitOptions{ForcePath: true}, slices.DeleteFunc(slices.Clone(cs), func(c *client) bool { return c == committer })...)
+		p, err := pg.Process(ctx, roundTrip(t, res.Commit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := store.Stats()
+		if err := pg.Merge(ctx, p.Commit); err != nil {
+			t.Fatal(err)
+		}
+		w := store.Stats().Sub(before)
+		// The record, the version and the committer's direct path (leaf
+		// and 5 parents in a 32-leaf tree); a whole tree is 63 nodes.
+		if w.Puts > 8 || w.BytesWritten > uint64(len(treeBytes))/2 {
+			t.Fatalf("merge %d wrote %d records, %d bytes (the tree is %d bytes)", i, w.Puts, w.BytesWritten, len(treeBytes))
+		}
+		// A restart between any two commits.
+		again, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, gid, mls.PublicGroupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := again.ExportRatchetTree()
+		b, _ := cs[0].group.ExportRatchetTree()
+		if !bytes.Equal(a, b) || again.Epoch() != cs[0].group.Epoch() || !bytes.Equal(again.GroupContext(), pg.GroupContext()) {
+			t.Fatalf("reloaded PublicGroup differs from the group after commit %d", i)
+		}
+		pg = again
+	}
+	// Two handles: the second to save is stale, and stays refused.
+	h1, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, gid, mls.PublicGroupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, gid, mls.PublicGroupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := commitAndFan(t, cs[0], mls.CommitOptions{ForcePath: true}, cs[1:]...)
+	p1, err := h1.Process(ctx, roundTrip(t, res.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := h2.Process(ctx, roundTrip(t, res.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.Merge(ctx, p1.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.Merge(ctx, p2.Commit); !errors.Is(err, mls.ErrStaleState) {
+		t.Fatalf("second handle's merge: %v, want ErrStaleState", err)
+	}
+	if _, err := h2.Process(ctx, roundTrip(t, res.Commit)); !errors.Is(err, mls.ErrStaleState) {
+		t.Fatalf("stale handle's Process: %v, want ErrStaleState", err)
+	}
+	// Nothing of another group, and a damaged record is reported.
+	if _, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, []byte("nope"), mls.PublicGroupOptions{}); !errors.Is(err, mls.ErrNotFound) {
+		t.Fatalf("LoadPublicGroup of an unknown group: %v", err)
+	}
+	if err := store.Update(ctx, func(tx storage.Tx) error { return tx.Put("publicgroups", gid, []byte("garbage")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, gid, mls.PublicGroupOptions{}); !errors.Is(err, mls.ErrCorruptState) {
+		t.Fatalf("LoadPublicGroup of a damaged record: %v", err)
+	}
+	if err := mls.DeletePublicGroup(ctx, store, gid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.LoadPublicGroup(ctx, store, credential.AcceptAll, gid, mls.PublicGroupOptions{}); !errors.Is(err, mls.ErrNotFound) {
+		t.Fatalf("LoadPublicGroup after DeletePublicGroup: %v", err)
+	}
 }

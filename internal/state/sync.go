@@ -61,7 +61,7 @@ func WriteGroup(tx storage.Tx, groupID []byte, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := syncTree(tx, groupID, old, s.Header, s.Tree, s.Merged); err != nil {
+	if err := syncTree(tx, BucketNodes, groupID, old, s.Header, s.Tree, s.Merged); err != nil {
 		return err
 	}
 	if err := syncEpochs(tx, groupID, old, s); err != nil {
@@ -99,35 +99,35 @@ func ReadHeader(tx storage.Tx, groupID []byte) (*Header, error) {
 // syncTree writes the ratchet tree's node records: nothing if the stored
 // tree is the current one, the nodes the merged diff changed if the stored
 // tree is the one it was made from, and the whole tree otherwise.
-func syncTree(tx storage.Tx, groupID []byte, old, cur *Header, t *tree.Tree, merged *Merged) error {
+func syncTree(tx storage.Tx, nodes string, groupID []byte, old, cur *Header, t *tree.Tree, merged *Merged) error {
 	if old != nil && old.Leaves == cur.Leaves && bytes.Equal(old.TreeHash, cur.TreeHash) {
 		return nil
 	}
 	if old != nil && merged != nil && bytes.Equal(old.TreeHash, merged.BaseTreeHash) {
 		c := merged.Changes
 		if c.Limit < tree.NodeIndex(treemath.NodeWidth(old.Leaves)) {
-			if err := deleteNodesFrom(tx, groupID, c.Limit, old.Leaves); err != nil {
+			if err := deleteNodesFrom(tx, nodes, groupID, c.Limit, old.Leaves); err != nil {
 				return err
 			}
 		}
 		for _, ch := range c.Nodes {
 			if ch.Node == nil {
-				if err := tx.Delete(BucketNodes, NodeKey(groupID, ch.X)); err != nil {
+				if err := tx.Delete(nodes, NodeKey(groupID, ch.X)); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := putNode(tx, groupID, ch.X, ch.Node); err != nil {
+			if err := putNode(tx, nodes, groupID, ch.X, ch.Node); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := tx.DeletePrefix(BucketNodes, GroupPrefix(groupID)); err != nil {
+	if err := tx.DeletePrefix(nodes, GroupPrefix(groupID)); err != nil {
 		return err
 	}
 	for _, n := range t.Sparse().Nodes {
-		if err := putNode(tx, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
+		if err := putNode(tx, nodes, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
 			return err
 		}
 	}
@@ -137,7 +137,7 @@ func syncTree(tx storage.Tx, groupID []byte, old, cur *Header, t *tree.Tree, mer
 // putNode writes a node record:
 //
 //	struct { uint8 version = 1; Node node; } NodeRecord;
-func putNode(tx storage.Tx, groupID []byte, x tree.NodeIndex, n *message.Node) error {
+func putNode(tx storage.Tx, nodes string, groupID []byte, x tree.NodeIndex, n *message.Node) error {
 	e := wire.NewEncoder(nil)
 	e.U8(NodeRecordVersion)
 	n.Encode(e)
@@ -145,21 +145,21 @@ func putNode(tx storage.Tx, groupID []byte, x tree.NodeIndex, n *message.Node) e
 	if err != nil {
 		return err
 	}
-	return tx.Put(BucketNodes, NodeKey(groupID, x), b)
+	return tx.Put(nodes, NodeKey(groupID, x), b)
 }
 
 // deleteNodesFrom deletes the records of nodes lim and beyond, in a tree
 // that had oldLeaves leaves. lim is a tree width, 2^k - 1.
-func deleteNodesFrom(tx storage.Tx, groupID []byte, lim tree.NodeIndex, oldLeaves uint32) error {
+func deleteNodesFrom(tx storage.Tx, nodes string, groupID []byte, lim tree.NodeIndex, oldLeaves uint32) error {
 	l := bits.Len32(uint32(lim))
 	for x := uint64(lim); x < 1<<l; x++ {
-		if err := tx.Delete(BucketNodes, NodeKey(groupID, tree.NodeIndex(x))); err != nil {
+		if err := tx.Delete(nodes, NodeKey(groupID, tree.NodeIndex(x))); err != nil {
 			return err
 		}
 	}
 	top := bits.Len32(treemath.NodeWidth(oldLeaves) - 1)
 	for n := l + 1; n <= top; n++ {
-		if err := tx.DeletePrefix(BucketNodes, append(GroupPrefix(groupID), byte(n))); err != nil {
+		if err := tx.DeletePrefix(nodes, append(GroupPrefix(groupID), byte(n))); err != nil {
 			return err
 		}
 	}
@@ -390,13 +390,17 @@ func storeOrCorrupt(groupID []byte, what string, err error) error {
 // LoadTree reads the node records and checks them against the header: the
 // tree they make must have hdr.Leaves leaves and hash to hdr.TreeHash.
 func LoadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *Header) (*tree.Tree, error) {
+	return loadTree(tx, BucketNodes, groupID, s, hdr)
+}
+
+func loadTree(tx storage.Tx, nodes string, groupID []byte, s *ciphersuite.Suite, hdr *Header) (*tree.Tree, error) {
 	if hdr.Leaves == 0 || hdr.Leaves > tree.MaxLeaves || hdr.Leaves&(hdr.Leaves-1) != 0 {
 		return nil, corrupt(groupID, "group record", fmt.Errorf("tree of %d leaves", hdr.Leaves))
 	}
 	width := treemath.NodeWidth(hdr.Leaves)
 	prefix := GroupPrefix(groupID)
 	var rt message.SparseRatchetTree // blank nodes cost nothing
-	err := tx.Scan(BucketNodes, prefix, func(k, v []byte) error {
+	err := tx.Scan(nodes, prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+5 {
 			return fmt.Errorf("node key %x of %d bytes", k, len(k))
 		}
