@@ -104,6 +104,25 @@ func pqAgree(t testing.TB, ms ...*pqMember) {
 	}
 }
 
+// pqKeySizes are the HPKE public key and signature public key sizes of
+// each PQ suite: ML-KEM-768 1,184 and ML-KEM-1024 1,568 bytes (FIPS 203,
+// Table 3), X-Wing 1,216 (ML-KEM-768 then X25519), MLKEM768-P256 1,249 and
+// MLKEM1024-P384 1,665 (ML-KEM then the uncompressed point); Ed25519 32,
+// P-256 65, P-384 97, ML-DSA-44/65/87 1,312/1,952/2,592 (FIPS 204, Table 2).
+var pqKeySizes = map[mls.CipherSuite][2]int{
+	ciphersuite.MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519:        {1216, 32},
+	ciphersuite.MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519:        {1216, 32},
+	ciphersuite.MLS_128_MLKEM768P256_AES128GCM_SHA256_P256:             {1249, 65},
+	ciphersuite.MLS_128_MLKEM768P256_AES256GCM_SHA384_P256:             {1249, 65},
+	ciphersuite.MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384:            {1665, 97},
+	ciphersuite.MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519:              {1184, 32},
+	ciphersuite.MLS_128_MLKEM768_AES256GCM_SHA384_P256:                 {1184, 65},
+	ciphersuite.MLS_192_MLKEM1024_AES256GCM_SHA384_P384:                {1568, 97},
+	ciphersuite.MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44: {1216, 1312},
+	ciphersuite.MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65:              {1184, 1952},
+	ciphersuite.MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87:             {1568, 2592},
+}
+
 // TestPQSuitesLifecycle runs the whole life of a group in every suite of
 // draft-ietf-mls-pq-ciphersuites-06: create, add by Welcome, application
 // messages, update, external and resumption PSKs, external join, remove,
@@ -157,6 +176,12 @@ func testPQLifecycle(t *testing.T, suite mls.CipherSuite) {
 		}
 		if !bytes.Equal(back.LeafNode().SignatureKey(), sigKey) {
 			t.Fatalf("%s's key package carries another signature key", m.name)
+		}
+		// The PQ keys crossed the codec whole (FIPS 203 and 204 sizes).
+		want := pqKeySizes[suite]
+		if len(back.InitKey()) != want[0] || len(back.EncryptionKey()) != want[0] || len(sigKey) != want[1] {
+			t.Fatalf("init/encryption/signature keys of %d/%d/%d bytes, want %d/%d/%d",
+				len(back.InitKey()), len(back.EncryptionKey()), len(sigKey), want[0], want[0], want[1])
 		}
 		kps = append(kps, back)
 	}
