@@ -69,7 +69,8 @@ func (s IdentitySource) String() string {
 // X509Validator is a Validator for X.509 credentials (RFC 9420, Section
 // 5.3) built on crypto/x509. For a credential it checks, in order:
 //
-//  1. the credential is of type x509 and every certificate parses, with a
+//  1. the credential is of type x509, has at most MaxChainLength
+//     certificates, and every certificate parses, with a
 //     key and a signature algorithm crypto/x509 implements
 //     (ErrUnsupportedCertificate otherwise: Ed448 and ML-DSA
 //     certificates);
@@ -230,11 +231,18 @@ func keyAlgorithmName(cert *x509.Certificate) string {
 	return "public key algorithm " + spki.Algorithm.Algorithm.String()
 }
 
+// MaxChainLength caps the certificates of a credential the X509Validator
+// parses, so that a hostile credential costs a bounded amount of work.
+const MaxChainLength = 16
+
 // parseChain parses the credential's certificates, rejecting those whose
 // key crypto/x509 cannot use.
 func parseChain(ders [][]byte) ([]*x509.Certificate, error) {
 	if len(ders) == 0 {
 		return nil, fmt.Errorf("%w: empty certificate chain", ErrInvalid)
+	}
+	if len(ders) > MaxChainLength {
+		return nil, fmt.Errorf("%w: a chain of %d certificates, at most %d", ErrInvalid, len(ders), MaxChainLength)
 	}
 	certs := make([]*x509.Certificate, len(ders))
 	for i, der := range ders {

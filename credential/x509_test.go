@@ -320,6 +320,19 @@ func TestX509ValidatorRejectsBasic(t *testing.T) {
 	if err := v.Validate(credential.NewBasic([]byte("alice")), make([]byte, 32)); !errors.Is(err, credential.ErrInvalid) {
 		t.Errorf("basic credential: got %v, want ErrInvalid", err)
 	}
+	// A chain longer than MaxChainLength is refused before any parsing.
+	p := newPKI(t, certOpts{})
+	long := [][]byte{p.leaf.der}
+	for len(long) <= credential.MaxChainLength {
+		long = append(long, p.inter.der)
+	}
+	c, err := credential.NewX509(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.validator().Validate(c, p.sigKey()); !errors.Is(err, credential.ErrInvalid) {
+		t.Errorf("chain of %d certificates: got %v, want ErrInvalid", len(long), err)
+	}
 	var nilV *credential.X509Validator
 	if err := nilV.Validate(credential.NewBasic([]byte("alice")), nil); !errors.Is(err, credential.ErrInvalid) {
 		t.Errorf("nil validator: got %v, want ErrInvalid", err)
