@@ -2,6 +2,7 @@ package mls
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,11 +45,11 @@ func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (
 	}
 	ac, err := framing.SignContent(st.suite, g.signer, message.WireFormatPrivateMessage, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if err := g.saveRatchet(ctx, st, uint32(st.own)); err != nil {
 		return nil, err
@@ -94,7 +95,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	s := g.st.suite
 	dec, err := framing.UnprotectPrivate(s, pm, p.secrets, p.senderData, p.gcRaw)
 	if err != nil {
-		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+		return nil, unprotectError(err)
 	}
 	leaf := dec.Content().Sender.LeafIndex
 	pub, ok := p.sigKeys[leaf]
@@ -106,7 +107,7 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 		return nil, invalidErr("ValSem010", "6.1", err, "signature")
 	}
 	if err := dec.Consume(); err != nil {
-		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+		return nil, unprotectError(err)
 	}
 	if err := g.savePastRatchet(ctx, p, leaf); err != nil {
 		return nil, err
@@ -156,13 +157,16 @@ func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite,
 		var secret []byte
 		switch id.Type {
 		case message.PSKExternal:
-			err := store.View(ctx, func(tx storage.Tx) error {
+			err := view(ctx, store, func(tx storage.Tx) error {
 				v, err := tx.Get(bucketPSKs, id.PSKID)
 				secret = v
 				return err
 			})
-			if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
 				return nil, invalidErr("PSKMissing", "8.4", err, "external PSK %x", id.PSKID)
+			}
+			if err != nil {
+				return nil, err // the store failed (classified by view)
 			}
 		case message.PSKResumption:
 			if resumption != nil {

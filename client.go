@@ -111,7 +111,7 @@ func NewClient(ctx context.Context, store storage.Store, cred credential.Credent
 // stores one.
 func (c *Client) storedSigner(ctx context.Context) (crypto.Signer, error) {
 	var signer crypto.Signer
-	err := c.store.Update(ctx, func(tx storage.Tx) error {
+	err := update(ctx, c.store, func(tx storage.Tx) error {
 		b, err := tx.Get(bucketClient, []byte("signer"))
 		if err == nil {
 			signer, err = decodeSigner(b)
@@ -177,10 +177,6 @@ func decodeSigner(b []byte) (crypto.Signer, error) {
 	return signer, nil
 }
 
-// storeErr passes errors that already have a class through and marks the
-// rest as failures of the store.
-func storeErr(err error) error { return err }
-
 // Credential returns the client's credential.
 func (c *Client) Credential() credential.Credential { return c.cred }
 
@@ -190,7 +186,7 @@ func (c *Client) Signer() crypto.Signer { return c.signer }
 // SignatureKey returns the client's signature public key in the encoding of
 // suite's signature scheme (RFC 9420, Section 5.1.2).
 func (c *Client) SignatureKey(suite CipherSuite) ([]byte, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
@@ -215,7 +211,7 @@ func (c *Client) now() time.Time {
 
 func (c *Client) rand() io.Reader {
 	if c.opts.Rand != nil {
-		return c.opts.Rand
+		return randSource{c.opts.Rand}
 	}
 	return rand.Reader
 }
@@ -276,14 +272,15 @@ func (c *Client) NewKeyPackage(ctx context.Context, suite CipherSuite, opts KeyP
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	return newKeyPackage(ctx, c, suite, opts)
+	kp, err := newKeyPackage(ctx, c, suite, opts)
+	return kp, classify(err)
 }
 
 // KeyPackages lists the key packages whose private keys the client holds:
 // those not used yet, and the last-resort ones.
 func (c *Client) KeyPackages(ctx context.Context) ([]*KeyPackage, error) {
 	var out []*KeyPackage
-	err := c.store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, c.store, func(tx storage.Tx) error {
 		return tx.Scan(bucketKeyPackages, nil, func(k, v []byte) error {
 			var rec keyPackageRecord
 			if err := rec.unmarshal(v); err != nil {
@@ -310,7 +307,7 @@ func (c *Client) DeleteKeyPackage(ctx context.Context, ref []byte) error {
 	if len(ref) == 0 {
 		return fmt.Errorf("%w: empty key package reference", ErrInvalidArgument)
 	}
-	return storeErr(c.store.Update(ctx, func(tx storage.Tx) error {
+	return (update(ctx, c.store, func(tx storage.Tx) error {
 		if _, err := tx.Get(bucketKeyPackages, ref); errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: key package %x", ErrNotFound, ref)
 		} else if err != nil {
@@ -328,7 +325,7 @@ func (c *Client) PruneKeyPackages(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	n := 0
-	err := c.store.Update(ctx, func(tx storage.Tx) error {
+	err := update(ctx, c.store, func(tx storage.Tx) error {
 		var err error
 		n, err = c.pruneKeyPackages(tx)
 		return err
@@ -339,9 +336,9 @@ func (c *Client) PruneKeyPackages(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// pruneKeyPackages is PruneKeyPackages in a transaction; NewKeyPackage runs
-// it too, so that a client that replenishes its key packages also drops
-// the expired ones.
+// pruneKeyPackages is PruneKeyPackages in a transaction. It reads every
+// stored key package, so NewKeyPackage does not run it: an application
+// calls PruneKeyPackages when it replenishes its key packages.
 func (c *Client) pruneKeyPackages(tx storage.Tx) (int, error) {
 	now := uint64(c.now().Unix())
 	var expired [][]byte
@@ -376,7 +373,8 @@ func (c *Client) pruneKeyPackages(tx storage.Tx) (int, error) {
 // is meant for interop harnesses, test vectors and migrations; normal
 // clients use NewKeyPackage.
 func (c *Client) ImportKeyPackage(ctx context.Context, keyPackage, initPriv, encryptionPriv []byte, lastResort bool) (*KeyPackage, error) {
-	return importKeyPackage(ctx, c.store, keyPackage, initPriv, encryptionPriv, lastResort)
+	kp, err := importKeyPackage(ctx, c.store, keyPackage, initPriv, encryptionPriv, lastResort)
+	return kp, classify(err)
 }
 
 // StorePSK stores an external pre-shared key (RFC 9420, Section 8.4) under
@@ -385,7 +383,7 @@ func (c *Client) StorePSK(ctx context.Context, id, secret []byte) error {
 	if len(id) == 0 || len(secret) == 0 {
 		return fmt.Errorf("%w: empty PSK id or secret", ErrInvalidArgument)
 	}
-	return storeErr(c.store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) }))
+	return update(ctx, c.store, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
 }
 
 // CreateGroup creates a one-member group of suite (RFC 9420, Section 11)
@@ -398,7 +396,7 @@ func (c *Client) CreateGroup(ctx context.Context, suite CipherSuite, cfg GroupCo
 	cfg.JoinConfig = c.policy(cfg.JoinConfig)
 	g, err := createGroup(ctx, c, suite, cfg)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return c.adopt(g), nil
 }
@@ -412,7 +410,8 @@ func (c *Client) StageWelcome(ctx context.Context, welcome *Message, opts Welcom
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	opts.JoinConfig = c.policy(opts.JoinConfig)
-	return stageWelcome(ctx, c, welcome, opts)
+	sw, err := stageWelcome(ctx, c, welcome, opts)
+	return sw, classify(err)
 }
 
 // JoinExternal joins a group with an external commit (RFC 9420, Section
@@ -425,7 +424,7 @@ func (c *Client) JoinExternal(ctx context.Context, groupInfo *Message, opts Exte
 	opts.JoinConfig = c.policy(opts.JoinConfig)
 	g, res, err := joinExternal(ctx, c, groupInfo, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, classify(err)
 	}
 	return c.adopt(g), res, nil
 }
@@ -456,7 +455,7 @@ func (c *Client) LoadGroupWithSigner(ctx context.Context, groupID []byte, signer
 	}
 	g, err := loadGroup(ctx, c, groupID, signer)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -499,7 +498,7 @@ func (c *Client) Groups(ctx context.Context) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	var ids [][]byte
-	err := c.store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, c.store, func(tx storage.Tx) error {
 		return tx.Scan(bucketGroups, nil, func(k, _ []byte) error {
 			ids = append(ids, k)
 			return nil
@@ -519,7 +518,7 @@ func (c *Client) DeleteGroup(ctx context.Context, groupID []byte) error {
 	if ctx == nil || len(groupID) == 0 {
 		return fmt.Errorf("%w: DeleteGroup needs a context and a group ID", ErrInvalidArgument)
 	}
-	err := c.store.Update(ctx, func(tx storage.Tx) error {
+	err := update(ctx, c.store, func(tx storage.Tx) error {
 		if _, err := tx.Get(bucketGroups, groupID); errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
 		} else if err != nil {

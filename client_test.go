@@ -242,17 +242,6 @@ func TestClientKeyPackages(t *testing.T) {
 	if n := len(refs()); n != 0 {
 		t.Fatalf("%d key packages left, want 0", n)
 	}
-	// NewKeyPackage prunes expired ones as it goes.
-	if _, err := c.NewKeyPackage(ctx, staleSuite, mls.KeyPackageOptions{Lifetime: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	now = now.Add(time.Hour)
-	if _, err := c.NewKeyPackage(ctx, staleSuite, mls.KeyPackageOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(refs()); n != 1 {
-		t.Fatalf("%d key packages after NewKeyPackage pruned, want 1", n)
-	}
 }
 
 // TestClientNilArguments: the Client's entry points refuse nil and empty

@@ -208,7 +208,7 @@ func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*CommitResult, 
 	}
 	sc, err := g.createCommit(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	g.pending = sc
 	if err := g.save(ctx); err != nil {
@@ -370,7 +370,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		if opts.NewIdentity != nil {
 			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 			}
 			template.SignatureKey = pub
 			template.Credential = wireCred(opts.NewIdentity.Credential)
@@ -420,7 +420,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
 		return nil, err
@@ -463,7 +463,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	sc.groupInfo = wrapGroupInfo(gi)
 	if len(a.added) > 0 {
@@ -482,13 +482,13 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 	if ac.WireFormat == message.WireFormatPrivateMessage {
 		pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 		if err != nil {
-			return nil, err
+			return nil, classify(err)
 		}
 		return wrapPrivate(pm), nil
 	}
 	pm, err := framing.ProtectPublic(st.suite, ac, st.keys.MembershipKey(), st.gcRaw)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapPublic(pm), nil
 }
@@ -499,7 +499,7 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 	s := next.suite
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	giRaw, err := message.Marshal(gi)
 	if err != nil {
@@ -782,18 +782,6 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	return g.merge(ctx, sc)
 }
 
-// StorePSK stores an external pre-shared key under its ID, for commits
-// and Welcome messages that use it (RFC 9420, Section 8.4).
-func StorePSK(ctx context.Context, store storage.Store, id, secret []byte) error {
-	if len(id) == 0 {
-		return fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
-	}
-	if store == nil {
-		return fmt.Errorf("%w: nil store", ErrInvalidArgument)
-	}
-	return store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketPSKs, id, secret) })
-}
-
 // pskSecret looks up the PSKs a commit or Welcome names and derives
 // psk_secret (RFC 9420, Section 8.4).
 func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
@@ -948,7 +936,7 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 	ln.ParentHash = nil
 	ln.Signature = nil
 	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
-		return nil, nil, err
+		return nil, nil, classify(err)
 	}
 	opts := g.treeOptions(st, &st.gc)
 	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
@@ -1003,7 +991,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, classify(err)
 	}
 	ref, err := proposalRef(s, ac)
 	if err != nil {
@@ -1013,7 +1001,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	// ratchet; the save below records it with the new proposal.
 	m, err := g.protect(st, ac)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, classify(err)
 	}
 	old := g.props
 	g.props = append(append([]*QueuedProposal(nil), g.props...), &QueuedProposal{p: p, ref: ref, sender: me})
@@ -1033,7 +1021,7 @@ func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([
 	}
 	var key []byte
 	if g.store != nil {
-		err := g.store.View(ctx, func(tx storage.Tx) error {
+		err := view(ctx, g.store, func(tx storage.Tx) error {
 			v, err := tx.Get(bucketUpdateKeys, updateKeyName(st.gc.GroupID, pub))
 			key = v
 			return err

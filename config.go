@@ -143,3 +143,12 @@ const (
 )
 
 func (c *JoinConfig) now() time.Time { return c.client.now() }
+
+// maxTreeLeaves is the leaf limit on received ratchet trees: the Client's
+// (ClientOptions.MaxTreeLeaves), or DefaultMaxTreeLeaves without one.
+func (c *JoinConfig) maxTreeLeaves() uint32 {
+	if c.client == nil {
+		return DefaultMaxTreeLeaves
+	}
+	return c.client.maxTreeLeaves()
+}

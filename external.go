@@ -24,6 +24,10 @@ type ExternalJoinOptions struct {
 	// RatchetTree is the encoded ratchet tree (a member's
 	// ExportRatchetTree) when the GroupInfo does not carry the
 	// ratchet_tree extension.
+	// A tree (here or in the extension) needing more leaves than
+	// ClientOptions.MaxTreeLeaves is rejected with an error matching
+	// ErrMalformed, before the GroupInfo signature is checked or anything
+	// is hashed.
 	RatchetTree []byte
 	// RemoveLeaf, if set, makes the commit a "resync" (RFC 9420, Section
 	// 12.4.3.2): it also removes the member at this leaf, an earlier
@@ -71,7 +75,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	store, id := c.store, c.identity()
 	gi := groupInfo.m.GroupInfo
-	s, err := ciphersuite.Lookup(gi.GroupContext.CipherSuite)
+	s, err := lookupSuite(gi.GroupContext.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,11 +90,13 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if !ok {
 		return nil, nil, invalid("ExternalPub", "12.4.3.2", "the GroupInfo has no external_pub extension")
 	}
-	t, err := joinTree(s, gi, opts.RatchetTree)
+	cfg := opts.JoinConfig
+	// The GroupInfo signature is checked before the tree is built or
+	// hashed (joinTree).
+	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := opts.JoinConfig
 	st, err := joinState(s, &cfg, gi, t, nil)
 	if err != nil {
 		return nil, nil, err
@@ -320,7 +326,7 @@ func externalSenderAllowed(t message.ProposalType) bool {
 // external sender holds no group secrets); its signature covers no
 // GroupContext (Section 6.1).
 func NewExternalProposal(groupID []byte, epoch uint64, suite CipherSuite, senderIndex uint32, signer crypto.Signer, proposal Proposal) (*Message, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +368,7 @@ func (p Proposal) build(s *ciphersuite.Suite, rnd io.Reader) (*message.Proposal,
 		}
 		out.PSK = &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(p.pskID), Nonce: nonce}}
 	case message.ProposalReInit:
-		if _, err := ciphersuite.Lookup(out.ReInit.CipherSuite); err != nil {
+		if _, err := lookupSuite(out.ReInit.CipherSuite); err != nil {
 			return nil, fmt.Errorf("%w: ReInit: %w", ErrInvalidArgument, err)
 		}
 	case message.ProposalRemove, message.ProposalGroupContextExtensions:
@@ -389,11 +395,11 @@ func externalProposal(s *ciphersuite.Suite, groupID []byte, epoch uint64, sender
 	}
 	ac, err := framing.SignContent(s, signer, message.WireFormatPublicMessage, fc, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pm, err := framing.ProtectPublic(s, ac, nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapPublic(pm), nil
 }

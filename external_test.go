@@ -13,6 +13,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/storage/memory"
 )
@@ -1319,57 +1320,28 @@ func TestExternalUnderPrivateOnlyPolicy(t *testing.T) {
 // FuzzJoinExternal feeds arbitrary GroupInfo messages (and ratchet trees)
 // to JoinExternal, and arbitrary messages to a member as external commits
 // and proposals: nothing may panic, and a member must not move without a
-// merge. The corpus is seeded with a real GroupInfo, tree, external commit
-// and join proposal.
+// merge. The corpus (testdata/fuzz/FuzzJoinExternal, written by
+// TestGenerateFuzzCorpus) holds real GroupInfos, trees, external commits
+// and a join proposal of the fixture's group.
 func FuzzJoinExternal(f *testing.F) {
+	fuzzcorpus.Require(f, 0)
 	ctx := context.Background()
-	cs := newGroupOf(f, regressSuite, mls.GroupConfig{}, false, "alice", "bob")
-	alice, bob := cs[0], cs[1]
-	dave := newClient(f, "dave", regressSuite)
-	seeds := 0
-	marshal := func(m *mls.Message) []byte {
-		b, err := m.MarshalBinary()
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
-	}
-	rt, err := alice.group.ExportRatchetTree()
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, withTree := range []bool{true, false} {
-		gi := exportGroupInfo(f, alice, withTree)
-		_, res, err := clientOf(memory.New(), dave.id).JoinExternal(ctx, gi, mls.ExternalJoinOptions{RatchetTree: rt})
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(marshal(gi), rt)
-		f.Add(marshal(res.Commit), rt)
-		seeds += 2
-	}
-	jp, err := mls.NewJoinProposal(dave.keyPackage(f, regressSuite), dave.id.Signer, exportGroupInfo(f, alice, false))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(marshal(jp), []byte{})
-	seeds++
-	if seeds == 0 {
-		f.Fatal("no seeds")
-	}
-	epoch, auth := bob.group.Epoch(), bob.group.EpochAuthenticator()
+	var fx *externalFixture
 	f.Fuzz(func(t *testing.T, b, tree []byte) {
+		if fx == nil {
+			fx = newExternalFixture(t)
+		}
 		m, err := mls.ParseMessage(b)
 		if err != nil {
 			return
 		}
 		if m.WireFormat() == mls.WireFormatGroupInfo {
 			// Success is possible (a seed); failure must be an error.
-			_, _, _ = clientOf(memory.New(), dave.id).JoinExternal(ctx, m, mls.ExternalJoinOptions{RatchetTree: tree})
+			_, _, _ = fuzzClient(memory.New(), fx.dave.id).JoinExternal(ctx, m, mls.ExternalJoinOptions{RatchetTree: tree})
 			return
 		}
-		_, err = bob.group.Process(ctx, m)
-		if bob.group.Epoch() != epoch || !bytes.Equal(bob.group.EpochAuthenticator(), auth) {
+		_, err = fx.bob.group.Process(ctx, m)
+		if fx.bob.group.Epoch() != fx.epoch || !bytes.Equal(fx.bob.group.EpochAuthenticator(), fx.auth) {
 			t.Fatalf("processing changed the group (err %v)", err)
 		}
 	})

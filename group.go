@@ -219,7 +219,7 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 // createGroup creates a one-member group (RFC 9420, Section 11) with the
 // client c as its creator and stores it (Client.CreateGroup).
 func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupConfig) (*Group, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +234,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	}
 	sigPub, err := s.SignaturePublicKey(id.Signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	// RFC 9420, Section 5.3: the certificate must hold the signature key.
 	if err := id.Credential.CheckSignatureKey(sigPub); err != nil {
@@ -268,7 +268,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		}
 	}
 	if err := leaf.Sign(s, id.Signer, nil, 0); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	t := tree.New(s, leaf)
 	priv, err := tree.NewPrivateState(s, 0, encPriv)
@@ -311,7 +311,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	st.confTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
 	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
 	g.st = st
-	err = c.store.View(ctx, func(tx storage.Tx) error {
+	err = view(ctx, c.store, func(tx storage.Tx) error {
 		_, err := tx.Get(bucketGroups, groupID)
 		if err == nil {
 			return fmt.Errorf("%w: the store already holds group %x", ErrInvalidArgument, groupID)
@@ -545,14 +545,20 @@ func (g *Group) EpochAuthenticator() []byte {
 }
 
 // ExportSecret derives a secret for the application from the current
-// epoch (RFC 9420, Section 8.5, MLS-Exporter).
+// epoch (RFC 9420, Section 8.5, MLS-Exporter). A length outside 0 to
+// 255 times the suite's hash size (the limit of HKDF-Expand) gives
+// ErrInvalidArgument.
 func (g *Group) ExportSecret(label string, context []byte, length int) ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	return g.st.keys.Export(label, context, length)
+	out, err := g.st.keys.Export(label, context, length)
+	if err != nil {
+		return nil, &classError{ErrInvalidArgument, err}
+	}
+	return out, nil
 }
 
 // ExportRatchetTree returns the public ratchet tree in the form of the
@@ -586,7 +592,7 @@ func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	}
 	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return wrapGroupInfo(gi), nil
 }
@@ -626,7 +632,7 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		Signer:          uint32(st.own),
 	}
 	if err := gi.Sign(st.suite, signer); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return gi, nil
 }

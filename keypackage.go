@@ -56,7 +56,7 @@ type KeyPackage struct {
 // key) in the client's store under its reference, where StageWelcome finds
 // them (Client.NewKeyPackage).
 func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPackageOptions) (*KeyPackage, error) {
-	s, err := ciphersuite.Lookup(suite)
+	s, err := lookupSuite(suite)
 	if err != nil {
 		return nil, err
 	}
@@ -113,20 +113,17 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 		kp.LeafNode.Capabilities.Extensions = appendUnique(kp.LeafNode.Capabilities.Extensions, LastResortExtension)
 	}
 	if err := kp.LeafNode.Sign(s, id.Signer, nil, 0); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if err := kp.Sign(s, id.Signer); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	out, err := wrapKeyPackage(s, kp)
 	if err != nil {
 		return nil, err
 	}
 	rec := keyPackageRecord{initPriv: initPriv, encPriv: encPriv, lastResort: opts.LastResort, raw: out.raw}
-	err = c.store.Update(ctx, func(tx storage.Tx) error {
-		if _, err := c.pruneKeyPackages(tx); err != nil {
-			return err
-		}
+	err = update(ctx, c.store, func(tx storage.Tx) error {
 		return tx.Put(bucketKeyPackages, out.ref, rec.marshal())
 	})
 	if err != nil {
@@ -151,16 +148,17 @@ func ParseKeyPackage(b []byte) (*KeyPackage, error) {
 	if m, err := message.UnmarshalMLSMessage(b); err == nil && m.WireFormat == message.WireFormatKeyPackage {
 		kp = *m.KeyPackage
 	} else if err := message.Unmarshal(b, &kp); err != nil {
-		return nil, err
+		return nil, malformed(err)
 	}
-	s, err := ciphersuite.Lookup(kp.CipherSuite)
+	s, err := lookupSuite(kp.CipherSuite)
 	if err != nil {
 		return nil, err
 	}
 	if err := verifyKeyPackage(s, &kp); err != nil {
 		return nil, err
 	}
-	return wrapKeyPackage(s, kp)
+	k, err := wrapKeyPackage(s, kp)
+	return k, classify(err)
 }
 
 // verifyKeyPackage checks the suite-independent rules of RFC 9420,
@@ -346,7 +344,7 @@ func importKeyPackage(ctx context.Context, store storage.Store, keyPackage, init
 		return nil, fmt.Errorf("%w: encryption private key does not match the key package", ErrInvalidArgument)
 	}
 	rec := keyPackageRecord{initPriv: clone(initPriv), encPriv: clone(encryptionPriv), lastResort: lastResort, raw: k.raw}
-	if err := store.Update(ctx, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
+	if err := update(ctx, store, func(tx storage.Tx) error { return tx.Put(bucketKeyPackages, k.ref, rec.marshal()) }); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -42,11 +42,13 @@ type Message struct {
 }
 
 // ParseMessage decodes an MLSMessage. It checks structure only; Process,
-// StageWelcome or ParseKeyPackage do the rest.
+// StageWelcome or ParseKeyPackage do the rest. Bytes that do not decode
+// give an error matching ErrMalformed (the *wire.Error with the failing
+// structure, field and offset stays in the chain for errors.As).
 func ParseMessage(b []byte) (*Message, error) {
 	m, err := message.UnmarshalMLSMessage(b)
 	if err != nil {
-		return nil, err
+		return nil, malformed(err)
 	}
 	return &Message{m: *m}, nil
 }
@@ -92,7 +94,7 @@ func (m *Message) KeyPackage() (*KeyPackage, error) {
 	}
 	b, err := message.Marshal(m.m.KeyPackage)
 	if err != nil {
-		return nil, err
+		return nil, malformed(err)
 	}
 	return ParseKeyPackage(b)
 }

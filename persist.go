@@ -312,11 +312,8 @@ func (g *Group) syncTree(tx storage.Tx, groupID []byte, old, cur *recordHeader, 
 	if err := tx.DeletePrefix(bucketNodes, gidPrefix(groupID)); err != nil {
 		return err
 	}
-	for x, n := range g.st.tree.RatchetTree() {
-		if n == nil {
-			continue
-		}
-		if err := putNode(tx, groupID, tree.NodeIndex(x), n); err != nil {
+	for _, n := range g.st.tree.Sparse().Nodes {
+		if err := putNode(tx, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
 			return err
 		}
 	}
@@ -969,7 +966,7 @@ func marshalPast(p *pastEpoch) ([]byte, error) {
 func loadGroup(ctx context.Context, c *Client, groupID []byte, signer crypto.Signer) (*Group, error) {
 	g := &Group{store: c.store}
 	g.cfg.client = c
-	err := c.store.View(ctx, func(tx storage.Tx) error {
+	err := view(ctx, c.store, func(tx storage.Tx) error {
 		rec, err := tx.Get(bucketGroups, groupID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: group %x", ErrNotFound, groupID)
@@ -1173,7 +1170,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 	}
 	width := treemath.NodeWidth(hdr.leaves)
 	prefix := gidPrefix(groupID)
-	var rt message.RatchetTree
+	var rt message.SparseRatchetTree // blank nodes cost nothing
 	err := tx.Scan(bucketNodes, prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+5 {
 			return fmt.Errorf("node key %x of %d bytes", k, len(k))
@@ -1185,7 +1182,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		if x >= width {
 			return fmt.Errorf("node %d outside a tree of %d leaves", x, hdr.leaves)
 		}
-		if uint32(len(rt)) > x {
+		if rt.Width > x {
 			return fmt.Errorf("node %d out of order", x)
 		}
 		d := wire.NewDecoder(v)
@@ -1198,10 +1195,8 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("node %d: %w", x, err)
 		}
-		for uint32(len(rt)) < x {
-			rt = append(rt, nil)
-		}
-		rt = append(rt, n)
+		rt.Nodes = append(rt.Nodes, message.IndexedNode{Index: x, Node: n})
+		rt.Width = x + 1
 		return nil
 	})
 	if err != nil {
@@ -1211,7 +1206,7 @@ func loadTree(tx storage.Tx, groupID []byte, s *ciphersuite.Suite, hdr *recordHe
 		}
 		return nil, corrupt(groupID, "ratchet tree", err)
 	}
-	t, err := tree.FromRatchetTree(s, rt)
+	t, err := tree.FromSparse(s, &rt, tree.MaxLeaves)
 	if err != nil {
 		return nil, corrupt(groupID, "ratchet tree", err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/internal/wire"
 	"github.com/mlskit/mls/storage"
@@ -441,8 +442,8 @@ func testPersistContinues(t *testing.T, kind psKind) {
 		t.Fatalf("late message: %q epoch %d", p.ApplicationData, p.Epoch)
 	}
 	charlie.reopen()
-	if _, err := charlie.process(late); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("the late message read again after a reload: %v, want ErrDecrypt (its key must stay consumed: processPast must save the ratchet with g.savePastRatchet)", err)
+	if _, err := charlie.process(late); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("the late message read again after a reload: %v, want ErrReplayed (its key must stay consumed: processPast must save the ratchet with g.savePastRatchet)", err)
 	}
 	// Two more epochs and it is gone.
 	alice.commit(selfUpdate, bob, charlie, dave)
@@ -759,32 +760,20 @@ func TestLoadCorruptRecords(t *testing.T) {
 // FuzzStoredRecord replaces one record of a real group state with the
 // fuzzer's bytes (behind a valid checksum where the record has one) and
 // checks that LoadGroup neither panics nor returns an inconsistent group.
-// The seeds are the real records.
+// The seeds (testdata/fuzz/FuzzStoredRecord, from
+// TestGenerateFuzzCorpusStored) are the real records of the fixture.
 func FuzzStoredRecord(f *testing.F) {
-	alice, gid := richState(f)
-	recs := psDump(f, alice.store)
-	var idx []int
-	for i, r := range recs {
-		switch r.bucket {
-		case bucketGroups, bucketRatchets, bucketPast:
-			f.Add(uint8(len(idx)), r.val[:len(r.val)-4])
-		case bucketNodes:
-			f.Add(uint8(len(idx)), r.val)
-		default:
-			continue
-		}
-		idx = append(idx, i)
-	}
-	if len(idx) == 0 {
-		f.Fatal("no seeds")
-	}
-	signer := alice.id.Signer
+	fuzzcorpus.Require(f, 0)
+	var fx *storedFixture
 	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
-		i := idx[int(which)%len(idx)]
-		if recs[i].bucket != bucketNodes {
+		if fx == nil {
+			fx = newStoredFixture(t)
+		}
+		i := fx.idx[int(which)%len(fx.idx)]
+		if fx.sealed(i) {
 			b = seal(bytes.Clone(b))
 		}
-		psLoad(t, "fuzzed record", psRestore(t, recs, i, b), gid, signer, true)
+		psLoad(t, "fuzzed record", psRestore(t, fx.recs, i, b), fx.gid, fx.signer, true)
 	})
 }
 

@@ -61,12 +61,21 @@ type Processed struct {
 // PrivateMessage for this group (RFC 9420, Sections 6 and 12). It does not
 // change the group, except that the key of a decrypted PrivateMessage is
 // consumed (a message can be read only once). Commits come back staged.
+//
+// A failure matches one class of errors.go: mostly a *ValidationError
+// naming the rule, ErrDecrypt (ValSem006) for a PrivateMessage that does
+// not decrypt, ErrReplayed for one whose key is already used.
 func (g *Group) Process(ctx context.Context, msg *Message) (*Processed, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.checkCall(ctx); err != nil {
 		return nil, err
 	}
+	p, err := g.process(ctx, msg)
+	return p, classify(err)
+}
+
+func (g *Group) process(ctx context.Context, msg *Message) (*Processed, error) {
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrInvalidArgument)
 	}
@@ -83,18 +92,36 @@ func (g *Group) Process(ctx context.Context, msg *Message) (*Processed, error) {
 	return nil, fmt.Errorf("%w: a %v is not a group message", ErrInvalidArgument, msg.WireFormat())
 }
 
-// checkEpoch implements ValSem002 and ValSem003.
+// checkEpoch implements ValSem002 and ValSem003 (RFC 9420, Section 6:
+// group_id and epoch must be the group's). The *ValidationError carries
+// ErrWrongGroup, ErrPastEpoch or ErrFutureEpoch, so either can be tested.
 func checkEpoch(st *epochState, groupID []byte, epoch uint64) error {
 	if !bytes.Equal(groupID, st.gc.GroupID) {
-		return fmt.Errorf("%w (ValSem002): group %x, this group is %x", ErrWrongGroup, groupID, st.gc.GroupID)
+		return invalidErr("ValSem002", "6", ErrWrongGroup, "group %x, this group is %x", groupID, st.gc.GroupID)
 	}
 	switch {
 	case epoch < st.gc.Epoch:
-		return fmt.Errorf("%w (ValSem003): message epoch %d, group epoch %d", ErrPastEpoch, epoch, st.gc.Epoch)
+		return invalidErr("ValSem003", "6", ErrPastEpoch, "message epoch %d, group epoch %d", epoch, st.gc.Epoch)
 	case epoch > st.gc.Epoch:
-		return fmt.Errorf("%w (ValSem003): message epoch %d, group epoch %d", ErrFutureEpoch, epoch, st.gc.Epoch)
+		return invalidErr("ValSem003", "6", ErrFutureEpoch, "message epoch %d, group epoch %d", epoch, st.gc.Epoch)
 	}
 	return nil
+}
+
+// unprotectError maps a failure to read a PrivateMessage (framing's
+// UnprotectPrivate or Decrypted.Consume) to its class. A key already used
+// or deleted is ErrReplayed (RFC 9420, Section 9.2), which is not a
+// decryption failure; non-zero padding is ValSem011; everything else
+// (AEAD failure, a generation too far ahead, content that does not decode)
+// is the ValSem006 *ValidationError carrying ErrDecrypt.
+func unprotectError(err error) error {
+	switch {
+	case errors.Is(err, framing.ErrReplayed):
+		return &classError{ErrReplayed, err}
+	case errors.Is(err, framing.ErrPadding):
+		return invalidErr("ValSem011", "6.3.1", err, "padding")
+	}
+	return invalidErr("ValSem006", "6.3", &classError{ErrDecrypt, err}, "PrivateMessage")
 }
 
 // senderKey returns the signature key and credential of a message sender
@@ -135,7 +162,7 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	// OpenMLS: external commits and proposals are always PublicMessages
 	// (RFC 9420, Sections 12.1.8 and 12.4.3.2).
 	if g.cfg.WireFormatPolicy.Incoming == AcceptPrivateOnly && pm.Content.Sender.Type == message.SenderMember {
-		return nil, fmt.Errorf("%w: PublicMessage", ErrWireFormat)
+		return nil, invalidErr("WireFormatPolicy", "6", ErrWireFormat, "PublicMessage from a member")
 	}
 	if err := checkEpoch(st, pm.Content.GroupID, pm.Content.Epoch); err != nil {
 		return nil, err
@@ -177,7 +204,7 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 
 func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.PrivateMessage) (*Processed, error) {
 	if pm.ContentType != message.ContentApplication && g.cfg.WireFormatPolicy.Incoming == AcceptPublicOnly {
-		return nil, fmt.Errorf("%w: PrivateMessage", ErrWireFormat)
+		return nil, invalidErr("WireFormatPolicy", "6", ErrWireFormat, "PrivateMessage handshake")
 	}
 	if pm.Epoch < st.gc.Epoch && pm.ContentType == message.ContentApplication && bytes.Equal(pm.GroupID, st.gc.GroupID) {
 		if p := g.pastEpoch(pm.Epoch); p != nil {
@@ -189,10 +216,7 @@ func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.
 	}
 	dec, err := framing.UnprotectPrivate(st.suite, pm, st.secrets, st.keys.SenderDataSecret(), st.gcRaw)
 	if err != nil {
-		if errors.Is(err, framing.ErrPadding) {
-			return nil, invalidErr("ValSem011", "6.3.1", err, "padding")
-		}
-		return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+		return nil, unprotectError(err)
 	}
 	fc := dec.Content()
 	pub, cred, err := g.senderKey(st, fc)
@@ -232,7 +256,7 @@ func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.
 	if dec != nil {
 		out.Generation = dec.Generation()
 		if err := dec.Consume(); err != nil {
-			return nil, fmt.Errorf("%w (ValSem006): %w", ErrDecrypt, err)
+			return nil, unprotectError(err)
 		}
 		if err := g.saveRatchet(ctx, st, fc.Sender.LeafIndex); err != nil {
 			return nil, err
@@ -369,7 +393,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		}
 		q := g.findProposal(por.Reference)
 		if q == nil {
-			return nil, fmt.Errorf("%w: %x", ErrUnknownProposal, por.Reference)
+			return nil, invalidErr("ProposalReference", "12.4.2", ErrUnknownProposal, "proposal %x not received", por.Reference)
 		}
 		props = append(props, q)
 	}

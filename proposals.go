@@ -219,7 +219,7 @@ func (q *QueuedProposal) KeyPackage() (*KeyPackage, bool) {
 	if p.Add == nil {
 		return nil, false
 	}
-	s, err := ciphersuite.Lookup(p.Add.KeyPackage.CipherSuite)
+	s, err := lookupSuite(p.Add.KeyPackage.CipherSuite)
 	if err != nil {
 		return nil, false
 	}
@@ -695,7 +695,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, Proposa
 		return nil, nil, err
 	}
 	if g.store != nil {
-		err := g.store.View(ctx, func(tx storage.Tx) error {
+		err := view(ctx, g.store, func(tx storage.Tx) error {
 			_, err := tx.Get(bucketPSKs, pskID)
 			return err
 		})
@@ -815,7 +815,7 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 		// A group loaded from storage: the record is kept beside the
 		// group state.
 		var raw []byte
-		err := g.store.View(context.Background(), func(tx storage.Tx) error {
+		err := view(context.Background(), g.store, func(tx storage.Tx) error {
 			v, err := tx.Get(bucketReInit, g.st.gc.GroupID)
 			raw = v
 			return err
@@ -915,7 +915,7 @@ func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps
 	}
 	g.mu.Unlock()
 	cfg.GroupID, cfg.GroupContextExtensions = params.GroupID, params.Extensions
-	s, err := ciphersuite.Lookup(params.CipherSuite)
+	s, err := lookupSuite(params.CipherSuite)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -814,6 +814,7 @@ func TestValidation(t *testing.T) {
 		{"ValSem009", testValSem009},
 		{"ValSem010", testValSem010},
 		{"ValSem011", testValSem011},
+		{"WireFormatPolicy", testWireFormatPolicy},
 		// Proposals (Sections 10.1, 12.1, 12.2).
 		{"ValSem101", testValSem101},
 		{"ValSem102", testValSem102},
@@ -870,12 +871,14 @@ func testValSem002(t *testing.T) {
 	t.Run("PublicMessage", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), func(fc *message.FramedContent) { fc.GroupID = other })
 		reject(t, bob, wireMsg(t, msg), ErrWrongGroup)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem002"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("PrivateMessage", func(t *testing.T) {
 		fc := alice.appContent("hello")
 		fc.GroupID = other
 		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), ErrWrongGroup)
+		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), rule("ValSem002"))
 		vg.stillWorks(t, alice)
 	})
 }
@@ -888,18 +891,21 @@ func testValSem003(t *testing.T) {
 	t.Run("future_proposal", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), func(fc *message.FramedContent) { fc.Epoch++ })
 		reject(t, bob, wireMsg(t, msg), ErrFutureEpoch)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("future_application", func(t *testing.T) {
 		fc := alice.appContent("hello")
 		fc.Epoch++
 		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), ErrFutureEpoch)
+		reject(t, bob, wireMsg(t, alice.sealPrivate(t, fc, nil, nil)), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("past_proposal", func(t *testing.T) {
 		msg := alice.proposal(t, gceProp(), nil)
 		vg.stillWorks(t, charlie)
 		reject(t, bob, wireMsg(t, msg), ErrPastEpoch)
+		reject(t, bob, wireMsg(t, msg), rule("ValSem003"))
 		vg.stillWorks(t, alice)
 	})
 	t.Run("commit_lost_race", func(t *testing.T) {
@@ -915,6 +921,7 @@ func testValSem003(t *testing.T) {
 		}
 		vg.stillWorks(t, alice)
 		reject(t, charlie, wireMsg(t, bobs.Commit), ErrPastEpoch)
+		reject(t, charlie, wireMsg(t, bobs.Commit), rule("ValSem003"))
 		vg.stillWorks(t, bob)
 	})
 }
@@ -970,6 +977,7 @@ func testValSem006(t *testing.T) {
 			bad := pm
 			mut(&bad)
 			reject(t, bob, wireMsg(t, wrapPrivate(&bad)), ErrDecrypt)
+			reject(t, bob, wireMsg(t, wrapPrivate(&bad)), rule("ValSem006"))
 		})
 	}
 	// The good message still decrypts: the failures burned no key.
@@ -977,9 +985,26 @@ func testValSem006(t *testing.T) {
 		t.Fatalf("got %q", p.ApplicationData)
 	}
 	t.Run("replay", func(t *testing.T) {
-		// Its key is used up now (RFC 9420, Section 9.2).
-		reject(t, bob, wireMsg(t, good), ErrDecrypt)
+		// Its key is used up now (RFC 9420, Section 9.2): a replay,
+		// which is not a decryption failure.
+		if err := tryReject(t, bob, wireMsg(t, good), ErrDecrypt); err == nil {
+			t.Fatal("a replay is reported as ErrDecrypt")
+		}
+		reject(t, bob, wireMsg(t, good), ErrReplayed)
 	})
+	vg.stillWorks(t, alice)
+}
+
+// WireFormatPolicy: a member's handshake in a wire format the receiver's
+// incoming policy refuses (RFC 9420, Section 6 leaves the choice of
+// PublicMessage or PrivateMessage to the application).
+func testWireFormatPolicy(t *testing.T) {
+	policy := WireFormatPolicy{OutgoingPrivate: true, Incoming: AcceptPrivateOnly}
+	vg := newVGroup(t, vSetup{n: 2, cfg: GroupConfig{JoinConfig: JoinConfig{WireFormatPolicy: policy}}})
+	alice, bob := vg.m[0], vg.m[1]
+	msg := wireMsg(t, alice.proposal(t, gceProp(), nil))
+	reject(t, bob, msg, rule("WireFormatPolicy"))
+	reject(t, bob, msg, ErrWireFormat)
 	vg.stillWorks(t, alice)
 }
 
@@ -1792,6 +1817,7 @@ func testCommitRules(t *testing.T) {
 		ref := make([]byte, vg.s.HashSize())
 		msg := alice.forgeCommit(t, forgery{props: []message.ProposalOrRef{byRef(ref)}, path: true})
 		reject(t, bob, wireMsg(t, msg), ErrUnknownProposal)
+		reject(t, bob, wireMsg(t, msg), rule("ProposalReference"))
 	})
 	t.Run("PSKMissing", func(t *testing.T) {
 		// Section 12.4.2: every PSK must be available.

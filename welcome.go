@@ -2,9 +2,12 @@ package mls
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/keyschedule"
@@ -20,6 +23,10 @@ type WelcomeOptions struct {
 	// RatchetTree is the encoded ratchet tree (from the committer's
 	// ExportRatchetTree) when the Welcome's GroupInfo does not carry the
 	// ratchet_tree extension.
+	// A tree (here or in the extension) needing more leaves than
+	// ClientOptions.MaxTreeLeaves is rejected with an error matching
+	// ErrMalformed, before the GroupInfo signature is checked or anything
+	// is hashed.
 	RatchetTree []byte
 }
 
@@ -48,14 +55,14 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
 	}
 	w := welcome.m.Welcome
-	s, err := ciphersuite.Lookup(w.CipherSuite)
+	s, err := lookupSuite(w.CipherSuite)
 	if err != nil {
 		return nil, err
 	}
 	// Find the entry for one of our key packages.
 	var egs *message.EncryptedGroupSecrets
 	var rec keyPackageRecord
-	err = store.View(ctx, func(tx storage.Tx) error {
+	err = view(ctx, store, func(tx storage.Tx) error {
 		for i := range w.Secrets {
 			b, err := tx.Get(bucketKeyPackages, w.Secrets[i].NewMember)
 			if errors.Is(err, storage.ErrNotFound) {
@@ -65,7 +72,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 				return err
 			}
 			if err := rec.unmarshal(b); err != nil {
-				return fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)
+				return &classError{ErrCorruptState, fmt.Errorf("mls: stored key package %x: %w", w.Secrets[i].NewMember, err)}
 			}
 			egs = &w.Secrets[i]
 			return nil
@@ -77,7 +84,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	}
 	kp, err := message.UnmarshalKeyPackage(rec.raw)
 	if err != nil {
-		return nil, fmt.Errorf("mls: stored key package: %w", err)
+		return nil, &classError{ErrCorruptState, fmt.Errorf("mls: stored key package: %w", err)}
 	}
 	if kp.CipherSuite != w.CipherSuite {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
@@ -131,7 +138,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if err := checkResumption(gs.PSKs, prior, &gc); err != nil {
 		return nil, err
 	}
-	t, err := joinTree(s, gi, opts.RatchetTree)
+	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, err
 	}
@@ -213,23 +220,45 @@ func sameExtensions(a, b []message.Extension) bool {
 	return true
 }
 
-// joinTree builds and returns the ratchet tree of a GroupInfo, from its
-// ratchet_tree extension or from the tree passed in.
-func joinTree(s *ciphersuite.Suite, gi *message.GroupInfo, given []byte) (*tree.Tree, error) {
-	var rt message.RatchetTree
-	ok, err := message.ParseExtension(gi.Extensions, &rt)
+// joinTree returns the ratchet tree of a GroupInfo, from its ratchet_tree
+// extension or from the encoded tree given, after checking the GroupInfo
+// signature (RFC 9420, Section 12.4.3.1). The order bounds what a hostile
+// tree can cost: the tree is first decoded without allocating for its
+// blank nodes and stopping at the client's leaf limit
+// (ClientOptions.MaxTreeLeaves), then the signer's leaf is looked up in it and the GroupInfo signature verified with its key, and
+// only then is the tree built and hashed (one hash per node). A tree over
+// the limit, or that does not decode, is ErrMalformed.
+func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, given []byte) (*tree.Tree, error) {
+	if err := message.CheckExtensions(gi.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: group info extensions: %w", ErrMalformed, err)
+	}
+	raw := given
+	if x, ok := message.FindExtension(gi.Extensions, message.ExtensionRatchetTree); ok {
+		raw = x.Data
+	} else if given == nil {
+		return nil, fmt.Errorf("%w: the GroupInfo has no ratchet_tree extension and no tree was given", ErrInvalidArgument)
+	}
+	maxLeaves := cfg.maxTreeLeaves()
+	rt, err := message.UnmarshalSparseRatchetTree(raw, uint32(min(2*uint64(maxLeaves)-1, math.MaxUint32)))
 	if err != nil {
-		return nil, invalidErr("RatchetTree", "12.4.3.3", err, "ratchet_tree extension")
+		return nil, fmt.Errorf("%w: ratchet tree (at most %d leaves): %w", ErrMalformed, maxLeaves, err)
 	}
-	if !ok {
-		if given == nil {
-			return nil, fmt.Errorf("%w: the GroupInfo has no ratchet_tree extension and no tree was given", ErrInvalidArgument)
-		}
-		if rt, err = message.UnmarshalRatchetTree(given); err != nil {
-			return nil, err
-		}
+	if n := tree.LeavesFor(rt.Width); n > uint64(maxLeaves) {
+		return nil, fmt.Errorf("%w: ratchet tree of %d nodes needs %d leaves, more than the limit of %d", ErrMalformed, rt.Width, n, maxLeaves)
 	}
-	t, err := tree.FromRatchetTree(s, rt)
+	// The signer's leaf, found without building the tree.
+	at := uint32(2 * uint64(gi.Signer))
+	k, found := slices.BinarySearchFunc(rt.Nodes, at, func(n message.IndexedNode, x uint32) int { return cmp.Compare(n.Index, x) })
+	if !found || gi.Signer >= 1<<31 || rt.Nodes[k].Node.Leaf == nil {
+		return nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
+	}
+	if err := gi.VerifySignature(s, rt.Nodes[k].Node.Leaf.SignatureKey); err != nil {
+		return nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
+	}
+	t, err := tree.FromSparse(s, rt, maxLeaves)
+	if errors.Is(err, tree.ErrTooManyLeaves) {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	if err != nil {
 		return nil, invalidErr("RatchetTree", "12.4.3.1", err, "ratchet tree")
 	}
@@ -238,7 +267,7 @@ func joinTree(s *ciphersuite.Suite, gi *message.GroupInfo, given []byte) (*tree.
 
 // joinState validates a received tree and GroupInfo (RFC 9420, Section
 // 12.4.3.1, shared by Welcome and external joins) and returns an epoch
-// state without keys.
+// state without keys. joinTree has verified the GroupInfo signature.
 func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *tree.Tree, findOwn func(*tree.Diff) (tree.LeafIndex, error)) (*epochState, error) {
 	gc := gi.GroupContext
 	g := &Group{cfg: *cfg}
@@ -251,13 +280,6 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 	opts.SkipLifetime = true
 	if err := t.Validate(gc.TreeHash, &opts); err != nil {
 		return nil, invalidErr("TreeValidation", "12.4.3.1", err, "ratchet tree")
-	}
-	signer := t.Leaf(tree.LeafIndex(gi.Signer))
-	if signer == nil {
-		return nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
-	}
-	if err := gi.VerifySignature(s, signer.SignatureKey); err != nil {
-		return nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
 	}
 	gcRaw, err := message.Marshal(&gc)
 	if err != nil {
@@ -308,7 +330,7 @@ func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
 	signer := sw.c.signer
 	pub, err := sw.st.suite.SignaturePublicKey(signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
 	if !bytes.Equal(pub, sw.st.ownLeaf().SignatureKey) {
 		return nil, fmt.Errorf("%w: signer does not match the key package", ErrInvalidArgument)

@@ -36,13 +36,23 @@ func (s *Suite) SignWithLabel(signer crypto.Signer, label string, content []byte
 }
 
 func (s *Suite) sign(signer crypto.Signer, msg []byte) ([]byte, error) {
+	if signer == nil {
+		return nil, fmt.Errorf("%w: no signer", ErrSigner)
+	}
 	if err := s.checkSignerType(signer.Public()); err != nil {
 		return nil, err
 	}
+	var sig []byte
+	var err error
 	if s.sig == sigECDSA {
-		return signer.Sign(rand.Reader, s.Hash(msg), s.hash)
+		sig, err = signer.Sign(rand.Reader, s.Hash(msg), s.hash)
+	} else {
+		sig, err = signer.Sign(rand.Reader, msg, crypto.Hash(0))
 	}
-	return signer.Sign(rand.Reader, msg, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSigner, err)
+	}
+	return sig, nil
 }
 
 // VerifyWithLabel implements RFC 9420, Section 5.1.2. pub is a

@@ -81,6 +81,11 @@ var ErrInvalidSignature = errors.New("mls: invalid signature")
 // ErrInvalidKey is wrapped by errors for malformed public or private keys.
 var ErrInvalidKey = errors.New("mls: invalid key")
 
+// ErrSigner is wrapped by the error of SignWithLabel when there is no
+// signer or its Sign method fails (a key in an HSM that cannot be reached,
+// say); the signer's error is wrapped too.
+var ErrSigner = errors.New("mls: signer failed")
+
 type aeadKind int
 
 const (

@@ -41,6 +41,11 @@ var (
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrTooLarge: the key or value exceeds MaxKeySize or MaxValueSize.
 	ErrTooLarge = errors.New("key or value too large")
+	// ErrCorrupt: the backend found its own data damaged (a file that
+	// fails its integrity checks). Backends wrap it, under their own more
+	// precise sentinel if they have one, so that callers can tell damaged
+	// data from a store that is merely unavailable.
+	ErrCorrupt = errors.New("stored data is damaged")
 )
 
 // Store is a transactional key-value store. See the package documentation

@@ -475,10 +475,10 @@ func (d *demo) loaded() {
 
 // send puts a message on the wire and takes it off again, as a delivery
 // service would: every message the demo delivers went through its bytes.
-func send(m *mls.Message) (*mls.Message, int) { return wire(m, mls.ParseMessage) }
+func send(m *mls.Message) (*mls.Message, int) { return overTheWire(m, mls.ParseMessage) }
 
-// wire encodes v and returns what parse makes of the bytes, and their size.
-func wire[T interface{ MarshalBinary() ([]byte, error) }](v T, parse func([]byte) (T, error)) (T, int) {
+// overTheWire encodes v and returns what parse makes of the bytes, and their size.
+func overTheWire[T interface{ MarshalBinary() ([]byte, error) }](v T, parse func([]byte) (T, error)) (T, int) {
 	b, err := v.MarshalBinary()
 	check(err, "encoding a %T", v)
 	v, err = parse(b)
@@ -493,7 +493,7 @@ func (d *demo) publish(m *member) (*mls.KeyPackage, int) {
 		return m.client.NewKeyPackage(d.ctx, d.suite, mls.KeyPackageOptions{})
 	})
 	check(err, "%s: NewKeyPackage", m.name)
-	return wire(kp, mls.ParseKeyPackage)
+	return overTheWire(kp, mls.ParseKeyPackage)
 }
 
 // add has Alice commit Add proposals for kps; it returns the Welcome and

@@ -127,7 +127,7 @@ func TestDemo(t *testing.T) {
 		`Bob     reads "Charlie is gone. The new keys are ours only." from Alice.`,
 		"Charlie (removed) cannot read it: "+mls.ErrInactive.Error(),
 		"Charlie restores his backup: a member again, at epoch 3",
-		"The backup fails to decrypt the new message: mls: message from a future epoch",
+		"The backup fails to decrypt the new message: mls: ValSem003 (RFC 9420, Section 6): message epoch 4, group epoch 3: mls: message from a future epoch",
 	)
 	// One agreement check per step, at the epochs of the story: create
 	// (0), add Bob and Charlie (1), chat, Bob's update (2), Alice's update

@@ -43,6 +43,12 @@ var (
 	// generation: already used, outside the out-of-order window, or too
 	// far ahead (RFC 9420, Section 9). The secret tree's error is wrapped.
 	ErrGeneration = errors.New("no key for generation")
+	// ErrReplayed refines ErrGeneration (it matches both): the key of the
+	// generation was already used or deleted because it fell out of the
+	// out-of-order window (RFC 9420, Section 9.2), so the message is a
+	// replay, or too old to read. Nothing is said about its ciphertext,
+	// which is never decrypted; a failed AEAD is ErrDecrypt instead.
+	ErrReplayed = fmt.Errorf("%w: key already used or deleted", ErrGeneration)
 	// ErrNotVerified: Consume was called on a message whose signature has
 	// not been verified.
 	ErrNotVerified = errors.New("message not verified")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
 	"github.com/mlskit/mls/internal/treemath"
@@ -31,15 +32,9 @@ type protectionVector struct {
 	ApplicationPriv         vectors.Hex `json:"application_priv"`
 }
 
-func (v *protectionVector) groupContext() []byte {
-	return message.MustMarshal(&message.GroupContext{
-		Version: message.MLS10, CipherSuite: ciphersuite.ID(v.CipherSuite), GroupID: v.GroupID, Epoch: v.Epoch,
-		TreeHash: v.TreeHash, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash, Extensions: []message.Extension{},
-	})
-}
-
 // loadProtectionVectors reads message-protection.json. Without the vector
-// directory the test is skipped, except under CI=true, where it fails.
+// directory it returns none, except under CI=true, where it fails; the
+// fuzz targets then run from their corpus under testdata/fuzz.
 func loadProtectionVectors(t testing.TB) []protectionVector {
 	t.Helper()
 	dir, err := vectors.Dir()
@@ -48,7 +43,8 @@ func loadProtectionVectors(t testing.TB) []protectionVector {
 	}
 	raw, err := vectors.Read(dir, "message-protection.json")
 	if errors.Is(err, vectors.ErrNotFound) && os.Getenv("CI") != "true" {
-		t.Skip(err)
+		t.Logf("seeding without the vectors: %v", err)
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +121,8 @@ func decryptByHand(t testing.TB, v *protectionVector, msg []byte) (sd, pt []byte
 // FuzzDecodePrivateContent feeds arbitrary plaintexts to the
 // PrivateMessageContent decoder (RFC 9420, Section 6.3.1). Whatever it
 // accepts must re-encode to a prefix of the input followed by zeros.
+// Seeded from testdata/fuzz (TestGenerateFuzzCorpus) and, when present,
+// the decrypted vector plaintexts.
 func FuzzDecodePrivateContent(f *testing.F) {
 	vs := loadProtectionVectors(f)
 	seeds := 0
@@ -139,9 +137,7 @@ func FuzzDecodePrivateContent(f *testing.F) {
 			seeds++
 		}
 	}
-	if seeds == 0 {
-		f.Fatal("no seeds from the vectors")
-	}
+	fuzzcorpus.Require(f, seeds)
 	f.Fuzz(func(t *testing.T, pt []byte, ct uint8) {
 		pc, err := decodePrivateContent("fuzz", pt, message.ContentType(ct))
 		if err != nil {
@@ -168,32 +164,18 @@ func FuzzDecodePrivateContent(f *testing.F) {
 }
 
 // FuzzUnprotectPrivate feeds arbitrary MLSMessage bytes to UnprotectPrivate
-// with the keys of a vector (seeded with its three PrivateMessages). It
-// must fail with a typed error or produce a message that verifies.
+// with the keys of newEnv(1), seeded (testdata/fuzz, from
+// TestGenerateFuzzCorpus) with PrivateMessages protected under those keys.
+// It must fail with a typed error or produce a message that verifies.
 func FuzzUnprotectPrivate(f *testing.F) {
-	vs := loadProtectionVectors(f)
-	v := &vs[0]
-	s, err := ciphersuite.Lookup(ciphersuite.ID(v.CipherSuite))
-	if err != nil {
-		f.Fatal(err)
-	}
-	gc := v.groupContext()
-	for _, m := range [][]byte{v.ApplicationPriv, v.ProposalPriv, v.CommitPriv} {
-		if _, ok := privateMessage(m); !ok {
-			f.Fatal("vector message is not a PrivateMessage")
-		}
-		f.Add([]byte(m))
-	}
+	fuzzcorpus.Require(f, 0)
+	e := newEnv(f, 1)
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		pm, ok := privateMessage(msg)
 		if !ok {
 			return
 		}
-		tree, err := secrettree.New(s, v.EncryptionSecret, 2, secrettree.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := UnprotectPrivate(s, pm, tree, v.SenderDataSecret, gc)
+		d, err := UnprotectPrivate(e.s, pm, e.newTree(t), e.senderDataSecret, e.groupContext)
 		if err != nil {
 			var fe *Error
 			if !errors.As(err, &fe) {
@@ -201,7 +183,7 @@ func FuzzUnprotectPrivate(f *testing.F) {
 			}
 			return
 		}
-		if _, err := d.Verify(v.SignaturePub); err != nil {
+		if _, err := d.Verify(e.pub); err != nil {
 			// Only a changed header (group ID, epoch, authenticated
 			// data) that still decrypts could get here, which AEAD
 			// rules out; the signature covers the rest.
@@ -215,20 +197,25 @@ func FuzzUnprotectPrivate(f *testing.F) {
 
 // FuzzUnprotectPrivatePlaintext encrypts arbitrary sender data and content
 // plaintexts correctly (so the fuzzer gets past the AEAD) and unprotects
-// them. Seeded with the decrypted vector plaintexts of suite 1.
+// them. Seeded from testdata/fuzz (TestGenerateFuzzCorpus) and, when
+// present, the decrypted vector plaintexts of suite 1.
 func FuzzUnprotectPrivatePlaintext(f *testing.F) {
-	vs := loadProtectionVectors(f)
-	v := &vs[0]
-	for _, c := range []struct {
-		msg []byte
-		ct  message.ContentType
-	}{{v.ApplicationPriv, message.ContentApplication}, {v.ProposalPriv, message.ContentProposal}, {v.CommitPriv, message.ContentCommit}} {
-		sd, pt := decryptByHand(f, v, c.msg)
-		// The vector's sender is leaf 1 of 2; here leaf 1 of 4 at
-		// generation 0.
-		sd = append([]byte{0, 0, 0, 1, 0, 0, 0, 0}, sd[8:]...)
-		f.Add(sd, pt, uint8(c.ct))
+	seeds := 0
+	if vs := loadProtectionVectors(f); len(vs) > 0 {
+		v := &vs[0]
+		for _, c := range []struct {
+			msg []byte
+			ct  message.ContentType
+		}{{v.ApplicationPriv, message.ContentApplication}, {v.ProposalPriv, message.ContentProposal}, {v.CommitPriv, message.ContentCommit}} {
+			sd, pt := decryptByHand(f, v, c.msg)
+			// The vector's sender is leaf 1 of 2; here leaf 1 of 4 at
+			// generation 0.
+			sd = append([]byte{0, 0, 0, 1, 0, 0, 0, 0}, sd[8:]...)
+			f.Add(sd, pt, uint8(c.ct))
+			seeds++
+		}
 	}
+	fuzzcorpus.Require(f, seeds)
 	e := newEnv(f, 1)
 	f.Fuzz(func(t *testing.T, sd, pt []byte, ct uint8) {
 		e.send, e.recv = e.newTree(t), e.newTree(t)
@@ -254,4 +241,52 @@ func FuzzUnprotectPrivatePlaintext(f *testing.F) {
 			t.Fatalf("decrypted content type %d sender %+v", d.ContentType(), d.Sender())
 		}
 	})
+}
+
+// TestGenerateFuzzCorpus writes the corpora of this package's fuzz
+// targets from newEnv(1) (whose keys come from a seeded source): the
+// content plaintexts of an application message, a proposal and a commit
+// (also padded), their sender data, and the PrivateMessages protecting
+// them at generations 0 and 3, unpadded and padded. It runs only with
+// MLS_UPDATE_FUZZ_CORPUS=1.
+func TestGenerateFuzzCorpus(t *testing.T) {
+	if !fuzzcorpus.Updating(t) {
+		return
+	}
+	e := newEnv(t, 1)
+	content := fuzzcorpus.New(".", "FuzzDecodePrivateContent")
+	plaintext := fuzzcorpus.New(".", "FuzzUnprotectPrivatePlaintext")
+	private := fuzzcorpus.New(".", "FuzzUnprotectPrivate")
+	for _, ct := range []message.ContentType{message.ContentApplication, message.ContentProposal, message.ContentCommit} {
+		ac := e.sign(t, message.WireFormatPrivateMessage, e.content(ct))
+		w := wire.NewEncoder(nil)
+		appendPrivateContent(w, &ac.Content, &ac.Auth)
+		pt, err := w.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		padded := append(bytes.Clone(pt), make([]byte, 16)...)
+		content.Add(pt, uint8(ct))
+		content.Add(padded, uint8(ct))
+		plaintext.Add(senderData(1, [4]byte{})(0), pt, uint8(ct))
+		plaintext.Add(senderData(1, [4]byte{1, 2, 3, 4})(0), padded, uint8(ct))
+		for _, gen := range []int{0, 3} {
+			for _, pad := range []int{0, 32} {
+				tree := e.newTree(t)
+				for range gen {
+					if _, err := tree.Next(1, ratchetFor(ct)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				pm, err := ProtectPrivate(e.s, ac, tree, e.senderDataSecret, pad, e.rnd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				private.Add(message.MustMarshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatPrivateMessage, PrivateMessage: pm}))
+			}
+		}
+	}
+	content.Write(t)
+	plaintext.Write(t)
+	private.Write(t)
 }

@@ -33,8 +33,11 @@ func ratchetFor(ct message.ContentType) secrettree.RatchetType {
 // treeError classifies a secret tree error: a leaf outside the tree is a
 // bad sender, anything else a generation without a key.
 func treeError(op string, err error) error {
-	if errors.Is(err, secrettree.ErrLeafOutOfRange) {
+	switch {
+	case errors.Is(err, secrettree.ErrLeafOutOfRange):
 		return newError(op, ErrSender, err)
+	case errors.Is(err, secrettree.ErrGenerationUsed):
+		return newError(op, ErrReplayed, err)
 	}
 	return newError(op, ErrGeneration, err)
 }
@@ -258,8 +261,8 @@ func (d *Decrypted) Generation() uint32 { return d.generation }
 // Consume marks the message's key as used in the secret tree (RFC 9420,
 // Section 9.2), after the caller has verified the signature and accepted
 // the message. It fails with ErrNotVerified before a successful Verify,
-// and with ErrGeneration if the key was consumed meanwhile (a replay
-// decrypted concurrently); either way the message must be rejected.
+// and with ErrReplayed (an ErrGeneration) if the key was consumed
+// meanwhile (a replay decrypted concurrently); either way the message must be rejected.
 func (d *Decrypted) Consume() error {
 	const op = "consume PrivateMessage key"
 	if !d.verified {

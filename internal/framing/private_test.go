@@ -192,6 +192,11 @@ func TestPrivateCraftedErrors(t *testing.T) {
 				return
 			}
 			fe := wantErr(t, err, c.kind)
+			// No failure here is a replay: every case uses an unused
+			// generation, so none may be reported as one.
+			if errors.Is(err, ErrReplayed) {
+				t.Errorf("error %q is reported as a replay", err)
+			}
 			if c.cause != nil && !errors.Is(err, c.cause) {
 				t.Errorf("error %q does not wrap %q", err, c.cause)
 			}
@@ -240,12 +245,14 @@ func TestPrivateConsume(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = d2.Consume()
+	wantErr(t, err, ErrReplayed)
 	wantErr(t, err, ErrGeneration)
 	if !errors.Is(err, secrettree.ErrGenerationUsed) {
 		t.Errorf("error %q does not wrap secrettree.ErrGenerationUsed", err)
 	}
 	// A replay after consumption does not decrypt.
 	_, err = e.unprotect(t, pm)
+	wantErr(t, err, ErrReplayed)
 	wantErr(t, err, ErrGeneration)
 	if d.Generation() != 0 {
 		t.Errorf("generation %d, want 0", d.Generation())

@@ -314,3 +314,77 @@ func (p *UpdatePath) Decode(d *wire.Decoder) {
 		p.Nodes = append(p.Nodes, n)
 	})
 }
+
+// IndexedNode is a non-blank node of a ratchet tree with its position.
+type IndexedNode struct {
+	Index uint32
+	Node  *Node
+}
+
+// SparseRatchetTree is a decoded ratchet_tree (RFC 9420, Section 12.4.3.3)
+// that keeps only its non-blank nodes: a blank node costs its one input
+// byte and no memory, so a tree padded with blank nodes cannot make the
+// decoder allocate more than its non-blank nodes need.
+type SparseRatchetTree struct {
+	// Width is the number of entries of the vector, blank ones included.
+	Width uint32
+	// Nodes are the non-blank entries, in increasing Index order.
+	Nodes []IndexedNode
+}
+
+// UnmarshalSparseRatchetTree decodes optional<Node> ratchet_tree<V> (RFC
+// 9420, Section 12.4.3.3) into its non-blank nodes. Decoding stops with
+// wire.ErrTooLarge as soon as the vector holds more than maxNodes entries,
+// so the cost is bounded by the input and by maxNodes, whatever the
+// vector's length header claims. As with RatchetTree.Decode, only the
+// structure is checked.
+func UnmarshalSparseRatchetTree(b []byte, maxNodes uint32) (*SparseRatchetTree, error) {
+	d := wire.NewDecoder(b)
+	d.Struct("RatchetTree")
+	out := &SparseRatchetTree{}
+	var count uint64
+	d.Vector("ratchet_tree", func(d *wire.Decoder) {
+		if count >= uint64(maxNodes) {
+			d.Fail("node", fmt.Errorf("%w: more than %d nodes", wire.ErrTooLarge, maxNodes))
+			return
+		}
+		// A run of blank nodes (each one absent-optional octet, 0) is
+		// skipped at once, up to the limit.
+		if rest := d.Peek(); len(rest) > 0 && rest[0] == 0 {
+			run := min(uint64(len(rest)), uint64(maxNodes)-count)
+			for k := uint64(1); k < run; k++ {
+				if rest[k] != 0 {
+					run = k
+					break
+				}
+			}
+			d.Skip("node", int(run))
+			count += run
+			return
+		}
+		i := uint32(count)
+		count++
+		if !d.Optional("node") {
+			return
+		}
+		n := new(Node)
+		n.Decode(d)
+		out.Nodes = append(out.Nodes, IndexedNode{Index: i, Node: n})
+	})
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	out.Width = uint32(count)
+	return out, nil
+}
+
+// Sparse returns the non-blank nodes of t, sharing them with t.
+func (t RatchetTree) Sparse() *SparseRatchetTree {
+	out := &SparseRatchetTree{Width: uint32(len(t))}
+	for i, n := range t {
+		if n != nil {
+			out.Nodes = append(out.Nodes, IndexedNode{Index: uint32(i), Node: n})
+		}
+	}
+	return out
+}

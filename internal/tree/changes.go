@@ -71,10 +71,10 @@ func (t *Tree) ApplyChanges(c *Changes) (*Diff, error) {
 		return nil, fail(ErrMalformedTree, "7.7", noNode, "changes for %d leaves, not a power of two up to %d", c.NumLeaves, MaxLeaves)
 	}
 	w := NodeIndex(treemath.NodeWidth(c.NumLeaves))
-	if c.Limit > NodeIndex(len(t.nodes)) || c.Limit > w || (c.Limit+1)&c.Limit != 0 {
+	if c.Limit > t.width() || c.Limit > w || (c.Limit+1)&c.Limit != 0 {
 		// Limits are tree widths (2^k - 1): the nodes below one form a
 		// complete subtree, so their cached hashes stay valid.
-		return nil, fail(ErrMalformedTree, "7.7", noNode, "changes limit %d is not a tree width up to the tree's %d nodes and the new width %d", c.Limit, len(t.nodes), w)
+		return nil, fail(ErrMalformedTree, "7.7", noNode, "changes limit %d is not a tree width up to the tree's %d nodes and the new width %d", c.Limit, t.width(), w)
 	}
 	// A diff extends the tree only when every leaf is taken (RFC 9420,
 	// Section 7.7), so it has at most twice as many leaves as the base
@@ -111,7 +111,7 @@ func (t *Tree) ApplyChanges(c *Changes) (*Diff, error) {
 		// As truncate does: the nodes from Limit on leave the key and
 		// capability indexes.
 		for x := c.Limit; x < d.limit; x++ {
-			n := t.nodes[x]
+			n := t.node(x)
 			if n.blank() {
 				continue
 			}

@@ -101,7 +101,7 @@ func (d *Diff) node(x NodeIndex) node {
 		return n
 	}
 	if x < d.limit {
-		return d.base.nodes[x]
+		return d.base.node(x)
 	}
 	return node{}
 }
@@ -369,17 +369,31 @@ func (d *Diff) Merge() error {
 	for x := keep; x < w; x++ {
 		d.resLen(NodeIndex(x))
 	}
-	t.nodes = resize(t.nodes, keep, w)
-	t.hashes = resize(t.hashes, keep, w)
-	t.res = resize(t.res, keep, w)
-	for x, n := range d.nodes {
-		t.nodes[x] = n
+	if keep < int(t.width()) {
+		// Truncated: drop what lies beyond the new width.
+		for x := range t.slots {
+			if int(x) >= keep {
+				delete(t.slots, x)
+			}
+		}
 	}
-	for x, h := range d.hashes {
-		t.hashes[x] = h
+	t.nLeaves = d.nLeaves
+	t.resizeHi(NodeIndex(w))
+	touched := make(map[NodeIndex]struct{}, len(d.hashes)+len(d.nodes))
+	for x := range d.nodes {
+		touched[x] = struct{}{}
 	}
-	for x, v := range d.res {
-		t.res[x] = v
+	for x := range d.hashes {
+		touched[x] = struct{}{}
+	}
+	for x := range d.res {
+		touched[x] = struct{}{}
+	}
+	for x := range touched {
+		if int(x) >= w {
+			continue
+		}
+		t.store(x, d.node(x), d.hash(x), d.resLen(x))
 	}
 	d.enc.mergeInto(t.enc)
 	d.sig.mergeInto(t.sig)
@@ -399,11 +413,13 @@ func resize[T any](s []T, keep, n int) []T {
 	if n <= keep {
 		return s[:n]
 	}
-	var zero T
-	for len(s) < n {
-		s = append(s, zero)
+	if cap(s) < n {
+		o := make([]T, keep, n)
+		copy(o, s)
+		s = o
 	}
-	return s
+	clear(s[keep:n])
+	return s[:n]
 }
 
 // RatchetTree returns the tree in the ratchet_tree extension form with the
@@ -431,6 +447,42 @@ func (d *Diff) RatchetTree() message.RatchetTree {
 		case n.parent != nil:
 			out[x] = &message.Node{Parent: n.parent}
 		}
+	}
+	return out
+}
+
+// Sparse returns the non-blank nodes of the tree in increasing order, the
+// ratchet_tree extension form without its blank nodes (RFC 9420, Section
+// 12.4.3.3; Width counts up to the last non-blank node). Unlike
+// RatchetTree it costs memory in proportion to the non-blank nodes, not to
+// the width. The nodes are shared with the tree and must not be modified.
+func (d *Diff) Sparse() *message.SparseRatchetTree {
+	w := NodeIndex(treemath.NodeWidth(d.nLeaves))
+	xs := make([]NodeIndex, 0, len(d.base.slots)+len(d.nodes))
+	for x, s := range d.base.slots {
+		if x < d.limit && x < w && !s.n.blank() {
+			xs = append(xs, x)
+		}
+	}
+	for x := range d.nodes {
+		if x < w {
+			xs = append(xs, x)
+		}
+	}
+	slices.Sort(xs)
+	xs = slices.Compact(xs)
+	out := &message.SparseRatchetTree{Nodes: make([]message.IndexedNode, 0, len(xs))}
+	for _, x := range xs {
+		n := d.node(x)
+		switch {
+		case n.leaf != nil:
+			out.Nodes = append(out.Nodes, message.IndexedNode{Index: uint32(x), Node: &message.Node{Leaf: n.leaf}})
+		case n.parent != nil:
+			out.Nodes = append(out.Nodes, message.IndexedNode{Index: uint32(x), Node: &message.Node{Parent: n.parent}})
+		}
+	}
+	if k := len(out.Nodes); k > 0 {
+		out.Width = out.Nodes[k-1].Index + 1
 	}
 	return out
 }

@@ -16,6 +16,10 @@ var (
 	// Section 12.4.3.3 (empty, trailing blank node, a leaf in a parent
 	// position or the other way round, too many nodes).
 	ErrMalformedTree = errors.New("malformed ratchet tree")
+	// ErrTooManyLeaves: a ratchet tree needs more leaves than the limit
+	// the caller set (RFC 9420, Section 12.4.3.3 puts no bound on the
+	// tree; the limit bounds what a received tree may cost).
+	ErrTooManyLeaves = errors.New("ratchet tree exceeds the leaf limit")
 	// ErrTreeHash: the root tree hash differs from the expected one
 	// (RFC 9420, Section 12.4.3.1).
 	ErrTreeHash = errors.New("tree hash mismatch")

@@ -1,6 +1,8 @@
 package tree
 
 import (
+	"hash"
+
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/treemath"
@@ -17,6 +19,10 @@ const (
 //
 //	struct { uint32 leaf_index; optional<LeafNode> leaf_node; } LeafNodeHashInput;
 func leafHash(s *ciphersuite.Suite, i LeafIndex, ln *message.LeafNode) []byte {
+	return s.Hash(leafInput(i, ln))
+}
+
+func leafInput(i LeafIndex, ln *message.LeafNode) []byte {
 	e := wire.NewEncoder(make([]byte, 0, 512))
 	e.U8(nodeTypeLeaf)
 	e.U32(uint32(i))
@@ -27,7 +33,7 @@ func leafHash(s *ciphersuite.Suite, i LeafIndex, ln *message.LeafNode) []byte {
 	// The encoder fails only for a vector over 2^30 bytes, which nothing
 	// in a tree can hold (decoding caps vectors far lower).
 	b, _ := e.Bytes()
-	return s.Hash(b)
+	return b
 }
 
 // parentHash is the tree hash of a parent node (RFC 9420, Section 7.8):
@@ -38,6 +44,10 @@ func leafHash(s *ciphersuite.Suite, i LeafIndex, ln *message.LeafNode) []byte {
 //	    opaque right_hash<V>;
 //	} ParentNodeHashInput;
 func parentHash(s *ciphersuite.Suite, p *message.ParentNode, left, right []byte) []byte {
+	return s.Hash(parentInput(p, left, right))
+}
+
+func parentInput(p *message.ParentNode, left, right []byte) []byte {
 	e := wire.NewEncoder(make([]byte, 0, 256))
 	e.U8(nodeTypeParent)
 	e.Optional(p != nil)
@@ -47,7 +57,62 @@ func parentHash(s *ciphersuite.Suite, p *message.ParentNode, left, right []byte)
 	e.Opaque(left)
 	e.Opaque(right)
 	b, _ := e.Bytes()
-	return s.Hash(b)
+	return b
+}
+
+// hasher computes tree hashes with one reusable hash state and encoding
+// buffer, so that hashing a node allocates nothing: building a tree costs
+// one hash per node (RFC 9420, Section 7.8) but memory only for the hashes
+// kept. A hasher is not safe for concurrent use.
+type hasher struct {
+	h   hash.Hash
+	buf []byte
+	out [64]byte
+}
+
+func newHasher(s *ciphersuite.Suite) *hasher {
+	return &hasher{h: s.NewHash(), buf: make([]byte, 0, 256)}
+}
+
+// digest is a tree hash held by value.
+type digest struct {
+	b [64]byte
+	n uint8
+}
+
+func (d *digest) bytes() []byte { return d.b[:d.n] }
+
+func (hs *hasher) sum(in []byte) digest {
+	hs.h.Reset()
+	hs.h.Write(in)
+	var d digest
+	d.n = uint8(copy(d.b[:], hs.h.Sum(hs.out[:0])))
+	return d
+}
+
+// leaf returns leafHash(i, ln); for a blank leaf without allocating.
+func (hs *hasher) leaf(i LeafIndex, ln *message.LeafNode) digest {
+	if ln == nil {
+		b := append(hs.buf[:0], nodeTypeLeaf, byte(i>>24), byte(i>>16), byte(i>>8), byte(i), 0)
+		hs.buf = b[:0]
+		return hs.sum(b)
+	}
+	return hs.sum(leafInput(i, ln))
+}
+
+// parent returns parentHash(p, left, right); for a blank node without
+// allocating.
+func (hs *hasher) parent(p *message.ParentNode, left, right []byte) digest {
+	if p == nil {
+		b := append(hs.buf[:0], nodeTypeParent, 0)
+		b = wire.AppendVarint(b, uint64(len(left)))
+		b = append(b, left...)
+		b = wire.AppendVarint(b, uint64(len(right)))
+		b = append(b, right...)
+		hs.buf = b[:0]
+		return hs.sum(b)
+	}
+	return hs.sum(parentInput(p, left, right))
 }
 
 // parentHashOf is the parent hash of P with the given original sibling
@@ -74,7 +139,7 @@ func (d *Diff) hash(x NodeIndex) []byte {
 		return h
 	}
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
-		return d.base.hashes[x]
+		return d.base.hashOf(x)
 	}
 	n := d.node(x)
 	var h []byte
@@ -99,7 +164,7 @@ func (d *Diff) resLen(x NodeIndex) uint32 {
 		return v
 	}
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
-		return d.base.res[x]
+		return d.base.resOf(x)
 	}
 	n := d.node(x)
 	var v uint32

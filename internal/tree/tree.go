@@ -41,17 +41,26 @@ func (n node) encryptionKey() []byte {
 	return nil
 }
 
-// Tree is a ratchet tree (RFC 9420, Section 7): an array of nodes indexed
-// by treemath.NodeIndex whose leaf count is a power of two, with its tree
-// hashes (Section 7.8), resolution sizes (Section 4.1.1) and key indexes
-// cached. Change it through a Diff. Reading a Tree from several goroutines
-// is safe as long as no Diff is merged into it at the same time.
+// Tree is a ratchet tree (RFC 9420, Section 7) whose leaf count is a power
+// of two, with its tree hashes (Section 7.8), resolution sizes (Section
+// 4.1.1) and key indexes cached. Change it through a Diff. Reading a Tree
+// from several goroutines is safe as long as no Diff is merged into it at
+// the same time.
+//
+// The tree is sparse, so that its memory follows the non-blank nodes and
+// not the width: a tree padded with blank nodes costs little more than the
+// bytes of its encoding. slots holds every non-blank node and, below level
+// hiLevel, the hash and resolution size of every node whose subtree is not
+// all blank. The nodes at level hiLevel and above (one in 2^hiLevel) have
+// their hash and resolution size in the dense arrays hi and hiRes. The hash
+// of a node found in neither is that of an all-blank subtree of fewer than
+// 2^(hiLevel+1) nodes, recomputed when asked for.
 type Tree struct {
 	suite   *ciphersuite.Suite
 	nLeaves uint32
-	nodes   []node
-	hashes  [][]byte // tree hash of every node
-	res     []uint32 // size of every node's resolution
+	slots   map[NodeIndex]slot
+	hi      []byte   // tree hashes of the nodes at level >= hiLevel, HashSize each
+	hiRes   []uint32 // resolution sizes of those nodes
 	enc     map[string]NodeIndex
 	sig     map[string]LeafIndex
 	caps    capIndex
@@ -60,50 +69,155 @@ type Tree struct {
 	dup     *Error    // first duplicate key found when the tree was built
 }
 
+// slot is what the tree keeps about one node below level hiLevel: the node
+// (zero if blank), and its tree hash and resolution size.
+type slot struct {
+	n    node
+	hash []byte
+	res  uint32
+}
+
+// hiLevel is the lowest level whose nodes' hashes are always cached: blank
+// subtrees below it are rehashed on demand, at most 2^(hiLevel+1)-1 hashes.
+const hiLevel = 4
+
+const hiMask = 1<<hiLevel - 1
+
+// isHi reports whether x is at level hiLevel or above (its hiLevel low
+// bits are all ones).
+func isHi(x NodeIndex) bool { return x&hiMask == hiMask }
+
+// width returns the number of nodes.
+func (t *Tree) width() NodeIndex { return NodeIndex(treemath.NodeWidth(t.nLeaves)) }
+
+// node returns node x (blank if x is outside the tree).
+func (t *Tree) node(x NodeIndex) node { return t.slots[x].n }
+
+// hashOf returns the tree hash of x, which must be in the tree. The result
+// is shared and must not be modified. It writes nothing, so concurrent
+// readers are safe.
+func (t *Tree) hashOf(x NodeIndex) []byte {
+	if isHi(x) {
+		hs := t.suite.HashSize()
+		i := int(x>>hiLevel) * hs
+		return t.hi[i : i+hs : i+hs]
+	}
+	if s, ok := t.slots[x]; ok && s.hash != nil {
+		return s.hash
+	}
+	// An all-blank subtree below hiLevel.
+	if x.IsLeaf() {
+		return leafHash(t.suite, x.Leaf(), nil)
+	}
+	return parentHash(t.suite, nil, t.hashOf(treemath.Left(x)), t.hashOf(treemath.Right(x)))
+}
+
+// resOf returns the resolution size of x.
+func (t *Tree) resOf(x NodeIndex) uint32 {
+	if isHi(x) {
+		return t.hiRes[x>>hiLevel]
+	}
+	return t.slots[x].res
+}
+
+// store records node x with its tree hash and resolution size, dropping
+// what the sparse representation does not keep.
+func (t *Tree) store(x NodeIndex, n node, h []byte, res uint32) {
+	if isHi(x) {
+		hs := t.suite.HashSize()
+		copy(t.hi[int(x>>hiLevel)*hs:], h)
+		t.hiRes[x>>hiLevel] = res
+		if n.blank() {
+			delete(t.slots, x)
+		} else {
+			t.slots[x] = slot{n: n}
+		}
+		return
+	}
+	if res == 0 && n.blank() {
+		delete(t.slots, x)
+		return
+	}
+	t.slots[x] = slot{n: n, hash: h, res: res}
+}
+
+// resizeHi sizes the dense arrays for a tree of w nodes, keeping the
+// entries below w.
+func (t *Tree) resizeHi(w NodeIndex) {
+	n := 0
+	if w > 0 {
+		n = int((w-1)>>hiLevel) + 1
+	}
+	hs := t.suite.HashSize()
+	t.hi = resize(t.hi, min(len(t.hi), n*hs), n*hs)
+	t.hiRes = resize(t.hiRes, min(len(t.hiRes), n), n)
+}
+
 // New returns a tree with one leaf holding leaf: the tree of a new group
 // (RFC 9420, Section 11).
 func New(suite *ciphersuite.Suite, leaf *message.LeafNode) *Tree {
-	t := &Tree{suite: suite, nLeaves: 1, nodes: []node{{leaf: leaf}}}
-	t.index()
+	t := &Tree{suite: suite, nLeaves: 1, slots: map[NodeIndex]slot{0: {n: node{leaf: leaf}}}}
+	t.index([]NodeIndex{0})
 	t.rehashAll()
 	return t
 }
 
 // FromRatchetTree builds a tree from the ratchet_tree extension form
-// (RFC 9420, Section 12.4.3.3): the last node must be non-blank, leaves sit
-// at even and parents at odd positions, and the tree is extended with blank
-// nodes to the next full size. Only the shape is checked here; call
-// Validate before trusting the tree. The tree keeps the nodes of rt, which
-// the caller must not modify afterwards.
+// (RFC 9420, Section 12.4.3.3); see FromSparse. The tree keeps the nodes of
+// rt, which the caller must not modify afterwards.
 func FromRatchetTree(suite *ciphersuite.Suite, rt message.RatchetTree) (*Tree, error) {
-	if len(rt) == 0 {
-		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "no nodes")
-	}
-	if rt[len(rt)-1] == nil {
-		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "last node is blank")
-	}
-	if len(rt) > int(treemath.NodeWidth(MaxLeaves)) {
-		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "%d nodes, more than a tree of %d leaves", len(rt), MaxLeaves)
-	}
-	// The smallest full tree holding len(rt) nodes: 2^d leaves with
-	// 2^(d+1)-1 >= len(rt).
-	n := uint32(1)
-	for treemath.NodeWidth(n) < uint32(len(rt)) {
+	return FromSparse(suite, rt.Sparse(), MaxLeaves)
+}
+
+// LeavesFor returns the leaf count of the smallest full tree holding
+// width nodes: 2^d leaves with 2^(d+1)-1 >= width.
+func LeavesFor(width uint32) uint64 {
+	n := uint64(1)
+	for 2*n-1 < uint64(width) {
 		n *= 2
 	}
-	t := &Tree{suite: suite, nLeaves: n, nodes: make([]node, treemath.NodeWidth(n))}
-	for i, rn := range rt {
-		if rn == nil {
-			continue
+	return n
+}
+
+// FromSparse builds a tree from the non-blank nodes of a ratchet_tree
+// (RFC 9420, Section 12.4.3.3): the last node must be non-blank, leaves sit
+// at even and parents at odd positions, and the tree is extended with blank
+// nodes to the next full size, which may have at most maxLeaves leaves (and
+// never more than MaxLeaves). The shape and the leaf count are checked
+// before anything is hashed or allocated beyond the non-blank nodes; call
+// Validate before trusting the tree. The tree keeps the nodes of rt, which
+// the caller must not modify afterwards.
+func FromSparse(suite *ciphersuite.Suite, rt *message.SparseRatchetTree, maxLeaves uint32) (*Tree, error) {
+	if rt.Width == 0 {
+		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "no nodes")
+	}
+	if len(rt.Nodes) == 0 || rt.Nodes[len(rt.Nodes)-1].Index != rt.Width-1 {
+		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "last node is blank")
+	}
+	maxLeaves = min(maxLeaves, MaxLeaves)
+	n := LeavesFor(rt.Width)
+	if n > uint64(maxLeaves) {
+		return nil, fail(ErrTooManyLeaves, "12.4.3.3", noNode, "%d nodes make a tree of %d leaves, more than the limit of %d", rt.Width, n, maxLeaves)
+	}
+	t := &Tree{suite: suite, nLeaves: uint32(n), slots: make(map[NodeIndex]slot, len(rt.Nodes))}
+	order := make([]NodeIndex, 0, len(rt.Nodes))
+	prev := int64(-1)
+	for _, in := range rt.Nodes {
+		rn := in.Node
+		x := NodeIndex(in.Index)
+		if int64(x) <= prev || x >= NodeIndex(rt.Width) {
+			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "node out of order")
 		}
-		x := NodeIndex(i)
+		prev = int64(x)
 		switch {
+		case rn == nil:
+			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "blank node listed as non-blank")
 		case rn.Leaf != nil && rn.Parent != nil:
 			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "node is both leaf and parent")
 		case rn.Leaf != nil && x.IsLeaf():
-			t.nodes[i].leaf = rn.Leaf
+			t.slots[x] = slot{n: node{leaf: rn.Leaf}}
 		case rn.Parent != nil && !x.IsLeaf():
-			t.nodes[i].parent = rn.Parent
+			t.slots[x] = slot{n: node{parent: rn.Parent}}
 		case rn.Leaf != nil:
 			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "leaf node at a parent position")
 		case rn.Parent != nil:
@@ -111,23 +225,22 @@ func FromRatchetTree(suite *ciphersuite.Suite, rt message.RatchetTree) (*Tree, e
 		default:
 			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "node is neither leaf nor parent")
 		}
+		order = append(order, x)
 	}
-	t.index()
+	t.index(order)
 	t.rehashAll()
 	return t, nil
 }
 
-// index builds the key and capability indexes, remembering the first
-// duplicate key for Validate.
-func (t *Tree) index() {
-	t.enc = make(map[string]NodeIndex)
-	t.sig = make(map[string]LeafIndex)
+// index builds the key and capability indexes from the non-blank nodes,
+// given in increasing order, remembering the first duplicate key for
+// Validate.
+func (t *Tree) index(order []NodeIndex) {
+	t.enc = make(map[string]NodeIndex, len(order))
+	t.sig = make(map[string]LeafIndex, len(order)/2+1)
 	t.caps = capIndex{}
-	for i, n := range t.nodes {
-		if n.blank() {
-			continue
-		}
-		x := NodeIndex(i)
+	for _, x := range order {
+		n := t.node(x)
 		k := string(n.encryptionKey())
 		if y, ok := t.enc[k]; ok {
 			if t.dup == nil {
@@ -150,47 +263,96 @@ func (t *Tree) index() {
 	}
 }
 
-// rehashAll computes every tree hash and resolution size, splitting the
-// top of the tree over the available cores.
+// rehashAll computes every tree hash and resolution size (one hash per
+// node, RFC 9420, Section 7.8), splitting the top of the tree over the
+// available cores. The goroutines only read the slots; what they compute
+// below hiLevel is collected and stored afterwards.
 func (t *Tree) rehashAll() {
-	w := len(t.nodes)
-	t.hashes = make([][]byte, w)
-	t.res = make([]uint32, w)
+	t.hi, t.hiRes = nil, nil
+	t.resizeHi(t.width())
 	spawn := 0
 	for 1<<spawn < 4*runtime.GOMAXPROCS(0) && spawn < 10 {
 		spawn++
 	}
-	if t.nLeaves < 1024 {
+	root := treemath.Root(t.nLeaves)
+	// The spawned subtrees must be at level hiLevel or above.
+	if lvl := int(treemath.Level(root)); t.nLeaves < 1024 || lvl-spawn < hiLevel {
 		spawn = 0
 	}
-	t.fill(treemath.Root(t.nLeaves), spawn)
+	t.fill(newHasher(t.suite), root, spawn, nil)
 }
 
-func (t *Tree) fill(x NodeIndex, spawn int) {
-	n := t.nodes[x]
+// lowEntry is a hash and resolution size below hiLevel computed by a
+// goroutine of rehashAll.
+type lowEntry struct {
+	x   NodeIndex
+	h   []byte
+	res uint32
+}
+
+// fill computes the hash and resolution size of x and its subtree. With
+// out nil it stores them; otherwise it appends those below hiLevel to
+// *out (and stores the others, in the dense arrays no other goroutine
+// writes at the same index). Only the hashes kept are allocated.
+func (t *Tree) fill(hs *hasher, x NodeIndex, spawn int, out *[]lowEntry) (digest, uint32) {
+	n := t.node(x)
+	var h digest
+	var res uint32
 	if x.IsLeaf() {
-		t.hashes[x] = leafHash(t.suite, x.Leaf(), n.leaf)
+		h = hs.leaf(x.Leaf(), n.leaf)
 		if n.leaf != nil {
-			t.res[x] = 1
+			res = 1
 		}
-		return
-	}
-	l, r := treemath.Left(x), treemath.Right(x)
-	if spawn > 0 {
-		var wg sync.WaitGroup
-		wg.Go(func() { t.fill(l, spawn-1) })
-		t.fill(r, spawn-1)
-		wg.Wait()
 	} else {
-		t.fill(l, 0)
-		t.fill(r, 0)
+		l, r := treemath.Left(x), treemath.Right(x)
+		var lh, rh digest
+		var lr, rr uint32
+		if spawn > 0 {
+			lh, lr, rh, rr = t.fillBoth(hs, l, r, spawn-1, out)
+		} else {
+			lh, lr = t.fill(hs, l, 0, out)
+			rh, rr = t.fill(hs, r, 0, out)
+		}
+		h = hs.parent(n.parent, lh.bytes(), rh.bytes())
+		if n.parent != nil {
+			res = 1 + uint32(len(n.parent.UnmergedLeaves))
+		} else {
+			res = lr + rr
+		}
 	}
-	t.hashes[x] = parentHash(t.suite, n.parent, t.hashes[l], t.hashes[r])
-	if n.parent != nil {
-		t.res[x] = 1 + uint32(len(n.parent.UnmergedLeaves))
-	} else {
-		t.res[x] = t.res[l] + t.res[r]
+	switch {
+	case isHi(x):
+		// The slot of a non-blank node is already there.
+		hsz := t.suite.HashSize()
+		copy(t.hi[int(x>>hiLevel)*hsz:], h.bytes())
+		t.hiRes[x>>hiLevel] = res
+	case res == 0:
+		// An all-blank subtree below hiLevel: rehashed when needed.
+	case out == nil:
+		t.store(x, n, clone(h.bytes()), res)
+	default:
+		*out = append(*out, lowEntry{x, clone(h.bytes()), res})
 	}
+	return h, res
+}
+
+// fillBoth fills the subtrees l and r at once, l on a new goroutine.
+func (t *Tree) fillBoth(hs *hasher, l, r NodeIndex, spawn int, out *[]lowEntry) (lh digest, lr uint32, rh digest, rr uint32) {
+	var wg sync.WaitGroup
+	var lo, ro []lowEntry
+	wg.Go(func() { lh, lr = t.fill(newHasher(t.suite), l, spawn, &lo) })
+	rh, rr = t.fill(hs, r, spawn, &ro)
+	wg.Wait()
+	for _, lst := range [][]lowEntry{lo, ro} {
+		if out != nil {
+			*out = append(*out, lst...)
+			continue
+		}
+		for _, e := range lst {
+			t.store(e.x, t.node(e.x), e.h, e.res)
+		}
+	}
+	return lh, lr, rh, rr
 }
 
 // Suite returns the tree's cipher suite.
@@ -201,7 +363,7 @@ func (t *Tree) NumLeaves() uint32 { return t.nLeaves }
 
 // TreeHash returns the tree hash of the root (RFC 9420, Section 7.8).
 func (t *Tree) TreeHash() []byte {
-	return clone(t.hashes[treemath.Root(t.nLeaves)])
+	return clone(t.hashOf(treemath.Root(t.nLeaves)))
 }
 
 // View returns a Diff with no changes, for reading the tree through the
@@ -212,7 +374,7 @@ func (t *Tree) View() *Diff { return t.Diff() }
 // Diff starts a set of changes to the tree. The tree is unaffected until
 // Merge.
 func (t *Tree) Diff() *Diff {
-	return &Diff{base: t, gen: t.gen, nLeaves: t.nLeaves, limit: NodeIndex(len(t.nodes)), free: t.free}
+	return &Diff{base: t, gen: t.gen, nLeaves: t.nLeaves, limit: t.width(), free: t.free}
 }
 
 // Leaf returns the LeafNode at leaf i, or nil if it is blank or outside the
@@ -221,13 +383,16 @@ func (t *Tree) Leaf(i LeafIndex) *message.LeafNode {
 	if uint64(i) >= uint64(t.nLeaves) {
 		return nil
 	}
-	return t.nodes[i.Node()].leaf
+	return t.node(i.Node()).leaf
 }
 
 // RatchetTree returns the tree in the ratchet_tree extension form with the
 // trailing blank nodes stripped (RFC 9420, Section 12.4.3.3). The nodes are
 // shared with the tree and must not be modified.
 func (t *Tree) RatchetTree() message.RatchetTree { return t.View().RatchetTree() }
+
+// Sparse returns the non-blank nodes of the tree; see Diff.Sparse.
+func (t *Tree) Sparse() *message.SparseRatchetTree { return t.View().Sparse() }
 
 // nodeName names a node in errors.
 func nodeName(x NodeIndex) string {

@@ -201,7 +201,7 @@ func defaultProposal(t message.ProposalType) bool { return t >= 1 && t <= 7 }
 // cost is linear in the size of the tree.
 func (t *Tree) Validate(treeHash []byte, opts *Options) error {
 	if treeHash != nil {
-		if got := t.hashes[treemath.Root(t.nLeaves)]; !bytes.Equal(got, treeHash) {
+		if got := t.hashOf(treemath.Root(t.nLeaves)); !bytes.Equal(got, treeHash) {
 			return fail(ErrTreeHash, "12.4.3.1", noNode, "tree hash %x, want %x", got, treeHash)
 		}
 	}
@@ -284,8 +284,9 @@ func towards(p, y NodeIndex) NodeIndex {
 //
 // It relies on verifyUnmerged having passed.
 func (d *Diff) verifyParentHashes() error {
-	w := d.Width()
-	links := make([]uint8, w)
+	// Links are counted for the non-blank parents only, so that the memory
+	// follows the nodes present and not the width.
+	links := make(map[NodeIndex]uint8)
 	root := treemath.Root(d.nLeaves)
 	type frame struct{ x, anc NodeIndex }
 	stack := []frame{{root, noNode}}
@@ -313,6 +314,7 @@ func (d *Diff) verifyParentHashes() error {
 			stack = append(stack, frame{treemath.Right(f.x), anc}, frame{treemath.Left(f.x), anc})
 		}
 	}
+	w := d.Width()
 	for x := NodeIndex(1); uint32(x) < w; x += 2 {
 		if d.node(x).parent == nil {
 			continue
@@ -428,11 +430,15 @@ func (t *Tree) duplicateKey() error {
 	}
 	enc := make(map[string]NodeIndex, len(t.enc))
 	sig := make(map[string]LeafIndex, len(t.sig))
-	for i, n := range t.nodes {
-		if n.blank() {
-			continue
+	order := make([]NodeIndex, 0, len(t.slots))
+	for x, s := range t.slots {
+		if !s.n.blank() {
+			order = append(order, x)
 		}
-		x := NodeIndex(i)
+	}
+	slices.Sort(order)
+	for _, x := range order {
+		n := t.node(x)
 		if y, ok := enc[string(n.encryptionKey())]; ok {
 			return fail(ErrDuplicateEncryptionKey, "12.4.3.1", x, "same encryption key as %s", nodeName(y))
 		}

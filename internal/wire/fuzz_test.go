@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/internal/vectors"
 )
 
@@ -88,34 +89,61 @@ func vectorHeaders(tb testing.TB) [][]byte {
 	return out
 }
 
-// FuzzDecoder decodes arbitrary bytes as a FuzzSample. Decoding must never
-// panic, must fail only with a *Error wrapping one of the sentinels, and
-// whatever decodes must re-encode to exactly the input (the encoding is
-// canonical: minimal varints, presence octets 0 or 1).
-func FuzzDecoder(f *testing.F) {
-	seeds := []fuzzSample{
+// fuzzSeeds are the inputs of testdata/fuzz/FuzzDecoder: valid samples
+// and inputs that break one rule each.
+func fuzzSeeds(tb testing.TB) [][]byte {
+	var out [][]byte
+	for _, s := range []fuzzSample{
 		{},
 		{v: 300, o: []byte("abc"), list: [][]byte{[]byte("x"), {}}, opt: []byte{}},
 		{v: 1<<30 - 1, o: bytes.Repeat([]byte{7}, 64), list: [][]byte{bytes.Repeat([]byte{1}, 70)}, opt: []byte("opt")},
-	}
-	for _, s := range seeds {
+		{v: 1 << 14, list: [][]byte{{1}, {2}, {3}}},
+	} {
 		b, err := s.encode()
 		if err != nil {
-			f.Fatal(err)
+			tb.Fatal(err)
 		}
-		f.Add(b)
+		out = append(out, b)
 	}
+	return append(out,
+		[]byte{0xc0},                   // reserved prefix
+		[]byte{0x40, 0x01, 0, 0, 0},    // non-minimal varint
+		[]byte{0, 0, 0, 2},             // presence octet 2
+		[]byte{0, 0, 2, 0, 0, 0},       // two empty list elements
+		[]byte{0, 0, 0, 0, 0xde, 0xad}, // trailing data
+		[]byte{0, 0x80, 0, 0x40, 0},    // a length the input cannot back
+		[]byte{0, 0x3f},                // truncated opaque
+	)
+}
+
+// TestGenerateFuzzCorpus writes testdata/fuzz/FuzzDecoder from fuzzSeeds.
+// It runs only with MLS_UPDATE_FUZZ_CORPUS=1.
+func TestGenerateFuzzCorpus(t *testing.T) {
+	if !fuzzcorpus.Updating(t) {
+		return
+	}
+	c := fuzzcorpus.New(".", "FuzzDecoder")
+	for _, b := range fuzzSeeds(t) {
+		c.Add(b)
+	}
+	c.Write(t)
+}
+
+// FuzzDecoder decodes arbitrary bytes as a FuzzSample. Decoding must never
+// panic, must fail only with a *Error wrapping one of the sentinels, and
+// whatever decodes must re-encode to exactly the input (the encoding is
+// canonical: minimal varints, presence octets 0 or 1). Seeded from
+// testdata/fuzz and the vectors' vlbytes headers when present.
+func FuzzDecoder(f *testing.F) {
+	n := 0
 	for _, h := range vectorHeaders(f) {
 		// The header as the bare varint of a valid sample ...
 		f.Add(append(append([]byte(nil), h...), 0, 0, 0))
 		// ... and as the length of o, which the input cannot back.
 		f.Add(append(append([]byte{0}, h...), 'a', 'b', 'c'))
+		n += 2
 	}
-	f.Add([]byte{0xc0})                   // reserved prefix
-	f.Add([]byte{0x40, 0x01, 0, 0, 0})    // non-minimal varint
-	f.Add([]byte{0, 0, 0, 2})             // presence octet 2
-	f.Add([]byte{0, 0, 2, 0, 0, 0})       // two empty list elements
-	f.Add([]byte{0, 0, 0, 0, 0xde, 0xad}) // trailing data
+	fuzzcorpus.Require(f, n)
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, limit := range []int{MaxVectorLen, 16} {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mlskit/mls/storage"
+
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -12,7 +14,8 @@ import (
 // them wrapped in an *OpenError; Tx methods wrap them in a *storage.Error.
 var (
 	// ErrCorrupt: the file is not an SQLite database, or it is damaged.
-	ErrCorrupt = errors.New("not a valid database file (not SQLite, or damaged)")
+	// It wraps storage.ErrCorrupt.
+	ErrCorrupt = fmt.Errorf("not a valid database file (not SQLite, or damaged): %w", storage.ErrCorrupt)
 	// ErrForeign: the file is an SQLite database that another program
 	// created; Open does not touch it.
 	ErrForeign = errors.New("SQLite database of another application")

@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mlskit/mls/internal/fuzzcorpus"
 	"github.com/mlskit/mls/storage"
 )
 
-// smallStoreFile returns the bytes of a closed store holding a few keys.
-func smallStoreFile(f *testing.F) []byte {
+// smallStoreFile returns the bytes of a closed store holding a few keys,
+// the same bytes on every run.
+func smallStoreFile(f testing.TB) []byte {
 	path := filepath.Join(f.TempDir(), "seed.db")
 	s, err := Open(path)
 	if err != nil {
@@ -29,6 +31,11 @@ func smallStoreFile(f *testing.F) []byte {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// The migration records when it ran; a fixed time keeps the file, and
+	// so the generated corpus, the same on every run.
+	if _, err := s.db.Exec(`UPDATE schema_version SET applied_at = 0`); err != nil {
+		f.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		f.Fatal(err)
 	}
@@ -37,6 +44,32 @@ func smallStoreFile(f *testing.F) []byte {
 		f.Fatal(err)
 	}
 	return raw
+}
+
+// openSeeds are FuzzOpen's seeds: a small store, empty and header-only
+// files, the store cut in half and the store with a damaged page.
+func openSeeds(tb testing.TB) [][]byte {
+	good := smallStoreFile(tb)
+	damaged := bytes.Clone(good)
+	damaged[len(damaged)-100] ^= 0xff
+	return [][]byte{good, {}, []byte("SQLite format 3\x00"), good[:len(good)/2], damaged}
+}
+
+// TestGenerateFuzzCorpus writes testdata/fuzz/FuzzOpen from openSeeds; it
+// checks that the store file is the same on every run. It runs only with
+// MLS_UPDATE_FUZZ_CORPUS=1.
+func TestGenerateFuzzCorpus(t *testing.T) {
+	if !fuzzcorpus.Updating(t) {
+		return
+	}
+	if !bytes.Equal(smallStoreFile(t), smallStoreFile(t)) {
+		t.Fatal("two stores written alike differ; the corpus would change on every run")
+	}
+	c := fuzzcorpus.New(".", "FuzzOpen")
+	for _, b := range openSeeds(t) {
+		c.Add(b)
+	}
+	c.Write(t)
 }
 
 // FuzzOpen feeds arbitrary files to Open and, when Open accepts one, reads
@@ -48,14 +81,10 @@ func smallStoreFile(f *testing.F) []byte {
 //
 //	go test ./storage/sqlite -run XXX -fuzz FuzzOpen -fuzzminimizetime 5s
 func FuzzOpen(f *testing.F) {
-	good := smallStoreFile(f)
-	f.Add(good)
-	f.Add([]byte{})
-	f.Add([]byte("SQLite format 3\x00"))
-	f.Add(good[:len(good)/2])
-	damaged := bytes.Clone(good)
-	damaged[len(damaged)-100] ^= 0xff
-	f.Add(damaged)
+	for _, b := range openSeeds(f) {
+		f.Add(b)
+	}
+	fuzzcorpus.Require(f, 1)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(t.TempDir(), "fuzz.db")
 		if err := os.WriteFile(path, data, 0o600); err != nil {

@@ -1,0 +1,76 @@
+package message
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/mlskit/mls/internal/wire"
+)
+
+// checkSameSparse fails unless sparse holds exactly the non-blank nodes of
+// dense, at the same indexes, with the same encodings.
+func checkSameSparse(t *testing.T, dense RatchetTree, sparse *SparseRatchetTree) {
+	t.Helper()
+	if sparse.Width != uint32(len(dense)) {
+		t.Fatalf("sparse width %d, dense %d entries", sparse.Width, len(dense))
+	}
+	k := 0
+	for i, n := range dense {
+		if n == nil {
+			continue
+		}
+		if k >= len(sparse.Nodes) || sparse.Nodes[k].Index != uint32(i) {
+			t.Fatalf("dense node %d missing from the sparse tree", i)
+		}
+		if !bytes.Equal(MustMarshal(n), MustMarshal(sparse.Nodes[k].Node)) {
+			t.Fatalf("node %d decodes differently", i)
+		}
+		k++
+	}
+	if k != len(sparse.Nodes) {
+		t.Fatalf("sparse tree has %d nodes, dense %d", len(sparse.Nodes), k)
+	}
+}
+
+// TestSparseRatchetTree: the sparse decoder (RFC 9420, Section 12.4.3.3)
+// finds the nodes the dense one does, stops at its node limit, and rejects
+// every truncation and trailing data as the dense one does.
+func TestSparseRatchetTree(t *testing.T) {
+	rt := sampleRatchetTree()
+	raw := MustMarshal(rt)
+	sp, err := UnmarshalSparseRatchetTree(raw, uint32(len(rt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSameSparse(t, rt, sp)
+	if sp.Width != 5 || len(sp.Nodes) != 3 || sp.Nodes[1].Index != 1 || sp.Nodes[2].Index != 4 {
+		t.Fatalf("width %d, %d nodes", sp.Width, len(sp.Nodes))
+	}
+	if _, err := UnmarshalSparseRatchetTree(raw, uint32(len(rt)-1)); !errors.Is(err, wire.ErrTooLarge) {
+		t.Fatalf("one node over the limit: %v, want ErrTooLarge", err)
+	}
+	for n := range len(raw) {
+		if _, err := UnmarshalSparseRatchetTree(raw[:n], 100); err == nil {
+			t.Fatalf("prefix of %d of %d bytes accepted", n, len(raw))
+		}
+	}
+	if _, err := UnmarshalSparseRatchetTree(append(raw[:len(raw):len(raw)], 0), 100); !errors.Is(err, wire.ErrTrailingData) {
+		t.Fatalf("trailing byte: %v, want ErrTrailingData", err)
+	}
+	// A length header claiming more than there is fails before reading.
+	if _, err := UnmarshalSparseRatchetTree(append(wire.AppendVarint(nil, 1<<27), raw[1:]...), 100); !errors.Is(err, wire.ErrTruncated) {
+		t.Fatalf("long header: %v, want ErrTruncated", err)
+	}
+	// 2^20 blank entries: no allocation per blank node.
+	blank := append(wire.AppendVarint(nil, 1<<20), make([]byte, 1<<20)...)
+	allocs := testing.AllocsPerRun(3, func() {
+		sp, err := UnmarshalSparseRatchetTree(blank, 1<<21)
+		if err != nil || sp.Width != 1<<20 || len(sp.Nodes) != 0 {
+			t.Fatalf("blank tree: %v", err)
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("decoding 2^20 blank nodes made %v allocations", allocs)
+	}
+}
