@@ -345,7 +345,8 @@ func TestPQGeneratedSignerReload(t *testing.T) {
 // BenchmarkPQSuites measures, for each post-quantum suite, a group of
 // N = 1,000 members made by one commit that adds 999 key packages to a
 // fresh group (the "add" sub-benchmark: the commit and its Welcome), and a
-// self-update commit in that group (the "update" sub-benchmark, whose
+// new member's check of the Welcome and tree (the "join" sub-benchmark), and
+// a self-update commit in that group (the "update" sub-benchmark, whose
 // UpdatePath encrypts to the resolution of a tree of blanks). It reports the
 // sizes of one key package, the commit, the Welcome and the ratchet tree.
 // MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 runs first, as the baseline.
@@ -356,6 +357,7 @@ func BenchmarkPQSuites(b *testing.B) {
 	for _, suite := range append(baseline, ciphersuite.PostQuantum()...) {
 		b.Run(suite.String(), func(b *testing.B) {
 			kps := make([]*mls.KeyPackage, n-1)
+			var first *pqMember
 			for i := range kps {
 				m := newPQMember(b, fmt.Sprintf("member %d", i), suite)
 				kp, err := m.client.NewKeyPackage(ctx, suite, mls.KeyPackageOptions{})
@@ -363,6 +365,9 @@ func BenchmarkPQSuites(b *testing.B) {
 					b.Fatal(err)
 				}
 				kps[i] = kp
+				if i == 0 {
+					first = m
+				}
 			}
 			kpRaw, err := kps[0].MarshalBinary()
 			if err != nil {
@@ -377,6 +382,7 @@ func BenchmarkPQSuites(b *testing.B) {
 				return g
 			}
 			var last *mls.Group
+			var welcome *mls.Message
 			b.Run("add", func(b *testing.B) {
 				var res *mls.CommitResult
 				for b.Loop() {
@@ -391,17 +397,33 @@ func BenchmarkPQSuites(b *testing.B) {
 					}
 					last = g
 				}
-				commit, _ := res.Commit.MarshalBinary()
-				welcome, _ := res.Welcome.MarshalBinary()
+				welcome = res.Welcome
+				commitRaw, _ := res.Commit.MarshalBinary()
+				welcomeRaw, _ := res.Welcome.MarshalBinary()
 				tree, _ := last.ExportRatchetTree()
 				b.ReportMetric(float64(len(kpRaw)), "kp-bytes")
-				b.ReportMetric(float64(len(commit)), "commit-bytes")
-				b.ReportMetric(float64(len(welcome)), "welcome-bytes")
+				b.ReportMetric(float64(len(commitRaw)), "commit-bytes")
+				b.ReportMetric(float64(len(welcomeRaw)), "welcome-bytes")
 				b.ReportMetric(float64(len(tree)), "tree-bytes")
 			})
 			if last == nil {
 				return
 			}
+			// A new member checks the Welcome and the 1,000-leaf tree
+			// (RFC 9420, Section 12.4.3.1: every leaf signature, the
+			// parent and tree hashes, the key schedule); StageWelcome
+			// stores nothing, so it can repeat.
+			b.Run("join", func(b *testing.B) {
+				tree, err := last.ExportRatchetTree()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if _, err := first.client.StageWelcome(ctx, welcome, mls.WelcomeOptions{RatchetTree: tree}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 			b.Run("update", func(b *testing.B) {
 				var res *mls.CommitResult
 				for b.Loop() {
