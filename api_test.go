@@ -347,7 +347,8 @@ func TestKeyPackageAndMemberAccessors(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	caps := mls.Capabilities{Extensions: []uint16{0xff01}, Proposals: []uint16{0xff02}, Credentials: []credential.Type{credential.X509}}
 	bob := newClient(t, "bob", regressSuite)
-	kp0, err := clientWith(bob.store, bob.id, credential.AcceptAll, mls.ClientOptions{Now: func() time.Time { return now }}).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{
+	// Without GREASE (grease.go), so that exactly what was given comes back.
+	kp0, err := clientWith(bob.store, bob.id, credential.AcceptAll, mls.ClientOptions{Now: func() time.Time { return now }, DisableGREASE: true}).NewKeyPackage(ctx, regressSuite, mls.KeyPackageOptions{
 		Lifetime:       48 * time.Hour,
 		Capabilities:   caps,
 		Extensions:     []mls.Extension{{Type: 0xff03, Data: []byte("kp ext")}},

@@ -68,6 +68,10 @@ type ClientOptions struct {
 	// signature key uses (NewClient with a nil signer); zero means
 	// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (Ed25519).
 	SignatureSuite CipherSuite
+	// DisableGREASE stops the client from adding GREASE values (RFC 9420,
+	// Section 13.5) to the key packages and leaf nodes it creates; see
+	// grease.go. They are on by default, as the RFC recommends.
+	DisableGREASE bool
 }
 
 // DefaultMaxTreeLeaves is the default of ClientOptions.MaxTreeLeaves: 2^20

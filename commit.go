@@ -74,6 +74,9 @@ type CommitOptions struct {
 	// pending proposals. After the commit merges the group is inactive;
 	// see Group.ReInitParams.
 	ReInit *ReInitParams
+	// Custom commits proposals of types RFC 9420 does not define by value,
+	// in this order after the other inline proposals (see custom.go).
+	Custom []CustomProposal
 
 	// reinitPSK, set by ReInitGroup, is the resumption PSK (usage reinit)
 	// of the group being replaced: it enters the key schedule and the
@@ -316,6 +319,13 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
 	}
+	for _, c := range opts.Custom {
+		p, err := c.proposal()
+		if err != nil {
+			return nil, nil, err
+		}
+		inline(p)
+	}
 	// RFC 9420, Section 12.2: a ReInit goes alone; a committer that has
 	// other proposals should prefer them, so a pending ReInit waits for a
 	// commit with nothing else to cover.
@@ -383,6 +393,9 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		}
 		if opts.LeafCapabilities != nil {
 			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
+			if err := g.cfg.client.greaseCapabilities(&template.Capabilities); err != nil {
+				return nil, err
+			}
 		}
 		topts := g.treeOptions(st, &gc)
 		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})

@@ -157,6 +157,9 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 			template.Capabilities.Extensions = appendUnique(template.Capabilities.Extensions, e.Type)
 		}
 	}
+	if err := cfg.client.greaseLeaf(&template); err != nil {
+		return nil, nil, err
+	}
 	cp, err := d.CreatePath(own, &template, id.Signer, &tree.PathOptions{Options: g.treeOptions(st, &gc), Rand: cfg.rand()})
 	if err != nil {
 		return nil, nil, leafError(err, message.LeafNodeSourceCommit, "the joiner's leaf")

@@ -272,6 +272,10 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 			leaf.Capabilities.Extensions = appendUnique(leaf.Capabilities.Extensions, e.Type)
 		}
 	}
+	realCaps := leaf.Capabilities
+	if err := c.greaseLeaf(leaf); err != nil {
+		return nil, err
+	}
 	if err := leaf.Sign(s, id.Signer, nil, 0); err != nil {
 		return nil, classify(err)
 	}
@@ -290,7 +294,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		Extensions:              exts,
 	}
 	if rc, err := requiredCapabilities(exts); err == nil && rc != nil {
-		if err := checkRequiredCapabilities(rc, &leaf.Capabilities); err != nil {
+		if err := checkRequiredCapabilities(rc, &realCaps); err != nil {
 			return nil, err
 		}
 	}
@@ -383,17 +387,17 @@ func isDefaultProposal(t message.ProposalType) bool {
 // required_capabilities extension (RFC 9420, Section 11.1).
 func checkRequiredCapabilities(rc *message.RequiredCapabilities, c *message.Capabilities) error {
 	for _, e := range rc.Extensions {
-		if !isDefaultExtension(e) && !contains(c.Extensions, e) {
+		if !isDefaultExtension(e) && !message.Supports(c.Extensions, e) {
 			return invalid("ValSem106", "11.1", "required extension type %d not supported", e)
 		}
 	}
 	for _, p := range rc.Proposals {
-		if !isDefaultProposal(p) && !contains(c.Proposals, p) {
+		if !isDefaultProposal(p) && !message.Supports(c.Proposals, p) {
 			return invalid("ValSem106", "11.1", "required proposal type %d not supported", p)
 		}
 	}
 	for _, ct := range rc.Credentials {
-		if !contains(c.Credentials, ct) {
+		if !message.Supports(c.Credentials, ct) {
 			return invalid("ValSem106", "11.1", "required credential type %d not supported", ct)
 		}
 	}

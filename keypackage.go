@@ -112,6 +112,12 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 	if opts.LastResort {
 		kp.LeafNode.Capabilities.Extensions = appendUnique(kp.LeafNode.Capabilities.Extensions, LastResortExtension)
 	}
+	if err := c.greaseLeaf(&kp.LeafNode); err != nil {
+		return nil, err
+	}
+	if kp.Extensions, err = c.greaseKeyPackage(kp.Extensions); err != nil {
+		return nil, err
+	}
 	if err := kp.LeafNode.Sign(s, id.Signer, nil, 0); err != nil {
 		return nil, classify(err)
 	}

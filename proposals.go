@@ -628,7 +628,7 @@ func pskKey(id *message.PreSharedKeyID) string {
 // that is not one of RFC 9420's (ValSem113).
 func checkProposalSupported(d *tree.Diff, t message.ProposalType) error {
 	for _, m := range membersLeaves(d) {
-		if !contains(d.Leaf(m).Capabilities.Proposals, t) {
+		if !message.Supports(d.Leaf(m).Capabilities.Proposals, t) {
 			return invalid("ValSem113", "12.2", "leaf %d does not support proposal type %d", m, t)
 		}
 	}
@@ -643,7 +643,7 @@ func checkExtensionsSupported(d *tree.Diff, exts []message.Extension) error {
 			continue
 		}
 		for _, m := range membersLeaves(d) {
-			if !contains(d.Leaf(m).Capabilities.Extensions, e.Type) {
+			if !message.Supports(d.Leaf(m).Capabilities.Extensions, e.Type) {
 				return invalid("ValSem209", "12.1.7", "leaf %d does not support extension type %d", m, e.Type)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1346,7 +1347,9 @@ func testValSem108(t *testing.T) {
 func testValSem109(t *testing.T) {
 	caps := Capabilities{Extensions: []uint16{extA}}
 	withoutExtA := func(ln *message.LeafNode) {
-		ln.Capabilities.Extensions = []message.ExtensionType{}
+		// Keep the other types (the GREASE type of the leaf's GREASE
+		// extension must stay listed, RFC 9420, Section 7.3).
+		ln.Capabilities.Extensions = slices.DeleteFunc(slices.Clone(ln.Capabilities.Extensions), func(e message.ExtensionType) bool { return e == extA })
 	}
 	t.Run("proposal", func(t *testing.T) {
 		vg := newVGroup(t, vSetup{n: 2,

@@ -90,17 +90,17 @@ func (d *Diff) checkLeaf(ln *message.LeafNode, at LeafIndex, replace bool, opts 
 	}
 	if rc := optsRequired(opts); rc != nil {
 		for _, e := range rc.Extensions {
-			if !defaultExtension(e) && !contains(caps.Extensions, e) {
+			if !defaultExtension(e) && !message.Supports(caps.Extensions, e) {
 				return fail(ErrCapabilities, "11.1", x, "required extension type 0x%04x not supported", uint16(e))
 			}
 		}
 		for _, p := range rc.Proposals {
-			if !defaultProposal(p) && !contains(caps.Proposals, p) {
+			if !defaultProposal(p) && !message.Supports(caps.Proposals, p) {
 				return fail(ErrCapabilities, "11.1", x, "required proposal type 0x%04x not supported", uint16(p))
 			}
 		}
 		for _, c := range rc.Credentials {
-			if !contains(caps.Credentials, c) {
+			if !message.Supports(caps.Credentials, c) {
 				return fail(ErrCapabilities, "11.1", x, "required credential type 0x%04x not supported", uint16(c))
 			}
 		}
