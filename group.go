@@ -208,6 +208,7 @@ func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Optio
 	if rc, err := requiredCapabilities(gc.Extensions); err == nil && rc != nil {
 		o.RequiredCapabilities = rc
 	}
+	o.Leaf = componentCheck(gc.Extensions)
 	v := g.cfg.client.validator
 	o.Credential = func(c *message.Credential, sigKey []byte) error {
 		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
@@ -296,6 +297,11 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	if rc, err := requiredCapabilities(exts); err == nil && rc != nil {
 		if err := checkRequiredCapabilities(rc, &realCaps); err != nil {
 			return nil, err
+		}
+	}
+	if check := componentCheck(exts); check != nil {
+		if err := check(leaf); err != nil {
+			return nil, invalidErr("ValSem106", "11.1", err, "the creator's leaf")
 		}
 	}
 	gcRaw, err := message.Marshal(&gc)

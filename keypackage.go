@@ -35,6 +35,10 @@ type KeyPackageOptions struct {
 	// LastResort marks the key package as reusable (its private keys are
 	// not deleted when it is used).
 	LastResort bool
+	// LastResortForm picks the marker of a last-resort key package:
+	// OpenMLS's extension 0x000a (the zero value), the MLS extensions
+	// draft's component, or both (extensions_safe.go says why).
+	LastResortForm LastResortForm
 	// Capabilities advertised by the leaf node.
 	Capabilities Capabilities
 	// Extensions of the key package and of its leaf node.
@@ -87,9 +91,6 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 		lifetime = defaultLifetime
 	}
 	exts := toWireExtensions(opts.Extensions)
-	if opts.LastResort {
-		exts = append(exts, message.Extension{Type: LastResortExtension, Data: []byte{}})
-	}
 	kp := message.KeyPackage{
 		Version:     message.MLS10,
 		CipherSuite: suite,
@@ -110,7 +111,9 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 		Extensions: exts,
 	}
 	if opts.LastResort {
-		kp.LeafNode.Capabilities.Extensions = appendUnique(kp.LeafNode.Capabilities.Extensions, LastResortExtension)
+		if kp.Extensions, err = addLastResort(opts.LastResortForm, kp.Extensions, &kp.LeafNode.Capabilities); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.greaseLeaf(&kp.LeafNode); err != nil {
 		return nil, err
@@ -230,16 +233,10 @@ func (k *KeyPackage) Lifetime() (notBefore, notAfter time.Time) {
 	return nb, na
 }
 
-// IsLastResort reports whether the key package carries the last-resort
-// extension.
-func (k *KeyPackage) IsLastResort() bool {
-	for _, e := range k.kp.Extensions {
-		if e.Type == LastResortExtension {
-			return true
-		}
-	}
-	return false
-}
+// IsLastResort reports whether the key package is marked last resort, in
+// either form: OpenMLS's extension 0x000a or the MLS extensions draft's
+// last_resort_key_package component (extensions_safe.go).
+func (k *KeyPackage) IsLastResort() bool { return isLastResort(k.kp.Extensions) }
 
 // MarshalBinary returns the bare KeyPackage structure (RFC 9420,
 // Section 10). MarshalMessage returns it wrapped in an MLSMessage, the

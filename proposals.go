@@ -465,6 +465,7 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 		}
 		a.exts = exts
 		opts.RequiredCapabilities = rc
+		opts.Leaf = componentCheck(exts)
 	}
 	for _, q := range updates {
 		at := tree.LeafIndex(q.sender.LeafIndex)
@@ -503,6 +504,9 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
 			}
 		}
+	}
+	if err := checkMembersComponents(d, a.exts); err != nil {
+		return nil, err
 	}
 	for _, q := range adds {
 		kp := &q.p.Add.KeyPackage

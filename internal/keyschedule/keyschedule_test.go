@@ -115,6 +115,26 @@ func TestByHand(t *testing.T) {
 				t.Errorf("%v: %q secret", id, c.label)
 			}
 		}
+		// The safe exporter of draft-ietf-mls-extensions: the root is
+		// DeriveSecret(epoch_secret, "application_export"); leaf 0 is 16
+		// steps left, leaf 0xFFFF 16 steps right, leaf 0x8001 right, 14
+		// times left, right.
+		walk := func(dirs string) []byte {
+			x := s.DeriveSecret(epoch, "application_export")
+			for _, d := range dirs {
+				lr := "left"
+				if d == 'R' {
+					lr = "right"
+				}
+				x = s.ExpandWithLabel(x, "tree", []byte(lr), s.HashSize())
+			}
+			return x
+		}
+		for comp, dirs := range map[uint16]string{0: "LLLLLLLLLLLLLLLL", 0xFFFF: "RRRRRRRRRRRRRRRR", 0x8001: "RLLLLLLLLLLLLLLR"} {
+			if got, err := es.SafeExportSecret(comp); err != nil || !bytes.Equal(got, walk(dirs)) {
+				t.Errorf("%v: safe export of component 0x%04x: %v", id, comp, err)
+			}
+		}
 		exp := s.ExpandWithLabel(s.DeriveSecret(s.DeriveSecret(epoch, "exporter"), "label"), "exported", s.Hash([]byte("ctx")), 17)
 		if got, err := es.Export("label", []byte("ctx"), 17); err != nil || !bytes.Equal(got, exp) {
 			t.Errorf("%v: exporter: %v", id, err)

@@ -9,9 +9,11 @@ import (
 )
 
 // epochSecretsVersion is the first octet of the EpochSecrets encoding.
-const epochSecretsVersion = 1
+// Version 2 adds application_export_secret; version 1 is still read
+// (without it).
+const epochSecretsVersion = 2
 
-var epochFieldNames = []string{"sender_data_secret", "encryption_secret", "exporter_secret", "external_secret", "confirmation_key", "membership_key", "resumption_psk", "epoch_authenticator", "init_secret"}
+var epochFieldNames = []string{"sender_data_secret", "encryption_secret", "exporter_secret", "external_secret", "confirmation_key", "membership_key", "resumption_psk", "epoch_authenticator", "init_secret", "application_export_secret"}
 
 // MarshalBinary encodes the epoch secrets for storage, in the TLS
 // presentation language of RFC 9420, Section 2.1:
@@ -28,14 +30,22 @@ var epochFieldNames = []string{"sender_data_secret", "encryption_secret", "expor
 //	    opaque resumption_psk<V>;
 //	    opaque epoch_authenticator<V>;
 //	    opaque init_secret<V>;
+//	    opaque application_export_secret<V>;  /* version 2 only */
 //	} EpochSecretsState;
 //
 // The result holds every secret of the epoch; store it accordingly.
 func (e *EpochSecrets) MarshalBinary() ([]byte, error) {
 	enc := wire.NewEncoder(nil)
-	enc.U8(epochSecretsVersion)
+	fields := e.fields()
+	if e.appExport == nil {
+		// Secrets read from version 1 are written back as they came.
+		enc.U8(1)
+		fields = fields[:len(fields)-1]
+	} else {
+		enc.U8(epochSecretsVersion)
+	}
 	enc.U16(uint16(e.s.ID()))
-	for _, f := range e.fields() {
+	for _, f := range fields {
 		enc.Opaque(*f)
 	}
 	return enc.Bytes()
@@ -47,7 +57,8 @@ func (e *EpochSecrets) MarshalBinary() ([]byte, error) {
 func (e *EpochSecrets) UnmarshalBinary(b []byte) error {
 	d := wire.NewDecoder(b)
 	d.Struct("EpochSecretsState")
-	if v := d.U8("version"); d.Err() == nil && v != epochSecretsVersion {
+	v := d.U8("version")
+	if d.Err() == nil && v != 1 && v != epochSecretsVersion {
 		d.Failf("version", "unknown version %d", v)
 	}
 	id := ciphersuite.ID(d.U16("cipher_suite"))
@@ -59,7 +70,11 @@ func (e *EpochSecrets) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("keyschedule: EpochSecrets: %w", err)
 	}
 	n := &EpochSecrets{s: s}
-	for i, f := range n.fields() {
+	fields := n.fields()
+	if v == 1 {
+		fields = fields[:len(fields)-1] // no application_export_secret
+	}
+	for i, f := range fields {
 		name := epochFieldNames[i]
 		v := d.Opaque(name)
 		if d.Err() != nil {

@@ -72,7 +72,9 @@ func TestEpochSecretsRejects(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		"version 2":          {build(2, 1, good...), wire.ErrInvalidValue},
+		"version 3": {build(3, 1, good...), wire.ErrInvalidValue},
+		"version 2 without application_export_secret": {build(2, 1, good...), wire.ErrTruncated},
+		"version 2 short application_export_secret":   {build(2, 1, append(good, 31)...), ErrInvalidLength},
 		"unknown suite":      {build(1, 0x99, good...), ciphersuite.ErrUnsupported},
 		"short sender data":  {build(1, 1, 31, 32, 32, 32, 32, 32, 32, 32, 32), ErrInvalidLength},
 		"long init":          {build(1, 1, 32, 32, 32, 32, 32, 32, 32, 32, 33), ErrInvalidLength},
@@ -87,6 +89,18 @@ func TestEpochSecretsRejects(t *testing.T) {
 		} else if c.want != ciphersuite.ErrUnsupported && !errors.As(err, &we) {
 			t.Errorf("%s: error does not say where: %v", name, err)
 		}
+	}
+	if err := es.UnmarshalBinary(build(2, 1, append(good, 32)...)); err != nil {
+		t.Errorf("version 2 state rejected: %v", err)
+	}
+	if _, err := es.SafeExportSecret(1); err != nil {
+		t.Errorf("safe export from a version 2 state: %v", err)
+	}
+	if err := es.UnmarshalBinary(build(1, 1, good...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.SafeExportSecret(1); !errors.Is(err, ErrNoApplicationExport) {
+		t.Errorf("safe export from a version 1 state: got %v, want ErrNoApplicationExport", err)
 	}
 	if err := es.UnmarshalBinary(build(1, 1, 32, 0, 32, 32, 32, 32, 32, 32, 32)); err != nil {
 		t.Errorf("deleted encryption_secret rejected: %v", err)

@@ -2,6 +2,7 @@ package keyschedule
 
 import (
 	"crypto/hmac"
+	"errors"
 	"fmt"
 	"io"
 
@@ -166,6 +167,7 @@ func (x *IntermediateSecret) Epoch(groupContext []byte) (*EpochSecrets, error) {
 		resumption:    d("resumption"),
 		authenticator: d("authentication"),
 		init:          d("init"),
+		appExport:     d("application_export"),
 	}, nil
 }
 
@@ -232,6 +234,11 @@ type EpochSecrets struct {
 	resumption    []byte
 	authenticator []byte
 	init          []byte
+	// appExport is application_export_secret, the root of the safe
+	// exporter tree of draft-ietf-mls-extensions (Section "Exported
+	// Secrets"): DeriveSecret(epoch_secret, "application_export"). Nil
+	// for epoch secrets stored before it existed.
+	appExport []byte
 }
 
 func (e EpochSecrets) String() string             { return redacted("EpochSecrets") }
@@ -346,7 +353,40 @@ func (e *EpochSecrets) Equal(o *EpochSecrets) bool {
 
 // fields lists the secrets in encoding order.
 func (e *EpochSecrets) fields() []*[]byte {
-	return []*[]byte{&e.senderData, &e.encryption, &e.exporter, &e.external, &e.confirmation, &e.membership, &e.resumption, &e.authenticator, &e.init}
+	return []*[]byte{&e.senderData, &e.encryption, &e.exporter, &e.external, &e.confirmation, &e.membership, &e.resumption, &e.authenticator, &e.init, &e.appExport}
+}
+
+// ErrNoApplicationExport reports epoch secrets without an
+// application_export_secret (stored in the version 1 encoding).
+var ErrNoApplicationExport = errors.New("keyschedule: epoch secrets without application_export_secret (stored by an earlier version)")
+
+// SafeExportSecret returns the safe exporter's secret for a component
+// (draft-ietf-mls-extensions, Section "Exported Secrets"): the
+// tree_node_secret of leaf componentID of the Exporter Tree, a tree shaped
+// like the secret tree of RFC 9420, Section 9 with 2^16 leaves whose root
+// is application_export_secret. Each step down is
+//
+//	tree_node_[left(x)]_secret  = ExpandWithLabel(tree_node_[x]_secret, "tree", "left", KDF.Nh)
+//	tree_node_[right(x)]_secret = ExpandWithLabel(tree_node_[x]_secret, "tree", "right", KDF.Nh)
+//
+// so leaf L is reached from the root by the 16 bits of L, most
+// significant first (0 = left). Nodes are derived on demand and not kept.
+func (e *EpochSecrets) SafeExportSecret(componentID uint16) ([]byte, error) {
+	if e.appExport == nil {
+		return nil, ErrNoApplicationExport
+	}
+	s := e.s
+	cur := clone(e.appExport)
+	for bit := 15; bit >= 0; bit-- {
+		dir := "left"
+		if componentID>>uint(bit)&1 == 1 {
+			dir = "right"
+		}
+		next := s.ExpandWithLabel(cur, "tree", []byte(dir), s.HashSize())
+		clear(cur)
+		cur = next
+	}
+	return cur, nil
 }
 
 // Erase overwrites every secret; e must not be used afterwards.

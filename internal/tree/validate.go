@@ -36,6 +36,11 @@ type Options struct {
 	// 5.3.1); an error rejects the leaf with ErrCredential. Tree.Validate
 	// calls it from several goroutines at once.
 	Credential func(c *message.Credential, signatureKey []byte) error
+	// Leaf, if set, is a further check of a leaf's capabilities that the
+	// group's GroupContext demands (such as the components of
+	// draft-ietf-mls-extensions); an error rejects the leaf with
+	// ErrCapabilities. Tree.Validate calls it from several goroutines.
+	Leaf func(ln *message.LeafNode) error
 }
 
 func (o *Options) now() time.Time {
@@ -103,6 +108,11 @@ func (d *Diff) checkLeaf(ln *message.LeafNode, at LeafIndex, replace bool, opts 
 			if !message.Supports(caps.Credentials, c) {
 				return fail(ErrCapabilities, "11.1", x, "required credential type 0x%04x not supported", uint16(c))
 			}
+		}
+	}
+	if opts != nil && opts.Leaf != nil {
+		if err := opts.Leaf(ln); err != nil {
+			return failErr(ErrCapabilities, "11.1", x, err, "")
 		}
 	}
 	// Credential types: every other member supports ours, and we support
