@@ -40,10 +40,6 @@ const (
 // puts it in its GroupContext (Section 12.1.7).
 const ExtensionAppDataDictionary = 0x0006
 
-// maxComponentEntries caps how many entries a decoded dictionary or list
-// may have: more than one per possible ComponentID cannot be valid.
-const maxComponentEntries = 1 << 16
-
 // ComponentData is one entry of an AppDataDictionary.
 type ComponentData struct {
 	ID   ComponentID

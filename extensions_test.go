@@ -50,7 +50,6 @@ func memberKP(t *testing.T, m *pqMember, leaf []mls.Extension) *mls.KeyPackage {
 	return kp
 }
 
-
 // TestAppDataDictionary: the encoding of app_data_dictionary against hand
 // encodings, Set and Remove keep it sorted, and every malformed form fails
 // with ErrMalformed (every strict prefix, trailing bytes, entries out of
