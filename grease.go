@@ -19,12 +19,12 @@ import (
 // LeafNode.extensions whose type is among the GREASE extension types of
 // its capabilities (Section 7.3 requires the two to agree). A key package
 // also gets a GREASE extension in KeyPackage.extensions with a few random
-// bytes of data. Leaves that later replace these (updates, commits) start
+// bytes of data, and so does every GroupInfo the client signs (exported or
+// in a Welcome) in GroupInfo.extensions. Leaves that later replace these (updates, commits) start
 // from the current leaf and so keep its GREASE values.
 //
 // GREASE is never sent where Section 13.5 forbids it: proposal types,
-// credential types, GroupContext extensions. GroupInfo extensions carry
-// none either (allowed, but a GroupInfo is not a capability statement).
+// credential types, GroupContext extensions.
 //
 // Received GREASE goes through the ordinary rules for unknown values. The
 // one place the library looks at GREASE on receipt is where it compares a
@@ -82,11 +82,11 @@ func (c *Client) greaseCapabilities(caps *message.Capabilities) error {
 	return err
 }
 
-// greaseKeyPackage adds a GREASE extension with up to 15 random bytes of
-// data to a key package's extensions (RFC 9420, Section 13.5: "a sender
-// might populate these extensions with a randomly sized amount of random
-// data").
-func (c *Client) greaseKeyPackage(exts []message.Extension) ([]message.Extension, error) {
+// greaseExtensions adds a GREASE extension with up to 15 random bytes of
+// data to a key package's or a GroupInfo's extensions (RFC 9420, Section
+// 13.5: "a sender might populate these extensions with a randomly sized
+// amount of random data").
+func (c *Client) greaseExtensions(exts []message.Extension) ([]message.Extension, error) {
 	if c == nil || c.opts.DisableGREASE {
 		return exts, nil
 	}
@@ -192,3 +192,8 @@ func CommonCipherSuites(kps ...*KeyPackage) []CipherSuite {
 	}
 	return out
 }
+
+// Extensions returns the GroupInfo's own extensions (RFC 9420, Section
+// 12.4.3): ratchet_tree, external_pub, and whatever else the signer put
+// there, GREASE among them.
+func (g *GroupInfo) Extensions() []Extension { return fromWireExtensions(g.gi.Extensions) }

@@ -53,7 +53,8 @@ func checkLeafGREASE(t testing.TB, who string, ln *mls.LeafNode) {
 }
 
 // TestGREASELifecycle: in every suite, a group whose members all send
-// GREASE (the default) goes through adds by Welcome, a commit with a path,
+// GREASE (the default: capabilities, leaf, key package and GroupInfo
+// extensions) goes through adds by Welcome, a commit with a path,
 // an Update proposal committed by another member, an external join and
 // application messages, and every member sees the others' GREASE values
 // in their leaves, ignored (RFC 9420, Section 13.5).
@@ -163,6 +164,20 @@ func testGREASELifecycle(t *testing.T, suite mls.CipherSuite) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	giRaw, _ := gi.MarshalBinary()
+	parsed, err := mls.ParseGroupInfo(giRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range parsed.Extensions() {
+		if isGREASEValue(e.Type) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("GroupInfo has %d GREASE extensions, want 1", n)
+	}
 	if dave.group, res, err = dave.client.JoinExternal(ctx, roundTrip(t, gi), mls.ExternalJoinOptions{}); err != nil {
 		t.Fatalf("dave: JoinExternal: %v", err)
 	}
@@ -209,6 +224,20 @@ func TestGREASEDisabled(t *testing.T) {
 	}
 	if len(kp.Extensions()) != 0 {
 		t.Fatalf("key package extensions %v with GREASE disabled", kp.Extensions())
+	}
+	gi, err := g.ExportGroupInfo(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := gi.MarshalBinary()
+	parsed, err := mls.ParseGroupInfo(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range parsed.Extensions() {
+		if isGREASEValue(e.Type) {
+			t.Fatalf("GroupInfo extension 0x%04x with GREASE disabled", e.Type)
+		}
 	}
 }
 

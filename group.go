@@ -633,6 +633,10 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		}
 		exts = append(exts, ext)
 	}
+	exts, err := g.cfg.client.greaseExtensions(exts)
+	if err != nil {
+		return nil, err
+	}
 	if exts == nil {
 		exts = []message.Extension{}
 	}

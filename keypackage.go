@@ -118,7 +118,7 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 	if err := c.greaseLeaf(&kp.LeafNode); err != nil {
 		return nil, err
 	}
-	if kp.Extensions, err = c.greaseKeyPackage(kp.Extensions); err != nil {
+	if kp.Extensions, err = c.greaseExtensions(kp.Extensions); err != nil {
 		return nil, err
 	}
 	if err := kp.LeafNode.Sign(s, id.Signer, nil, 0); err != nil {
