@@ -393,7 +393,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		}
 		if opts.LeafCapabilities != nil {
 			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
-			if err := g.cfg.client.greaseCapabilities(&template.Capabilities); err != nil {
+			if err := g.cfg.client.greaseNewCapabilities(&template); err != nil {
 				return nil, err
 			}
 		}

@@ -82,6 +82,23 @@ func (c *Client) greaseCapabilities(caps *message.Capabilities) error {
 	return err
 }
 
+// greaseNewCapabilities adds GREASE values to a leaf whose capabilities
+// were just replaced (CommitOptions.LeafCapabilities) and lists again the
+// type of every GREASE extension the leaf still carries, which the new
+// capabilities must hold (RFC 9420, Section 7.3). The relisting happens
+// with GREASE disabled too, so that a leaf made earlier stays valid.
+func (c *Client) greaseNewCapabilities(ln *message.LeafNode) error {
+	if err := c.greaseCapabilities(&ln.Capabilities); err != nil {
+		return err
+	}
+	for _, e := range ln.Extensions {
+		if message.IsGREASE(uint16(e.Type)) && !containsValue(ln.Capabilities.Extensions, e.Type) {
+			ln.Capabilities.Extensions = append(ln.Capabilities.Extensions, e.Type)
+		}
+	}
+	return nil
+}
+
 // greaseExtensions adds a GREASE extension with up to 15 random bytes of
 // data to a key package's or a GroupInfo's extensions (RFC 9420, Section
 // 13.5: "a sender might populate these extensions with a randomly sized

@@ -188,6 +188,23 @@ func testGREASELifecycle(t *testing.T, suite mls.CipherSuite) {
 	pqReceive(t, dave, "grease", alice, bob, charlie)
 	pqReceive(t, alice, "ignored", bob, charlie, dave)
 
+	// New capabilities in a commit (without new leaf extensions): the
+	// leaf keeps its GREASE extension, whose type the new capabilities
+	// list again, and gets new GREASE values.
+	if res, err = alice.group.Commit(ctx, mls.CommitOptions{LeafCapabilities: &mls.Capabilities{Proposals: []uint16{0xF0F0}}}); err != nil {
+		t.Fatalf("commit with new leaf capabilities: %v", err)
+	}
+	if err := alice.group.MergePendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*pqMember{bob, charlie, dave} {
+		m.process(t, res.Commit)
+	}
+	pqAgree(t, alice, bob, charlie, dave)
+	if !slices.Contains(alice.group.Members()[0].LeafNode().Capabilities().Proposals, 0xF0F0) {
+		t.Fatal("the new capabilities did not reach alice's leaf")
+	}
+
 	// Every member holds every leaf with its GREASE values: received GREASE
 	// is kept and ignored, never stripped or rejected.
 	for _, m := range []*pqMember{alice, bob, charlie, dave} {
