@@ -37,18 +37,18 @@ func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (
 		authenticatedData = []byte{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)},
 		AuthenticatedData: authenticatedData,
 		ContentType:       message.ContentApplication,
 		ApplicationData:   plaintext,
 	}
-	ac, err := framing.SignContent(st.suite, g.signer, message.WireFormatPrivateMessage, fc, st.gcRaw)
+	ac, err := framing.SignContent(st.Suite, g.signer, message.WireFormatPrivateMessage, fc, st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
-	pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+	pm, err := framing.ProtectPrivate(st.Suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -66,14 +66,14 @@ func (g *Group) CreateMessage(ctx context.Context, plaintext []byte) (*Message, 
 // interimHash computes the interim transcript hash of an epoch from its
 // confirmed transcript hash and confirmation tag (RFC 9420, Section 8.2).
 func interimHash(st *epochState) []byte {
-	return keyschedule.InterimTranscriptHash(st.suite, st.gc.ConfirmedTranscriptHash, st.confTag)
+	return keyschedule.InterimTranscriptHash(st.Suite, st.GC.ConfirmedTranscriptHash, st.ConfTag)
 }
 
 // snapshot keeps what reading late application messages of st needs.
 func (st *epochState) snapshot() *pastEpoch {
-	p := &pastEpoch{epoch: st.gc.Epoch, gcRaw: st.gcRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
+	p := &pastEpoch{epoch: st.GC.Epoch, gcRaw: st.GCRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
 		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
-	v := st.tree.View()
+	v := st.Tree.View()
 	for _, l := range membersLeaves(v) {
 		ln := v.Leaf(l)
 		p.sigKeys[uint32(l)] = ln.SignatureKey
@@ -93,7 +93,7 @@ func (g *Group) pastEpoch(epoch uint64) *pastEpoch {
 
 // processPast reads an application message of a kept earlier epoch.
 func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.PrivateMessage) (*Processed, error) {
-	s := g.st.suite
+	s := g.st.Suite
 	dec, err := framing.UnprotectPrivate(s, pm, p.secrets, p.senderData, p.gcRaw)
 	if err != nil {
 		return nil, unprotectError(err)
@@ -129,7 +129,7 @@ func (g *Group) rememberResumption(epoch uint64, psk []byte) {
 	if g.psks == nil {
 		g.psks = map[string][]byte{}
 	}
-	id := g.st.gc.GroupID
+	id := g.st.GC.GroupID
 	n := g.cfg.resumptionRetention()
 	if n > 0 {
 		g.psks[resumptionKey(id, epoch)] = psk

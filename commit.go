@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
@@ -117,8 +118,8 @@ func (g *Group) MembersByIdentity(identity []byte) []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Member
-	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
-		out = append(out, memberOf(uint32(l), g.st.tree.Leaf(l)))
+	for _, l := range leavesWithIdentity(g.st.Tree.View(), identity) {
+		out = append(out, memberOf(uint32(l), g.st.Tree.Leaf(l)))
 	}
 	return out
 }
@@ -231,7 +232,7 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 		refs = append(refs, message.ProposalOrRef{Proposal: p})
 	}
 	if len(opts.RemoveIdentities) > 0 {
-		v := st.tree.View()
+		v := st.Tree.View()
 		remove := append([]uint32(nil), opts.Remove...)
 		for _, id := range opts.RemoveIdentities {
 			n := 0
@@ -296,22 +297,22 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 		inline(&message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: r}})
 	}
 	for _, id := range opts.ExternalPSKs {
-		nonce := make([]byte, st.suite.HashSize())
+		nonce := make([]byte, st.Suite.HashSize())
 		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
 			return nil, nil, err
 		}
 		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(id), Nonce: nonce}}})
 	}
 	for _, epoch := range opts.ResumptionPSKs {
-		if epoch > st.gc.Epoch {
+		if epoch > st.GC.Epoch {
 			return nil, nil, fmt.Errorf("%w: resumption PSK of future epoch %d", ErrInvalidArgument, epoch)
 		}
-		nonce := make([]byte, st.suite.HashSize())
+		nonce := make([]byte, st.Suite.HashSize())
 		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
 			return nil, nil, err
 		}
 		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{
-			Type: message.PSKResumption, Usage: message.ResumptionApplication, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: epoch, Nonce: nonce}}})
+			Type: message.PSKResumption, Usage: message.ResumptionApplication, PSKGroupID: clone(st.GC.GroupID), PSKEpoch: epoch, Nonce: nonce}}})
 	}
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
@@ -325,7 +326,7 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 			return nil, nil, fmt.Errorf("%w: a ReInit commit cannot cover other proposals (%d pending or given)", ErrInvalidArgument, len(props))
 		}
 		p := ReInitProposal(*opts.ReInit)
-		rp, err := p.build(st.suite, g.cfg.rand())
+		rp, err := p.build(st.Suite, g.cfg.rand())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -341,7 +342,7 @@ func containsU32(s []uint32, v uint32) bool { return contains(s, v) }
 
 func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCommit, error) {
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
 	wf, err := g.outgoingWireFormat(opts.WireFormat)
 	if err != nil {
@@ -351,12 +352,12 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, err
 	}
-	d := st.tree.Diff()
+	d := st.Tree.Diff()
 	a, err := g.applyProposals(st, d, props, me, st.own)
 	if err != nil {
 		return nil, err
 	}
-	gc := st.gc
+	gc := st.GC
 	gc.Epoch++
 	if a.exts != nil {
 		gc.Extensions = a.exts
@@ -382,7 +383,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 			template.Extensions = toWireExtensions(opts.LeafExtensions)
 		}
 		if opts.LeafCapabilities != nil {
-			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
+			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.GC.CipherSuite, credOf(template.Credential).Type())
 		}
 		topts := g.treeOptions(st, &gc)
 		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
@@ -412,18 +413,18 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		refs = []message.ProposalOrRef{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            me,
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
 		Commit:            &message.Commit{Proposals: refs, Path: up},
 	}
-	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
+	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err != nil {
 		return nil, err
 	}
 	gcRaw, err := message.Marshal(&gc)
@@ -453,8 +454,8 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
 	ac.Auth.ConfirmationTag = tag
-	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, priv: priv, keys: keys.epoch, confTag: tag,
-		interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}
+	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: tag,
+		Interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}, own: st.own, priv: priv, keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
@@ -481,13 +482,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 // PublicMessage (membership tag) or PrivateMessage (handshake ratchet).
 func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Message, error) {
 	if ac.WireFormat == message.WireFormatPrivateMessage {
-		pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+		pm, err := framing.ProtectPrivate(st.Suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 		if err != nil {
 			return nil, classify(err)
 		}
 		return wrapPrivate(pm), nil
 	}
-	pm, err := framing.ProtectPublic(st.suite, ac, st.keys.MembershipKey(), st.gcRaw)
+	pm, err := framing.ProtectPublic(st.Suite, ac, st.keys.MembershipKey(), st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -497,7 +498,7 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 // welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
 // Section 12.4.3.1).
 func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
-	s := next.suite
+	s := next.Suite
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
 	if err != nil {
 		return nil, classify(err)
@@ -514,7 +515,7 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 	if psks == nil {
 		psks = []message.PreSharedKeyID{}
 	}
-	w := &message.Welcome{CipherSuite: next.gc.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.addedKPs))}
+	w := &message.Welcome{CipherSuite: next.GC.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.addedKPs))}
 	errs := make([]error, len(a.addedKPs))
 	parallel(len(a.addedKPs), func(i int) {
 		kp := a.addedKPs[i]
@@ -614,7 +615,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 		return err
 	}
 	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys := g.st, g.props, g.pending, g.past, g.active, g.signer, maps.Clone(g.psks), g.updateKeys
-	g.rememberResumption(g.st.gc.Epoch, resumption)
+	g.rememberResumption(g.st.GC.Epoch, resumption)
 	if past != nil {
 		g.past = append(g.past, past)
 		if len(g.past) > g.cfg.MaxPastEpochs {
@@ -624,7 +625,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	g.props = nil
 	g.pending = nil
 	g.updateKeys = nil
-	groupID := g.st.gc.GroupID
+	groupID := g.st.GC.GroupID
 	oldReInit := g.reinit
 	if sc.a.selfGone || sc.next == nil {
 		g.active = false
@@ -684,7 +685,7 @@ type StagedCommit struct {
 }
 
 // Epoch returns the epoch the group enters when the commit is merged.
-func (sc *StagedCommit) Epoch() uint64 { return sc.base.gc.Epoch + 1 }
+func (sc *StagedCommit) Epoch() uint64 { return sc.base.GC.Epoch + 1 }
 
 // Sender returns the committer. For an external commit (type
 // SenderNewMemberCommit) Index is the leaf the joiner takes.
@@ -754,7 +755,7 @@ func (sc *StagedCommit) NewCredentials() []credential.Credential {
 		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
 			// An external joiner is new even when it takes over the leaf of
 			// an earlier appearance (a resync).
-			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
+			if old := sc.base.Tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
 				out = append(out, credOf(ln.Credential))
 			}
 		}
@@ -786,16 +787,16 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 // pskSecret looks up the PSKs a commit or Welcome names and derives
 // psk_secret (RFC 9420, Section 8.4).
 func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
-	return resolvePSKs(ctx, g.store, st.suite, ids, func(id *message.PreSharedKeyID) []byte { return g.resumptionPSK(st, id) })
+	return resolvePSKs(ctx, g.store, st.Suite, ids, func(id *message.PreSharedKeyID) []byte { return g.resumptionPSK(st, id) })
 }
 
 // resumptionPSK returns the resumption PSK of an epoch of this group
 // (RFC 9420, Section 8.6): the current one or one that is kept, or nil.
 func (g *Group) resumptionPSK(st *epochState, id *message.PreSharedKeyID) []byte {
-	if !bytes.Equal(id.PSKGroupID, st.gc.GroupID) {
+	if !bytes.Equal(id.PSKGroupID, st.GC.GroupID) {
 		return nil
 	}
-	if id.PSKEpoch == st.gc.Epoch {
+	if id.PSKEpoch == st.GC.Epoch {
 		return st.keys.ResumptionPSK()
 	}
 	return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
@@ -814,18 +815,18 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, Propo
 		return nil, nil, err
 	}
 	st := g.st
-	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
-		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+	if kp.kp.CipherSuite != st.GC.CipherSuite || kp.kp.Version != st.GC.Version {
+		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.GC.CipherSuite), st.GC.Version)
 	}
 	// Section 7.3: a client MUST validate the LeafNodes it sends,
 	// including their lifetime; the leaf is checked where the Add would
 	// put it if committed alone.
-	d := st.tree.Diff()
+	d := st.Tree.Diff()
 	at, err := d.ReserveLeaf()
 	if err != nil {
 		return nil, nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
 	}
-	opts := g.treeOptions(st, &st.gc)
+	opts := g.treeOptions(st, &st.GC)
 	if err := d.ValidateLeaf(&kp.kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
 		return nil, nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
 	}
@@ -852,7 +853,7 @@ func (g *Group) proposeRemove(ctx context.Context, leaf uint32) (*Message, Propo
 	if tree.LeafIndex(leaf) == st.own {
 		return nil, nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
 	}
-	if st.tree.Leaf(tree.LeafIndex(leaf)) == nil {
+	if st.Tree.Leaf(tree.LeafIndex(leaf)) == nil {
 		return nil, nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
@@ -868,7 +869,7 @@ func (g *Group) ProposeRemoveIdentity(ctx context.Context, identity []byte) (*Me
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var leaves []uint32
-	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+	for _, l := range leavesWithIdentity(g.st.Tree.View(), identity) {
 		if l != g.st.own {
 			leaves = append(leaves, uint32(l))
 		}
@@ -915,7 +916,7 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 		return nil, nil, err
 	}
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	priv, pub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
@@ -926,17 +927,17 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 	ln.Lifetime = message.Lifetime{}
 	ln.ParentHash = nil
 	ln.Signature = nil
-	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
+	if err := ln.Sign(s, g.signer, st.GC.GroupID, uint32(st.own)); err != nil {
 		return nil, nil, classify(err)
 	}
-	opts := g.treeOptions(st, &st.gc)
-	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
+	opts := g.treeOptions(st, &st.GC)
+	if err := st.Tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
 		return nil, nil, fmt.Errorf("mls: own Update proposal: %w", err)
 	}
 	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
 	// The key is stored so that a commit covering the proposal can be
 	// processed after a restart.
-	gid := st.gc.GroupID
+	gid := st.GC.GroupID
 	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return state.PutUpdateKey(tx, gid, pub, priv) })
 	if err != nil {
 		return nil, nil, err
@@ -968,11 +969,11 @@ func (g *Group) checkOperational() error {
 // format policy.
 func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, ProposalRef, error) {
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            me,
 		AuthenticatedData: []byte{},
 		ContentType:       message.ContentProposal,
@@ -982,7 +983,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	if g.cfg.WireFormatPolicy.OutgoingPrivate {
 		wf = message.WireFormatPrivateMessage
 	}
-	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.GCRaw)
 	if err != nil {
 		return nil, nil, classify(err)
 	}
@@ -1015,7 +1016,7 @@ func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([
 	var key []byte
 	if g.store != nil {
 		err := view(ctx, g.store, func(tx storage.Tx) error {
-			v, err := state.UpdateKey(tx, st.gc.GroupID, pub)
+			v, err := state.UpdateKey(tx, st.GC.GroupID, pub)
 			key = v
 			return err
 		})

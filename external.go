@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
@@ -130,7 +131,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	// The proposal list is checked with the receivers' rules (Section
 	// 12.2); the joiner has no leaf yet, so no Remove is its own.
-	d := st.tree.Diff()
+	d := st.Tree.Diff()
 	a, err := g.applyProposals(st, d, props, sender, tree.LeafIndex(math.MaxUint32))
 	if err != nil {
 		return nil, nil, err
@@ -142,7 +143,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, invalidErr("TreeFull", "12.4.3.2", err, "no room for the joiner")
 	}
-	gc := st.gc
+	gc := st.GC
 	gc.Epoch++
 	template := message.LeafNode{
 		SignatureKey: sigPub,
@@ -176,8 +177,8 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 		aad = []byte{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            sender,
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
@@ -185,11 +186,11 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	// Signed with the old GroupContext (Section 12.4.2), by the key of the
 	// path's leaf (Section 12.4.3.2).
-	ac, err := framing.SignContent(s, id.Signer, message.WireFormatPublicMessage, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, id.Signer, message.WireFormatPublicMessage, fc, st.GCRaw)
 	if err != nil {
 		return nil, nil, err
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
+	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err != nil {
 		return nil, nil, err
 	}
 	gcRaw, err := message.Marshal(&gc)
@@ -210,8 +211,8 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, err
 	}
-	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: own, priv: cp.PrivateState(), keys: keys.epoch, confTag: tag,
-		interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}
+	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: tag,
+		Interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}, own: own, priv: cp.PrivateState(), keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, nil, err
 	}

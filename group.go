@@ -11,6 +11,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/credwire"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -56,17 +57,15 @@ type Group struct {
 }
 
 // epochState is everything that changes from one epoch to the next.
+// The public half (GroupContext, tree, transcript hashes) is the
+// group.Epoch that a PublicGroup holds alone; a member adds its leaf, its
+// private keys and the epoch's secrets.
 type epochState struct {
-	suite   *ciphersuite.Suite
-	gc      message.GroupContext
-	gcRaw   []byte
-	tree    *tree.Tree
+	group.Epoch
 	own     tree.LeafIndex
 	priv    *tree.PrivateState
 	keys    *keyschedule.EpochSecrets
 	secrets *secrettree.Tree
-	interim []byte
-	confTag []byte
 }
 
 // pastEpoch keeps what is needed to read late application messages of an
@@ -305,12 +304,12 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	if err != nil {
 		return nil, err
 	}
-	st := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: t, own: 0, priv: priv, keys: keys.epoch}
+	st := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: t}, own: 0, priv: priv, keys: keys.epoch}
 	if st.secrets, err = newSecretTree(s, keys.epoch, t.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	st.confTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
-	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
+	st.ConfTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	st.Interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.ConfTag)
 	g.st = st
 	err = view(ctx, c.store, func(tx storage.Tx) error {
 		if ok, err := state.HasGroup(tx, groupID); err != nil || !ok {
@@ -463,18 +462,18 @@ func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves 
 func (g *Group) GroupID() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return clone(g.st.gc.GroupID)
+	return clone(g.st.GC.GroupID)
 }
 
 // Epoch returns the current epoch.
 func (g *Group) Epoch() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.st.gc.Epoch
+	return g.st.GC.Epoch
 }
 
 // CipherSuite returns the group's cipher suite.
-func (g *Group) CipherSuite() CipherSuite { return g.st.gc.CipherSuite }
+func (g *Group) CipherSuite() CipherSuite { return g.st.GC.CipherSuite }
 
 // OwnLeafIndex returns this member's leaf index.
 func (g *Group) OwnLeafIndex() uint32 {
@@ -495,7 +494,7 @@ func (g *Group) IsActive() bool {
 func (g *Group) Members() []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return membersOf(g.st.tree.View())
+	return membersOf(g.st.Tree.View())
 }
 
 func membersOf(d *tree.Diff) []Member {
@@ -526,7 +525,7 @@ func wireCred(c credential.Credential) message.Credential { return credwire.ToWi
 func (g *Group) Member(i uint32) (Member, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ln := g.st.tree.Leaf(tree.LeafIndex(i))
+	ln := g.st.Tree.Leaf(tree.LeafIndex(i))
 	if ln == nil {
 		return Member{}, false
 	}
@@ -567,7 +566,7 @@ func (g *Group) ExportRatchetTree() ([]byte, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	rt := g.st.tree.RatchetTree()
+	rt := g.st.Tree.RatchetTree()
 	return message.Marshal(rt)
 }
 
@@ -575,7 +574,7 @@ func (g *Group) ExportRatchetTree() ([]byte, error) {
 func (g *Group) Extensions() []Extension {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return fromWireExtensions(g.st.gc.Extensions)
+	return fromWireExtensions(g.st.GC.Extensions)
 }
 
 // GroupInfo builds and signs a GroupInfo for the current epoch (RFC 9420,
@@ -587,7 +586,7 @@ func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
+	gi, err := g.groupInfoFor(g.st, g.st.Tree.View(), g.signer, withTree, true)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -623,16 +622,16 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		exts = []message.Extension{}
 	}
 	gi := &message.GroupInfo{
-		GroupContext:    st.gc,
+		GroupContext:    st.GC,
 		Extensions:      exts,
-		ConfirmationTag: clone(st.confTag),
+		ConfirmationTag: clone(st.ConfTag),
 		Signer:          uint32(st.own),
 	}
-	if err := gi.Sign(st.suite, signer); err != nil {
+	if err := gi.Sign(st.Suite, signer); err != nil {
 		return nil, classify(err)
 	}
 	return gi, nil
 }
 
 // ownLeaf returns this member's current LeafNode.
-func (st *epochState) ownLeaf() *message.LeafNode { return st.tree.Leaf(st.own) }
+func (st *epochState) ownLeaf() *message.LeafNode { return st.Tree.Leaf(st.own) }

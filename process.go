@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/tree"
 )
@@ -96,14 +97,14 @@ func (g *Group) process(ctx context.Context, msg *Message) (*Processed, error) {
 // group_id and epoch must be the group's). The *ValidationError carries
 // ErrWrongGroup, ErrPastEpoch or ErrFutureEpoch, so either can be tested.
 func checkEpoch(st *epochState, groupID []byte, epoch uint64) error {
-	if !bytes.Equal(groupID, st.gc.GroupID) {
-		return invalidErr("ValSem002", "6", ErrWrongGroup, "group %x, this group is %x", groupID, st.gc.GroupID)
+	if !bytes.Equal(groupID, st.GC.GroupID) {
+		return invalidErr("ValSem002", "6", ErrWrongGroup, "group %x, this group is %x", groupID, st.GC.GroupID)
 	}
 	switch {
-	case epoch < st.gc.Epoch:
-		return invalidErr("ValSem003", "6", ErrPastEpoch, "message epoch %d, group epoch %d", epoch, st.gc.Epoch)
-	case epoch > st.gc.Epoch:
-		return invalidErr("ValSem003", "6", ErrFutureEpoch, "message epoch %d, group epoch %d", epoch, st.gc.Epoch)
+	case epoch < st.GC.Epoch:
+		return invalidErr("ValSem003", "6", ErrPastEpoch, "message epoch %d, group epoch %d", epoch, st.GC.Epoch)
+	case epoch > st.GC.Epoch:
+		return invalidErr("ValSem003", "6", ErrFutureEpoch, "message epoch %d, group epoch %d", epoch, st.GC.Epoch)
 	}
 	return nil
 }
@@ -129,14 +130,14 @@ func unprotectError(err error) error {
 func (g *Group) senderKey(st *epochState, fc *message.FramedContent) ([]byte, message.Credential, error) {
 	switch s := fc.Sender; s.Type {
 	case message.SenderMember:
-		ln := st.tree.Leaf(tree.LeafIndex(s.LeafIndex))
+		ln := st.Tree.Leaf(tree.LeafIndex(s.LeafIndex))
 		if ln == nil {
 			return nil, message.Credential{}, invalid("ValSem004", "6", "sender leaf %d is blank or outside the tree", s.LeafIndex)
 		}
 		return ln.SignatureKey, ln.Credential, nil
 	case message.SenderExternal:
 		var es message.ExternalSenders
-		ok, err := message.ParseExtension(st.gc.Extensions, &es)
+		ok, err := message.ParseExtension(st.GC.Extensions, &es)
 		if err != nil || !ok || int(s.SenderIndex) >= len(es) {
 			return nil, message.Credential{}, invalid("ExternalSender", "12.1.8", "external sender index %d not in the external_senders extension", s.SenderIndex)
 		}
@@ -184,9 +185,9 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	}
 	var un *framing.Unverified
 	if g.public {
-		un, err = framing.UnprotectPublicUntagged(st.suite, pm, st.gcRaw)
+		un, err = framing.UnprotectPublicUntagged(st.Suite, pm, st.GCRaw)
 	} else {
-		un, err = framing.UnprotectPublic(st.suite, pm, st.keys.MembershipKey(), st.gcRaw)
+		un, err = framing.UnprotectPublic(st.Suite, pm, st.keys.MembershipKey(), st.GCRaw)
 	}
 	if err != nil {
 		if errors.Is(err, framing.ErrMembershipTag) {
@@ -211,7 +212,7 @@ func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.
 	if pm.ContentType != message.ContentApplication && g.cfg.WireFormatPolicy.Incoming == AcceptPublicOnly {
 		return nil, invalidErr("WireFormatPolicy", "6", ErrWireFormat, "PrivateMessage handshake")
 	}
-	if pm.Epoch < st.gc.Epoch && pm.ContentType == message.ContentApplication && bytes.Equal(pm.GroupID, st.gc.GroupID) {
+	if pm.Epoch < st.GC.Epoch && pm.ContentType == message.ContentApplication && bytes.Equal(pm.GroupID, st.GC.GroupID) {
 		if p := g.pastEpoch(pm.Epoch); p != nil {
 			return g.processPast(ctx, p, pm)
 		}
@@ -219,7 +220,7 @@ func (g *Group) processPrivate(ctx context.Context, st *epochState, pm *message.
 	if err := checkEpoch(st, pm.GroupID, pm.Epoch); err != nil {
 		return nil, err
 	}
-	dec, err := framing.UnprotectPrivate(st.suite, pm, st.secrets, st.keys.SenderDataSecret(), st.gcRaw)
+	dec, err := framing.UnprotectPrivate(st.Suite, pm, st.secrets, st.keys.SenderDataSecret(), st.GCRaw)
 	if err != nil {
 		return nil, unprotectError(err)
 	}
@@ -280,20 +281,20 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 		if sender.Type != message.SenderMember {
 			return nil, invalid("ValSem112", "12.1.2", "Update proposal from a %d sender", sender.Type)
 		}
-		opts := g.treeOptions(st, &st.gc)
-		if err := st.tree.View().ValidateLeaf(&p.Update.LeafNode, tree.LeafIndex(sender.LeafIndex), message.LeafNodeSourceUpdate, &opts); err != nil {
+		opts := g.treeOptions(st, &st.GC)
+		if err := st.Tree.View().ValidateLeaf(&p.Update.LeafNode, tree.LeafIndex(sender.LeafIndex), message.LeafNodeSourceUpdate, &opts); err != nil {
 			return nil, leafError(err, message.LeafNodeSourceUpdate, "Update proposal from leaf %d", sender.LeafIndex)
 		}
 	case message.ProposalAdd:
 		kp := &p.Add.KeyPackage
-		if kp.CipherSuite != st.gc.CipherSuite || kp.Version != st.gc.Version {
+		if kp.CipherSuite != st.GC.CipherSuite || kp.Version != st.GC.Version {
 			return nil, invalid("ValSem105", "12.1.1", "key package for another suite or version")
 		}
-		if err := verifyKeyPackage(st.suite, kp); err != nil {
+		if err := verifyKeyPackage(st.Suite, kp); err != nil {
 			return nil, err
 		}
 	case message.ProposalRemove:
-		if st.tree.Leaf(tree.LeafIndex(p.Remove.Removed)) == nil {
+		if st.Tree.Leaf(tree.LeafIndex(p.Remove.Removed)) == nil {
 			return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank leaf %d", p.Remove.Removed)
 		}
 	case message.ProposalExternalInit:
@@ -303,7 +304,7 @@ func (g *Group) receiveProposal(st *epochState, ac *message.AuthenticatedContent
 		// RFC 9420, Section 12.1.8: such messages are malformed.
 		return nil, invalid("ExternalProposalType", "12.1.8", "external sender %d sent a proposal of type %d", sender.SenderIndex, p.Type)
 	}
-	ref, err := proposalRef(st.suite, ac)
+	ref, err := proposalRef(st.Suite, ac)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +370,7 @@ func (g *Group) PendingProposals() []*QueuedProposal {
 // receiveCommit validates a commit (RFC 9420, Section 12.4.2) and stages
 // the next epoch.
 func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.AuthenticatedContent) (*StagedCommit, error) {
-	s := st.suite
+	s := st.Suite
 	fc := &ac.Content
 	commit := fc.Commit
 	sender := fc.Sender
@@ -378,7 +379,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	}
 	if sender.Type == message.SenderMember && tree.LeafIndex(sender.LeafIndex) == st.own {
 		// Our own commit, echoed by the delivery service.
-		if g.pending != nil && g.pending.base == st && bytes.Equal(g.pending.next.confTag, ac.Auth.ConfirmationTag) {
+		if g.pending != nil && g.pending.base == st && bytes.Equal(g.pending.next.ConfTag, ac.Auth.ConfirmationTag) {
 			return g.pending, nil
 		}
 		return nil, invalid("OwnCommit", "12.4.2", "commit from this member's leaf that is not its pending commit")
@@ -402,7 +403,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		}
 		props = append(props, q)
 	}
-	d := st.tree.Diff()
+	d := st.Tree.Diff()
 	a, err := g.applyProposals(st, d, props, sender, st.own)
 	if err != nil {
 		return nil, err
@@ -425,7 +426,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	if a.needsPath && commit.Path == nil {
 		return nil, invalid("ValSem201", "12.4", "commit needs a path and has none")
 	}
-	gc := st.gc
+	gc := st.GC
 	gc.Epoch++
 	if a.exts != nil {
 		gc.Extensions = a.exts
@@ -474,7 +475,7 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		return sc, nil
 	}
 	var err2 error
-	if gc.ConfirmedTranscriptHash, err2 = framing.ConfirmedTranscriptHash(s, st.interim, ac); err2 != nil {
+	if gc.ConfirmedTranscriptHash, err2 = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err2 != nil {
 		return nil, err2
 	}
 	gcRaw, err := message.Marshal(&gc)
@@ -485,8 +486,8 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 		// A PublicGroup follows the public half of the next epoch: the
 		// GroupContext, the tree, the transcript hashes. The confirmation
 		// tag cannot be checked without the epoch's secrets.
-		next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, confTag: clone(ac.Auth.ConfirmationTag)}
-		next.interim = interimHash(next)
+		next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: clone(ac.Auth.ConfirmationTag)}, own: st.own}
+		next.Interim = interimHash(next)
 		sc.next = next
 		return sc, nil
 	}
@@ -511,8 +512,8 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	if !keys.epoch.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag) {
 		return nil, invalid("ValSem205", "12.4.2", "confirmation tag does not verify")
 	}
-	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, priv: priv, keys: keys.epoch, confTag: clone(ac.Auth.ConfirmationTag)}
-	next.interim = interimHash(next)
+	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: clone(ac.Auth.ConfirmationTag)}, own: st.own, priv: priv, keys: keys.epoch}
+	next.Interim = interimHash(next)
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}

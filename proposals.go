@@ -322,7 +322,7 @@ func pathRequired(t message.ProposalType) bool {
 // (ValSem101-ValSem113, ValSem200, ValSem208, ValSem209, ValSem401-ValSem403)
 // where it has one.
 func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProposal, committer message.Sender, me tree.LeafIndex) (*applied, error) {
-	s := st.suite
+	s := st.Suite
 	a := &applied{props: props, updated: map[tree.LeafIndex]bool{}, needsPath: len(props) == 0}
 	external := committer.Type == message.SenderNewMemberCommit
 	var updates, removes, adds, gces, psks []*QueuedProposal
@@ -347,8 +347,8 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			}
 			kp := &p.Add.KeyPackage
 			// Section 10.1: suite and version must match the group's.
-			if kp.CipherSuite != st.gc.CipherSuite || kp.Version != st.gc.Version {
-				return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+			if kp.CipherSuite != st.GC.CipherSuite || kp.Version != st.GC.Version {
+				return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.GC.CipherSuite), st.GC.Version)
 			}
 			if err := verifyKeyPackage(s, kp); err != nil {
 				return nil, err
@@ -415,7 +415,7 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			if len(props) != 1 {
 				return nil, invalid("ReInitAlone", "12.2", "ReInit proposal together with other proposals")
 			}
-			if p.ReInit.Version < st.gc.Version {
+			if p.ReInit.Version < st.GC.Version {
 				return nil, invalid("ReInitVersion", "12.1.5", "ReInit to older version %d", p.ReInit.Version)
 			}
 			a.reinit = p.ReInit
@@ -449,7 +449,7 @@ func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProp
 			return nil, invalid("ValSem242", "12.2", "external commit with several Remove proposals")
 		}
 	}
-	opts := g.treeOptions(st, &st.gc)
+	opts := g.treeOptions(st, &st.GC)
 
 	// Group context extensions first: later leaf checks use the new
 	// required capabilities (Section 12.3).
@@ -603,14 +603,14 @@ func (g *Group) checkResumptionRetention(st *epochState, id *message.PreSharedKe
 		// Retention is a member's own setting; a follower holds no PSK.
 		return nil
 	}
-	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.gc.GroupID) || id.PSKEpoch >= st.gc.Epoch {
+	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.GC.GroupID) || id.PSKEpoch >= st.GC.Epoch {
 		return nil
 	}
-	if n := g.cfg.resumptionRetention(); st.gc.Epoch-id.PSKEpoch > uint64(n) {
+	if n := g.cfg.resumptionRetention(); st.GC.Epoch-id.PSKEpoch > uint64(n) {
 		// The cause is PSKMissing, so callers matching that rule (the PSK
 		// is not available) match this one too.
 		missing := invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
-		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, st.gc.Epoch)
+		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, st.GC.Epoch)
 	}
 	return nil
 }
@@ -706,7 +706,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, Proposa
 			return nil, nil, err
 		}
 	}
-	p, err := ExternalPSKProposal(pskID).build(g.st.suite, g.cfg.rand())
+	p, err := ExternalPSKProposal(pskID).build(g.st.Suite, g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -731,7 +731,7 @@ func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extens
 	if err := message.CheckExtensions(w); err != nil {
 		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
 	}
-	v := g.st.tree.View()
+	v := g.st.Tree.View()
 	rc, err := requiredCapabilities(w)
 	if err != nil {
 		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
@@ -764,7 +764,7 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 	if err := g.checkOperational(); err != nil {
 		return nil, nil, err
 	}
-	if err := checkProposalSupported(g.st.tree.View(), t); err != nil {
+	if err := checkProposalSupported(g.st.Tree.View(), t); err != nil {
 		return nil, nil, err
 	}
 	if data == nil {
@@ -797,7 +797,7 @@ func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherS
 	if err := message.CheckExtensions(toWireExtensions(exts)); err != nil {
 		return nil, nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
 	}
-	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.suite, g.cfg.rand())
+	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.Suite, g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -816,7 +816,7 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 		// group state.
 		var raw []byte
 		err := view(context.Background(), g.store, func(tx storage.Tx) error {
-			v, err := state.ReInit(tx, g.st.gc.GroupID)
+			v, err := state.ReInit(tx, g.st.GC.GroupID)
 			raw = v
 			return err
 		})
@@ -910,7 +910,7 @@ func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps
 	g.mu.Lock()
 	st := g.st
 	held := &heldPSK{
-		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionReInit, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: st.gc.Epoch},
+		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionReInit, PSKGroupID: clone(st.GC.GroupID), PSKEpoch: st.GC.Epoch},
 		secret: st.keys.ResumptionPSK(),
 	}
 	g.mu.Unlock()

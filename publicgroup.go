@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
@@ -285,7 +286,7 @@ func (p *PublicGroup) ExportRatchetTree() ([]byte, error) { return p.g.ExportRat
 func (p *PublicGroup) TreeHash() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gc.TreeHash)
+	return clone(p.g.st.GC.TreeHash)
 }
 
 // GroupContext returns the current GroupContext (RFC 9420, Section 8.1),
@@ -293,7 +294,7 @@ func (p *PublicGroup) TreeHash() []byte {
 func (p *PublicGroup) GroupContext() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gcRaw)
+	return clone(p.g.st.GCRaw)
 }
 
 // ConfirmedTranscriptHash returns the confirmed transcript hash of the
@@ -301,7 +302,7 @@ func (p *PublicGroup) GroupContext() []byte {
 func (p *PublicGroup) ConfirmedTranscriptHash() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gc.ConfirmedTranscriptHash)
+	return clone(p.g.st.GC.ConfirmedTranscriptHash)
 }
 
 // save stores the PublicGroup in one transaction (internal/state's public
@@ -311,12 +312,12 @@ func (p *PublicGroup) save(ctx context.Context, merged *StagedCommit) error {
 	g := p.g
 	st := g.st
 	r := &state.PublicRecord{
-		Header: st.header(), ConfirmationTag: st.confTag, Active: g.active,
+		Header: st.header(), ConfirmationTag: st.ConfTag, Active: g.active,
 		SkipLifetime: g.cfg.SkipLifetimeCheck, Proposals: proposalRecords(g.props),
 	}
-	id := st.gc.GroupID
+	id := st.GC.GroupID
 	return g.update(ctx, id, func(tx storage.Tx) error {
-		return state.WritePublicGroup(tx, id, r, st.tree, merged.changes(st.tree))
+		return state.WritePublicGroup(tx, id, r, st.Tree, merged.changes(st.Tree))
 	})
 }
 
@@ -361,8 +362,8 @@ func LoadPublicGroup(ctx context.Context, store storage.Store, validator credent
 			return corrupt(groupID, "ratchet tree", errors.New("the stored tree is not the group context's"))
 		}
 		g.cfg = c.policy(JoinConfig{SkipLifetimeCheck: r.SkipLifetime})
-		g.st = &epochState{suite: s, gc: gc, gcRaw: r.Header.GroupContext, tree: t, own: noLeaf, confTag: r.ConfirmationTag}
-		g.st.interim = interimHash(g.st)
+		g.st = &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: r.Header.GroupContext, Tree: t, ConfTag: r.ConfirmationTag}, own: noLeaf}
+		g.st.Interim = interimHash(g.st)
 		g.active, g.props = r.Active, queuedOf(r.Proposals)
 		return nil
 	})
