@@ -2,17 +2,13 @@ package mls
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/framing"
-	"github.com/mlskit/mls/internal/keyschedule"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/state"
-	"github.com/mlskit/mls/storage"
 )
 
 // Seal encrypts an application message for the group as a PrivateMessage
@@ -63,18 +59,12 @@ func (g *Group) CreateMessage(ctx context.Context, plaintext []byte) (*Message, 
 	return g.Seal(ctx, plaintext, nil)
 }
 
-// interimHash computes the interim transcript hash of an epoch from its
-// confirmed transcript hash and confirmation tag (RFC 9420, Section 8.2).
-func interimHash(st *epochState) []byte {
-	return keyschedule.InterimTranscriptHash(st.Suite, st.GC.ConfirmedTranscriptHash, st.ConfTag)
-}
-
 // snapshot keeps what reading late application messages of st needs.
 func (st *epochState) snapshot() *pastEpoch {
 	p := &pastEpoch{epoch: st.GC.Epoch, gcRaw: st.GCRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
 		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
 	v := st.Tree.View()
-	for _, l := range membersLeaves(v) {
+	for _, l := range group.MembersLeaves(v) {
 		ln := v.Leaf(l)
 		p.sigKeys[uint32(l)] = ln.SignatureKey
 		p.creds[uint32(l)] = ln.Credential
@@ -143,45 +133,4 @@ func (g *Group) rememberResumption(epoch uint64, psk []byte) {
 			delete(g.psks, k)
 		}
 	}
-}
-
-// resolvePSKs looks up the PSKs named by ids: external ones in the store,
-// resumption ones through resumption (which returns nil if unknown), and
-// derives psk_secret (RFC 9420, Section 8.4).
-func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite, ids []message.PreSharedKeyID, resumption func(*message.PreSharedKeyID) []byte) (*keyschedule.PSKSecret, error) {
-	if len(ids) == 0 {
-		return keyschedule.ZeroPSKSecret(s), nil
-	}
-	psks := make([]keyschedule.PSK, len(ids))
-	for i := range ids {
-		id := &ids[i]
-		var secret []byte
-		switch id.Type {
-		case message.PSKExternal:
-			err := view(ctx, store, func(tx storage.Tx) error {
-				v, err := state.PSK(tx, id.PSKID)
-				secret = v
-				return err
-			})
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil, invalidErr("PSKMissing", "8.4", err, "external PSK %x", id.PSKID)
-			}
-			if err != nil {
-				return nil, err // the store failed (classified by view)
-			}
-		case message.PSKResumption:
-			if resumption != nil {
-				secret = resumption(id)
-			}
-			if secret == nil {
-				return nil, invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
-			}
-		}
-		raw, err := message.Marshal(id)
-		if err != nil {
-			return nil, err
-		}
-		psks[i] = keyschedule.PSK{ID: raw, Secret: secret}
-	}
-	return keyschedule.DerivePSKSecret(s, psks)
 }

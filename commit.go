@@ -3,7 +3,6 @@ package mls
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -128,7 +127,7 @@ func (g *Group) MembersByIdentity(identity []byte) []Member {
 // identity.
 func leavesWithIdentity(d *tree.Diff, identity []byte) []tree.LeafIndex {
 	var out []tree.LeafIndex
-	for _, l := range membersLeaves(d) {
+	for _, l := range group.MembersLeaves(d) {
 		if bytes.Equal(credOf(d.Leaf(l).Credential).Identity(), identity) {
 			out = append(out, l)
 		}
@@ -353,21 +352,21 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		return nil, err
 	}
 	d := st.Tree.Diff()
-	a, err := g.applyProposals(st, d, props, me, st.own)
+	a, err := st.ApplyProposals(d, publicList(props), me, st.own, g.policy())
 	if err != nil {
 		return nil, err
 	}
 	gc := st.GC
 	gc.Epoch++
-	if a.exts != nil {
-		gc.Extensions = a.exts
+	if a.Exts != nil {
+		gc.Extensions = a.Exts
 	}
 	commitSecret := make([]byte, s.HashSize())
 	priv := st.priv.Prune(d)
 	var cp *tree.CreatedPath
 	var up *message.UpdatePath
 	signer := g.signer
-	if a.needsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil || opts.LeafCapabilities != nil {
+	if a.NeedsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil || opts.LeafCapabilities != nil {
 		template := *st.ownLeaf()
 		if opts.NewIdentity != nil {
 			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
@@ -386,7 +385,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.GC.CipherSuite, credOf(template.Credential).Type())
 		}
 		topts := g.treeOptions(st, &gc)
-		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
+		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.Added, Rand: g.cfg.rand()})
 		if err != nil {
 			return nil, err
 		}
@@ -435,15 +434,15 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if h := opts.reinitPSK; h != nil {
 		// The Welcome lists the PSKs in key schedule order (RFC 9420,
 		// Section 8.4): this one first.
-		a.psks = append([]message.PreSharedKeyID{h.id}, a.psks...)
-		psk, err = resolvePSKs(ctx, g.store, s, a.psks, func(id *message.PreSharedKeyID) []byte {
+		a.Psks = append([]message.PreSharedKeyID{h.id}, a.Psks...)
+		psk, err = resolvePSKs(ctx, g.store, s, a.Psks, func(id *message.PreSharedKeyID) []byte {
 			if id.Usage == message.ResumptionReInit {
 				return h.secret
 			}
 			return g.resumptionPSK(st, id)
 		})
 	} else {
-		psk, err = g.pskSecret(ctx, st, a.psks)
+		psk, err = g.pskSecret(ctx, st, a.Psks)
 	}
 	if err != nil {
 		return nil, err
@@ -459,7 +458,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	sc := &StagedCommit{base: st, diff: d, next: next, a: a, sender: me, own: true, signer: signer}
+	sc := &StagedCommit{base: st, diff: d, next: next, a: a, props: props, sender: me, own: true, signer: signer}
 	if sc.commit, err = g.protect(st, ac); err != nil {
 		return nil, err
 	}
@@ -468,7 +467,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		return nil, classify(err)
 	}
 	sc.groupInfo = wrapGroupInfo(gi)
-	if len(a.added) > 0 {
+	if len(a.Added) > 0 {
 		w, err := g.welcomeFor(next, d, keys, a, cp, signer)
 		if err != nil {
 			return nil, err
@@ -497,7 +496,7 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 
 // welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
 // Section 12.4.3.1).
-func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
+func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
 	s := next.Suite
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
 	if err != nil {
@@ -511,17 +510,17 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 	if err != nil {
 		return nil, err
 	}
-	psks := a.psks
+	psks := a.Psks
 	if psks == nil {
 		psks = []message.PreSharedKeyID{}
 	}
-	w := &message.Welcome{CipherSuite: next.GC.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.addedKPs))}
-	errs := make([]error, len(a.addedKPs))
-	parallel(len(a.addedKPs), func(i int) {
-		kp := a.addedKPs[i]
+	w := &message.Welcome{CipherSuite: next.GC.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.AddedKPs))}
+	errs := make([]error, len(a.AddedKPs))
+	parallel(len(a.AddedKPs), func(i int) {
+		kp := a.AddedKPs[i]
 		gs := message.GroupSecrets{JoinerSecret: keys.joiner.Bytes(), PSKs: psks}
 		if cp != nil {
-			if secret, _, ok := cp.PathSecret(a.added[i]); ok {
+			if secret, _, ok := cp.PathSecret(a.Added[i]); ok {
 				gs.PathSecret = secret
 			}
 		}
@@ -605,9 +604,9 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	}
 	resumption := g.st.keys.ResumptionPSK()
 	var reinitRec []byte
-	if sc.a.reinit != nil {
+	if sc.a.Reinit != nil {
 		var err error
-		if reinitRec, err = message.Marshal(sc.a.reinit); err != nil {
+		if reinitRec, err = message.Marshal(sc.a.Reinit); err != nil {
 			return err
 		}
 	}
@@ -627,7 +626,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 	g.updateKeys = nil
 	groupID := g.st.GC.GroupID
 	oldReInit := g.reinit
-	if sc.a.selfGone || sc.next == nil {
+	if sc.a.SelfGone || sc.next == nil {
 		g.active = false
 		if sc.next != nil {
 			g.st = sc.next
@@ -643,7 +642,7 @@ func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
 		// shut down; its last epoch stays readable (ExportSecret, the
 		// resumption PSK) so that the new group can be created.
 		g.active = false
-		g.reinit = reInitParams(sc.a.reinit)
+		g.reinit = reInitParams(sc.a.Reinit)
 	} else {
 		reinitRec = nil
 	}
@@ -674,7 +673,8 @@ type StagedCommit struct {
 	base   *epochState
 	diff   *tree.Diff
 	next   *epochState // nil if this member was removed
-	a      *applied
+	a      *group.Applied
+	props  []*QueuedProposal // a.Props
 	sender message.Sender
 	own    bool
 	signer signerT
@@ -692,7 +692,7 @@ func (sc *StagedCommit) Epoch() uint64 { return sc.base.GC.Epoch + 1 }
 func (sc *StagedCommit) Sender() Sender {
 	s := senderOf(sc.sender)
 	if sc.sender.Type == message.SenderNewMemberCommit {
-		s.Index = uint32(sc.a.externalLeaf)
+		s.Index = uint32(sc.a.ExternalLeaf)
 	}
 	return s
 }
@@ -700,20 +700,20 @@ func (sc *StagedCommit) Sender() Sender {
 // ReInit returns the parameters of the commit's ReInit proposal, if it has
 // one (RFC 9420, Section 12.1.5): merging it shuts the group down.
 func (sc *StagedCommit) ReInit() (*ReInitParams, bool) {
-	if sc.a.reinit == nil {
+	if sc.a.Reinit == nil {
 		return nil, false
 	}
-	return reInitParams(sc.a.reinit), true
+	return reInitParams(sc.a.Reinit), true
 }
 
 // Proposals returns every proposal the commit covers, in order.
 func (sc *StagedCommit) Proposals() []*QueuedProposal {
-	return append([]*QueuedProposal(nil), sc.a.props...)
+	return append([]*QueuedProposal(nil), sc.props...)
 }
 
 func (sc *StagedCommit) ofType(t message.ProposalType) []*QueuedProposal {
 	var out []*QueuedProposal
-	for _, q := range sc.a.props {
+	for _, q := range sc.props {
 		if q.p.Type == t {
 			out = append(out, q)
 		}
@@ -738,14 +738,14 @@ func (sc *StagedCommit) UpdateProposals() []*QueuedProposal {
 func (sc *StagedCommit) PSKProposals() []*QueuedProposal { return sc.ofType(message.ProposalPSK) }
 
 // SelfRemoved reports whether the commit removes this member.
-func (sc *StagedCommit) SelfRemoved() bool { return sc.a.selfGone }
+func (sc *StagedCommit) SelfRemoved() bool { return sc.a.SelfGone }
 
 // NewCredentials returns the credentials the commit brings into the group
 // (added members, updated leaves, the committer's new leaf), for the
 // application to check before merging (RFC 9420, Section 5.3.1).
 func (sc *StagedCommit) NewCredentials() []credential.Credential {
 	var out []credential.Credential
-	for _, kp := range sc.a.addedKPs {
+	for _, kp := range sc.a.AddedKPs {
 		out = append(out, credOf(kp.LeafNode.Credential))
 	}
 	for _, q := range sc.UpdateProposals() {
@@ -765,7 +765,7 @@ func (sc *StagedCommit) NewCredentials() []credential.Credential {
 
 func (sc *StagedCommit) senderLeaf() uint32 {
 	if sc.next != nil && sc.sender.Type == message.SenderNewMemberCommit {
-		return uint32(sc.a.externalLeaf)
+		return uint32(sc.a.ExternalLeaf)
 	}
 	return sc.sender.LeafIndex
 }
@@ -782,24 +782,6 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 		return fmt.Errorf("%w: nil staged commit (or one not from Process)", ErrInvalidArgument)
 	}
 	return g.merge(ctx, sc)
-}
-
-// pskSecret looks up the PSKs a commit or Welcome names and derives
-// psk_secret (RFC 9420, Section 8.4).
-func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
-	return resolvePSKs(ctx, g.store, st.Suite, ids, func(id *message.PreSharedKeyID) []byte { return g.resumptionPSK(st, id) })
-}
-
-// resumptionPSK returns the resumption PSK of an epoch of this group
-// (RFC 9420, Section 8.6): the current one or one that is kept, or nil.
-func (g *Group) resumptionPSK(st *epochState, id *message.PreSharedKeyID) []byte {
-	if !bytes.Equal(id.PSKGroupID, st.GC.GroupID) {
-		return nil
-	}
-	if id.PSKEpoch == st.GC.Epoch {
-		return st.keys.ResumptionPSK()
-	}
-	return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
 }
 
 // ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
@@ -987,7 +969,7 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	if err != nil {
 		return nil, nil, classify(err)
 	}
-	ref, err := proposalRef(s, ac)
+	ref, err := group.ProposalRef(s, ac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1004,28 +986,4 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 		return nil, nil, err
 	}
 	return m, ProposalRef(clone(ref)), nil
-}
-
-// ownUpdateKey returns the leaf private key of this member's pending
-// Update proposal whose new leaf has the public key pub: kept in memory
-// since ProposeSelfUpdate, or in the store after a reload.
-func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([]byte, error) {
-	if k, ok := g.updateKeys[string(pub)]; ok {
-		return k, nil
-	}
-	var key []byte
-	if g.store != nil {
-		err := view(ctx, g.store, func(tx storage.Tx) error {
-			v, err := state.UpdateKey(tx, st.GC.GroupID, pub)
-			key = v
-			return err
-		})
-		if err == nil {
-			return key, nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-	}
-	return nil, invalid("OwnUpdateKey", "12.1.2", "the commit applies an Update proposal for this member's leaf whose private key this member does not hold")
 }

@@ -48,19 +48,19 @@ import (
 // ErrNotFound.
 var (
 	// ErrValidation is wrapped by every *ValidationError.
-	ErrValidation = group.ErrValidation
+	ErrValidation = errors.New("mls: validation failed")
 	// ErrWrongGroup: the message belongs to another group. It comes inside
 	// the *ValidationError of ValSem002.
-	ErrWrongGroup = group.ErrWrongGroup
+	ErrWrongGroup = errors.New("mls: message for another group")
 	// ErrPastEpoch: the message is from an epoch before the current one;
 	// for a commit this usually means another member's commit won the race
 	// (reference/faq.txt). It comes inside the *ValidationError of
 	// ValSem003.
-	ErrPastEpoch = group.ErrPastEpoch
+	ErrPastEpoch = errors.New("mls: message from a past epoch")
 	// ErrFutureEpoch: the message is from an epoch after the current one;
 	// the client missed a commit. It comes inside the *ValidationError of
 	// ValSem003.
-	ErrFutureEpoch = group.ErrFutureEpoch
+	ErrFutureEpoch = errors.New("mls: message from a future epoch")
 	// ErrPendingCommit: the group has a pending commit of its own; merge or
 	// clear it first. A class of its own (group state).
 	ErrPendingCommit = errors.New("mls: a pending commit exists; merge or clear it first")
@@ -73,7 +73,7 @@ var (
 	// ErrUnknownProposal: a commit references a proposal this member has
 	// not received. It comes inside the *ValidationError of rule
 	// "ProposalReference" (RFC 9420, Section 12.4.2).
-	ErrUnknownProposal = group.ErrUnknownProposal
+	ErrUnknownProposal = errors.New("mls: commit references an unknown proposal")
 	// ErrNoKeyPackage: a Welcome is addressed to none of this client's key
 	// packages. It wraps ErrNotFound.
 	ErrNoKeyPackage = fmt.Errorf("%w: welcome is for no key package of this client", ErrNotFound)
@@ -121,12 +121,50 @@ var (
 // proposals for one leaf, Section 12.2), "LeafNodeLifetime" (Section 7.3)
 // or "WelcomeLeaf" (Section 12.4.3.1). Section names the RFC 9420 section
 // in either case; validation_test.go has one test per rule.
-//
-// It is defined in internal/group, where the checks that Group and
-// PublicGroup share run, so that both return the same errors.
-type ValidationError = group.ValidationError
+type ValidationError struct {
+	Rule    string // e.g. "ValSem101"
+	Section string // RFC 9420 section, e.g. "12.2"
+	Detail  string
+	Err     error // optional underlying cause
+}
 
-var (
-	invalid    = group.Invalid
-	invalidErr = group.InvalidErr
-)
+func (e *ValidationError) Error() string {
+	s := fmt.Sprintf("mls: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns ErrValidation and the cause, so errors.Is works with both.
+func (e *ValidationError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrValidation, e.Err}
+	}
+	return []error{ErrValidation}
+}
+
+// Is matches another *ValidationError with the same Rule, so tests and
+// callers can write errors.Is(err, &mls.ValidationError{Rule: "ValSem101"}).
+func (e *ValidationError) Is(target error) bool {
+	t, ok := target.(*ValidationError)
+	return ok && t.Rule == e.Rule
+}
+
+// The checks that Group and PublicGroup share live in internal/group and
+// report through the root's error type and sentinels.
+func init() {
+	group.Report = func(rule, section, detail string, cause error) error {
+		return &ValidationError{Rule: rule, Section: section, Detail: detail, Err: cause}
+	}
+	group.ErrWrongGroup, group.ErrPastEpoch, group.ErrFutureEpoch = ErrWrongGroup, ErrPastEpoch, ErrFutureEpoch
+	group.ErrUnknownProposal = ErrUnknownProposal
+}
+
+func invalid(rule, section, format string, args ...any) *ValidationError {
+	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...)}
+}
+
+func invalidErr(rule, section string, err error, format string, args ...any) *ValidationError {
+	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...), Err: err}
+}

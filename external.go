@@ -132,7 +132,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	// The proposal list is checked with the receivers' rules (Section
 	// 12.2); the joiner has no leaf yet, so no Remove is its own.
 	d := st.Tree.Diff()
-	a, err := g.applyProposals(st, d, props, sender, tree.LeafIndex(math.MaxUint32))
+	a, err := st.ApplyProposals(d, publicList(props), sender, tree.LeafIndex(math.MaxUint32), g.policy())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,15 +154,15 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	// As in CreateGroup: the leaf lists the group's own non-default
 	// extensions, which it carries in the GroupContext.
 	for _, e := range gc.Extensions {
-		if !isDefaultExtension(e.Type) {
+		if !group.IsDefaultExtension(e.Type) {
 			template.Capabilities.Extensions = appendUnique(template.Capabilities.Extensions, e.Type)
 		}
 	}
 	cp, err := d.CreatePath(own, &template, id.Signer, &tree.PathOptions{Options: g.treeOptions(st, &gc), Rand: cfg.rand()})
 	if err != nil {
-		return nil, nil, leafError(err, message.LeafNodeSourceCommit, "the joiner's leaf")
+		return nil, nil, group.LeafError(err, message.LeafNodeSourceCommit, "the joiner's leaf")
 	}
-	a.externalLeaf = own
+	a.ExternalLeaf = own
 	gc.TreeHash = d.TreeHash()
 	provisional, err := message.Marshal(&gc)
 	if err != nil {
@@ -197,7 +197,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, err
 	}
-	psk, err := resolvePSKs(ctx, store, s, a.psks, nil)
+	psk, err := resolvePSKs(ctx, store, s, a.Psks, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -308,17 +308,6 @@ func GroupContextExtensionsProposal(exts []Extension) Proposal {
 // Type returns the proposal type.
 func (p Proposal) Type() ProposalType { return ProposalType(p.p.Type) }
 
-// externalSenderAllowed reports whether an external sender may send a
-// proposal of type t (RFC 9420, Section 12.1.8: add, remove, psk, reinit
-// and group_context_extensions).
-func externalSenderAllowed(t message.ProposalType) bool {
-	switch t {
-	case message.ProposalAdd, message.ProposalRemove, message.ProposalPSK, message.ProposalReInit, message.ProposalGroupContextExtensions:
-		return true
-	}
-	return false
-}
-
 // NewExternalProposal creates a proposal from an external sender (RFC
 // 9420, Section 12.1.8; OpenMLS's ExternalProposal): a party listed at
 // senderIndex in the group's external_senders extension, signing with
@@ -338,7 +327,7 @@ func NewExternalProposal(groupID []byte, epoch uint64, suite CipherSuite, sender
 	if _, err := s.SignaturePublicKey(signer); err != nil {
 		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
-	if !externalSenderAllowed(proposal.p.Type) {
+	if !group.ExternalSenderAllowed(proposal.p.Type) {
 		return nil, fmt.Errorf("%w: an external sender cannot send a proposal of type %d", ErrInvalidArgument, proposal.p.Type)
 	}
 	p, err := proposal.build(s, rand.Reader)

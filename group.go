@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/credwire"
 	"github.com/mlskit/mls/internal/group"
@@ -198,26 +197,8 @@ func (c *JoinConfig) secretTreeConfig() secrettree.Config {
 }
 
 // treeOptions are the leaf validation options for the current group.
-func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Options {
-	o := tree.Options{
-		GroupID:      gc.GroupID,
-		Now:          g.cfg.now(),
-		SkipLifetime: g.cfg.SkipLifetimeCheck,
-	}
-	if rc, err := requiredCapabilities(gc.Extensions); err == nil && rc != nil {
-		o.RequiredCapabilities = rc
-	}
-	v := g.cfg.client.validator
-	o.Credential = func(c *message.Credential, sigKey []byte) error {
-		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
-		// the leaf's signature key; then the application decides.
-		cred := credOf(*c)
-		if err := cred.CheckSignatureKey(sigKey); err != nil {
-			return err
-		}
-		return v.Validate(cred, sigKey)
-	}
-	return o
+func (g *Group) treeOptions(_ *epochState, gc *message.GroupContext) tree.Options {
+	return g.policy().TreeOptions(gc)
 }
 
 // createGroup creates a one-member group (RFC 9420, Section 11) with the
@@ -263,7 +244,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		return nil, err
 	}
 	for _, e := range exts {
-		if !isDefaultExtension(e.Type) {
+		if !group.IsDefaultExtension(e.Type) {
 			leaf.Capabilities.Extensions = appendUnique(leaf.Capabilities.Extensions, e.Type)
 		}
 	}
@@ -284,8 +265,8 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		ConfirmedTranscriptHash: []byte{},
 		Extensions:              exts,
 	}
-	if rc, err := requiredCapabilities(exts); err == nil && rc != nil {
-		if err := checkRequiredCapabilities(rc, &leaf.Capabilities); err != nil {
+	if rc, err := group.RequiredCapabilities(exts); err == nil && rc != nil {
+		if err := group.CheckRequiredCapabilities(rc, &leaf.Capabilities); err != nil {
 			return nil, err
 		}
 	}
@@ -363,48 +344,6 @@ func groupExtensions(cfg *GroupConfig) ([]message.Extension, error) {
 	return exts, nil
 }
 
-// isDefaultExtension reports whether an extension type is one of RFC 9420's
-// own, which need not be listed in capabilities (Section 7.2).
-func isDefaultExtension(t message.ExtensionType) bool {
-	return t >= message.ExtensionApplicationID && t <= message.ExtensionExternalSenders
-}
-
-// isDefaultProposal reports whether a proposal type is one of RFC 9420's.
-func isDefaultProposal(t message.ProposalType) bool {
-	return t >= message.ProposalAdd && t <= message.ProposalGroupContextExtensions
-}
-
-// checkRequiredCapabilities checks one leaf's capabilities against the
-// required_capabilities extension (RFC 9420, Section 11.1).
-func checkRequiredCapabilities(rc *message.RequiredCapabilities, c *message.Capabilities) error {
-	for _, e := range rc.Extensions {
-		if !isDefaultExtension(e) && !contains(c.Extensions, e) {
-			return invalid("ValSem106", "11.1", "required extension type %d not supported", e)
-		}
-	}
-	for _, p := range rc.Proposals {
-		if !isDefaultProposal(p) && !contains(c.Proposals, p) {
-			return invalid("ValSem106", "11.1", "required proposal type %d not supported", p)
-		}
-	}
-	for _, ct := range rc.Credentials {
-		if !contains(c.Credentials, ct) {
-			return invalid("ValSem106", "11.1", "required credential type %d not supported", ct)
-		}
-	}
-	return nil
-}
-
-// requiredCapabilities returns the required_capabilities extension, or nil.
-func requiredCapabilities(exts []message.Extension) (*message.RequiredCapabilities, error) {
-	var rc message.RequiredCapabilities
-	ok, err := message.ParseExtension(exts, &rc)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return &rc, nil
-}
-
 func contains[T comparable](s []T, v T) bool {
 	for _, x := range s {
 		if x == v {
@@ -412,50 +351,6 @@ func contains[T comparable](s []T, v T) bool {
 		}
 	}
 	return false
-}
-
-// epochKeys are the outputs of one run of the key schedule.
-type epochKeys struct {
-	joiner  *keyschedule.JoinerSecret
-	welcome *keyschedule.WelcomeSecret
-	epoch   *keyschedule.EpochSecrets
-}
-
-// epochFrom runs the key schedule of RFC 9420, Section 8 from the previous
-// init secret and a commit secret.
-func epochFrom(s *ciphersuite.Suite, init *keyschedule.InitSecret, commitSecret []byte, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
-	joiner, err := init.Joiner(commitSecret, gcRaw)
-	if err != nil {
-		return nil, err
-	}
-	return epochFromJoiner(joiner, psk, gcRaw)
-}
-
-func epochFromJoiner(joiner *keyschedule.JoinerSecret, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
-	mid, err := joiner.Intermediate(psk)
-	if err != nil {
-		return nil, err
-	}
-	ep, err := mid.Epoch(gcRaw)
-	if err != nil {
-		return nil, err
-	}
-	return &epochKeys{joiner: joiner, welcome: mid.Welcome(), epoch: ep}, nil
-}
-
-func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves uint32, cfg secrettree.Config) (*secrettree.Tree, error) {
-	enc, err := keys.EncryptionSecret()
-	if err != nil {
-		return nil, err
-	}
-	t, err := secrettree.New(s, enc, leaves, cfg)
-	if err != nil {
-		return nil, err
-	}
-	// RFC 9420, Section 9.2: the encryption secret is the secret tree's
-	// root and is deleted once the tree is built from it.
-	keys.DeleteEncryptionSecret()
-	return t, nil
 }
 
 // GroupID returns the group's ID.

@@ -247,13 +247,13 @@ func pendingRecord(sc *StagedCommit) (*state.PendingRecord, error) {
 	}
 	r.Changes = *sc.diff.Changes()
 	a := sc.a
-	r.Proposals = proposalRecords(a.props)
-	r.Added, r.Removed = leafNumbers(a.added), leafNumbers(a.removed)
-	for l := range a.updated {
+	r.Proposals = proposalRecords(sc.props)
+	r.Added, r.Removed = leafNumbers(a.Added), leafNumbers(a.Removed)
+	for l := range a.Updated {
 		r.Updated = append(r.Updated, uint32(l))
 	}
 	slices.Sort(r.Updated)
-	r.ExternalLeaf, r.NeedsPath, r.SelfRemoved, r.Sender = uint32(a.externalLeaf), a.needsPath, a.selfGone, sc.sender
+	r.ExternalLeaf, r.NeedsPath, r.SelfRemoved, r.Sender = uint32(a.ExternalLeaf), a.NeedsPath, a.SelfGone, sc.sender
 	if now, was := sc.diff.Leaf(sc.base.own), sc.base.ownLeaf(); now != nil && was != nil && !bytes.Equal(now.SignatureKey, was.SignatureKey) {
 		r.NewSignatureKey = now.SignatureKey
 	}
@@ -411,7 +411,7 @@ func restoreEpoch(st *epochState, pr *state.PrivateRecord, keys []byte, active b
 	if !st.keys.VerifyConfirmationTag(st.GC.ConfirmedTranscriptHash, st.ConfTag) {
 		return errors.New("the epoch secrets do not produce the stored confirmation tag")
 	}
-	st.Interim = interimHash(st)
+	st.Interim = st.InterimHash()
 	return nil
 }
 
@@ -453,7 +453,7 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 	if next.keys.Suite().ID() != s.ID() || !next.keys.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, next.ConfTag) {
 		return nil, errors.New("the next epoch secrets do not produce the stored confirmation tag")
 	}
-	next.Interim = interimHash(next)
+	next.Interim = next.InterimHash()
 	next.secrets = &secrettree.Tree{}
 	if err := next.secrets.UnmarshalBinary(r.SecretTree); err != nil {
 		return nil, err
@@ -464,34 +464,35 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 	if r.Sender.Type != message.SenderMember || r.Sender.LeafIndex != uint32(base.own) || r.SelfRemoved {
 		return nil, errors.New("pending commit not sent by this member")
 	}
-	a := &applied{props: queuedOf(r.Proposals), updated: map[tree.LeafIndex]bool{}, externalLeaf: tree.LeafIndex(r.ExternalLeaf), needsPath: r.NeedsPath}
+	props := queuedOf(r.Proposals)
+	a := &group.Applied{Props: publicList(props), Updated: map[tree.LeafIndex]bool{}, ExternalLeaf: tree.LeafIndex(r.ExternalLeaf), NeedsPath: r.NeedsPath}
 	for _, l := range r.Added {
-		a.added = append(a.added, tree.LeafIndex(l))
+		a.Added = append(a.Added, tree.LeafIndex(l))
 	}
 	for _, l := range r.Removed {
-		a.removed = append(a.removed, tree.LeafIndex(l))
+		a.Removed = append(a.Removed, tree.LeafIndex(l))
 	}
 	for _, l := range r.Updated {
-		a.updated[tree.LeafIndex(l)] = true
+		a.Updated[tree.LeafIndex(l)] = true
 	}
-	for _, q := range a.props {
+	for _, q := range props {
 		switch p := q.p; p.Type {
 		case message.ProposalAdd:
-			a.addedKPs = append(a.addedKPs, &p.Add.KeyPackage)
+			a.AddedKPs = append(a.AddedKPs, &p.Add.KeyPackage)
 		case message.ProposalPSK:
-			a.psks = append(a.psks, p.PSK.PSK)
+			a.Psks = append(a.Psks, p.PSK.PSK)
 		case message.ProposalGroupContextExtensions:
-			a.exts = p.GroupContextExtensions.Extensions
+			a.Exts = p.GroupContextExtensions.Extensions
 		case message.ProposalReInit:
-			a.reinit = p.ReInit
+			a.Reinit = p.ReInit
 		case message.ProposalExternalInit:
-			a.extInit = p.ExternalInit
+			a.ExtInit = p.ExternalInit
 		}
 	}
-	if len(a.addedKPs) != len(a.added) {
-		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.addedKPs), len(a.added))
+	if len(a.AddedKPs) != len(a.Added) {
+		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.AddedKPs), len(a.Added))
 	}
-	sc := &StagedCommit{base: base, diff: d, next: next, a: a, sender: r.Sender, own: true}
+	sc := &StagedCommit{base: base, diff: d, next: next, a: a, props: props, sender: r.Sender, own: true}
 	var msgs [3]*Message
 	for i, b := range r.Messages {
 		if b == nil {

@@ -241,7 +241,7 @@ func (p *PublicGroup) Merge(ctx context.Context, sc *StagedCommit) error {
 	}
 	oldState, oldProps, oldActive := g.st, g.props, g.active
 	g.st, g.props = sc.next, nil
-	if sc.a.reinit != nil {
+	if sc.a.Reinit != nil {
 		// RFC 9420, Section 11.2: a ReInit commit ends the group.
 		g.active = false
 	}
@@ -363,7 +363,7 @@ func LoadPublicGroup(ctx context.Context, store storage.Store, validator credent
 		}
 		g.cfg = c.policy(JoinConfig{SkipLifetimeCheck: r.SkipLifetime})
 		g.st = &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: r.Header.GroupContext, Tree: t, ConfTag: r.ConfirmationTag}, own: noLeaf}
-		g.st.Interim = interimHash(g.st)
+		g.st.Interim = g.st.InterimHash()
 		g.active, g.props = r.Active, queuedOf(r.Proposals)
 		return nil
 	})

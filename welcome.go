@@ -288,7 +288,7 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 		return nil, err
 	}
 	st := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: t, ConfTag: clone(gi.ConfirmationTag)}}
-	st.Interim = interimHash(st)
+	st.Interim = st.InterimHash()
 	if findOwn != nil {
 		if st.own, err = findOwn(t.View()); err != nil {
 			return nil, err

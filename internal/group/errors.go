@@ -5,67 +5,52 @@ import (
 	"fmt"
 )
 
-// The validation sentinels. The root package re-exports them under the same
-// names (mls.ErrValidation, ...), so errors.Is behaves the same whether the
-// check ran here or there.
+// A check of this package that fails reports the rule it enforces through
+// Report. The root package installs its own constructor and sentinels at
+// init (errors.go there), so that a rule reached from mls.Group or
+// mls.PublicGroup returns the very *mls.ValidationError, carrying the very
+// mls.ErrWrongGroup ..., that the API documents; the root's exported API
+// never names a type of this package. Without the root (this package's
+// own use) the defaults below apply.
 var (
-	// ErrValidation is wrapped by every *ValidationError.
-	ErrValidation = errors.New("mls: validation failed")
-	// ErrWrongGroup: the message belongs to another group (ValSem002).
-	ErrWrongGroup = errors.New("mls: message for another group")
-	// ErrPastEpoch: the message is from an earlier epoch (ValSem003).
-	ErrPastEpoch = errors.New("mls: message from a past epoch")
-	// ErrFutureEpoch: the message is from a later epoch (ValSem003).
-	ErrFutureEpoch = errors.New("mls: message from a future epoch")
-	// ErrUnknownProposal: a commit references a proposal not received
-	// (rule "ProposalReference", RFC 9420, Section 12.4.2).
-	ErrUnknownProposal = errors.New("mls: commit references an unknown proposal")
+	// Report returns the error of a broken rule: RFC 9420 section, a
+	// detail and an optional cause.
+	Report = func(rule, section, detail string, cause error) error {
+		return &Error{Rule: rule, Section: section, Detail: detail, Err: cause}
+	}
+	// ErrWrongGroup is the cause of ValSem002: the message belongs to
+	// another group.
+	ErrWrongGroup = errors.New("group: message for another group")
+	// ErrPastEpoch and ErrFutureEpoch are the causes of ValSem003.
+	ErrPastEpoch   = errors.New("group: message from a past epoch")
+	ErrFutureEpoch = errors.New("group: message from a future epoch")
+	// ErrUnknownProposal is the cause of rule "ProposalReference" (RFC
+	// 9420, Section 12.4.2): a commit references a proposal not received.
+	ErrUnknownProposal = errors.New("group: commit references an unknown proposal")
 )
 
-// ValidationError reports a message that breaks a rule of RFC 9420. The
-// root package's mls.ValidationError is an alias of this type; see its
-// documentation there.
-type ValidationError struct {
-	Rule    string // e.g. "ValSem101"
-	Section string // RFC 9420 section, e.g. "12.2"
+// Error is the default report of a broken rule.
+type Error struct {
+	Rule    string
+	Section string
 	Detail  string
-	Err     error // optional underlying cause
+	Err     error
 }
 
-func (e *ValidationError) Error() string {
-	s := fmt.Sprintf("mls: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
+func (e *Error) Error() string {
+	s := fmt.Sprintf("group: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
 	return s
 }
 
-// Unwrap returns ErrValidation and the cause, so errors.Is works with both.
-func (e *ValidationError) Unwrap() []error {
-	if e.Err != nil {
-		return []error{ErrValidation, e.Err}
-	}
-	return []error{ErrValidation}
+func (e *Error) Unwrap() error { return e.Err }
+
+func invalid(rule, section, format string, args ...any) error {
+	return Report(rule, section, fmt.Sprintf(format, args...), nil)
 }
 
-// Is matches another *ValidationError with the same Rule, so tests and
-// callers can write errors.Is(err, &mls.ValidationError{Rule: "ValSem101"}).
-func (e *ValidationError) Is(target error) bool {
-	t, ok := target.(*ValidationError)
-	return ok && t.Rule == e.Rule
+func invalidErr(rule, section string, err error, format string, args ...any) error {
+	return Report(rule, section, fmt.Sprintf(format, args...), err)
 }
-
-// Invalid returns the *ValidationError of rule in section.
-func Invalid(rule, section, format string, args ...any) *ValidationError {
-	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...)}
-}
-
-// InvalidErr is Invalid with an underlying cause.
-func InvalidErr(rule, section string, err error, format string, args ...any) *ValidationError {
-	return &ValidationError{Rule: rule, Section: section, Detail: fmt.Sprintf(format, args...), Err: err}
-}
-
-var (
-	invalid    = Invalid
-	invalidErr = InvalidErr
-)
