@@ -21,7 +21,7 @@ import (
 //	verified commit
 //	  -> public stage (internal/group, Epoch.StageCommit): proposal list,
 //	     tree diff, UpdatePath and parent hashes, next GroupContext and
-//	     transcript hashes; a PublicGroup stops here
+//	     transcript hashes; a PublicGroup stops here (PublicGroup.process)
 //	  -> private stage (enterEpoch, below): this member's leaf key, path
 //	     secrets, PSKs, key schedule, confirmation tag, secret tree
 //	  -> StagedCommit, merged by Group.merge.
@@ -51,20 +51,21 @@ func (g *Group) receiveCommit(ctx context.Context, st *epochState, ac *message.A
 	if err != nil {
 		return nil, err
 	}
-	sc := &StagedCommit{base: st, diff: ps.Diff, a: ps.Applied, props: queuedList(ps.Applied.Props), sender: sender}
-	switch {
-	case ps.Next == nil:
+	sc := stagedCommit(st, ps, sender)
+	if ps.Next == nil {
 		// This member is removed: there is no next epoch for it.
-	case g.public:
-		// A PublicGroup follows the public half of the next epoch. The
-		// confirmation tag cannot be checked without the epoch's secrets.
-		sc.next = &epochState{Epoch: *ps.Next, own: st.own}
-	default:
-		if sc.next, err = g.enterEpoch(ctx, st, ps, ac); err != nil {
-			return nil, err
-		}
+		return sc, nil
+	}
+	if sc.next, err = g.enterEpoch(ctx, st, ps, ac); err != nil {
+		return nil, err
 	}
 	return sc, nil
+}
+
+// stagedCommit is the StagedCommit of a commit staged by
+// Epoch.StageCommit, still without its next epoch.
+func stagedCommit(st *epochState, ps *group.Staged, sender message.Sender) *StagedCommit {
+	return &StagedCommit{base: st, diff: ps.Diff, a: ps.Applied, props: queuedList(ps.Applied.Props), sender: sender}
 }
 
 // enterEpoch is the private stage of a received commit staged by

@@ -48,10 +48,11 @@ type Group struct {
 	// another one, and deleted once Client.DeleteGroup removed the group.
 	version        uint64
 	stale, deleted bool
-	// public marks the state machine of a PublicGroup: the same code,
-	// with no secret of the group. Every step that needs one (membership
-	// tags, PrivateMessages, path secrets, the key schedule) is skipped
-	// where this is set, and st.keys, st.priv and st.secrets stay nil.
+	// public marks the Group inside a PublicGroup, which holds no secret
+	// of the group (st.keys, st.priv and st.secrets stay nil). It runs
+	// only the public stage of the state machine (PublicGroup.process);
+	// this flag selects its storage records and its policy (Group.policy:
+	// no resumption PSK retention to check).
 	public bool
 }
 

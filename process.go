@@ -114,11 +114,7 @@ func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.P
 	if g.cfg.WireFormatPolicy.Incoming == AcceptPrivateOnly && pm.Content.Sender.Type == message.SenderMember {
 		return nil, invalidErr("WireFormatPolicy", "6", ErrWireFormat, "PublicMessage from a member")
 	}
-	var membershipKey []byte // a PublicGroup has none: the tag is unchecked
-	if !g.public {
-		membershipKey = st.keys.MembershipKey()
-	}
-	ac, cred, err := st.VerifyPublic(pm, membershipKey)
+	ac, cred, err := st.VerifyPublic(pm, st.keys.MembershipKey())
 	if err != nil {
 		return nil, err
 	}

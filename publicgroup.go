@@ -22,8 +22,9 @@ import (
 // moderation bot tracks the membership and rejects invalid handshake
 // messages (RFC 9750, Section 5).
 //
-// A PublicGroup runs the state machine of Group: every check is the same
-// code, reached the same way. What needs a secret of the epoch is skipped:
+// A PublicGroup runs the public stage of the state machine that Group runs
+// (internal/group): every check it makes is the code a member runs, and a
+// member then adds the secrets. What needs a secret of the epoch is skipped:
 // the value of a member's membership tag (Section 6.2), PrivateMessages
 // (Section 6.3), UpdatePath secrets (Section 7.6) and the key schedule, so
 // the confirmation tag of a commit (Section 6.1) is not checked either.
@@ -184,17 +185,53 @@ func (p *PublicGroup) Process(ctx context.Context, msg *Message) (*PublicProcess
 		}
 		return out, nil
 	}
-	r, err := g.process(ctx, msg)
-	if err != nil {
-		return nil, classify(err)
+	out, err := p.process(msg)
+	return out, classify(err)
+}
+
+// process runs the public stage of the state machine (internal/group) on
+// a PublicMessage: the checks of RFC 9420, Sections 6 and 12 that need no
+// secret, and for a commit the public half of the next epoch.
+func (p *PublicGroup) process(msg *Message) (*PublicProcessed, error) {
+	g := p.g
+	if !g.active {
+		return nil, ErrInactive
 	}
 	pm := msg.m.PublicMessage
-	return &PublicProcessed{
-		Kind: r.Kind, Epoch: r.Epoch, GroupID: clone(pm.Content.GroupID),
-		MembershipTagUnchecked: pm.Content.Sender.Type == message.SenderMember,
-		Sender:                 r.Sender, Credential: r.Credential, AuthenticatedData: r.AuthenticatedData,
-		Proposal: r.Proposal, Commit: r.Commit,
-	}, nil
+	if pm == nil {
+		return nil, fmt.Errorf("%w: a %v is not a group message", ErrInvalidArgument, msg.WireFormat())
+	}
+	st := g.st
+	ac, cred, err := st.FollowPublic(pm)
+	if err != nil {
+		return nil, err
+	}
+	fc := &ac.Content
+	out := &PublicProcessed{
+		Epoch: fc.Epoch, GroupID: clone(fc.GroupID),
+		MembershipTagUnchecked: fc.Sender.Type == message.SenderMember,
+		Sender:                 senderOf(fc.Sender), Credential: credOf(cred), AuthenticatedData: clone(fc.AuthenticatedData),
+	}
+	switch fc.ContentType {
+	case message.ContentProposal:
+		q, err := st.ValidateProposal(ac, g.policy())
+		if err != nil {
+			return nil, err
+		}
+		out.Kind, out.Proposal = KindProposal, queued(q)
+	case message.ContentCommit:
+		ps, err := st.StageCommit(ac, g.lookupProposal, noLeaf, g.policy())
+		if err != nil {
+			return nil, err
+		}
+		// A follower is never removed, so the next epoch is always there.
+		// Its confirmation tag cannot be checked without the epoch's
+		// secrets.
+		sc := stagedCommit(st, ps, fc.Sender)
+		sc.next = &epochState{Epoch: *ps.Next, own: noLeaf}
+		out.Kind, out.Commit, out.Sender = KindCommit, sc, sc.Sender()
+	}
+	return out, nil
 }
 
 // StorePendingProposal keeps a proposal that Process returned, so that a

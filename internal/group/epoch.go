@@ -132,11 +132,21 @@ func (e *Epoch) SenderKey(fc *message.FramedContent) ([]byte, message.Credential
 }
 
 // VerifyPublic checks a PublicMessage of the epoch (RFC 9420, Sections 6,
-// 6.1 and 6.2) and returns its verified content and the sender's
-// credential. membershipKey is the epoch's membership key; a follower
-// without it passes nil, and the membership tag, which only members can
-// check, is not checked.
+// 6.1 and 6.2), with the membership tag of a member's message checked
+// against the epoch's membershipKey, and returns its verified content and
+// the sender's credential.
 func (e *Epoch) VerifyPublic(pm *message.PublicMessage, membershipKey []byte) (*message.AuthenticatedContent, message.Credential, error) {
+	return e.verifyPublic(pm, membershipKey, true)
+}
+
+// FollowPublic is VerifyPublic for a follower without the epoch's secrets:
+// the membership tag must be present but its value, which only members can
+// check, is not checked.
+func (e *Epoch) FollowPublic(pm *message.PublicMessage) (*message.AuthenticatedContent, message.Credential, error) {
+	return e.verifyPublic(pm, nil, false)
+}
+
+func (e *Epoch) verifyPublic(pm *message.PublicMessage, membershipKey []byte, tagged bool) (*message.AuthenticatedContent, message.Credential, error) {
 	if err := e.CheckEpoch(pm.Content.GroupID, pm.Content.Epoch); err != nil {
 		return nil, message.Credential{}, err
 	}
@@ -156,7 +166,7 @@ func (e *Epoch) VerifyPublic(pm *message.PublicMessage, membershipKey []byte) (*
 		return nil, message.Credential{}, invalid("ValSem009", "6.1", "commit without confirmation tag")
 	}
 	var un *framing.Unverified
-	if membershipKey == nil {
+	if !tagged {
 		un, err = framing.UnprotectPublicUntagged(e.Suite, pm, e.GCRaw)
 	} else {
 		un, err = framing.UnprotectPublic(e.Suite, pm, membershipKey, e.GCRaw)
