@@ -2,12 +2,8 @@ package mls
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/mlskit/mls/internal/framing"
-	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 )
 
@@ -59,19 +55,6 @@ func (g *Group) CreateMessage(ctx context.Context, plaintext []byte) (*Message, 
 	return g.Seal(ctx, plaintext, nil)
 }
 
-// snapshot keeps what reading late application messages of st needs.
-func (st *epochState) snapshot() *pastEpoch {
-	p := &pastEpoch{epoch: st.GC.Epoch, gcRaw: st.GCRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
-		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
-	v := st.Tree.View()
-	for _, l := range group.MembersLeaves(v) {
-		ln := v.Leaf(l)
-		p.sigKeys[uint32(l)] = ln.SignatureKey
-		p.creds[uint32(l)] = ln.Credential
-	}
-	return p
-}
-
 func (g *Group) pastEpoch(epoch uint64) *pastEpoch {
 	for _, p := range g.past {
 		if p.epoch == epoch {
@@ -106,31 +89,4 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	fc := &ac.Content
 	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(p.creds[leaf]),
 		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData), Generation: dec.Generation()}, nil
-}
-
-// resumptionKey names a resumption PSK in Group.psks.
-func resumptionKey(groupID []byte, epoch uint64) string {
-	return fmt.Sprintf("%x/%d", groupID, epoch)
-}
-
-// rememberResumption keeps the resumption PSK of epoch, which is ending,
-// and forgets those beyond the retention (JoinConfig.ResumptionPSKRetention).
-func (g *Group) rememberResumption(epoch uint64, psk []byte) {
-	if g.psks == nil {
-		g.psks = map[string][]byte{}
-	}
-	id := g.st.GC.GroupID
-	n := g.cfg.resumptionRetention()
-	if n > 0 {
-		g.psks[resumptionKey(id, epoch)] = psk
-	}
-	// The new epoch is epoch+1; keep epochs epoch+1-n ... epoch. Entries
-	// kept under a larger retention before a reload go too.
-	prefix := resumptionKey(id, 0)
-	prefix = prefix[:len(prefix)-1]
-	for k := range g.psks {
-		if e, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil && strings.HasPrefix(k, prefix) && e+uint64(n) <= epoch {
-			delete(g.psks, k)
-		}
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
@@ -356,11 +355,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, err
 	}
-	gc := st.GC
-	gc.Epoch++
-	if a.Exts != nil {
-		gc.Extensions = a.Exts
-	}
+	gc := st.NextContext(a)
 	commitSecret := make([]byte, s.HashSize())
 	priv := st.priv.Prune(d)
 	var cp *tree.CreatedPath
@@ -423,10 +418,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, classify(err)
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err != nil {
-		return nil, err
-	}
-	gcRaw, err := message.Marshal(&gc)
+	pub, err := st.Next(gc, ac)
 	if err != nil {
 		return nil, err
 	}
@@ -447,14 +439,14 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, err
 	}
-	keys, err := epochFrom(s, st.keys.InitSecret(), commitSecret, psk, gcRaw)
+	keys, err := epochFrom(s, st.keys.InitSecret(), commitSecret, psk, pub.GCRaw)
 	if err != nil {
 		return nil, err
 	}
-	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	tag := keys.epoch.ConfirmationTag(pub.GC.ConfirmedTranscriptHash)
 	ac.Auth.ConfirmationTag = tag
-	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: tag,
-		Interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}, own: st.own, priv: priv, keys: keys.epoch}
+	pub.SetConfirmationTag(tag)
+	next := &epochState{Epoch: *pub, own: st.own, priv: priv, keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
@@ -590,80 +582,6 @@ func (g *Group) PendingCommit() *StagedCommit {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.pending
-}
-
-// merge moves the group to the staged epoch in one storage transaction.
-func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
-	if sc.base != g.st {
-		return fmt.Errorf("%w: the staged commit is for another epoch or was already merged", ErrInvalidArgument)
-	}
-	// Keep what late application messages of this epoch need.
-	var past *pastEpoch
-	if g.cfg.MaxPastEpochs > 0 {
-		past = g.st.snapshot()
-	}
-	resumption := g.st.keys.ResumptionPSK()
-	var reinitRec []byte
-	if sc.a.Reinit != nil {
-		var err error
-		if reinitRec, err = message.Marshal(sc.a.Reinit); err != nil {
-			return err
-		}
-	}
-	if err := sc.diff.Merge(); err != nil {
-		return err
-	}
-	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys := g.st, g.props, g.pending, g.past, g.active, g.signer, maps.Clone(g.psks), g.updateKeys
-	g.rememberResumption(g.st.GC.Epoch, resumption)
-	if past != nil {
-		g.past = append(g.past, past)
-		if len(g.past) > g.cfg.MaxPastEpochs {
-			g.past = g.past[len(g.past)-g.cfg.MaxPastEpochs:]
-		}
-	}
-	g.props = nil
-	g.pending = nil
-	g.updateKeys = nil
-	groupID := g.st.GC.GroupID
-	oldReInit := g.reinit
-	if sc.a.SelfGone || sc.next == nil {
-		g.active = false
-		if sc.next != nil {
-			g.st = sc.next
-		}
-	} else {
-		g.st = sc.next
-		if sc.own && sc.signer != nil {
-			g.signer = sc.signer
-		}
-	}
-	if reinitRec != nil && g.active {
-		// RFC 9420, Section 11.2: after a ReInit commit the group is
-		// shut down; its last epoch stays readable (ExportSecret, the
-		// resumption PSK) so that the new group can be created.
-		g.active = false
-		g.reinit = reInitParams(sc.a.Reinit)
-	} else {
-		reinitRec = nil
-	}
-	// The pending proposals die with the epoch, and with them the private
-	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
-	extra := func(tx storage.Tx) error {
-		if err := state.DeleteUpdateKeys(tx, groupID); err != nil {
-			return err
-		}
-		if reinitRec != nil {
-			return state.PutReInit(tx, groupID, reinitRec)
-		}
-		return nil
-	}
-	if err := g.saveMerged(ctx, sc, extra); err != nil {
-		// The tree was merged in memory; the caller must reload from
-		// storage. Restore what we can so the object is not half-updated.
-		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys, g.reinit = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys, oldReInit
-		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
-	}
-	return nil
 }
 
 // StagedCommit is a validated commit waiting to be merged: received

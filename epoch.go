@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/group"
@@ -24,7 +28,9 @@ import (
 //	     transcript hashes; a PublicGroup stops here (PublicGroup.process)
 //	  -> private stage (enterEpoch, below): this member's leaf key, path
 //	     secrets, PSKs, key schedule, confirmation tag, secret tree
-//	  -> StagedCommit, merged by Group.merge.
+//	  -> StagedCommit, merged by Group.merge (below): the tree diff, the
+//	     next epoch state, the kept past epoch and resumption PSK, in one
+//	     store transaction (saveMerged).
 
 // policy is the group's policy as internal/group takes it. A PublicGroup
 // holds no resumption PSK, so it checks no retention.
@@ -254,4 +260,118 @@ func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves 
 	// root and is deleted once the tree is built from it.
 	keys.DeleteEncryptionSecret()
 	return t, nil
+}
+
+// merge moves the group to the staged epoch in one storage transaction.
+func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
+	if sc.base != g.st {
+		return fmt.Errorf("%w: the staged commit is for another epoch or was already merged", ErrInvalidArgument)
+	}
+	// Keep what late application messages of this epoch need.
+	var past *pastEpoch
+	if g.cfg.MaxPastEpochs > 0 {
+		past = g.st.snapshot()
+	}
+	resumption := g.st.keys.ResumptionPSK()
+	var reinitRec []byte
+	if sc.a.Reinit != nil {
+		var err error
+		if reinitRec, err = message.Marshal(sc.a.Reinit); err != nil {
+			return err
+		}
+	}
+	if err := sc.diff.Merge(); err != nil {
+		return err
+	}
+	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys := g.st, g.props, g.pending, g.past, g.active, g.signer, maps.Clone(g.psks), g.updateKeys
+	g.rememberResumption(g.st.GC.Epoch, resumption)
+	if past != nil {
+		g.past = append(g.past, past)
+		if len(g.past) > g.cfg.MaxPastEpochs {
+			g.past = g.past[len(g.past)-g.cfg.MaxPastEpochs:]
+		}
+	}
+	g.props = nil
+	g.pending = nil
+	g.updateKeys = nil
+	groupID := g.st.GC.GroupID
+	oldReInit := g.reinit
+	if sc.a.SelfGone || sc.next == nil {
+		g.active = false
+		if sc.next != nil {
+			g.st = sc.next
+		}
+	} else {
+		g.st = sc.next
+		if sc.own && sc.signer != nil {
+			g.signer = sc.signer
+		}
+	}
+	if reinitRec != nil && g.active {
+		// RFC 9420, Section 11.2: after a ReInit commit the group is
+		// shut down; its last epoch stays readable (ExportSecret, the
+		// resumption PSK) so that the new group can be created.
+		g.active = false
+		g.reinit = reInitParams(sc.a.Reinit)
+	} else {
+		reinitRec = nil
+	}
+	// The pending proposals die with the epoch, and with them the private
+	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
+	extra := func(tx storage.Tx) error {
+		if err := state.DeleteUpdateKeys(tx, groupID); err != nil {
+			return err
+		}
+		if reinitRec != nil {
+			return state.PutReInit(tx, groupID, reinitRec)
+		}
+		return nil
+	}
+	if err := g.saveMerged(ctx, sc, extra); err != nil {
+		// The tree was merged in memory; the caller must reload from
+		// storage. Restore what we can so the object is not half-updated.
+		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys, g.reinit = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys, oldReInit
+		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
+	}
+	return nil
+}
+
+// snapshot keeps what reading late application messages of st needs.
+func (st *epochState) snapshot() *pastEpoch {
+	p := &pastEpoch{epoch: st.GC.Epoch, gcRaw: st.GCRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
+		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
+	v := st.Tree.View()
+	for _, l := range group.MembersLeaves(v) {
+		ln := v.Leaf(l)
+		p.sigKeys[uint32(l)] = ln.SignatureKey
+		p.creds[uint32(l)] = ln.Credential
+	}
+	return p
+}
+
+// rememberResumption keeps the resumption PSK of epoch, which is ending,
+// and forgets those beyond the retention (JoinConfig.ResumptionPSKRetention).
+func (g *Group) rememberResumption(epoch uint64, psk []byte) {
+	if g.psks == nil {
+		g.psks = map[string][]byte{}
+	}
+	id := g.st.GC.GroupID
+	n := g.cfg.resumptionRetention()
+	if n > 0 {
+		g.psks[resumptionKey(id, epoch)] = psk
+	}
+	// The new epoch is epoch+1; keep epochs epoch+1-n ... epoch. Entries
+	// kept under a larger retention before a reload go too.
+	prefix := resumptionKey(id, 0)
+	prefix = prefix[:len(prefix)-1]
+	for k := range g.psks {
+		if e, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil && strings.HasPrefix(k, prefix) && e+uint64(n) <= epoch {
+			delete(g.psks, k)
+		}
+	}
+}
+
+// resumptionKey names a resumption PSK in Group.psks.
+func resumptionKey(groupID []byte, epoch uint64) string {
+	return fmt.Sprintf("%x/%d", groupID, epoch)
 }

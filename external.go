@@ -143,8 +143,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, invalidErr("TreeFull", "12.4.3.2", err, "no room for the joiner")
 	}
-	gc := st.GC
-	gc.Epoch++
+	gc := st.NextContext(a)
 	template := message.LeafNode{
 		SignatureKey: sigPub,
 		Credential:   wireCred(id.Credential),
@@ -190,10 +189,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, err
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err != nil {
-		return nil, nil, err
-	}
-	gcRaw, err := message.Marshal(&gc)
+	pub, err := st.Next(gc, ac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -201,18 +197,18 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := epochFrom(s, initSecret, cp.CommitSecret(), psk, gcRaw)
+	keys, err := epochFrom(s, initSecret, cp.CommitSecret(), psk, pub.GCRaw)
 	if err != nil {
 		return nil, nil, err
 	}
-	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	tag := keys.epoch.ConfirmationTag(pub.GC.ConfirmedTranscriptHash)
 	ac.Auth.ConfirmationTag = tag
+	pub.SetConfirmationTag(tag)
 	pm, err := framing.ProtectPublic(s, ac, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: st.Tree, ConfTag: tag,
-		Interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}, own: own, priv: cp.PrivateState(), keys: keys.epoch}
+	next := &epochState{Epoch: *pub, own: own, priv: cp.PrivateState(), keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, nil, err
 	}

@@ -85,11 +85,7 @@ func (e *Epoch) StageCommit(ac *message.AuthenticatedContent, lookup func(ref []
 	if a.NeedsPath && commit.Path == nil {
 		return nil, invalid("ValSem201", "12.4", "commit needs a path and has none")
 	}
-	gc := e.GC
-	gc.Epoch++
-	if a.Exts != nil {
-		gc.Extensions = a.Exts
-	}
+	gc := e.NextContext(a)
 	if commit.Path != nil {
 		opts := tree.PathOptions{Options: pol.TreeOptions(&gc), Exclude: a.Added}
 		if st.Path, err = d.ApplyPath(st.SenderLeaf, commit.Path, &opts); err != nil {
@@ -105,14 +101,46 @@ func (e *Epoch) StageCommit(ac *message.AuthenticatedContent, lookup func(ref []
 			return nil, err
 		}
 	}
+	if st.Next, err = e.Next(gc, ac); err != nil {
+		return nil, err
+	}
+	st.Next.SetConfirmationTag(bytes.Clone(ac.Auth.ConfirmationTag))
+	return st, nil
+}
+
+// NextContext is the GroupContext of the epoch that a commit applying a
+// starts, before its tree hash and transcript are known (RFC 9420, Section
+// 12.4.2): the next epoch number and the extensions of its
+// GroupContextExtensions proposal, if any.
+func (e *Epoch) NextContext(a *Applied) message.GroupContext {
+	gc := e.GC
+	gc.Epoch++
+	if a.Exts != nil {
+		gc.Extensions = a.Exts
+	}
+	return gc
+}
+
+// Next is the public state of the epoch that the signed commit ac starts:
+// gc, whose tree hash is already the new tree's, with the confirmed
+// transcript hash of ac (RFC 9420, Section 8.2), encoded. Its confirmation
+// tag is set with SetConfirmationTag: a committer derives it from the next
+// key schedule, which needs the encoded GroupContext first.
+func (e *Epoch) Next(gc message.GroupContext, ac *message.AuthenticatedContent) (*Epoch, error) {
+	var err error
 	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(e.Suite, e.Interim, ac); err != nil {
 		return nil, err
 	}
-	next := &Epoch{Suite: e.Suite, GC: gc, Tree: e.Tree, ConfTag: bytes.Clone(ac.Auth.ConfirmationTag)}
-	if next.GCRaw, err = message.Marshal(&gc); err != nil {
+	next := &Epoch{Suite: e.Suite, GC: gc, Tree: e.Tree}
+	if next.GCRaw, err = message.Marshal(&next.GC); err != nil {
 		return nil, err
 	}
-	next.Interim = next.InterimHash()
-	st.Next = next
-	return st, nil
+	return next, nil
+}
+
+// SetConfirmationTag records the epoch's confirmation tag and the interim
+// transcript hash that follows from it (RFC 9420, Section 8.2).
+func (e *Epoch) SetConfirmationTag(tag []byte) {
+	e.ConfTag = tag
+	e.Interim = e.InterimHash()
 }
