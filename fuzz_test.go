@@ -313,6 +313,17 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 	}
 	external.Write(t)
 
+	// FuzzStageWelcome: carol's Welcome with and without its tree.
+	welcomes := fuzzcorpus.New(".", "FuzzStageWelcome")
+	{
+		fx := newWelcomeFixture(t)
+		welcomes.Add(fx.welcome, fx.tree)
+		welcomes.Add(fx.welcome, []byte{})
+		welcomes.Add(fx.welcome, fx.tree[:len(fx.tree)/2])
+		welcomes.Add(fx.welcome[:len(fx.welcome)-8], fx.tree)
+	}
+	welcomes.Write(t)
+
 	// Every suite: a group of two, its tree and GroupInfo, a key
 	// package, the commit adding a third member with its Welcome, and an
 	// application message. The trees are kept small: the fuzzing engine

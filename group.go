@@ -222,6 +222,10 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	if err != nil {
 		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
+	// RFC 9420, Section 5.3: the certificate must hold the signature key.
+	if err := id.Credential.CheckSignatureKey(sigPub); err != nil {
+		return nil, fmt.Errorf("%w: the client's credential does not fit its signature key: %w", ErrInvalidArgument, err)
+	}
 	encPriv, encPub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
 		return nil, err

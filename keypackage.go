@@ -66,6 +66,11 @@ func newKeyPackage(ctx context.Context, c *Client, suite CipherSuite, opts KeyPa
 	if err != nil {
 		return nil, fmt.Errorf("%w: the client's signature key does not fit suite %v: %w", ErrInvalidArgument, suite, err)
 	}
+	// RFC 9420, Section 5.3: an X.509 credential's end-entity certificate
+	// must hold the leaf's signature key; fail here, not at every receiver.
+	if err := id.Credential.CheckSignatureKey(sigPub); err != nil {
+		return nil, fmt.Errorf("%w: the client's credential does not fit its signature key: %w", ErrInvalidArgument, err)
+	}
 	initPriv, initPub, err := s.GenerateKeyPair(c.rand())
 	if err != nil {
 		return nil, err

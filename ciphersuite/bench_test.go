@@ -6,9 +6,10 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 )
 
-// forEachSuiteB runs f as a sub-benchmark named after each suite.
+// forEachSuiteB runs f as a sub-benchmark named after each suite, the
+// post-quantum ones included.
 func forEachSuiteB(b *testing.B, f func(b *testing.B, s *ciphersuite.Suite)) {
-	for _, id := range ciphersuite.All() {
+	for _, id := range append(ciphersuite.All(), ciphersuite.PostQuantum()...) {
 		s, err := ciphersuite.Lookup(id)
 		if err != nil {
 			b.Fatal(err)

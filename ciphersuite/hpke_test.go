@@ -21,6 +21,23 @@ func encryptContext(label string, context []byte) []byte {
 	return cat(opaque([]byte("MLS 1.0 "+label)), opaque(context))
 }
 
+// pqHPKE is draft-ietf-mls-pq-ciphersuites-06, Section 3.1, Table 2: the
+// HPKE KEM, KDF and AEAD identifiers of TBD1 to TBD11, which this library
+// numbers 0xF031 to 0xF03B.
+var pqHPKE = map[ciphersuite.ID][3]uint16{
+	0xF031: {0x647a, 0x0001, 0x0001},
+	0xF032: {0x647a, 0x0002, 0x0002},
+	0xF033: {0x0050, 0x0001, 0x0001},
+	0xF034: {0x0050, 0x0002, 0x0002},
+	0xF035: {0x0051, 0x0002, 0x0002},
+	0xF036: {0x0041, 0x0002, 0x0002},
+	0xF037: {0x0041, 0x0002, 0x0002},
+	0xF038: {0x0042, 0x0002, 0x0002},
+	0xF039: {0x647a, 0x0002, 0x0003},
+	0xF03A: {0x0041, 0x0002, 0x0002},
+	0xF03B: {0x0042, 0x0002, 0x0002},
+}
+
 // refOpen opens an HPKE base-mode ciphertext with the standard library (or
 // circl for X448), bypassing the package under test.
 func refOpen(t *testing.T, id ciphersuite.ID, priv, enc, info, aad, ct []byte) ([]byte, error) {
@@ -44,6 +61,21 @@ func refOpen(t *testing.T, id ciphersuite.ID, priv, enc, info, aad, ct []byte) (
 		circlAEAD = circlhpke.AEAD_AES256GCM
 	case 6:
 		circlAEAD = circlhpke.AEAD_ChaCha20Poly1305
+	default:
+		ids, ok := pqHPKE[id]
+		if !ok {
+			t.Fatalf("no reference HPKE suite for %v", id)
+		}
+		var err error
+		if kem, err = hpke.NewKEM(ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		if kdf, err = hpke.NewKDF(ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		if aead, err = hpke.NewAEAD(ids[2]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if kem != nil {
 		sk, err := kem.NewPrivateKey(priv)
@@ -172,7 +204,7 @@ func TestEncryptWithLabel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(kemOut) != info.hpkePub || len(ct) != len(pt)+16 {
+		if len(kemOut) != info.enc() || len(ct) != len(pt)+16 {
 			t.Fatalf("kem_output %d bytes, ciphertext %d bytes", len(kemOut), len(ct))
 		}
 		got, err := s.DecryptWithLabel(priv, "UpdatePathNode", ctx, kemOut, ct)
@@ -250,7 +282,7 @@ func TestHPKEExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(secret) != n || len(enc) != info.hpkePub {
+			if len(secret) != n || len(enc) != info.enc() {
 				t.Fatalf("secret %d bytes (want %d), enc %d bytes", len(secret), n, len(enc))
 			}
 			got, err := s.HPKEExportReceiver(priv, enc, []byte("info"), "MLS 1.0 external init secret", n)

@@ -8,8 +8,13 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/sign"
 	"github.com/cloudflare/circl/sign/ed448"
 )
+
+// mldsaSeedSize is the size of the ML-DSA key generation seed ξ
+// (FIPS 204, Algorithm 1), the same for the three parameter sets.
+const mldsaSeedSize = 32
 
 // signContent encodes SignContent (RFC 9420, Section 5.1.2):
 //
@@ -22,7 +27,10 @@ func signContent(label string, content []byte) []byte {
 
 // SignWithLabel implements RFC 9420, Section 5.1.2:
 // Signature.Sign(SignatureKey, SignContent{label, content}).
-// ECDSA signatures are DER encoded; EdDSA signatures are as in RFC 8032.
+// ECDSA signatures are DER encoded; EdDSA signatures are as in RFC 8032;
+// ML-DSA signatures are FIPS 204 signatures over the whole SignContent with
+// an empty context string, the "pure" ML-DSA of draft-ietf-tls-mldsa that
+// draft-ietf-mls-pq-ciphersuites-06, Section 2 refers to.
 func (s *Suite) SignWithLabel(signer crypto.Signer, label string, content []byte) ([]byte, error) {
 	return s.sign(signer, signContent(label, content))
 }
@@ -77,6 +85,18 @@ func (s *Suite) verify(pub, msg, sig []byte) error {
 		if !ecdsa.VerifyASN1(pk, s.Hash(msg), sig) {
 			return ErrInvalidSignature
 		}
+	case sigMLDSA:
+		if len(pub) != s.mldsa.PublicKeySize() {
+			return fmt.Errorf("%w: %s public key of %d bytes, want %d", ErrInvalidKey, s.mldsa.Name(), len(pub), s.mldsa.PublicKeySize())
+		}
+		pk, err := s.mldsa.UnmarshalBinaryPublicKey(pub)
+		if err != nil {
+			return fmt.Errorf("%w: %s public key: %v", ErrInvalidKey, s.mldsa.Name(), err)
+		}
+		// Empty context string (FIPS 204, Algorithm 3 with ctx = "").
+		if len(sig) != s.mldsa.SignatureSize() || !s.mldsa.Verify(pk, msg, sig, nil) {
+			return ErrInvalidSignature
+		}
 	}
 	return nil
 }
@@ -89,7 +109,7 @@ func (s *Suite) checkSignerType(pub crypto.PublicKey) error {
 
 // SignaturePublicKey returns the SignaturePublicKey encoding (RFC 9420,
 // Section 5.1.1) of signer's public key: RFC 8032 bytes for EdDSA, the
-// uncompressed point for ECDSA.
+// uncompressed point for ECDSA, the FIPS 204 pkEncode bytes for ML-DSA.
 func (s *Suite) SignaturePublicKey(signer crypto.Signer) ([]byte, error) {
 	return s.publicKeyBytes(signer.Public())
 }
@@ -108,12 +128,16 @@ func (s *Suite) publicKeyBytes(pub crypto.PublicKey) ([]byte, error) {
 		if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve == s.curve {
 			return k.Bytes()
 		}
+	case sigMLDSA:
+		if k, ok := pub.(sign.PublicKey); ok && k.Scheme() == s.mldsa {
+			return k.MarshalBinary()
+		}
 	}
 	return nil, fmt.Errorf("%w: a %T signing key does not fit %v", ErrInvalidKey, pub, s.id)
 }
 
-// GenerateSignatureKey creates a signing key for the suite. For Ed25519 and
-// Ed448 the key is derived from a seed read from rnd (crypto/rand.Reader if
+// GenerateSignatureKey creates a signing key for the suite. For Ed25519,
+// Ed448 and ML-DSA the key is derived from a seed read from rnd (crypto/rand.Reader if
 // nil), so a deterministic reader gives a deterministic key. For the ECDSA
 // suites crypto/ecdsa ignores rnd since Go 1.26 and always uses the system's
 // secure source (tests can fix it with testing/cryptotest.SetGlobalRandom).
@@ -134,13 +158,29 @@ func (s *Suite) GenerateSignatureKey(rnd io.Reader) (crypto.Signer, error) {
 			return nil, err
 		}
 		return ed448.NewKeyFromSeed(seed), nil
+	case sigMLDSA:
+		seed := make([]byte, mldsaSeedSize)
+		if _, err := io.ReadFull(rnd, seed); err != nil {
+			return nil, err
+		}
+		return s.mldsaFromSeed(seed), nil
 	default:
 		return ecdsa.GenerateKey(s.curve, rnd)
 	}
 }
 
+// mldsaFromSeed runs ML-DSA.KeyGen_internal on a 32-byte seed ξ (FIPS 204,
+// Algorithm 6). circl's private keys implement crypto.Signer, signing with
+// an empty context.
+func (s *Suite) mldsaFromSeed(seed []byte) crypto.Signer {
+	_, sk := s.mldsa.DeriveKey(seed)
+	return sk
+}
+
 // NewSigner parses a private signing key in the format of the MLS test
 // vectors: the RFC 8032 seed for EdDSA, the big-endian scalar for ECDSA.
+// For ML-DSA it takes the 32-byte seed ξ (the "seed" private key format of
+// RFC 9881, Section 6) or the expanded skEncode bytes of FIPS 204.
 func (s *Suite) NewSigner(priv []byte) (crypto.Signer, error) {
 	switch s.sig {
 	case sigEd25519:
@@ -153,6 +193,18 @@ func (s *Suite) NewSigner(priv []byte) (crypto.Signer, error) {
 			return nil, fmt.Errorf("%w: Ed448 private key of %d bytes", ErrInvalidKey, len(priv))
 		}
 		return ed448.NewKeyFromSeed(priv), nil
+	case sigMLDSA:
+		switch len(priv) {
+		case mldsaSeedSize:
+			return s.mldsaFromSeed(priv), nil
+		case s.mldsa.PrivateKeySize():
+			sk, err := s.mldsa.UnmarshalBinaryPrivateKey(priv)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s private key: %v", ErrInvalidKey, s.mldsa.Name(), err)
+			}
+			return sk, nil
+		}
+		return nil, fmt.Errorf("%w: %s private key of %d bytes, want %d (seed) or %d", ErrInvalidKey, s.mldsa.Name(), len(priv), mldsaSeedSize, s.mldsa.PrivateKeySize())
 	default:
 		// Some encoders drop leading zero bytes of the scalar (a P-521
 		// key in the official vectors has 65 of 66 bytes); restore them.
@@ -168,7 +220,8 @@ func (s *Suite) NewSigner(priv []byte) (crypto.Signer, error) {
 }
 
 // MarshalSigner returns the private key of a signer created by this package
-// in the format NewSigner reads. Signers of other types (HSM, KMS) cannot be
+// in the format NewSigner reads (for ML-DSA the 32-byte seed when the key
+// retains it, else the expanded key). Signers of other types (HSM, KMS) cannot be
 // exported and give an error.
 func (s *Suite) MarshalSigner(signer crypto.Signer) ([]byte, error) {
 	switch k := signer.(type) {
@@ -183,6 +236,15 @@ func (s *Suite) MarshalSigner(signer crypto.Signer) ([]byte, error) {
 	case *ecdsa.PrivateKey:
 		if s.sig == sigECDSA && k.Curve == s.curve {
 			return k.Bytes()
+		}
+	case sign.PrivateKey:
+		if s.sig == sigMLDSA && k.Scheme() == s.mldsa {
+			if sk, ok := k.(interface{ Seed() []byte }); ok {
+				if seed := sk.Seed(); len(seed) == mldsaSeedSize {
+					return append([]byte(nil), seed...), nil
+				}
+			}
+			return k.MarshalBinary()
 		}
 	}
 	return nil, fmt.Errorf("%w: cannot export a %T signing key for %v", ErrInvalidKey, signer, s.id)

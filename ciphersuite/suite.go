@@ -16,6 +16,10 @@ import (
 	"hash"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
+	"github.com/cloudflare/circl/sign"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -32,6 +36,27 @@ const (
 	MLS_256_DHKEMP521_AES256GCM_SHA512_P521             ID = 0x0005
 	MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448     ID = 0x0006
 	MLS_256_DHKEMP384_AES256GCM_SHA384_P384             ID = 0x0007
+)
+
+// The post-quantum cipher suites of draft-ietf-mls-pq-ciphersuites-06,
+// Section 3.1 (TBD1 to TBD11, in the draft's order). The draft leaves their
+// values to IANA, so these are private-use values (RFC 9420, Section 17.1:
+// 0xF000-0xFFFF) chosen by this library: 0xF031 + (n-1) for TBDn. They do
+// not overlap ts-mls's private-use PQ suites (0xF007-0xF012) and will change
+// to the IANA values once the draft is assigned them; until then only peers
+// that use this same table interoperate.
+const (
+	MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519        ID = 0xF031 // TBD1
+	MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519        ID = 0xF032 // TBD2
+	MLS_128_MLKEM768P256_AES128GCM_SHA256_P256             ID = 0xF033 // TBD3
+	MLS_128_MLKEM768P256_AES256GCM_SHA384_P256             ID = 0xF034 // TBD4
+	MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384            ID = 0xF035 // TBD5
+	MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519              ID = 0xF036 // TBD6
+	MLS_128_MLKEM768_AES256GCM_SHA384_P256                 ID = 0xF037 // TBD7
+	MLS_192_MLKEM1024_AES256GCM_SHA384_P384                ID = 0xF038 // TBD8
+	MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44 ID = 0xF039 // TBD9
+	MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65              ID = 0xF03A // TBD10
+	MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87             ID = 0xF03B // TBD11
 )
 
 // ErrUnsupported is wrapped by the error for a cipher suite ID this package
@@ -74,6 +99,7 @@ const (
 	sigEd25519 sigKind = iota
 	sigEd448
 	sigECDSA
+	sigMLDSA
 )
 
 // Suite is one MLS cipher suite. Suites are immutable and safe for
@@ -90,6 +116,7 @@ type Suite struct {
 	kem     kem
 	sig     sigKind
 	curve   elliptic.Curve // for ECDSA
+	mldsa   sign.Scheme    // for ML-DSA
 }
 
 var suites = map[ID]*Suite{}
@@ -117,6 +144,35 @@ func init() {
 	add(&Suite{id: MLS_256_DHKEMP384_AES256GCM_SHA384_P384, name: "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
 		newHash: sha512.New384, hash: crypto.SHA384, nh: 48, aead: aesGCM, nk: 32, nn: 12,
 		kem: newStdKEM(hpke.DHKEM(ecdh.P384()), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigECDSA, curve: elliptic.P384()})
+
+	// draft-ietf-mls-pq-ciphersuites-06, Section 3.1, Table 2. The KEMs
+	// are those of draft-ietf-hpke-pq as crypto/hpke implements them
+	// (MLKEM768X25519 is KEM 0x647a, X-Wing); the HPKE KDF and the MLS
+	// hash follow the suite's hash.
+	sha256Suite := func(s *Suite) *Suite { s.newHash, s.hash, s.nh = sha256.New, crypto.SHA256, 32; return s }
+	sha384Suite := func(s *Suite) *Suite { s.newHash, s.hash, s.nh = sha512.New384, crypto.SHA384, 48; return s }
+	add(sha256Suite(&Suite{id: MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519, name: "MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519",
+		aead: aesGCM, nk: 16, nn: 12, kem: newStdKEM(hpke.MLKEM768X25519(), hpke.HKDFSHA256(), hpke.AES128GCM()), sig: sigEd25519}))
+	add(sha384Suite(&Suite{id: MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519, name: "MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768X25519(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigEd25519}))
+	add(sha256Suite(&Suite{id: MLS_128_MLKEM768P256_AES128GCM_SHA256_P256, name: "MLS_128_MLKEM768P256_AES128GCM_SHA256_P256",
+		aead: aesGCM, nk: 16, nn: 12, kem: newStdKEM(hpke.MLKEM768P256(), hpke.HKDFSHA256(), hpke.AES128GCM()), sig: sigECDSA, curve: elliptic.P256()}))
+	add(sha384Suite(&Suite{id: MLS_128_MLKEM768P256_AES256GCM_SHA384_P256, name: "MLS_128_MLKEM768P256_AES256GCM_SHA384_P256",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768P256(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigECDSA, curve: elliptic.P256()}))
+	add(sha384Suite(&Suite{id: MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384, name: "MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM1024P384(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigECDSA, curve: elliptic.P384()}))
+	add(sha384Suite(&Suite{id: MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519, name: "MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigEd25519}))
+	add(sha384Suite(&Suite{id: MLS_128_MLKEM768_AES256GCM_SHA384_P256, name: "MLS_128_MLKEM768_AES256GCM_SHA384_P256",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigECDSA, curve: elliptic.P256()}))
+	add(sha384Suite(&Suite{id: MLS_192_MLKEM1024_AES256GCM_SHA384_P384, name: "MLS_192_MLKEM1024_AES256GCM_SHA384_P384",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM1024(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigECDSA, curve: elliptic.P384()}))
+	add(sha384Suite(&Suite{id: MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44, name: "MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44",
+		aead: chachaPoly, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768X25519(), hpke.HKDFSHA384(), hpke.ChaCha20Poly1305()), sig: sigMLDSA, mldsa: mldsa44.Scheme()}))
+	add(sha384Suite(&Suite{id: MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65, name: "MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM768(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigMLDSA, mldsa: mldsa65.Scheme()}))
+	add(sha384Suite(&Suite{id: MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87, name: "MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87",
+		aead: aesGCM, nk: 32, nn: 12, kem: newStdKEM(hpke.MLKEM1024(), hpke.HKDFSHA384(), hpke.AES256GCM()), sig: sigMLDSA, mldsa: mldsa87.Scheme()}))
 }
 
 // Lookup returns the suite for id, or an *UnsupportedError.
@@ -127,9 +183,34 @@ func Lookup(id ID) (*Suite, error) {
 	return nil, &UnsupportedError{ID: id}
 }
 
-// All returns the supported suite IDs in ascending order.
+// All returns the suite IDs of RFC 9420, Section 17.1, in ascending order.
+// The post-quantum suites are listed by PostQuantum.
 func All() []ID {
 	return []ID{1, 2, 3, 4, 5, 6, 7}
+}
+
+// PostQuantum returns the IDs of the suites of
+// draft-ietf-mls-pq-ciphersuites-06 (TBD1 to TBD11), at the private-use
+// values of this package, in ascending order.
+func PostQuantum() []ID {
+	return []ID{
+		MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519,
+		MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519,
+		MLS_128_MLKEM768P256_AES128GCM_SHA256_P256,
+		MLS_128_MLKEM768P256_AES256GCM_SHA384_P256,
+		MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384,
+		MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519,
+		MLS_128_MLKEM768_AES256GCM_SHA384_P256,
+		MLS_192_MLKEM1024_AES256GCM_SHA384_P384,
+		MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44,
+		MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65,
+		MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87,
+	}
+}
+
+// IsPostQuantum reports whether id is one of the suites of PostQuantum.
+func (id ID) IsPostQuantum() bool {
+	return id >= MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519 && id <= MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87
 }
 
 // String returns the IANA name of the suite, or its hex value if unknown.

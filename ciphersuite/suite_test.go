@@ -30,22 +30,49 @@ type suiteInfo struct {
 	hpkePub  int // HPKE public key (= enc) bytes, RFC 9180 Npk / Nenc
 	hpkePriv int // HPKE private key bytes, RFC 9180 Nsk
 	ecdsa    bool
+	hpkeEnc  int // HPKE enc bytes, Nenc, where it differs from Npk (the PQ KEMs)
+}
+
+// enc is Nenc: hpkeEnc, or Npk for the DHKEMs whose enc is a public key.
+func (i suiteInfo) enc() int {
+	if i.hpkeEnc != 0 {
+		return i.hpkeEnc
+	}
+	return i.hpkePub
 }
 
 var suiteInfos = map[ciphersuite.ID]suiteInfo{
-	0x0001: {"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", sha256.New, 32, 16, 32, 32, 32, false},
-	0x0002: {"MLS_128_DHKEMP256_AES128GCM_SHA256_P256", sha256.New, 32, 16, 65, 65, 32, true},
-	0x0003: {"MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", sha256.New, 32, 32, 32, 32, 32, false},
-	0x0004: {"MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", sha512.New, 64, 32, 57, 56, 56, false},
-	0x0005: {"MLS_256_DHKEMP521_AES256GCM_SHA512_P521", sha512.New, 64, 32, 133, 133, 66, true},
-	0x0006: {"MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", sha512.New, 64, 32, 57, 56, 56, false},
-	0x0007: {"MLS_256_DHKEMP384_AES256GCM_SHA384_P384", sha512.New384, 48, 32, 97, 97, 48, true},
+	0x0001: {"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", sha256.New, 32, 16, 32, 32, 32, false, 0},
+	0x0002: {"MLS_128_DHKEMP256_AES128GCM_SHA256_P256", sha256.New, 32, 16, 65, 65, 32, true, 0},
+	0x0003: {"MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", sha256.New, 32, 32, 32, 32, 32, false, 0},
+	0x0004: {"MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", sha512.New, 64, 32, 57, 56, 56, false, 0},
+	0x0005: {"MLS_256_DHKEMP521_AES256GCM_SHA512_P521", sha512.New, 64, 32, 133, 133, 66, true, 0},
+	0x0006: {"MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", sha512.New, 64, 32, 57, 56, 56, false, 0},
+	0x0007: {"MLS_256_DHKEMP384_AES256GCM_SHA384_P384", sha512.New384, 48, 32, 97, 97, 48, true, 0},
+
+	// draft-ietf-mls-pq-ciphersuites-06, Table 2, at this library's
+	// private-use values. Key sizes: FIPS 203, Table 3 (ML-KEM-768
+	// ek 1184, ct 1088; ML-KEM-1024 ek 1568, ct 1568); draft-ietf-hpke-pq
+	// (hybrid keys are the ML-KEM part then the curve point; private keys
+	// are seeds of 64 bytes for ML-KEM and 32 for the hybrids); FIPS 204,
+	// Table 2 (ML-DSA-44/65/87 public keys 1312/1952/2592 bytes).
+	0xF031: {"MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519", sha256.New, 32, 16, 32, 1216, 32, false, 1120},
+	0xF032: {"MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519", sha512.New384, 48, 32, 32, 1216, 32, false, 1120},
+	0xF033: {"MLS_128_MLKEM768P256_AES128GCM_SHA256_P256", sha256.New, 32, 16, 65, 1184 + 65, 32, true, 1088 + 65},
+	0xF034: {"MLS_128_MLKEM768P256_AES256GCM_SHA384_P256", sha512.New384, 48, 32, 65, 1184 + 65, 32, true, 1088 + 65},
+	0xF035: {"MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384", sha512.New384, 48, 32, 97, 1568 + 97, 32, true, 1568 + 97},
+	0xF036: {"MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519", sha512.New384, 48, 32, 32, 1184, 64, false, 1088},
+	0xF037: {"MLS_128_MLKEM768_AES256GCM_SHA384_P256", sha512.New384, 48, 32, 65, 1184, 64, true, 1088},
+	0xF038: {"MLS_192_MLKEM1024_AES256GCM_SHA384_P384", sha512.New384, 48, 32, 97, 1568, 64, true, 1568},
+	0xF039: {"MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44", sha512.New384, 48, 32, 1312, 1216, 32, false, 1120},
+	0xF03A: {"MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65", sha512.New384, 48, 32, 1952, 1184, 64, false, 1088},
+	0xF03B: {"MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87", sha512.New384, 48, 32, 2592, 1568, 64, false, 1568},
 }
 
 // forEachSuite runs f as a subtest for every supported suite.
 func forEachSuite(t *testing.T, f func(t *testing.T, s *ciphersuite.Suite, info suiteInfo)) {
 	t.Helper()
-	for _, id := range ciphersuite.All() {
+	for _, id := range append(ciphersuite.All(), ciphersuite.PostQuantum()...) {
 		s, err := ciphersuite.Lookup(id)
 		if err != nil {
 			t.Fatalf("Lookup(%v): %v", id, err)
@@ -84,6 +111,25 @@ func TestSuiteParameters(t *testing.T) {
 	}
 	if ciphersuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 != 1 || ciphersuite.MLS_256_DHKEMP384_AES256GCM_SHA384_P384 != 7 {
 		t.Fatal("IANA constants have the wrong values")
+	}
+	// The private-use table of the ciphersuite package doc: TBDn of
+	// draft-ietf-mls-pq-ciphersuites-06 is 0xF030+n.
+	pq := ciphersuite.PostQuantum()
+	if len(pq) != 11 {
+		t.Fatalf("PostQuantum() has %d suites, want the draft's 11", len(pq))
+	}
+	for i, id := range pq {
+		if want := ciphersuite.ID(0xF031 + i); id != want || !id.IsPostQuantum() {
+			t.Errorf("PostQuantum()[%d] = %#04x (IsPostQuantum %v), want %#04x", i, uint16(id), id.IsPostQuantum(), uint16(want))
+		}
+	}
+	for _, id := range []ciphersuite.ID{1, 7, 0xF030, 0xF03C, 0xF007, 0x004D} {
+		if id.IsPostQuantum() {
+			t.Errorf("%#04x.IsPostQuantum() = true", uint16(id))
+		}
+	}
+	if _, err := ciphersuite.Lookup(0x004D); !errors.Is(err, ciphersuite.ErrUnsupported) {
+		t.Errorf("Lookup(0x004D) (OpenMLS's X-Wing suite): got %v, want ErrUnsupported", err)
 	}
 	forEachSuite(t, func(t *testing.T, s *ciphersuite.Suite, info suiteInfo) {
 		if s.String() != info.name || s.ID().String() != info.name {

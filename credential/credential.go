@@ -2,8 +2,6 @@ package credential
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -178,9 +176,11 @@ var ErrKeyMismatch = errors.New("mls: credential does not match the signature ke
 // CheckSignatureKey checks the binding RFC 9420, Section 5.3 requires of
 // X.509 credentials: the public key of the end-entity certificate
 // (certificates[0]) is identical to the leaf's signature key, in its
-// SignaturePublicKey encoding (raw Ed25519/Ed448 bytes, uncompressed ECDSA
-// point). Basic credentials bind nothing and always pass; trust in the
-// chain itself is the Validator's decision.
+// SignaturePublicKey encoding (raw Ed25519 bytes, uncompressed ECDSA
+// point). A certificate whose key crypto/x509 does not implement (Ed448,
+// ML-DSA) gives ErrUnsupportedCertificate; another key, ErrKeyMismatch.
+// Basic credentials bind nothing and always pass; trust in the chain
+// itself is the Validator's decision (X509Validator).
 func (c Credential) CheckSignatureKey(signatureKey []byte) error {
 	if c.c.Type != message.CredentialX509 {
 		return nil
@@ -192,19 +192,5 @@ func (c Credential) CheckSignatureKey(signatureKey []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: end-entity certificate: %v", ErrInvalid, err)
 	}
-	var pub []byte
-	switch k := cert.PublicKey.(type) {
-	case ed25519.PublicKey:
-		pub = k
-	case *ecdsa.PublicKey:
-		if pub, err = k.Bytes(); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-	default:
-		return fmt.Errorf("%w: unsupported certificate key type %T", ErrKeyMismatch, cert.PublicKey)
-	}
-	if !bytes.Equal(pub, signatureKey) {
-		return ErrKeyMismatch
-	}
-	return nil
+	return checkLeafKey(cert, signatureKey)
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/conformance"
 	"github.com/mlskit/mls/internal/vectors"
 )
@@ -54,6 +57,7 @@ func runConformance(args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		writeTable(stdout, *dir, reports, *verbose)
+		writeSuites(stdout, reports, fileSuites(*dir, reports), *verbose)
 	}
 	return exitStatus(reports)
 }
@@ -222,4 +226,71 @@ func clip(s string) string {
 		return s[:maxDetail] + "..."
 	}
 	return s
+}
+
+// fileSuites reads, for each implemented file that passed, the distinct
+// cipher_suite values of its cases: the suites the file covers. A file
+// that failed, is missing or cannot be read covers nothing, so no suite is
+// counted as passed through it.
+func fileSuites(dir string, reports []*conformance.Report) map[string][]uint16 {
+	out := map[string][]uint16{}
+	for _, r := range reports {
+		if !r.Implemented || summarize(r).status != "ok" {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, r.File))
+		if err != nil {
+			continue
+		}
+		var cases []struct {
+			CipherSuite *uint16 `json:"cipher_suite"`
+		}
+		if json.Unmarshal(raw, &cases) != nil {
+			continue
+		}
+		var ids []uint16
+		for _, c := range cases {
+			if c.CipherSuite != nil && !slices.Contains(ids, *c.CipherSuite) {
+				ids = append(ids, *c.CipherSuite)
+			}
+		}
+		slices.Sort(ids)
+		out[r.File] = ids
+	}
+	return out
+}
+
+// writeSuites lists, for every suite the library implements, how many of
+// the passing vector files cover it. The post-quantum suites of
+// draft-ietf-mls-pq-ciphersuites-06 have no official vectors: the table
+// says so, and none of the passed cases above is theirs.
+func writeSuites(w io.Writer, reports []*conformance.Report, suites map[string][]uint16, verbose bool) {
+	var independent []string
+	for _, r := range reports {
+		if ids, ok := suites[r.File]; ok && len(ids) == 0 {
+			independent = append(independent, r.File)
+		}
+	}
+	fmt.Fprintf(w, "\nCipher suites covered by the passing files (suite-independent: %s):\n", strings.Join(independent, ", "))
+	fmt.Fprintf(w, "%-6s  %-54s  %s\n", "SUITE", "NAME", "FILES")
+	for _, id := range append(ciphersuite.All(), ciphersuite.PostQuantum()...) {
+		var files []string
+		for _, r := range reports {
+			if slices.Contains(suites[r.File], uint16(id)) {
+				files = append(files, r.File)
+			}
+		}
+		cover := fmt.Sprint(len(files))
+		switch {
+		case len(files) == 0 && id.IsPostQuantum():
+			cover = "none: no official vectors (draft suite, private-use code point)"
+		case len(files) == 0:
+			cover = "none"
+		case verbose:
+			cover += ": " + strings.Join(files, ", ")
+		}
+		fmt.Fprintf(w, "0x%04x  %-54s  %s\n", uint16(id), id, cover)
+	}
+	fmt.Fprintf(w, "The %d post-quantum suites are not counted as passed: no official vector covers them; go test runs them (TestPQSuitesLifecycle, TestPQKEMVectors, TestMLDSAVectors).\n",
+		len(ciphersuite.PostQuantum()))
 }
