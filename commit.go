@@ -715,8 +715,8 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, Propo
 		return nil, nil, err
 	}
 	st := g.st
-	if kp.kp.CipherSuite != st.GC.CipherSuite || kp.kp.Version != st.GC.Version {
-		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.GC.CipherSuite), st.GC.Version)
+	if err := st.CheckKeyPackage(&kp.kp); err != nil {
+		return nil, nil, err
 	}
 	// Section 7.3: a client MUST validate the LeafNodes it sends,
 	// including their lifetime; the leaf is checked where the Add would

@@ -190,6 +190,17 @@ func (e *Epoch) verifyPublic(pm *message.PublicMessage, membershipKey []byte, ta
 	return ac, cred, nil
 }
 
+// CheckKeyPackage checks a key package that an Add brings into the group:
+// its cipher suite and version are the group's (RFC 9420, Sections 10.1 and
+// 12.1.1) and it verifies on its own (VerifyKeyPackage). Proposing,
+// receiving and committing an Add all run this one check.
+func (e *Epoch) CheckKeyPackage(kp *message.KeyPackage) error {
+	if kp.CipherSuite != e.GC.CipherSuite || kp.Version != e.GC.Version {
+		return invalid("ValSem105", "12.1.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(e.GC.CipherSuite), e.GC.Version)
+	}
+	return VerifyKeyPackage(e.Suite, kp)
+}
+
 // VerifyKeyPackage checks a key package on its own (RFC 9420, Section
 // 10.1): version, leaf source, both signatures, distinct keys.
 func VerifyKeyPackage(s *ciphersuite.Suite, kp *message.KeyPackage) error {
@@ -247,11 +258,7 @@ func (e *Epoch) ValidateProposal(ac *message.AuthenticatedContent, pol *Policy) 
 			return nil, LeafError(err, message.LeafNodeSourceUpdate, "Update proposal from leaf %d", sender.LeafIndex)
 		}
 	case message.ProposalAdd:
-		kp := &p.Add.KeyPackage
-		if kp.CipherSuite != e.GC.CipherSuite || kp.Version != e.GC.Version {
-			return nil, invalid("ValSem105", "12.1.1", "key package for another suite or version")
-		}
-		if err := VerifyKeyPackage(e.Suite, kp); err != nil {
+		if err := e.CheckKeyPackage(&p.Add.KeyPackage); err != nil {
 			return nil, err
 		}
 	case message.ProposalRemove:

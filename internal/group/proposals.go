@@ -70,11 +70,7 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 				return nil, invalid("ValSem242", "12.2", "external commit covers an Add proposal")
 			}
 			kp := &p.Add.KeyPackage
-			// Section 10.1: suite and version must match the group's.
-			if kp.CipherSuite != e.GC.CipherSuite || kp.Version != e.GC.Version {
-				return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(e.GC.CipherSuite), e.GC.Version)
-			}
-			if err := VerifyKeyPackage(s, kp); err != nil {
+			if err := e.CheckKeyPackage(kp); err != nil {
 				return nil, err
 			}
 			if initKeys[string(kp.InitKey)] {
