@@ -2,17 +2,9 @@ package mls
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/framing"
-	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/state"
-	"github.com/mlskit/mls/storage"
 )
 
 // Seal encrypts an application message for the group as a PrivateMessage
@@ -37,18 +29,18 @@ func (g *Group) Seal(ctx context.Context, plaintext, authenticatedData []byte) (
 		authenticatedData = []byte{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)},
 		AuthenticatedData: authenticatedData,
 		ContentType:       message.ContentApplication,
 		ApplicationData:   plaintext,
 	}
-	ac, err := framing.SignContent(st.suite, g.signer, message.WireFormatPrivateMessage, fc, st.gcRaw)
+	ac, err := framing.SignContent(st.Suite, g.signer, message.WireFormatPrivateMessage, fc, st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
-	pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+	pm, err := framing.ProtectPrivate(st.Suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -63,25 +55,6 @@ func (g *Group) CreateMessage(ctx context.Context, plaintext []byte) (*Message, 
 	return g.Seal(ctx, plaintext, nil)
 }
 
-// interimHash computes the interim transcript hash of an epoch from its
-// confirmed transcript hash and confirmation tag (RFC 9420, Section 8.2).
-func interimHash(st *epochState) []byte {
-	return keyschedule.InterimTranscriptHash(st.suite, st.gc.ConfirmedTranscriptHash, st.confTag)
-}
-
-// snapshot keeps what reading late application messages of st needs.
-func (st *epochState) snapshot() *pastEpoch {
-	p := &pastEpoch{epoch: st.gc.Epoch, gcRaw: st.gcRaw, senderData: st.keys.SenderDataSecret(), secrets: st.secrets,
-		sigKeys: map[uint32][]byte{}, creds: map[uint32]message.Credential{}}
-	v := st.tree.View()
-	for _, l := range membersLeaves(v) {
-		ln := v.Leaf(l)
-		p.sigKeys[uint32(l)] = ln.SignatureKey
-		p.creds[uint32(l)] = ln.Credential
-	}
-	return p
-}
-
 func (g *Group) pastEpoch(epoch uint64) *pastEpoch {
 	for _, p := range g.past {
 		if p.epoch == epoch {
@@ -93,7 +66,7 @@ func (g *Group) pastEpoch(epoch uint64) *pastEpoch {
 
 // processPast reads an application message of a kept earlier epoch.
 func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.PrivateMessage) (*Processed, error) {
-	s := g.st.suite
+	s := g.st.Suite
 	dec, err := framing.UnprotectPrivate(s, pm, p.secrets, p.senderData, p.gcRaw)
 	if err != nil {
 		return nil, unprotectError(err)
@@ -116,72 +89,4 @@ func (g *Group) processPast(ctx context.Context, p *pastEpoch, pm *message.Priva
 	fc := &ac.Content
 	return &Processed{Kind: KindApplication, Epoch: fc.Epoch, Sender: senderOf(fc.Sender), Credential: credOf(p.creds[leaf]),
 		AuthenticatedData: clone(fc.AuthenticatedData), ApplicationData: clone(fc.ApplicationData), Generation: dec.Generation()}, nil
-}
-
-// resumptionKey names a resumption PSK in Group.psks.
-func resumptionKey(groupID []byte, epoch uint64) string {
-	return fmt.Sprintf("%x/%d", groupID, epoch)
-}
-
-// rememberResumption keeps the resumption PSK of epoch, which is ending,
-// and forgets those beyond the retention (JoinConfig.ResumptionPSKRetention).
-func (g *Group) rememberResumption(epoch uint64, psk []byte) {
-	if g.psks == nil {
-		g.psks = map[string][]byte{}
-	}
-	id := g.st.gc.GroupID
-	n := g.cfg.resumptionRetention()
-	if n > 0 {
-		g.psks[resumptionKey(id, epoch)] = psk
-	}
-	// The new epoch is epoch+1; keep epochs epoch+1-n ... epoch. Entries
-	// kept under a larger retention before a reload go too.
-	prefix := resumptionKey(id, 0)
-	prefix = prefix[:len(prefix)-1]
-	for k := range g.psks {
-		if e, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil && strings.HasPrefix(k, prefix) && e+uint64(n) <= epoch {
-			delete(g.psks, k)
-		}
-	}
-}
-
-// resolvePSKs looks up the PSKs named by ids: external ones in the store,
-// resumption ones through resumption (which returns nil if unknown), and
-// derives psk_secret (RFC 9420, Section 8.4).
-func resolvePSKs(ctx context.Context, store storage.Store, s *ciphersuite.Suite, ids []message.PreSharedKeyID, resumption func(*message.PreSharedKeyID) []byte) (*keyschedule.PSKSecret, error) {
-	if len(ids) == 0 {
-		return keyschedule.ZeroPSKSecret(s), nil
-	}
-	psks := make([]keyschedule.PSK, len(ids))
-	for i := range ids {
-		id := &ids[i]
-		var secret []byte
-		switch id.Type {
-		case message.PSKExternal:
-			err := view(ctx, store, func(tx storage.Tx) error {
-				v, err := state.PSK(tx, id.PSKID)
-				secret = v
-				return err
-			})
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil, invalidErr("PSKMissing", "8.4", err, "external PSK %x", id.PSKID)
-			}
-			if err != nil {
-				return nil, err // the store failed (classified by view)
-			}
-		case message.PSKResumption:
-			if resumption != nil {
-				secret = resumption(id)
-			}
-			if secret == nil {
-				return nil, invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
-			}
-		}
-		raw, err := message.Marshal(id)
-		if err != nil {
-			return nil, err
-		}
-		psks[i] = keyschedule.PSK{ID: raw, Secret: secret}
-	}
-	return keyschedule.DerivePSKSecret(s, psks)
 }

@@ -214,7 +214,7 @@ func (c *Client) policy(cfg JoinConfig) JoinConfig {
 func (c *Client) adopt(g *Group) *Group {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.live[string(g.st.gc.GroupID)] = weak.Make(g)
+	c.live[string(g.st.GC.GroupID)] = weak.Make(g)
 	return g
 }
 
@@ -580,10 +580,10 @@ func (g *Group) checkCall(ctx context.Context) error {
 // or whose group was deleted.
 func (g *Group) checkHandle() error {
 	if g.stale {
-		return fmt.Errorf("%w: group %x", ErrStaleState, g.st.gc.GroupID)
+		return fmt.Errorf("%w: group %x", ErrStaleState, g.st.GC.GroupID)
 	}
 	if g.deleted {
-		return fmt.Errorf("%w: group %x was deleted", ErrNotFound, g.st.gc.GroupID)
+		return fmt.Errorf("%w: group %x was deleted", ErrNotFound, g.st.GC.GroupID)
 	}
 	return nil
 }

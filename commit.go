@@ -3,13 +3,12 @@ package mls
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
@@ -120,8 +119,8 @@ func (g *Group) MembersByIdentity(identity []byte) []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Member
-	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
-		out = append(out, memberOf(uint32(l), g.st.tree.Leaf(l)))
+	for _, l := range leavesWithIdentity(g.st.Tree.View(), identity) {
+		out = append(out, memberOf(uint32(l), g.st.Tree.Leaf(l)))
 	}
 	return out
 }
@@ -130,7 +129,7 @@ func (g *Group) MembersByIdentity(identity []byte) []Member {
 // identity.
 func leavesWithIdentity(d *tree.Diff, identity []byte) []tree.LeafIndex {
 	var out []tree.LeafIndex
-	for _, l := range membersLeaves(d) {
+	for _, l := range group.MembersLeaves(d) {
 		if bytes.Equal(credOf(d.Leaf(l).Credential).Identity(), identity) {
 			out = append(out, l)
 		}
@@ -234,7 +233,7 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 		refs = append(refs, message.ProposalOrRef{Proposal: p})
 	}
 	if len(opts.RemoveIdentities) > 0 {
-		v := st.tree.View()
+		v := st.Tree.View()
 		remove := append([]uint32(nil), opts.Remove...)
 		for _, id := range opts.RemoveIdentities {
 			n := 0
@@ -299,22 +298,22 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 		inline(&message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: r}})
 	}
 	for _, id := range opts.ExternalPSKs {
-		nonce := make([]byte, st.suite.HashSize())
+		nonce := make([]byte, st.Suite.HashSize())
 		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
 			return nil, nil, err
 		}
 		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(id), Nonce: nonce}}})
 	}
 	for _, epoch := range opts.ResumptionPSKs {
-		if epoch > st.gc.Epoch {
+		if epoch > st.GC.Epoch {
 			return nil, nil, fmt.Errorf("%w: resumption PSK of future epoch %d", ErrInvalidArgument, epoch)
 		}
-		nonce := make([]byte, st.suite.HashSize())
+		nonce := make([]byte, st.Suite.HashSize())
 		if _, err := io.ReadFull(g.cfg.rand(), nonce); err != nil {
 			return nil, nil, err
 		}
 		inline(&message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{
-			Type: message.PSKResumption, Usage: message.ResumptionApplication, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: epoch, Nonce: nonce}}})
+			Type: message.PSKResumption, Usage: message.ResumptionApplication, PSKGroupID: clone(st.GC.GroupID), PSKEpoch: epoch, Nonce: nonce}}})
 	}
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
@@ -335,7 +334,7 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 			return nil, nil, fmt.Errorf("%w: a ReInit commit cannot cover other proposals (%d pending or given)", ErrInvalidArgument, len(props))
 		}
 		p := ReInitProposal(*opts.ReInit)
-		rp, err := p.build(st.suite, g.cfg.rand())
+		rp, err := p.build(st.Suite, g.cfg.rand())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -351,7 +350,7 @@ func containsU32(s []uint32, v uint32) bool { return contains(s, v) }
 
 func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCommit, error) {
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
 	wf, err := g.outgoingWireFormat(opts.WireFormat)
 	if err != nil {
@@ -361,22 +360,18 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, err
 	}
-	d := st.tree.Diff()
-	a, err := g.applyProposals(st, d, props, me, st.own)
+	d := st.Tree.Diff()
+	a, err := st.ApplyProposals(d, publicList(props), me, st.own, g.policy())
 	if err != nil {
 		return nil, err
 	}
-	gc := st.gc
-	gc.Epoch++
-	if a.exts != nil {
-		gc.Extensions = a.exts
-	}
+	gc := st.NextContext(a)
 	commitSecret := make([]byte, s.HashSize())
 	priv := st.priv.Prune(d)
 	var cp *tree.CreatedPath
 	var up *message.UpdatePath
 	signer := g.signer
-	if a.needsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil || opts.LeafCapabilities != nil {
+	if a.NeedsPath || opts.ForcePath || opts.NewIdentity != nil || opts.LeafExtensions != nil || opts.LeafCapabilities != nil {
 		template := *st.ownLeaf()
 		if opts.NewIdentity != nil {
 			pub, err := s.SignaturePublicKey(opts.NewIdentity.Signer)
@@ -392,13 +387,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 			template.Extensions = toWireExtensions(opts.LeafExtensions)
 		}
 		if opts.LeafCapabilities != nil {
-			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.gc.CipherSuite, credOf(template.Credential).Type())
+			template.Capabilities = wireCapabilities(*opts.LeafCapabilities, st.GC.CipherSuite, credOf(template.Credential).Type())
 			if err := g.cfg.client.greaseNewCapabilities(&template); err != nil {
 				return nil, err
 			}
 		}
 		topts := g.treeOptions(st, &gc)
-		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.added, Rand: g.cfg.rand()})
+		cp, err = d.CreatePath(st.own, &template, signer, &tree.PathOptions{Options: topts, Exclude: a.Added, Rand: g.cfg.rand()})
 		if err != nil {
 			return nil, err
 		}
@@ -425,21 +420,18 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		refs = []message.ProposalOrRef{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            me,
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
 		Commit:            &message.Commit{Proposals: refs, Path: up},
 	}
-	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
-		return nil, err
-	}
-	gcRaw, err := message.Marshal(&gc)
+	pub, err := st.Next(gc, ac)
 	if err != nil {
 		return nil, err
 	}
@@ -447,31 +439,31 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if h := opts.reinitPSK; h != nil {
 		// The Welcome lists the PSKs in key schedule order (RFC 9420,
 		// Section 8.4): this one first.
-		a.psks = append([]message.PreSharedKeyID{h.id}, a.psks...)
-		psk, err = resolvePSKs(ctx, g.store, s, a.psks, func(id *message.PreSharedKeyID) []byte {
+		a.Psks = append([]message.PreSharedKeyID{h.id}, a.Psks...)
+		psk, err = resolvePSKs(ctx, g.store, s, a.Psks, func(id *message.PreSharedKeyID) []byte {
 			if id.Usage == message.ResumptionReInit {
 				return h.secret
 			}
 			return g.resumptionPSK(st, id)
 		})
 	} else {
-		psk, err = g.pskSecret(ctx, st, a.psks)
+		psk, err = g.pskSecret(ctx, st, a.Psks)
 	}
 	if err != nil {
 		return nil, err
 	}
-	keys, err := epochFrom(s, st.keys.InitSecret(), commitSecret, psk, gcRaw)
+	keys, err := epochFrom(s, st.keys.InitSecret(), commitSecret, psk, pub.GCRaw)
 	if err != nil {
 		return nil, err
 	}
-	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	tag := keys.epoch.ConfirmationTag(pub.GC.ConfirmedTranscriptHash)
 	ac.Auth.ConfirmationTag = tag
-	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: st.own, priv: priv, keys: keys.epoch, confTag: tag,
-		interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}
+	pub.SetConfirmationTag(tag)
+	next := &epochState{Epoch: *pub, own: st.own, priv: priv, keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	sc := &StagedCommit{base: st, diff: d, next: next, a: a, sender: me, own: true, signer: signer}
+	sc := &StagedCommit{base: st, diff: d, next: next, a: a, props: props, sender: me, own: true, signer: signer}
 	if sc.commit, err = g.protect(st, ac); err != nil {
 		return nil, err
 	}
@@ -480,7 +472,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		return nil, classify(err)
 	}
 	sc.groupInfo = wrapGroupInfo(gi)
-	if len(a.added) > 0 {
+	if len(a.Added) > 0 {
 		w, err := g.welcomeFor(next, d, keys, a, cp, signer)
 		if err != nil {
 			return nil, err
@@ -494,13 +486,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 // PublicMessage (membership tag) or PrivateMessage (handshake ratchet).
 func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Message, error) {
 	if ac.WireFormat == message.WireFormatPrivateMessage {
-		pm, err := framing.ProtectPrivate(st.suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
+		pm, err := framing.ProtectPrivate(st.Suite, ac, st.secrets, st.keys.SenderDataSecret(), g.cfg.PaddingSize, g.cfg.rand())
 		if err != nil {
 			return nil, classify(err)
 		}
 		return wrapPrivate(pm), nil
 	}
-	pm, err := framing.ProtectPublic(st.suite, ac, st.keys.MembershipKey(), st.gcRaw)
+	pm, err := framing.ProtectPublic(st.Suite, ac, st.keys.MembershipKey(), st.GCRaw)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -509,8 +501,8 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 
 // welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
 // Section 12.4.3.1).
-func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
-	s := next.suite
+func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
+	s := next.Suite
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
 	if err != nil {
 		return nil, classify(err)
@@ -523,17 +515,17 @@ func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *a
 	if err != nil {
 		return nil, err
 	}
-	psks := a.psks
+	psks := a.Psks
 	if psks == nil {
 		psks = []message.PreSharedKeyID{}
 	}
-	w := &message.Welcome{CipherSuite: next.gc.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.addedKPs))}
-	errs := make([]error, len(a.addedKPs))
-	parallel(len(a.addedKPs), func(i int) {
-		kp := a.addedKPs[i]
+	w := &message.Welcome{CipherSuite: next.GC.CipherSuite, EncryptedGroupInfo: encGI, Secrets: make([]message.EncryptedGroupSecrets, len(a.AddedKPs))}
+	errs := make([]error, len(a.AddedKPs))
+	parallel(len(a.AddedKPs), func(i int) {
+		kp := a.AddedKPs[i]
 		gs := message.GroupSecrets{JoinerSecret: keys.joiner.Bytes(), PSKs: psks}
 		if cp != nil {
-			if secret, _, ok := cp.PathSecret(a.added[i]); ok {
+			if secret, _, ok := cp.PathSecret(a.Added[i]); ok {
 				gs.PathSecret = secret
 			}
 		}
@@ -605,80 +597,6 @@ func (g *Group) PendingCommit() *StagedCommit {
 	return g.pending
 }
 
-// merge moves the group to the staged epoch in one storage transaction.
-func (g *Group) merge(ctx context.Context, sc *StagedCommit) error {
-	if sc.base != g.st {
-		return fmt.Errorf("%w: the staged commit is for another epoch or was already merged", ErrInvalidArgument)
-	}
-	// Keep what late application messages of this epoch need.
-	var past *pastEpoch
-	if g.cfg.MaxPastEpochs > 0 {
-		past = g.st.snapshot()
-	}
-	resumption := g.st.keys.ResumptionPSK()
-	var reinitRec []byte
-	if sc.a.reinit != nil {
-		var err error
-		if reinitRec, err = message.Marshal(sc.a.reinit); err != nil {
-			return err
-		}
-	}
-	if err := sc.diff.Merge(); err != nil {
-		return err
-	}
-	oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys := g.st, g.props, g.pending, g.past, g.active, g.signer, maps.Clone(g.psks), g.updateKeys
-	g.rememberResumption(g.st.gc.Epoch, resumption)
-	if past != nil {
-		g.past = append(g.past, past)
-		if len(g.past) > g.cfg.MaxPastEpochs {
-			g.past = g.past[len(g.past)-g.cfg.MaxPastEpochs:]
-		}
-	}
-	g.props = nil
-	g.pending = nil
-	g.updateKeys = nil
-	groupID := g.st.gc.GroupID
-	oldReInit := g.reinit
-	if sc.a.selfGone || sc.next == nil {
-		g.active = false
-		if sc.next != nil {
-			g.st = sc.next
-		}
-	} else {
-		g.st = sc.next
-		if sc.own && sc.signer != nil {
-			g.signer = sc.signer
-		}
-	}
-	if reinitRec != nil && g.active {
-		// RFC 9420, Section 11.2: after a ReInit commit the group is
-		// shut down; its last epoch stays readable (ExportSecret, the
-		// resumption PSK) so that the new group can be created.
-		g.active = false
-		g.reinit = reInitParams(sc.a.reinit)
-	} else {
-		reinitRec = nil
-	}
-	// The pending proposals die with the epoch, and with them the private
-	// keys of this member's Update proposals (RFC 9420, Section 12.1.2).
-	extra := func(tx storage.Tx) error {
-		if err := state.DeleteUpdateKeys(tx, groupID); err != nil {
-			return err
-		}
-		if reinitRec != nil {
-			return state.PutReInit(tx, groupID, reinitRec)
-		}
-		return nil
-	}
-	if err := g.saveMerged(ctx, sc, extra); err != nil {
-		// The tree was merged in memory; the caller must reload from
-		// storage. Restore what we can so the object is not half-updated.
-		g.st, g.props, g.pending, g.past, g.active, g.signer, g.psks, g.updateKeys, g.reinit = oldState, oldProps, oldPending, oldPast, oldActive, oldSigner, oldPSKs, oldUpdateKeys, oldReInit
-		return fmt.Errorf("mls: saving merged commit (reload the group with LoadGroup): %w", err)
-	}
-	return nil
-}
-
 // StagedCommit is a validated commit waiting to be merged: received
 // (from Process) or this member's own pending commit. Inspect it before
 // merging.
@@ -686,7 +604,8 @@ type StagedCommit struct {
 	base   *epochState
 	diff   *tree.Diff
 	next   *epochState // nil if this member was removed
-	a      *applied
+	a      *group.Applied
+	props  []*QueuedProposal // a.Props
 	sender message.Sender
 	own    bool
 	signer signerT
@@ -697,14 +616,14 @@ type StagedCommit struct {
 }
 
 // Epoch returns the epoch the group enters when the commit is merged.
-func (sc *StagedCommit) Epoch() uint64 { return sc.base.gc.Epoch + 1 }
+func (sc *StagedCommit) Epoch() uint64 { return sc.base.GC.Epoch + 1 }
 
 // Sender returns the committer. For an external commit (type
 // SenderNewMemberCommit) Index is the leaf the joiner takes.
 func (sc *StagedCommit) Sender() Sender {
 	s := senderOf(sc.sender)
 	if sc.sender.Type == message.SenderNewMemberCommit {
-		s.Index = uint32(sc.a.externalLeaf)
+		s.Index = uint32(sc.a.ExternalLeaf)
 	}
 	return s
 }
@@ -712,20 +631,20 @@ func (sc *StagedCommit) Sender() Sender {
 // ReInit returns the parameters of the commit's ReInit proposal, if it has
 // one (RFC 9420, Section 12.1.5): merging it shuts the group down.
 func (sc *StagedCommit) ReInit() (*ReInitParams, bool) {
-	if sc.a.reinit == nil {
+	if sc.a.Reinit == nil {
 		return nil, false
 	}
-	return reInitParams(sc.a.reinit), true
+	return reInitParams(sc.a.Reinit), true
 }
 
 // Proposals returns every proposal the commit covers, in order.
 func (sc *StagedCommit) Proposals() []*QueuedProposal {
-	return append([]*QueuedProposal(nil), sc.a.props...)
+	return append([]*QueuedProposal(nil), sc.props...)
 }
 
 func (sc *StagedCommit) ofType(t message.ProposalType) []*QueuedProposal {
 	var out []*QueuedProposal
-	for _, q := range sc.a.props {
+	for _, q := range sc.props {
 		if q.p.Type == t {
 			out = append(out, q)
 		}
@@ -750,14 +669,14 @@ func (sc *StagedCommit) UpdateProposals() []*QueuedProposal {
 func (sc *StagedCommit) PSKProposals() []*QueuedProposal { return sc.ofType(message.ProposalPSK) }
 
 // SelfRemoved reports whether the commit removes this member.
-func (sc *StagedCommit) SelfRemoved() bool { return sc.a.selfGone }
+func (sc *StagedCommit) SelfRemoved() bool { return sc.a.SelfGone }
 
 // NewCredentials returns the credentials the commit brings into the group
 // (added members, updated leaves, the committer's new leaf), for the
 // application to check before merging (RFC 9420, Section 5.3.1).
 func (sc *StagedCommit) NewCredentials() []credential.Credential {
 	var out []credential.Credential
-	for _, kp := range sc.a.addedKPs {
+	for _, kp := range sc.a.AddedKPs {
 		out = append(out, credOf(kp.LeafNode.Credential))
 	}
 	for _, q := range sc.UpdateProposals() {
@@ -767,7 +686,7 @@ func (sc *StagedCommit) NewCredentials() []credential.Credential {
 		if ln := sc.diff.Leaf(tree.LeafIndex(sc.senderLeaf())); ln != nil {
 			// An external joiner is new even when it takes over the leaf of
 			// an earlier appearance (a resync).
-			if old := sc.base.tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
+			if old := sc.base.Tree.Leaf(tree.LeafIndex(sc.senderLeaf())); old == nil || sc.sender.Type == message.SenderNewMemberCommit || !bytes.Equal(old.SignatureKey, ln.SignatureKey) || !credOf(old.Credential).Equal(credOf(ln.Credential)) {
 				out = append(out, credOf(ln.Credential))
 			}
 		}
@@ -777,7 +696,7 @@ func (sc *StagedCommit) NewCredentials() []credential.Credential {
 
 func (sc *StagedCommit) senderLeaf() uint32 {
 	if sc.next != nil && sc.sender.Type == message.SenderNewMemberCommit {
-		return uint32(sc.a.externalLeaf)
+		return uint32(sc.a.ExternalLeaf)
 	}
 	return sc.sender.LeafIndex
 }
@@ -796,24 +715,6 @@ func (g *Group) MergeStagedCommit(ctx context.Context, sc *StagedCommit) error {
 	return g.merge(ctx, sc)
 }
 
-// pskSecret looks up the PSKs a commit or Welcome names and derives
-// psk_secret (RFC 9420, Section 8.4).
-func (g *Group) pskSecret(ctx context.Context, st *epochState, ids []message.PreSharedKeyID) (*keyschedule.PSKSecret, error) {
-	return resolvePSKs(ctx, g.store, st.suite, ids, func(id *message.PreSharedKeyID) []byte { return g.resumptionPSK(st, id) })
-}
-
-// resumptionPSK returns the resumption PSK of an epoch of this group
-// (RFC 9420, Section 8.6): the current one or one that is kept, or nil.
-func (g *Group) resumptionPSK(st *epochState, id *message.PreSharedKeyID) []byte {
-	if !bytes.Equal(id.PSKGroupID, st.gc.GroupID) {
-		return nil
-	}
-	if id.PSKEpoch == st.gc.Epoch {
-		return st.keys.ResumptionPSK()
-	}
-	return g.psks[resumptionKey(id.PSKGroupID, id.PSKEpoch)]
-}
-
 // ProposeAdd sends an Add proposal for kp (RFC 9420, Section 12.1.1) and
 // queues it in this member's pending proposals, so that its next commit
 // covers it. Send the returned message to the group.
@@ -827,18 +728,18 @@ func (g *Group) ProposeAdd(ctx context.Context, kp *KeyPackage) (*Message, Propo
 		return nil, nil, err
 	}
 	st := g.st
-	if kp.kp.CipherSuite != st.gc.CipherSuite || kp.kp.Version != st.gc.Version {
-		return nil, nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.kp.CipherSuite), kp.kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
+	if err := st.CheckKeyPackage(&kp.kp); err != nil {
+		return nil, nil, err
 	}
 	// Section 7.3: a client MUST validate the LeafNodes it sends,
 	// including their lifetime; the leaf is checked where the Add would
 	// put it if committed alone.
-	d := st.tree.Diff()
+	d := st.Tree.Diff()
 	at, err := d.ReserveLeaf()
 	if err != nil {
 		return nil, nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
 	}
-	opts := g.treeOptions(st, &st.gc)
+	opts := g.treeOptions(st, &st.GC)
 	if err := d.ValidateLeaf(&kp.kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
 		return nil, nil, invalidErr("LeafNodeValidation", "7.3", err, "key package leaf node")
 	}
@@ -865,7 +766,7 @@ func (g *Group) proposeRemove(ctx context.Context, leaf uint32) (*Message, Propo
 	if tree.LeafIndex(leaf) == st.own {
 		return nil, nil, fmt.Errorf("%w: ProposeRemove of this member's own leaf %d; use LeaveGroup", ErrInvalidArgument, leaf)
 	}
-	if st.tree.Leaf(tree.LeafIndex(leaf)) == nil {
+	if st.Tree.Leaf(tree.LeafIndex(leaf)) == nil {
 		return nil, nil, fmt.Errorf("%w: leaf %d is blank or outside the tree", ErrInvalidArgument, leaf)
 	}
 	p := &message.Proposal{Type: message.ProposalRemove, Remove: &message.RemoveProposal{Removed: leaf}}
@@ -881,7 +782,7 @@ func (g *Group) ProposeRemoveIdentity(ctx context.Context, identity []byte) (*Me
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var leaves []uint32
-	for _, l := range leavesWithIdentity(g.st.tree.View(), identity) {
+	for _, l := range leavesWithIdentity(g.st.Tree.View(), identity) {
 		if l != g.st.own {
 			leaves = append(leaves, uint32(l))
 		}
@@ -928,7 +829,7 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 		return nil, nil, err
 	}
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	priv, pub, err := s.GenerateKeyPair(g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
@@ -939,17 +840,17 @@ func (g *Group) ProposeSelfUpdate(ctx context.Context) (*Message, ProposalRef, e
 	ln.Lifetime = message.Lifetime{}
 	ln.ParentHash = nil
 	ln.Signature = nil
-	if err := ln.Sign(s, g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
+	if err := ln.Sign(s, g.signer, st.GC.GroupID, uint32(st.own)); err != nil {
 		return nil, nil, classify(err)
 	}
-	opts := g.treeOptions(st, &st.gc)
-	if err := st.tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
+	opts := g.treeOptions(st, &st.GC)
+	if err := st.Tree.View().ValidateLeaf(&ln, st.own, message.LeafNodeSourceUpdate, &opts); err != nil {
 		return nil, nil, fmt.Errorf("mls: own Update proposal: %w", err)
 	}
 	p := &message.Proposal{Type: message.ProposalUpdate, Update: &message.UpdateProposal{LeafNode: ln}}
 	// The key is stored so that a commit covering the proposal can be
 	// processed after a restart.
-	gid := st.gc.GroupID
+	gid := st.GC.GroupID
 	m, ref, err := g.propose(ctx, p, func(tx storage.Tx) error { return state.PutUpdateKey(tx, gid, pub, priv) })
 	if err != nil {
 		return nil, nil, err
@@ -981,11 +882,11 @@ func (g *Group) checkOperational() error {
 // format policy.
 func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, ProposalRef, error) {
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            me,
 		AuthenticatedData: []byte{},
 		ContentType:       message.ContentProposal,
@@ -995,11 +896,11 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 	if g.cfg.WireFormatPolicy.OutgoingPrivate {
 		wf = message.WireFormatPrivateMessage
 	}
-	ac, err := framing.SignContent(s, g.signer, wf, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, g.signer, wf, fc, st.GCRaw)
 	if err != nil {
 		return nil, nil, classify(err)
 	}
-	ref, err := proposalRef(s, ac)
+	ref, err := group.ProposalRef(s, ac)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1016,28 +917,4 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 		return nil, nil, err
 	}
 	return m, ProposalRef(clone(ref)), nil
-}
-
-// ownUpdateKey returns the leaf private key of this member's pending
-// Update proposal whose new leaf has the public key pub: kept in memory
-// since ProposeSelfUpdate, or in the store after a reload.
-func (g *Group) ownUpdateKey(ctx context.Context, st *epochState, pub []byte) ([]byte, error) {
-	if k, ok := g.updateKeys[string(pub)]; ok {
-		return k, nil
-	}
-	var key []byte
-	if g.store != nil {
-		err := view(ctx, g.store, func(tx storage.Tx) error {
-			v, err := state.UpdateKey(tx, st.gc.GroupID, pub)
-			key = v
-			return err
-		})
-		if err == nil {
-			return key, nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-	}
-	return nil, invalid("OwnUpdateKey", "12.1.2", "the commit applies an Update proposal for this member's leaf whose private key this member does not hold")
 }

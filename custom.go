@@ -3,6 +3,7 @@ package mls
 import (
 	"fmt"
 
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 )
 
@@ -30,7 +31,7 @@ type CustomProposal struct {
 // Section 13.5 forbids in Proposal.proposal_type) are refused.
 func (c CustomProposal) proposal() (*message.Proposal, error) {
 	t := message.ProposalType(c.Type)
-	if t == 0 || isDefaultProposal(t) {
+	if t == 0 || group.IsDefaultProposal(t) {
 		return nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, c.Type)
 	}
 	if message.IsGREASE(c.Type) {

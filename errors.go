@@ -3,6 +3,8 @@ package mls
 import (
 	"errors"
 	"fmt"
+
+	"github.com/mlskit/mls/internal/group"
 )
 
 // Error classes. Every error an exported function of this package returns
@@ -147,6 +149,16 @@ func (e *ValidationError) Unwrap() []error {
 func (e *ValidationError) Is(target error) bool {
 	t, ok := target.(*ValidationError)
 	return ok && t.Rule == e.Rule
+}
+
+// The checks that Group and PublicGroup share live in internal/group and
+// report through the root's error type and sentinels.
+func init() {
+	group.Report = func(rule, section, detail string, cause error) error {
+		return &ValidationError{Rule: rule, Section: section, Detail: detail, Err: cause}
+	}
+	group.ErrWrongGroup, group.ErrPastEpoch, group.ErrFutureEpoch = ErrWrongGroup, ErrPastEpoch, ErrFutureEpoch
+	group.ErrUnknownProposal = ErrUnknownProposal
 }
 
 func invalid(rule, section, format string, args ...any) *ValidationError {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/internal/wire"
 )
 
@@ -284,7 +283,7 @@ func (l *LeafNode) SupportedComponents() (list ComponentsList, ok bool, err erro
 func (g *Group) RequiredComponents() (list ComponentsList, ok bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return componentsOf(g.st.gc.Extensions, ComponentAppComponents)
+	return componentsOf(g.st.GC.Extensions, ComponentAppComponents)
 }
 
 // componentCheck returns the leaf check that component negotiation adds to
@@ -336,21 +335,4 @@ func componentName(c ComponentID) string {
 		return "safe_aad"
 	}
 	return "app_components"
-}
-
-// checkMembersComponents checks every member of d against the components
-// that GroupContext extensions exts require, for a GroupContextExtensions
-// proposal (RFC 9420, Section 12.1.7: the members must support the new
-// group context).
-func checkMembersComponents(d *tree.Diff, exts []message.Extension) error {
-	check := componentCheck(exts)
-	if check == nil {
-		return nil
-	}
-	for _, m := range membersLeaves(d) {
-		if err := check(d.Leaf(m)); err != nil {
-			return invalidErr("ValSem209", "12.1.7", err, "leaf %d does not support the group's new required components", m)
-		}
-	}
-	return nil
 }

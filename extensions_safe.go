@@ -128,7 +128,7 @@ func SafeAADItemData(items []SafeAADItem, c ComponentID) ([]byte, bool) {
 func (g *Group) UsesSafeAAD() (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_, ok, err := componentsOf(g.st.gc.Extensions, ComponentSafeAAD)
+	_, ok, err := componentsOf(g.st.GC.Extensions, ComponentSafeAAD)
 	return ok, err
 }
 

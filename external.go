@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
@@ -130,8 +131,8 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	// The proposal list is checked with the receivers' rules (Section
 	// 12.2); the joiner has no leaf yet, so no Remove is its own.
-	d := st.tree.Diff()
-	a, err := g.applyProposals(st, d, props, sender, tree.LeafIndex(math.MaxUint32))
+	d := st.Tree.Diff()
+	a, err := st.ApplyProposals(d, publicList(props), sender, tree.LeafIndex(math.MaxUint32), g.policy())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,8 +143,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err != nil {
 		return nil, nil, invalidErr("TreeFull", "12.4.3.2", err, "no room for the joiner")
 	}
-	gc := st.gc
-	gc.Epoch++
+	gc := st.NextContext(a)
 	template := message.LeafNode{
 		SignatureKey: sigPub,
 		Credential:   wireCred(id.Credential),
@@ -153,7 +153,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	// As in CreateGroup: the leaf lists the group's own non-default
 	// extensions, which it carries in the GroupContext.
 	for _, e := range gc.Extensions {
-		if !isDefaultExtension(e.Type) {
+		if !group.IsDefaultExtension(e.Type) {
 			template.Capabilities.Extensions = appendUnique(template.Capabilities.Extensions, e.Type)
 		}
 	}
@@ -162,9 +162,9 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	cp, err := d.CreatePath(own, &template, id.Signer, &tree.PathOptions{Options: g.treeOptions(st, &gc), Rand: cfg.rand()})
 	if err != nil {
-		return nil, nil, leafError(err, message.LeafNodeSourceCommit, "the joiner's leaf")
+		return nil, nil, group.LeafError(err, message.LeafNodeSourceCommit, "the joiner's leaf")
 	}
-	a.externalLeaf = own
+	a.ExternalLeaf = own
 	gc.TreeHash = d.TreeHash()
 	provisional, err := message.Marshal(&gc)
 	if err != nil {
@@ -179,8 +179,8 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 		aad = []byte{}
 	}
 	fc := &message.FramedContent{
-		GroupID:           st.gc.GroupID,
-		Epoch:             st.gc.Epoch,
+		GroupID:           st.GC.GroupID,
+		Epoch:             st.GC.Epoch,
 		Sender:            sender,
 		AuthenticatedData: aad,
 		ContentType:       message.ContentCommit,
@@ -188,33 +188,30 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	}
 	// Signed with the old GroupContext (Section 12.4.2), by the key of the
 	// path's leaf (Section 12.4.3.2).
-	ac, err := framing.SignContent(s, id.Signer, message.WireFormatPublicMessage, fc, st.gcRaw)
+	ac, err := framing.SignContent(s, id.Signer, message.WireFormatPublicMessage, fc, st.GCRaw)
 	if err != nil {
 		return nil, nil, err
 	}
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
-		return nil, nil, err
-	}
-	gcRaw, err := message.Marshal(&gc)
+	pub, err := st.Next(gc, ac)
 	if err != nil {
 		return nil, nil, err
 	}
-	psk, err := resolvePSKs(ctx, store, s, a.psks, nil)
+	psk, err := resolvePSKs(ctx, store, s, a.Psks, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := epochFrom(s, initSecret, cp.CommitSecret(), psk, gcRaw)
+	keys, err := epochFrom(s, initSecret, cp.CommitSecret(), psk, pub.GCRaw)
 	if err != nil {
 		return nil, nil, err
 	}
-	tag := keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	tag := keys.epoch.ConfirmationTag(pub.GC.ConfirmedTranscriptHash)
 	ac.Auth.ConfirmationTag = tag
+	pub.SetConfirmationTag(tag)
 	pm, err := framing.ProtectPublic(s, ac, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	next := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: st.tree, own: own, priv: cp.PrivateState(), keys: keys.epoch, confTag: tag,
-		interim: keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, tag)}
+	next := &epochState{Epoch: *pub, own: own, priv: cp.PrivateState(), keys: keys.epoch}
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, nil, err
 	}
@@ -310,17 +307,6 @@ func GroupContextExtensionsProposal(exts []Extension) Proposal {
 // Type returns the proposal type.
 func (p Proposal) Type() ProposalType { return ProposalType(p.p.Type) }
 
-// externalSenderAllowed reports whether an external sender may send a
-// proposal of type t (RFC 9420, Section 12.1.8: add, remove, psk, reinit
-// and group_context_extensions).
-func externalSenderAllowed(t message.ProposalType) bool {
-	switch t {
-	case message.ProposalAdd, message.ProposalRemove, message.ProposalPSK, message.ProposalReInit, message.ProposalGroupContextExtensions:
-		return true
-	}
-	return false
-}
-
 // NewExternalProposal creates a proposal from an external sender (RFC
 // 9420, Section 12.1.8; OpenMLS's ExternalProposal): a party listed at
 // senderIndex in the group's external_senders extension, signing with
@@ -340,7 +326,7 @@ func NewExternalProposal(groupID []byte, epoch uint64, suite CipherSuite, sender
 	if _, err := s.SignaturePublicKey(signer); err != nil {
 		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}
-	if !externalSenderAllowed(proposal.p.Type) {
+	if !group.ExternalSenderAllowed(proposal.p.Type) {
 		return nil, fmt.Errorf("%w: an external sender cannot send a proposal of type %d", ErrInvalidArgument, proposal.p.Type)
 	}
 	p, err := proposal.build(s, rand.Reader)

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/credwire"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -48,25 +48,24 @@ type Group struct {
 	// another one, and deleted once Client.DeleteGroup removed the group.
 	version        uint64
 	stale, deleted bool
-	// public marks the state machine of a PublicGroup: the same code,
-	// with no secret of the group. Every step that needs one (membership
-	// tags, PrivateMessages, path secrets, the key schedule) is skipped
-	// where this is set, and st.keys, st.priv and st.secrets stay nil.
+	// public marks the Group inside a PublicGroup, which holds no secret
+	// of the group (st.keys, st.priv and st.secrets stay nil). It runs
+	// only the public stage of the state machine (PublicGroup.process);
+	// this flag selects its storage records and its policy (Group.policy:
+	// no resumption PSK retention to check).
 	public bool
 }
 
 // epochState is everything that changes from one epoch to the next.
+// The public half (GroupContext, tree, transcript hashes) is the
+// group.Epoch that a PublicGroup holds alone; a member adds its leaf, its
+// private keys and the epoch's secrets.
 type epochState struct {
-	suite   *ciphersuite.Suite
-	gc      message.GroupContext
-	gcRaw   []byte
-	tree    *tree.Tree
+	group.Epoch
 	own     tree.LeafIndex
 	priv    *tree.PrivateState
 	keys    *keyschedule.EpochSecrets
 	secrets *secrettree.Tree
-	interim []byte
-	confTag []byte
 }
 
 // pastEpoch keeps what is needed to read late application messages of an
@@ -199,27 +198,8 @@ func (c *JoinConfig) secretTreeConfig() secrettree.Config {
 }
 
 // treeOptions are the leaf validation options for the current group.
-func (g *Group) treeOptions(st *epochState, gc *message.GroupContext) tree.Options {
-	o := tree.Options{
-		GroupID:      gc.GroupID,
-		Now:          g.cfg.now(),
-		SkipLifetime: g.cfg.SkipLifetimeCheck,
-	}
-	if rc, err := requiredCapabilities(gc.Extensions); err == nil && rc != nil {
-		o.RequiredCapabilities = rc
-	}
-	o.Leaf = componentCheck(gc.Extensions)
-	v := g.cfg.client.validator
-	o.Credential = func(c *message.Credential, sigKey []byte) error {
-		// RFC 9420, Section 5.3: an X.509 end-entity certificate must hold
-		// the leaf's signature key; then the application decides.
-		cred := credOf(*c)
-		if err := cred.CheckSignatureKey(sigKey); err != nil {
-			return err
-		}
-		return v.Validate(cred, sigKey)
-	}
-	return o
+func (g *Group) treeOptions(_ *epochState, gc *message.GroupContext) tree.Options {
+	return g.policy().TreeOptions(gc)
 }
 
 // createGroup creates a one-member group (RFC 9420, Section 11) with the
@@ -269,7 +249,7 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		return nil, err
 	}
 	for _, e := range exts {
-		if !isDefaultExtension(e.Type) {
+		if !group.IsDefaultExtension(e.Type) {
 			leaf.Capabilities.Extensions = appendUnique(leaf.Capabilities.Extensions, e.Type)
 		}
 	}
@@ -294,8 +274,8 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 		ConfirmedTranscriptHash: []byte{},
 		Extensions:              exts,
 	}
-	if rc, err := requiredCapabilities(exts); err == nil && rc != nil {
-		if err := checkRequiredCapabilities(rc, &realCaps); err != nil {
+	if rc, err := group.RequiredCapabilities(exts); err == nil && rc != nil {
+		if err := group.CheckRequiredCapabilities(rc, &realCaps); err != nil {
 			return nil, err
 		}
 	}
@@ -319,12 +299,12 @@ func createGroup(ctx context.Context, c *Client, suite CipherSuite, cfg GroupCon
 	if err != nil {
 		return nil, err
 	}
-	st := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: t, own: 0, priv: priv, keys: keys.epoch}
+	st := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: t}, own: 0, priv: priv, keys: keys.epoch}
 	if st.secrets, err = newSecretTree(s, keys.epoch, t.NumLeaves(), g.cfg.secretTreeConfig()); err != nil {
 		return nil, err
 	}
-	st.confTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
-	st.interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.confTag)
+	st.ConfTag = keys.epoch.ConfirmationTag(gc.ConfirmedTranscriptHash)
+	st.Interim = keyschedule.InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, st.ConfTag)
 	g.st = st
 	err = view(ctx, c.store, func(tx storage.Tx) error {
 		if ok, err := state.HasGroup(tx, groupID); err != nil || !ok {
@@ -378,48 +358,6 @@ func groupExtensions(cfg *GroupConfig) ([]message.Extension, error) {
 	return exts, nil
 }
 
-// isDefaultExtension reports whether an extension type is one of RFC 9420's
-// own, which need not be listed in capabilities (Section 7.2).
-func isDefaultExtension(t message.ExtensionType) bool {
-	return t >= message.ExtensionApplicationID && t <= message.ExtensionExternalSenders
-}
-
-// isDefaultProposal reports whether a proposal type is one of RFC 9420's.
-func isDefaultProposal(t message.ProposalType) bool {
-	return t >= message.ProposalAdd && t <= message.ProposalGroupContextExtensions
-}
-
-// checkRequiredCapabilities checks one leaf's capabilities against the
-// required_capabilities extension (RFC 9420, Section 11.1).
-func checkRequiredCapabilities(rc *message.RequiredCapabilities, c *message.Capabilities) error {
-	for _, e := range rc.Extensions {
-		if !isDefaultExtension(e) && !message.Supports(c.Extensions, e) {
-			return invalid("ValSem106", "11.1", "required extension type %d not supported", e)
-		}
-	}
-	for _, p := range rc.Proposals {
-		if !isDefaultProposal(p) && !message.Supports(c.Proposals, p) {
-			return invalid("ValSem106", "11.1", "required proposal type %d not supported", p)
-		}
-	}
-	for _, ct := range rc.Credentials {
-		if !message.Supports(c.Credentials, ct) {
-			return invalid("ValSem106", "11.1", "required credential type %d not supported", ct)
-		}
-	}
-	return nil
-}
-
-// requiredCapabilities returns the required_capabilities extension, or nil.
-func requiredCapabilities(exts []message.Extension) (*message.RequiredCapabilities, error) {
-	var rc message.RequiredCapabilities
-	ok, err := message.ParseExtension(exts, &rc)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return &rc, nil
-}
-
 func contains[T comparable](s []T, v T) bool {
 	for _, x := range s {
 		if x == v {
@@ -429,66 +367,22 @@ func contains[T comparable](s []T, v T) bool {
 	return false
 }
 
-// epochKeys are the outputs of one run of the key schedule.
-type epochKeys struct {
-	joiner  *keyschedule.JoinerSecret
-	welcome *keyschedule.WelcomeSecret
-	epoch   *keyschedule.EpochSecrets
-}
-
-// epochFrom runs the key schedule of RFC 9420, Section 8 from the previous
-// init secret and a commit secret.
-func epochFrom(s *ciphersuite.Suite, init *keyschedule.InitSecret, commitSecret []byte, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
-	joiner, err := init.Joiner(commitSecret, gcRaw)
-	if err != nil {
-		return nil, err
-	}
-	return epochFromJoiner(joiner, psk, gcRaw)
-}
-
-func epochFromJoiner(joiner *keyschedule.JoinerSecret, psk *keyschedule.PSKSecret, gcRaw []byte) (*epochKeys, error) {
-	mid, err := joiner.Intermediate(psk)
-	if err != nil {
-		return nil, err
-	}
-	ep, err := mid.Epoch(gcRaw)
-	if err != nil {
-		return nil, err
-	}
-	return &epochKeys{joiner: joiner, welcome: mid.Welcome(), epoch: ep}, nil
-}
-
-func newSecretTree(s *ciphersuite.Suite, keys *keyschedule.EpochSecrets, leaves uint32, cfg secrettree.Config) (*secrettree.Tree, error) {
-	enc, err := keys.EncryptionSecret()
-	if err != nil {
-		return nil, err
-	}
-	t, err := secrettree.New(s, enc, leaves, cfg)
-	if err != nil {
-		return nil, err
-	}
-	// RFC 9420, Section 9.2: the encryption secret is the secret tree's
-	// root and is deleted once the tree is built from it.
-	keys.DeleteEncryptionSecret()
-	return t, nil
-}
-
 // GroupID returns the group's ID.
 func (g *Group) GroupID() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return clone(g.st.gc.GroupID)
+	return clone(g.st.GC.GroupID)
 }
 
 // Epoch returns the current epoch.
 func (g *Group) Epoch() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.st.gc.Epoch
+	return g.st.GC.Epoch
 }
 
 // CipherSuite returns the group's cipher suite.
-func (g *Group) CipherSuite() CipherSuite { return g.st.gc.CipherSuite }
+func (g *Group) CipherSuite() CipherSuite { return g.st.GC.CipherSuite }
 
 // OwnLeafIndex returns this member's leaf index.
 func (g *Group) OwnLeafIndex() uint32 {
@@ -509,7 +403,7 @@ func (g *Group) IsActive() bool {
 func (g *Group) Members() []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return membersOf(g.st.tree.View())
+	return membersOf(g.st.Tree.View())
 }
 
 func membersOf(d *tree.Diff) []Member {
@@ -540,7 +434,7 @@ func wireCred(c credential.Credential) message.Credential { return credwire.ToWi
 func (g *Group) Member(i uint32) (Member, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ln := g.st.tree.Leaf(tree.LeafIndex(i))
+	ln := g.st.Tree.Leaf(tree.LeafIndex(i))
 	if ln == nil {
 		return Member{}, false
 	}
@@ -581,7 +475,7 @@ func (g *Group) ExportRatchetTree() ([]byte, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	rt := g.st.tree.RatchetTree()
+	rt := g.st.Tree.RatchetTree()
 	return message.Marshal(rt)
 }
 
@@ -589,7 +483,7 @@ func (g *Group) ExportRatchetTree() ([]byte, error) {
 func (g *Group) Extensions() []Extension {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return fromWireExtensions(g.st.gc.Extensions)
+	return fromWireExtensions(g.st.GC.Extensions)
 }
 
 // GroupInfo builds and signs a GroupInfo for the current epoch (RFC 9420,
@@ -601,7 +495,7 @@ func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	gi, err := g.groupInfoFor(g.st, g.st.tree.View(), g.signer, withTree, true)
+	gi, err := g.groupInfoFor(g.st, g.st.Tree.View(), g.signer, withTree, true)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -641,16 +535,16 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		exts = []message.Extension{}
 	}
 	gi := &message.GroupInfo{
-		GroupContext:    st.gc,
+		GroupContext:    st.GC,
 		Extensions:      exts,
-		ConfirmationTag: clone(st.confTag),
+		ConfirmationTag: clone(st.ConfTag),
 		Signer:          uint32(st.own),
 	}
-	if err := gi.Sign(st.suite, signer); err != nil {
+	if err := gi.Sign(st.Suite, signer); err != nil {
 		return nil, classify(err)
 	}
 	return gi, nil
 }
 
 // ownLeaf returns this member's current LeafNode.
-func (st *epochState) ownLeaf() *message.LeafNode { return st.tree.Leaf(st.own) }
+func (st *epochState) ownLeaf() *message.LeafNode { return st.Tree.Leaf(st.own) }

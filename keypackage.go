@@ -9,6 +9,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/storage"
@@ -163,33 +164,11 @@ func ParseKeyPackage(b []byte) (*KeyPackage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyKeyPackage(s, &kp); err != nil {
+	if err := group.VerifyKeyPackage(s, &kp); err != nil {
 		return nil, err
 	}
 	k, err := wrapKeyPackage(s, kp)
 	return k, classify(err)
-}
-
-// verifyKeyPackage checks the suite-independent rules of RFC 9420,
-// Section 10.1: version, signatures, leaf node source, init key distinct
-// from the encryption key.
-func verifyKeyPackage(s *ciphersuite.Suite, kp *message.KeyPackage) error {
-	if kp.Version != message.MLS10 {
-		return invalid("ValSem105", "10.1", "key package version %d", kp.Version)
-	}
-	if kp.LeafNode.Source != message.LeafNodeSourceKeyPackage {
-		return invalid("KeyPackageLeafSource", "10.1", "leaf node source %d, want key_package", kp.LeafNode.Source)
-	}
-	if err := kp.VerifySignature(s); err != nil {
-		return invalidErr("KeyPackageSignature", "10.1", err, "key package signature")
-	}
-	if err := kp.LeafNode.VerifySignature(s, nil, 0); err != nil {
-		return invalidErr("LeafNodeSignature", "7.3", err, "key package leaf node signature")
-	}
-	if bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
-		return invalid("ValSem104", "10.1", "init key equals the leaf encryption key")
-	}
-	return nil
 }
 
 // Ref returns the KeyPackageRef (RFC 9420, Section 5.2).

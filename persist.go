@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -89,15 +90,15 @@ func (g *Group) persist(ctx context.Context, merged *StagedCommit, extra func(st
 	snap := &state.Snapshot{
 		Record:  b,
 		Header:  &rec.Header,
-		Tree:    st.tree,
-		Current: state.Epoch{Number: st.gc.Epoch, ID: state.EpochID(st.gcRaw), Secrets: st.secrets},
+		Tree:    st.Tree,
+		Current: state.Epoch{Number: st.GC.Epoch, ID: state.EpochID(st.GCRaw), Secrets: st.secrets},
 		OwnLeaf: uint32(st.own),
 	}
-	snap.Merged = merged.changes(st.tree)
+	snap.Merged = merged.changes(st.Tree)
 	for i, p := range g.past {
 		snap.Past = append(snap.Past, state.Epoch{Number: p.epoch, ID: rec.Past[i].ID, Secrets: p.secrets, Past: p.record})
 	}
-	id := st.gc.GroupID
+	id := st.GC.GroupID
 	return g.update(ctx, id, func(tx storage.Tx) error {
 		if err := state.WriteGroup(tx, id, snap); err != nil {
 			return err
@@ -113,16 +114,16 @@ func (g *Group) persist(ctx context.Context, merged *StagedCommit, extra func(st
 // message of the epoch, the secret tree's node secrets) after a message:
 // an incremental write whose size does not depend on the group size.
 func (g *Group) saveRatchet(ctx context.Context, st *epochState, leaf uint32) error {
-	id := st.gc.GroupID
+	id := st.GC.GroupID
 	return g.update(ctx, id, func(tx storage.Tx) error {
-		return state.SyncLeaf(tx, id, st.gc.Epoch, st.secrets, leaf)
+		return state.SyncLeaf(tx, id, st.GC.Epoch, st.secrets, leaf)
 	})
 }
 
 // savePastRatchet is saveRatchet for an application message of a kept
 // earlier epoch (processPast).
 func (g *Group) savePastRatchet(ctx context.Context, p *pastEpoch, leaf uint32) error {
-	id := g.st.gc.GroupID
+	id := g.st.GC.GroupID
 	return g.update(ctx, id, func(tx storage.Tx) error {
 		return state.SyncLeaf(tx, id, p.epoch, p.secrets, leaf)
 	})
@@ -135,13 +136,13 @@ func (sc *StagedCommit) changes(t *tree.Tree) *state.Merged {
 	if sc == nil || !sc.diff.MergedInto(t) {
 		return nil
 	}
-	return &state.Merged{BaseTreeHash: sc.base.gc.TreeHash, Changes: sc.diff.Changes()}
+	return &state.Merged{BaseTreeHash: sc.base.GC.TreeHash, Changes: sc.diff.Changes()}
 }
 
 // header is the record header of an epoch: its GroupContext and the size
 // and hash of the tree, which tell a save which nodes it must write.
 func (st *epochState) header() state.Header {
-	return state.Header{Epoch: st.gc.Epoch, GroupContext: st.gcRaw, TreeHash: st.tree.TreeHash(), Leaves: st.tree.NumLeaves()}
+	return state.Header{Epoch: st.GC.Epoch, GroupContext: st.GCRaw, TreeHash: st.Tree.TreeHash(), Leaves: st.Tree.NumLeaves()}
 }
 
 func (g *Group) record() (*state.GroupRecord, error) {
@@ -169,7 +170,7 @@ func (g *Group) record() (*state.GroupRecord, error) {
 		return nil, err
 	}
 	r.SecretTree = state.ParamsOf(st.secrets)
-	r.ConfirmationTag = st.confTag
+	r.ConfirmationTag = st.ConfTag
 	r.Proposals = proposalRecords(g.props)
 	r.ResumptionPSKs = g.psks
 	if g.pending != nil {
@@ -236,7 +237,7 @@ func pendingRecord(sc *StagedCommit) (*state.PendingRecord, error) {
 	if next == nil || !sc.own {
 		return nil, fmt.Errorf("mls: pending commit without a next epoch")
 	}
-	r := &state.PendingRecord{GroupContext: next.gcRaw, Private: state.PrivateOf(next.priv), ConfirmationTag: next.confTag}
+	r := &state.PendingRecord{GroupContext: next.GCRaw, Private: state.PrivateOf(next.priv), ConfirmationTag: next.ConfTag}
 	var err error
 	if r.EpochSecrets, err = next.keys.MarshalBinary(); err != nil {
 		return nil, err
@@ -246,13 +247,13 @@ func pendingRecord(sc *StagedCommit) (*state.PendingRecord, error) {
 	}
 	r.Changes = *sc.diff.Changes()
 	a := sc.a
-	r.Proposals = proposalRecords(a.props)
-	r.Added, r.Removed = leafNumbers(a.added), leafNumbers(a.removed)
-	for l := range a.updated {
+	r.Proposals = proposalRecords(sc.props)
+	r.Added, r.Removed = leafNumbers(a.Added), leafNumbers(a.Removed)
+	for l := range a.Updated {
 		r.Updated = append(r.Updated, uint32(l))
 	}
 	slices.Sort(r.Updated)
-	r.ExternalLeaf, r.NeedsPath, r.SelfRemoved, r.Sender = uint32(a.externalLeaf), a.needsPath, a.selfGone, sc.sender
+	r.ExternalLeaf, r.NeedsPath, r.SelfRemoved, r.Sender = uint32(a.ExternalLeaf), a.NeedsPath, a.SelfGone, sc.sender
 	if now, was := sc.diff.Leaf(sc.base.own), sc.base.ownLeaf(); now != nil && was != nil && !bytes.Equal(now.SignatureKey, was.SignatureKey) {
 		r.NewSignatureKey = now.SignatureKey
 	}
@@ -347,7 +348,7 @@ func (g *Group) restore(tx storage.Tx, groupID []byte, r *state.GroupRecord) err
 	if r.Active && !bytes.Equal(r.TreeHash, gc.TreeHash) {
 		return corrupt(groupID, "ratchet tree", errors.New("the stored tree is not the group context's"))
 	}
-	st := &epochState{suite: s, gc: gc, gcRaw: r.GroupContext, tree: t, own: tree.LeafIndex(r.OwnLeaf), confTag: r.ConfirmationTag}
+	st := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: r.GroupContext, Tree: t, ConfTag: r.ConfirmationTag}, own: tree.LeafIndex(r.OwnLeaf)}
 	if err := restoreEpoch(st, &r.Private, r.EpochSecrets, r.Active); err != nil {
 		return corrupt(groupID, "epoch state", err)
 	}
@@ -389,14 +390,14 @@ func (g *Group) restore(tx storage.Tx, groupID []byte, r *state.GroupRecord) err
 // epoch secrets must produce the confirmation tag (Section 6.1).
 func restoreEpoch(st *epochState, pr *state.PrivateRecord, keys []byte, active bool) error {
 	var err error
-	if st.priv, err = pr.State(st.suite, st.own); err != nil {
+	if st.priv, err = pr.State(st.Suite, st.own); err != nil {
 		return err
 	}
 	if active {
 		if st.ownLeaf() == nil {
 			return fmt.Errorf("own leaf %d is blank", st.own)
 		}
-		if err := st.priv.Check(st.tree.View()); err != nil {
+		if err := st.priv.Check(st.Tree.View()); err != nil {
 			return err
 		}
 	}
@@ -404,13 +405,13 @@ func restoreEpoch(st *epochState, pr *state.PrivateRecord, keys []byte, active b
 	if err := st.keys.UnmarshalBinary(keys); err != nil {
 		return err
 	}
-	if st.keys.Suite().ID() != st.suite.ID() {
-		return fmt.Errorf("epoch secrets for suite %v, group uses %v", st.keys.Suite().ID(), st.suite.ID())
+	if st.keys.Suite().ID() != st.Suite.ID() {
+		return fmt.Errorf("epoch secrets for suite %v, group uses %v", st.keys.Suite().ID(), st.Suite.ID())
 	}
-	if !st.keys.VerifyConfirmationTag(st.gc.ConfirmedTranscriptHash, st.confTag) {
+	if !st.keys.VerifyConfirmationTag(st.GC.ConfirmedTranscriptHash, st.ConfTag) {
 		return errors.New("the epoch secrets do not produce the stored confirmation tag")
 	}
-	st.interim = interimHash(st)
+	st.Interim = st.InterimHash()
 	return nil
 }
 
@@ -420,22 +421,22 @@ func restoreEpoch(st *epochState, pr *state.PrivateRecord, keys []byte, active b
 // secrets against the confirmation tag.
 func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 	base := g.st
-	s := base.suite
+	s := base.Suite
 	var gc message.GroupContext
 	if err := message.Unmarshal(r.GroupContext, &gc); err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(gc.GroupID, base.gc.GroupID) || gc.Epoch != base.gc.Epoch+1 || gc.CipherSuite != base.gc.CipherSuite {
-		return nil, fmt.Errorf("pending commit for group %x epoch %d, group is at epoch %d", gc.GroupID, gc.Epoch, base.gc.Epoch)
+	if !bytes.Equal(gc.GroupID, base.GC.GroupID) || gc.Epoch != base.GC.Epoch+1 || gc.CipherSuite != base.GC.CipherSuite {
+		return nil, fmt.Errorf("pending commit for group %x epoch %d, group is at epoch %d", gc.GroupID, gc.Epoch, base.GC.Epoch)
 	}
-	d, err := base.tree.ApplyChanges(&r.Changes)
+	d, err := base.Tree.ApplyChanges(&r.Changes)
 	if err != nil {
 		return nil, err
 	}
 	if !bytes.Equal(d.TreeHash(), gc.TreeHash) {
 		return nil, errors.New("the stored tree changes do not produce the next tree hash")
 	}
-	next := &epochState{suite: s, gc: gc, gcRaw: r.GroupContext, tree: base.tree, own: base.own, confTag: r.ConfirmationTag}
+	next := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: r.GroupContext, Tree: base.Tree, ConfTag: r.ConfirmationTag}, own: base.own}
 	if next.priv, err = r.Private.State(s, base.own); err != nil {
 		return nil, err
 	}
@@ -449,10 +450,10 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 	if err := next.keys.UnmarshalBinary(r.EpochSecrets); err != nil {
 		return nil, err
 	}
-	if next.keys.Suite().ID() != s.ID() || !next.keys.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, next.confTag) {
+	if next.keys.Suite().ID() != s.ID() || !next.keys.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, next.ConfTag) {
 		return nil, errors.New("the next epoch secrets do not produce the stored confirmation tag")
 	}
-	next.interim = interimHash(next)
+	next.Interim = next.InterimHash()
 	next.secrets = &secrettree.Tree{}
 	if err := next.secrets.UnmarshalBinary(r.SecretTree); err != nil {
 		return nil, err
@@ -463,34 +464,35 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 	if r.Sender.Type != message.SenderMember || r.Sender.LeafIndex != uint32(base.own) || r.SelfRemoved {
 		return nil, errors.New("pending commit not sent by this member")
 	}
-	a := &applied{props: queuedOf(r.Proposals), updated: map[tree.LeafIndex]bool{}, externalLeaf: tree.LeafIndex(r.ExternalLeaf), needsPath: r.NeedsPath}
+	props := queuedOf(r.Proposals)
+	a := &group.Applied{Props: publicList(props), Updated: map[tree.LeafIndex]bool{}, ExternalLeaf: tree.LeafIndex(r.ExternalLeaf), NeedsPath: r.NeedsPath}
 	for _, l := range r.Added {
-		a.added = append(a.added, tree.LeafIndex(l))
+		a.Added = append(a.Added, tree.LeafIndex(l))
 	}
 	for _, l := range r.Removed {
-		a.removed = append(a.removed, tree.LeafIndex(l))
+		a.Removed = append(a.Removed, tree.LeafIndex(l))
 	}
 	for _, l := range r.Updated {
-		a.updated[tree.LeafIndex(l)] = true
+		a.Updated[tree.LeafIndex(l)] = true
 	}
-	for _, q := range a.props {
+	for _, q := range props {
 		switch p := q.p; p.Type {
 		case message.ProposalAdd:
-			a.addedKPs = append(a.addedKPs, &p.Add.KeyPackage)
+			a.AddedKPs = append(a.AddedKPs, &p.Add.KeyPackage)
 		case message.ProposalPSK:
-			a.psks = append(a.psks, p.PSK.PSK)
+			a.Psks = append(a.Psks, p.PSK.PSK)
 		case message.ProposalGroupContextExtensions:
-			a.exts = p.GroupContextExtensions.Extensions
+			a.Exts = p.GroupContextExtensions.Extensions
 		case message.ProposalReInit:
-			a.reinit = p.ReInit
+			a.Reinit = p.ReInit
 		case message.ProposalExternalInit:
-			a.extInit = p.ExternalInit
+			a.ExtInit = p.ExternalInit
 		}
 	}
-	if len(a.addedKPs) != len(a.added) {
-		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.addedKPs), len(a.added))
+	if len(a.AddedKPs) != len(a.Added) {
+		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.AddedKPs), len(a.Added))
 	}
-	sc := &StagedCommit{base: base, diff: d, next: next, a: a, sender: r.Sender, own: true}
+	sc := &StagedCommit{base: base, diff: d, next: next, a: a, props: props, sender: r.Sender, own: true}
 	var msgs [3]*Message
 	for i, b := range r.Messages {
 		if b == nil {
@@ -537,7 +539,7 @@ func (g *Group) setSigner(signer crypto.Signer) error {
 		}
 		return nil
 	}
-	pub, err := g.st.suite.SignaturePublicKey(signer)
+	pub, err := g.st.Suite.SignaturePublicKey(signer)
 	if err != nil {
 		return fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}

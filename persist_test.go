@@ -234,14 +234,14 @@ func psConsistent(g *Group) error {
 		if st.ownLeaf() == nil {
 			return errors.New("own leaf is blank")
 		}
-		if err := st.priv.Check(st.tree.View()); err != nil {
+		if err := st.priv.Check(st.Tree.View()); err != nil {
 			return fmt.Errorf("private keys: %w", err)
 		}
-		if !bytes.Equal(st.tree.TreeHash(), st.gc.TreeHash) {
+		if !bytes.Equal(st.Tree.TreeHash(), st.GC.TreeHash) {
 			return errors.New("tree hash differs from the group context")
 		}
 	}
-	if !st.keys.VerifyConfirmationTag(st.gc.ConfirmedTranscriptHash, st.confTag) {
+	if !st.keys.VerifyConfirmationTag(st.GC.ConfirmedTranscriptHash, st.ConfTag) {
 		return errors.New("confirmation tag does not verify")
 	}
 	if st.secrets.Leaves() == 0 {
@@ -251,15 +251,15 @@ func psConsistent(g *Group) error {
 		if err := sc.next.priv.Check(sc.diff); err != nil {
 			return fmt.Errorf("pending commit private keys: %w", err)
 		}
-		if !bytes.Equal(sc.diff.TreeHash(), sc.next.gc.TreeHash) {
+		if !bytes.Equal(sc.diff.TreeHash(), sc.next.GC.TreeHash) {
 			return errors.New("pending commit tree hash")
 		}
-		if sc.base != st || sc.next.gc.Epoch != st.gc.Epoch+1 {
+		if sc.base != st || sc.next.GC.Epoch != st.GC.Epoch+1 {
 			return errors.New("pending commit is not on top of the current epoch")
 		}
 	}
 	for i, p := range g.past {
-		if p.epoch > st.gc.Epoch || p.epoch == st.gc.Epoch && g.active || (i > 0 && p.epoch <= g.past[i-1].epoch) {
+		if p.epoch > st.GC.Epoch || p.epoch == st.GC.Epoch && g.active || (i > 0 && p.epoch <= g.past[i-1].epoch) {
 			return fmt.Errorf("past epoch %d out of order", p.epoch)
 		}
 	}
@@ -1365,7 +1365,7 @@ func storedNodes(tb testing.TB, m *psMember) []tree.NodeIndex {
 // treeNodes returns the indexes of the non-blank nodes of g's tree.
 func treeNodes(g *Group) []tree.NodeIndex {
 	var out []tree.NodeIndex
-	for x, n := range g.st.tree.RatchetTree() {
+	for x, n := range g.st.Tree.RatchetTree() {
 		if n != nil {
 			out = append(out, tree.NodeIndex(x))
 		}
@@ -1401,8 +1401,8 @@ func TestPersistTruncation(t *testing.T) {
 	}
 	// Erin (leaf 4) updates, filling her direct path up to the root 7.
 	ms[4].commit(selfUpdate, ms[:4]...)
-	if alice.g.st.tree.NumLeaves() != 8 || alice.g.st.tree.View().IsBlank(7) {
-		t.Fatalf("setup: %d leaves, root blank %v", alice.g.st.tree.NumLeaves(), alice.g.st.tree.View().IsBlank(7))
+	if alice.g.st.Tree.NumLeaves() != 8 || alice.g.st.Tree.View().IsBlank(7) {
+		t.Fatalf("setup: %d leaves, root blank %v", alice.g.st.Tree.NumLeaves(), alice.g.st.Tree.View().IsBlank(7))
 	}
 	for _, m := range ms[:4] {
 		if got, want := storedNodes(t, m), treeNodes(m.g); !slices.Equal(got, want) {
@@ -1419,8 +1419,8 @@ func TestPersistTruncation(t *testing.T) {
 		return g.RemoveMembers(ctx, ms[4].g.OwnLeafIndex())
 	}, ms[0], ms[2], ms[3])
 	for _, m := range ms[:4] {
-		if m.g.st.tree.NumLeaves() != 4 {
-			t.Fatalf("%s: %d leaves after the removal", m.name, m.g.st.tree.NumLeaves())
+		if m.g.st.Tree.NumLeaves() != 4 {
+			t.Fatalf("%s: %d leaves after the removal", m.name, m.g.st.Tree.NumLeaves())
 		}
 		if got, want := storedNodes(t, m), treeNodes(m.g); !slices.Equal(got, want) {
 			t.Fatalf("%s after: stored nodes %v, tree %v", m.name, got, want)

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
-	"github.com/mlskit/mls/internal/tree"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -274,7 +273,7 @@ func (q *QueuedProposal) PreSharedKey() (PSKID, bool) {
 // CustomData its body.
 func (q *QueuedProposal) CustomType() (uint16, bool) {
 	p := q.body()
-	if p.Type == 0 || isDefaultProposal(p.Type) {
+	if p.Type == 0 || group.IsDefaultProposal(p.Type) {
 		return 0, false
 	}
 	return uint16(p.Type), true
@@ -282,303 +281,6 @@ func (q *QueuedProposal) CustomType() (uint16, bool) {
 
 func (q *QueuedProposal) String() string {
 	return fmt.Sprintf("proposal(%v from %v)", ProposalType(q.body().Type), senderOf(q.sender))
-}
-
-// applied is the result of applying a proposal list to a tree diff
-// (RFC 9420, Section 12.3).
-type applied struct {
-	props        []*QueuedProposal
-	exts         []message.Extension // new group context extensions, or nil
-	added        []tree.LeafIndex    // leaves of new members, in order
-	addedKPs     []*message.KeyPackage
-	removed      []tree.LeafIndex
-	updated      map[tree.LeafIndex]bool
-	externalLeaf tree.LeafIndex
-	psks         []message.PreSharedKeyID
-	reinit       *message.ReInitProposal
-	extInit      *message.ExternalInitProposal
-	needsPath    bool
-	selfGone     bool // the committer's or this member's leaf was removed
-}
-
-// pathRequired reports whether a proposal type requires the commit to have
-// a path (RFC 9420, Section 17.4, "Path Required").
-func pathRequired(t message.ProposalType) bool {
-	switch t {
-	case message.ProposalAdd, message.ProposalPSK, message.ProposalReInit:
-		return false
-	}
-	return true
-}
-
-// applyProposals validates a commit's proposal list (RFC 9420, Section
-// 12.2) and applies it to d in the order of Section 12.3: group context
-// extensions, updates, removes, adds. committer is the commit's sender;
-// external is true for external commits. me is this member's leaf (to
-// notice its own removal). On error d may be partly modified and must be
-// discarded.
-//
-// Rule names follow the OpenMLS "Message Validation" chapter
-// (ValSem101-ValSem113, ValSem200, ValSem208, ValSem209, ValSem401-ValSem403)
-// where it has one.
-func (g *Group) applyProposals(st *epochState, d *tree.Diff, props []*QueuedProposal, committer message.Sender, me tree.LeafIndex) (*applied, error) {
-	s := st.suite
-	a := &applied{props: props, updated: map[tree.LeafIndex]bool{}, needsPath: len(props) == 0}
-	external := committer.Type == message.SenderNewMemberCommit
-	var updates, removes, adds, gces, psks []*QueuedProposal
-	var custom []message.ProposalType
-	// touched records which leaves an Update or Remove applies to, and
-	// whether it was a Remove (Section 12.2: at most one of them per leaf).
-	touched := map[uint32]message.ProposalType{}
-	pskIDs := map[string]bool{}
-	initKeys := map[string]bool{}
-	for _, q := range props {
-		p := q.p
-		if pathRequired(p.Type) {
-			a.needsPath = true
-		}
-		if !isDefaultProposal(p.Type) && !contains(custom, p.Type) {
-			custom = append(custom, p.Type)
-		}
-		switch p.Type {
-		case message.ProposalAdd:
-			if external {
-				return nil, invalid("ValSem242", "12.2", "external commit covers an Add proposal")
-			}
-			kp := &p.Add.KeyPackage
-			// Section 10.1: suite and version must match the group's.
-			if kp.CipherSuite != st.gc.CipherSuite || kp.Version != st.gc.Version {
-				return nil, invalid("ValSem105", "10.1", "key package for suite 0x%04x version %d, group uses 0x%04x version %d", uint16(kp.CipherSuite), kp.Version, uint16(st.gc.CipherSuite), st.gc.Version)
-			}
-			if err := verifyKeyPackage(s, kp); err != nil {
-				return nil, err
-			}
-			if initKeys[string(kp.InitKey)] {
-				return nil, invalid("ValSem102", "12.2", "two Add proposals share an init key")
-			}
-			initKeys[string(kp.InitKey)] = true
-			adds = append(adds, q)
-		case message.ProposalUpdate:
-			if external {
-				return nil, invalid("ValSem242", "12.2", "external commit covers an Update proposal")
-			}
-			if q.sender.Type != message.SenderMember {
-				return nil, invalid("ValSem112", "12.1.2", "Update proposal from a sender of type %d", q.sender.Type)
-			}
-			if committer.Type == message.SenderMember && q.sender.LeafIndex == committer.LeafIndex {
-				return nil, invalid("ValSem111", "12.2", "commit covers the committer's own Update proposal")
-			}
-			if _, dup := touched[q.sender.LeafIndex]; dup {
-				return nil, invalid("ProposalSameLeaf", "12.2", "several Update/Remove proposals for leaf %d", q.sender.LeafIndex)
-			}
-			touched[q.sender.LeafIndex] = message.ProposalUpdate
-			updates = append(updates, q)
-		case message.ProposalRemove:
-			r := p.Remove.Removed
-			if d.Leaf(tree.LeafIndex(r)) == nil {
-				return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank or missing leaf %d", r)
-			}
-			if prev, dup := touched[r]; dup {
-				if prev == message.ProposalRemove {
-					return nil, invalid("ValSem107", "12.2", "several Remove proposals for leaf %d", r)
-				}
-				return nil, invalid("ProposalSameLeaf", "12.2", "Update and Remove proposals for leaf %d", r)
-			}
-			touched[r] = message.ProposalRemove
-			if committer.Type == message.SenderMember && r == committer.LeafIndex {
-				return nil, invalid("ValSem200", "12.2", "commit removes the committer")
-			}
-			removes = append(removes, q)
-		case message.ProposalPSK:
-			id := &p.PSK.PSK
-			// Section 12.1.4: resumption PSKs with usage reinit or branch
-			// belong to reinitialization and branching only.
-			if id.Type != message.PSKExternal && !(id.Type == message.PSKResumption && id.Usage == message.ResumptionApplication) {
-				return nil, invalid("ValSem402", "12.1.4", "PSK of type %d usage %d not allowed in a PreSharedKey proposal", id.Type, id.Usage)
-			}
-			if len(id.Nonce) != s.HashSize() {
-				return nil, invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), s.HashSize())
-			}
-			if err := g.checkResumptionRetention(st, id); err != nil {
-				return nil, err
-			}
-			key := pskKey(id)
-			if pskIDs[key] {
-				return nil, invalid("ValSem403", "12.2", "two PreSharedKey proposals for the same PSK")
-			}
-			pskIDs[key] = true
-			psks = append(psks, q)
-		case message.ProposalReInit:
-			if external {
-				return nil, invalid("ValSem242", "12.2", "external commit covers a ReInit proposal")
-			}
-			if len(props) != 1 {
-				return nil, invalid("ReInitAlone", "12.2", "ReInit proposal together with other proposals")
-			}
-			if p.ReInit.Version < st.gc.Version {
-				return nil, invalid("ReInitVersion", "12.1.5", "ReInit to older version %d", p.ReInit.Version)
-			}
-			a.reinit = p.ReInit
-		case message.ProposalExternalInit:
-			if !external {
-				return nil, invalid("ExternalInitInternal", "12.2", "ExternalInit proposal in a regular commit")
-			}
-			if a.extInit != nil {
-				return nil, invalid("ValSem241", "12.2", "external commit covers several ExternalInit proposals")
-			}
-			a.extInit = p.ExternalInit
-		case message.ProposalGroupContextExtensions:
-			if external {
-				return nil, invalid("ValSem242", "12.2", "external commit covers a GroupContextExtensions proposal")
-			}
-			gces = append(gces, q)
-			if len(gces) > 1 {
-				return nil, invalid("ValSem208", "12.2", "several GroupContextExtensions proposals")
-			}
-		default:
-			if external {
-				return nil, invalid("ValSem242", "12.2", "external commit covers a proposal of type %d", p.Type)
-			}
-		}
-	}
-	if external {
-		if a.extInit == nil {
-			return nil, invalid("ValSem240", "12.2", "external commit without an ExternalInit proposal")
-		}
-		if len(removes) > 1 {
-			return nil, invalid("ValSem242", "12.2", "external commit with several Remove proposals")
-		}
-	}
-	opts := g.treeOptions(st, &st.gc)
-
-	// Group context extensions first: later leaf checks use the new
-	// required capabilities (Section 12.3).
-	var rc *message.RequiredCapabilities
-	if len(gces) == 1 {
-		exts := gces[0].p.GroupContextExtensions.Extensions
-		if err := message.CheckExtensions(exts); err != nil {
-			return nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
-		}
-		var err error
-		if rc, err = requiredCapabilities(exts); err != nil {
-			return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
-		}
-		a.exts = exts
-		opts.RequiredCapabilities = rc
-		opts.Leaf = componentCheck(exts)
-	}
-	for _, q := range updates {
-		at := tree.LeafIndex(q.sender.LeafIndex)
-		if err := d.ValidateLeaf(&q.p.Update.LeafNode, at, message.LeafNodeSourceUpdate, &opts); err != nil {
-			return nil, leafError(err, message.LeafNodeSourceUpdate, "Update proposal from leaf %d", at)
-		}
-		if err := d.Update(at, &q.p.Update.LeafNode); err != nil {
-			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
-		}
-		a.updated[at] = true
-	}
-	for _, q := range removes {
-		r := tree.LeafIndex(q.p.Remove.Removed)
-		if err := d.Remove(r); err != nil {
-			return nil, invalidErr("ValSem108", "12.1.3", err, "Remove proposal")
-		}
-		a.removed = append(a.removed, r)
-		if r == me {
-			a.selfGone = true
-		}
-	}
-	// Section 12.2: a non-default proposal type must be supported by the
-	// members that process the commit: not those it removes, nor those it
-	// adds.
-	for _, t := range custom {
-		if err := checkProposalSupported(d, t); err != nil {
-			return nil, err
-		}
-	}
-	// Section 12.1.7: the remaining members must support the new
-	// required_capabilities (added members are checked below, as their
-	// leaves are validated with the new options).
-	if rc != nil {
-		for _, m := range membersLeaves(d) {
-			if err := checkRequiredCapabilities(rc, &d.Leaf(m).Capabilities); err != nil {
-				return nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
-			}
-		}
-	}
-	if err := checkMembersComponents(d, a.exts); err != nil {
-		return nil, err
-	}
-	for _, q := range adds {
-		kp := &q.p.Add.KeyPackage
-		at, err := d.ReserveLeaf()
-		if err != nil {
-			return nil, invalidErr("TreeFull", "12.1.1", err, "no room for the new member")
-		}
-		if err := d.ValidateLeaf(&kp.LeafNode, at, message.LeafNodeSourceKeyPackage, &opts); err != nil {
-			return nil, leafError(err, message.LeafNodeSourceKeyPackage, "Add proposal for leaf %d", at)
-		}
-		if _, dup := d.FindEncryptionKey(kp.InitKey); dup {
-			return nil, invalid("InitKeyReuse", "16.8", "Add proposal init key already in the tree")
-		}
-		i, err := d.Add(&kp.LeafNode)
-		if err != nil {
-			return nil, invalidErr("TreeFull", "12.1.1", err, "Add proposal")
-		}
-		a.added = append(a.added, i)
-		a.addedKPs = append(a.addedKPs, kp)
-	}
-	// ValSem209: every member of the new epoch supports the new group
-	// context extensions.
-	if a.exts != nil {
-		if err := checkExtensionsSupported(d, a.exts); err != nil {
-			return nil, err
-		}
-	}
-	for _, q := range psks {
-		a.psks = append(a.psks, q.p.PSK.PSK)
-	}
-	return a, nil
-}
-
-// leafError names the rule a LeafNode from an Add (source key_package) or
-// Update (source update) proposal breaks, from the tree package's leaf
-// node validation error (RFC 9420, Section 7.3).
-func leafError(err error, src message.LeafNodeSource, format string, args ...any) error {
-	add := src == message.LeafNodeSourceKeyPackage
-	rule, section := "LeafNodeValidation", "7.3"
-	switch {
-	case errors.Is(err, tree.ErrDuplicateSignatureKey):
-		if add {
-			rule, section = "ValSem101", "12.2"
-		} else {
-			rule = "DuplicateSignatureKey"
-		}
-	case errors.Is(err, tree.ErrDuplicateEncryptionKey), errors.Is(err, tree.ErrSameEncryptionKey):
-		if add {
-			rule = "ValSem103"
-		} else {
-			rule, section = "ValSem110", "12.1.2"
-		}
-	case errors.Is(err, tree.ErrCapabilities):
-		if add {
-			rule, section = "ValSem106", "11.1"
-		} else {
-			rule, section = "ValSem109", "11.1"
-		}
-	case errors.Is(err, tree.ErrLeafSignature):
-		rule = "LeafNodeSignature"
-	case errors.Is(err, tree.ErrLifetime):
-		rule = "LeafNodeLifetime"
-	case errors.Is(err, tree.ErrLeafSource):
-		rule = "LeafNodeSource"
-	case errors.Is(err, tree.ErrCredentialUnsupported):
-		rule = "CredentialUnsupported"
-	case errors.Is(err, tree.ErrExtensionUnsupported):
-		rule = "LeafNodeExtensions"
-	case errors.Is(err, tree.ErrCredential):
-		rule, section = "Credential", "5.3.1"
-	}
-	return invalidErr(rule, section, err, format, args...)
 }
 
 // defaultResumptionPSKRetention is how many past epochs' resumption PSKs
@@ -596,83 +298,6 @@ func (c *JoinConfig) resumptionRetention() int {
 		return 0
 	}
 	return c.ResumptionPSKRetention
-}
-
-// checkResumptionRetention rejects a resumption PSK of this group from an
-// epoch older than the retention (JoinConfig.ResumptionPSKRetention):
-// this member has deleted it, as RFC 9420, Section 8.6 lets it, and the
-// commit cannot be processed.
-func (g *Group) checkResumptionRetention(st *epochState, id *message.PreSharedKeyID) error {
-	if g.public {
-		// Retention is a member's own setting; a follower holds no PSK.
-		return nil
-	}
-	if id.Type != message.PSKResumption || !bytes.Equal(id.PSKGroupID, st.gc.GroupID) || id.PSKEpoch >= st.gc.Epoch {
-		return nil
-	}
-	if n := g.cfg.resumptionRetention(); st.gc.Epoch-id.PSKEpoch > uint64(n) {
-		// The cause is PSKMissing, so callers matching that rule (the PSK
-		// is not available) match this one too.
-		missing := invalid("PSKMissing", "8.4", "resumption PSK of group %x epoch %d not available", id.PSKGroupID, id.PSKEpoch)
-		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, st.gc.Epoch)
-	}
-	return nil
-}
-
-// pskKey identifies a PSK regardless of its nonce, to detect two
-// proposals for the same PSK (ValSem403).
-func pskKey(id *message.PreSharedKeyID) string {
-	if id.Type == message.PSKExternal {
-		return fmt.Sprintf("external/%x", id.PSKID)
-	}
-	return fmt.Sprintf("resumption/%d/%x/%d", id.Usage, id.PSKGroupID, id.PSKEpoch)
-}
-
-// checkProposalSupported checks that every member supports a proposal type
-// that is not one of RFC 9420's (ValSem113).
-func checkProposalSupported(d *tree.Diff, t message.ProposalType) error {
-	for _, m := range membersLeaves(d) {
-		if !message.Supports(d.Leaf(m).Capabilities.Proposals, t) {
-			return invalid("ValSem113", "12.2", "leaf %d does not support proposal type %d", m, t)
-		}
-	}
-	return nil
-}
-
-// checkExtensionsSupported checks that every member supports every
-// non-default extension of a new group context (ValSem209).
-func checkExtensionsSupported(d *tree.Diff, exts []message.Extension) error {
-	for _, e := range exts {
-		if isDefaultExtension(e.Type) {
-			continue
-		}
-		for _, m := range membersLeaves(d) {
-			if !message.Supports(d.Leaf(m).Capabilities.Extensions, e.Type) {
-				return invalid("ValSem209", "12.1.7", "leaf %d does not support extension type %d", m, e.Type)
-			}
-		}
-	}
-	return nil
-}
-
-func membersLeaves(d *tree.Diff) []tree.LeafIndex {
-	var out []tree.LeafIndex
-	for i := uint32(0); i < d.NumLeaves(); i++ {
-		if d.Leaf(tree.LeafIndex(i)) != nil {
-			out = append(out, tree.LeafIndex(i))
-		}
-	}
-	return out
-}
-
-// proposalRef computes the ProposalRef of a proposal message's
-// AuthenticatedContent (RFC 9420, Section 5.2).
-func proposalRef(s *ciphersuite.Suite, ac *message.AuthenticatedContent) ([]byte, error) {
-	b, err := message.Marshal(ac)
-	if err != nil {
-		return nil, err
-	}
-	return s.ProposalRef(b), nil
 }
 
 // findProposal looks up a queued proposal by reference.
@@ -710,7 +335,7 @@ func (g *Group) ProposePSK(ctx context.Context, pskID []byte) (*Message, Proposa
 			return nil, nil, err
 		}
 	}
-	p, err := ExternalPSKProposal(pskID).build(g.st.suite, g.cfg.rand())
+	p, err := ExternalPSKProposal(pskID).build(g.st.Suite, g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -735,19 +360,17 @@ func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extens
 	if err := message.CheckExtensions(w); err != nil {
 		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "group context extensions")
 	}
-	v := g.st.tree.View()
-	rc, err := requiredCapabilities(w)
+	v := g.st.Tree.View()
+	rc, err := group.RequiredCapabilities(w)
 	if err != nil {
 		return nil, nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
 	}
 	if rc != nil {
-		for _, m := range membersLeaves(v) {
-			if err := checkRequiredCapabilities(rc, &v.Leaf(m).Capabilities); err != nil {
-				return nil, nil, invalid("ValSem209", "12.1.7", "leaf %d does not support the new required_capabilities: %v", m, err)
-			}
+		if err := group.CheckNewRequiredCapabilities(v, rc); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := checkExtensionsSupported(v, w); err != nil {
+	if err := group.CheckExtensionsSupported(v, w); err != nil {
 		return nil, nil, err
 	}
 	p := GroupContextExtensionsProposal(exts)
@@ -760,7 +383,7 @@ func (g *Group) ProposeGroupContextExtensions(ctx context.Context, exts []Extens
 // covers it carries a path.
 func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []byte) (*Message, ProposalRef, error) {
 	t := message.ProposalType(proposalType)
-	if t == 0 || isDefaultProposal(t) {
+	if t == 0 || group.IsDefaultProposal(t) {
 		return nil, nil, fmt.Errorf("%w: proposal type %d is not a custom type", ErrInvalidArgument, proposalType)
 	}
 	g.mu.Lock()
@@ -768,7 +391,7 @@ func (g *Group) ProposeCustom(ctx context.Context, proposalType uint16, data []b
 	if err := g.checkOperational(); err != nil {
 		return nil, nil, err
 	}
-	if err := checkProposalSupported(g.st.tree.View(), t); err != nil {
+	if err := group.CheckProposalSupported(g.st.Tree.View(), t); err != nil {
 		return nil, nil, err
 	}
 	if data == nil {
@@ -801,7 +424,7 @@ func (g *Group) ProposeReInit(ctx context.Context, groupID []byte, suite CipherS
 	if err := message.CheckExtensions(toWireExtensions(exts)); err != nil {
 		return nil, nil, fmt.Errorf("%w: ReInit extensions: %v", ErrInvalidArgument, err)
 	}
-	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.suite, g.cfg.rand())
+	p, err := ReInitProposal(ReInitParams{GroupID: groupID, CipherSuite: suite, Extensions: exts}).build(g.st.Suite, g.cfg.rand())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -820,7 +443,7 @@ func (g *Group) ReInitParams() (*ReInitParams, bool) {
 		// group state.
 		var raw []byte
 		err := view(context.Background(), g.store, func(tx storage.Tx) error {
-			v, err := state.ReInit(tx, g.st.gc.GroupID)
+			v, err := state.ReInit(tx, g.st.GC.GroupID)
 			raw = v
 			return err
 		})
@@ -872,7 +495,7 @@ func (q *QueuedProposal) GroupContextExtensions() ([]Extension, bool) {
 // define.
 func (q *QueuedProposal) CustomData() ([]byte, bool) {
 	p := q.body()
-	if p.Type == 0 || isDefaultProposal(p.Type) {
+	if p.Type == 0 || group.IsDefaultProposal(p.Type) {
 		return nil, false
 	}
 	return clone(p.Data), true
@@ -914,7 +537,7 @@ func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps
 	g.mu.Lock()
 	st := g.st
 	held := &heldPSK{
-		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionReInit, PSKGroupID: clone(st.gc.GroupID), PSKEpoch: st.gc.Epoch},
+		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionReInit, PSKGroupID: clone(st.GC.GroupID), PSKEpoch: st.GC.Epoch},
 		secret: st.keys.ResumptionPSK(),
 	}
 	g.mu.Unlock()
@@ -936,4 +559,38 @@ func (g *Group) ReInitGroup(ctx context.Context, c *Client, cfg GroupConfig, kps
 		return nil, nil, err
 	}
 	return ng, res, nil
+}
+
+// public returns the proposal as internal/group takes it.
+func (q *QueuedProposal) public() *group.Proposal {
+	return &group.Proposal{Proposal: q.p, Ref: q.ref, Sender: q.sender}
+}
+
+func queued(p *group.Proposal) *QueuedProposal {
+	return &QueuedProposal{p: p.Proposal, ref: p.Ref, sender: p.Sender}
+}
+
+func publicList(qs []*QueuedProposal) []*group.Proposal {
+	out := make([]*group.Proposal, len(qs))
+	for i, q := range qs {
+		out[i] = q.public()
+	}
+	return out
+}
+
+func queuedList(ps []*group.Proposal) []*QueuedProposal {
+	out := make([]*QueuedProposal, len(ps))
+	for i, p := range ps {
+		out[i] = queued(p)
+	}
+	return out
+}
+
+// lookupProposal finds a pending proposal a commit covers by reference
+// (RFC 9420, Section 12.4.2), or nil.
+func (g *Group) lookupProposal(ref []byte) *group.Proposal {
+	if q := g.findProposal(ref); q != nil {
+		return q.public()
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
 	"github.com/mlskit/mls/internal/tree"
@@ -21,8 +22,9 @@ import (
 // moderation bot tracks the membership and rejects invalid handshake
 // messages (RFC 9750, Section 5).
 //
-// A PublicGroup runs the state machine of Group: every check is the same
-// code, reached the same way. What needs a secret of the epoch is skipped:
+// A PublicGroup runs the public stage of the state machine that Group runs
+// (internal/group): every check it makes is the code a member runs, and a
+// member then adds the secrets. What needs a secret of the epoch is skipped:
 // the value of a member's membership tag (Section 6.2), PrivateMessages
 // (Section 6.3), UpdatePath secrets (Section 7.6) and the key schedule, so
 // the confirmation tag of a commit (Section 6.1) is not checked either.
@@ -183,17 +185,53 @@ func (p *PublicGroup) Process(ctx context.Context, msg *Message) (*PublicProcess
 		}
 		return out, nil
 	}
-	r, err := g.process(ctx, msg)
-	if err != nil {
-		return nil, classify(err)
+	out, err := p.process(msg)
+	return out, classify(err)
+}
+
+// process runs the public stage of the state machine (internal/group) on
+// a PublicMessage: the checks of RFC 9420, Sections 6 and 12 that need no
+// secret, and for a commit the public half of the next epoch.
+func (p *PublicGroup) process(msg *Message) (*PublicProcessed, error) {
+	g := p.g
+	if !g.active {
+		return nil, ErrInactive
 	}
 	pm := msg.m.PublicMessage
-	return &PublicProcessed{
-		Kind: r.Kind, Epoch: r.Epoch, GroupID: clone(pm.Content.GroupID),
-		MembershipTagUnchecked: pm.Content.Sender.Type == message.SenderMember,
-		Sender:                 r.Sender, Credential: r.Credential, AuthenticatedData: r.AuthenticatedData,
-		Proposal: r.Proposal, Commit: r.Commit,
-	}, nil
+	if pm == nil {
+		return nil, fmt.Errorf("%w: a %v is not a group message", ErrInvalidArgument, msg.WireFormat())
+	}
+	st := g.st
+	ac, cred, err := st.FollowPublic(pm)
+	if err != nil {
+		return nil, err
+	}
+	fc := &ac.Content
+	out := &PublicProcessed{
+		Epoch: fc.Epoch, GroupID: clone(fc.GroupID),
+		MembershipTagUnchecked: fc.Sender.Type == message.SenderMember,
+		Sender:                 senderOf(fc.Sender), Credential: credOf(cred), AuthenticatedData: clone(fc.AuthenticatedData),
+	}
+	switch fc.ContentType {
+	case message.ContentProposal:
+		q, err := st.ValidateProposal(ac, g.policy())
+		if err != nil {
+			return nil, err
+		}
+		out.Kind, out.Proposal = KindProposal, queued(q)
+	case message.ContentCommit:
+		ps, err := st.StageCommit(ac, g.lookupProposal, noLeaf, g.policy())
+		if err != nil {
+			return nil, err
+		}
+		// A follower is never removed, so the next epoch is always there.
+		// Its confirmation tag cannot be checked without the epoch's
+		// secrets.
+		sc := stagedCommit(st, ps, fc.Sender)
+		sc.next = &epochState{Epoch: *ps.Next, own: noLeaf}
+		out.Kind, out.Commit, out.Sender = KindCommit, sc, sc.Sender()
+	}
+	return out, nil
 }
 
 // StorePendingProposal keeps a proposal that Process returned, so that a
@@ -240,7 +278,7 @@ func (p *PublicGroup) Merge(ctx context.Context, sc *StagedCommit) error {
 	}
 	oldState, oldProps, oldActive := g.st, g.props, g.active
 	g.st, g.props = sc.next, nil
-	if sc.a.reinit != nil {
+	if sc.a.Reinit != nil {
 		// RFC 9420, Section 11.2: a ReInit commit ends the group.
 		g.active = false
 	}
@@ -285,7 +323,7 @@ func (p *PublicGroup) ExportRatchetTree() ([]byte, error) { return p.g.ExportRat
 func (p *PublicGroup) TreeHash() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gc.TreeHash)
+	return clone(p.g.st.GC.TreeHash)
 }
 
 // GroupContext returns the current GroupContext (RFC 9420, Section 8.1),
@@ -293,7 +331,7 @@ func (p *PublicGroup) TreeHash() []byte {
 func (p *PublicGroup) GroupContext() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gcRaw)
+	return clone(p.g.st.GCRaw)
 }
 
 // ConfirmedTranscriptHash returns the confirmed transcript hash of the
@@ -301,7 +339,7 @@ func (p *PublicGroup) GroupContext() []byte {
 func (p *PublicGroup) ConfirmedTranscriptHash() []byte {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
-	return clone(p.g.st.gc.ConfirmedTranscriptHash)
+	return clone(p.g.st.GC.ConfirmedTranscriptHash)
 }
 
 // save stores the PublicGroup in one transaction (internal/state's public
@@ -311,12 +349,12 @@ func (p *PublicGroup) save(ctx context.Context, merged *StagedCommit) error {
 	g := p.g
 	st := g.st
 	r := &state.PublicRecord{
-		Header: st.header(), ConfirmationTag: st.confTag, Active: g.active,
+		Header: st.header(), ConfirmationTag: st.ConfTag, Active: g.active,
 		SkipLifetime: g.cfg.SkipLifetimeCheck, Proposals: proposalRecords(g.props),
 	}
-	id := st.gc.GroupID
+	id := st.GC.GroupID
 	return g.update(ctx, id, func(tx storage.Tx) error {
-		return state.WritePublicGroup(tx, id, r, st.tree, merged.changes(st.tree))
+		return state.WritePublicGroup(tx, id, r, st.Tree, merged.changes(st.Tree))
 	})
 }
 
@@ -361,8 +399,8 @@ func LoadPublicGroup(ctx context.Context, store storage.Store, validator credent
 			return corrupt(groupID, "ratchet tree", errors.New("the stored tree is not the group context's"))
 		}
 		g.cfg = c.policy(JoinConfig{SkipLifetimeCheck: r.SkipLifetime})
-		g.st = &epochState{suite: s, gc: gc, gcRaw: r.Header.GroupContext, tree: t, own: noLeaf, confTag: r.ConfirmationTag}
-		g.st.interim = interimHash(g.st)
+		g.st = &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: r.Header.GroupContext, Tree: t, ConfTag: r.ConfirmationTag}, own: noLeaf}
+		g.st.Interim = g.st.InterimHash()
 		g.active, g.props = r.Active, queuedOf(r.Proposals)
 		return nil
 	})

@@ -149,7 +149,7 @@ func (m *vMember) updateLeaf(t testing.TB, mut func(ln *message.LeafNode)) *mess
 	if err := message.Unmarshal(message.MustMarshal(st.ownLeaf()), &ln); err != nil {
 		t.Fatal(err)
 	}
-	_, pub, err := st.suite.GenerateKeyPair(nil)
+	_, pub, err := st.Suite.GenerateKeyPair(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func (m *vMember) updateLeaf(t testing.TB, mut func(ln *message.LeafNode)) *mess
 	if mut != nil {
 		mut(&ln)
 	}
-	if err := ln.Sign(st.suite, m.g.signer, st.gc.GroupID, uint32(st.own)); err != nil {
+	if err := ln.Sign(st.Suite, m.g.signer, st.GC.GroupID, uint32(st.own)); err != nil {
 		t.Fatal(err)
 	}
 	return &ln
@@ -299,7 +299,7 @@ type vState struct {
 func stateOf(t testing.TB, m *vMember) vState {
 	t.Helper()
 	g := m.g
-	s := vState{epoch: g.Epoch(), auth: g.EpochAuthenticator(), treeHash: clone(g.st.gc.TreeHash), members: len(g.Members()),
+	s := vState{epoch: g.Epoch(), auth: g.EpochAuthenticator(), treeHash: clone(g.st.GC.TreeHash), members: len(g.Members()),
 		props: len(g.PendingProposals()), pending: g.PendingCommit() != nil, active: g.IsActive()}
 	stored, err := ClientOf(m.store, m.id).LoadGroup(context.Background(), g.GroupID())
 	if err != nil {
@@ -514,8 +514,8 @@ func (vg *vGroup) stillWorks(t testing.TB, sender *vMember) {
 func (m *vMember) content(ct message.ContentType) *message.FramedContent {
 	st := m.g.st
 	return &message.FramedContent{
-		GroupID:           clone(st.gc.GroupID),
-		Epoch:             st.gc.Epoch,
+		GroupID:           clone(st.GC.GroupID),
+		Epoch:             st.GC.Epoch,
 		Sender:            message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)},
 		AuthenticatedData: []byte{},
 		ContentType:       ct,
@@ -528,7 +528,7 @@ func (m *vMember) sign(t testing.TB, wf message.WireFormat, fc *message.FramedCo
 	if signer == nil {
 		signer = m.g.signer
 	}
-	ac, err := framing.SignContent(m.g.st.suite, signer, wf, fc, m.g.st.gcRaw)
+	ac, err := framing.SignContent(m.g.st.Suite, signer, wf, fc, m.g.st.GCRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +553,7 @@ func (m *vMember) tbs(wf message.WireFormat, fc *message.FramedContent) []byte {
 	e.U16(uint16(wf))
 	fc.Encode(e)
 	if fc.Sender.Type == message.SenderMember || fc.Sender.Type == message.SenderNewMemberCommit {
-		e.Raw(m.g.st.gcRaw)
+		e.Raw(m.g.st.GCRaw)
 	}
 	return e.MustBytes()
 }
@@ -564,7 +564,7 @@ func (m *vMember) signRaw(t testing.TB, wf message.WireFormat, fc *message.Frame
 	if signer == nil {
 		signer = m.g.signer
 	}
-	sig, err := m.g.st.suite.SignWithLabel(signer, "FramedContentTBS", m.tbs(wf, fc))
+	sig, err := m.g.st.Suite.SignWithLabel(signer, "FramedContentTBS", m.tbs(wf, fc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,7 +580,7 @@ func (m *vMember) publicRaw(fc *message.FramedContent, auth message.FramedConten
 		e := wire.NewEncoder(nil)
 		e.Raw(m.tbs(message.WireFormatPublicMessage, fc))
 		auth.EncodeFor(e, fc.ContentType)
-		pm.MembershipTag = m.g.st.suite.MAC(m.g.st.keys.MembershipKey(), e.MustBytes())
+		pm.MembershipTag = m.g.st.Suite.MAC(m.g.st.keys.MembershipKey(), e.MustBytes())
 	}
 	return wrapPublic(pm)
 }
@@ -604,7 +604,7 @@ func (m *vMember) proposal(t testing.TB, p *message.Proposal, mut func(fc *messa
 func (m *vMember) sealPrivate(t testing.TB, fc *message.FramedContent, signer crypto.Signer, padding []byte) *Message {
 	t.Helper()
 	st := m.g.st
-	s := st.suite
+	s := st.Suite
 	ac := m.sign(t, message.WireFormatPrivateMessage, fc, signer)
 	e := wire.NewEncoder(nil)
 	e.Opaque(fc.ApplicationData)
@@ -677,10 +677,10 @@ func (m *vMember) forgeAC(t testing.TB, f forgery) *message.AuthenticatedContent
 	ctx := context.Background()
 	g := m.g
 	st := g.st
-	s := st.suite
+	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
-	d := st.tree.Diff()
-	gc := st.gc
+	d := st.Tree.Diff()
+	gc := st.GC
 	gc.Epoch++
 	var updates []*QueuedProposal
 	var removes []uint32
@@ -727,7 +727,7 @@ func (m *vMember) forgeAC(t testing.TB, f forgery) *message.AuthenticatedContent
 		template := *st.ownLeaf()
 		// The old group context's options: the committer's own leaf is
 		// not held to a requirement the forged list adds.
-		opts := g.treeOptions(st, &st.gc)
+		opts := g.treeOptions(st, &st.GC)
 		cp, err := d.CreatePath(st.own, &template, g.signer, &tree.PathOptions{Options: opts, Exclude: added})
 		if err != nil {
 			t.Fatalf("forging a path: %v", err)
@@ -758,7 +758,7 @@ func (m *vMember) forgeAC(t testing.TB, f forgery) *message.AuthenticatedContent
 	}
 	ac := m.sign(t, wf, fc, nil)
 	var err error
-	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.interim, ac); err != nil {
+	if gc.ConfirmedTranscriptHash, err = framing.ConfirmedTranscriptHash(s, st.Interim, ac); err != nil {
 		t.Fatal(err)
 	}
 	psk, err := g.pskSecret(ctx, st, psks)

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/state"
@@ -158,7 +159,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 		return nil, invalidErr("WelcomePathSecret", "12.4.3.1", err, "path secret")
 	}
 	st.priv = priv
-	if st.keys, err = mid.Epoch(st.gcRaw); err != nil {
+	if st.keys, err = mid.Epoch(st.GCRaw); err != nil {
 		return nil, err
 	}
 	if !st.keys.VerifyConfirmationTag(gc.ConfirmedTranscriptHash, gi.ConfirmationTag) {
@@ -286,8 +287,8 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 	if err != nil {
 		return nil, err
 	}
-	st := &epochState{suite: s, gc: gc, gcRaw: gcRaw, tree: t, confTag: clone(gi.ConfirmationTag)}
-	st.interim = interimHash(st)
+	st := &epochState{Epoch: group.Epoch{Suite: s, GC: gc, GCRaw: gcRaw, Tree: t, ConfTag: clone(gi.ConfirmationTag)}}
+	st.Interim = st.InterimHash()
 	if findOwn != nil {
 		if st.own, err = findOwn(t.View()); err != nil {
 			return nil, err
@@ -297,28 +298,28 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 }
 
 // GroupID returns the ID of the group the Welcome is for.
-func (sw *StagedWelcome) GroupID() []byte { return clone(sw.st.gc.GroupID) }
+func (sw *StagedWelcome) GroupID() []byte { return clone(sw.st.GC.GroupID) }
 
 // Epoch returns the epoch the joiner enters.
-func (sw *StagedWelcome) Epoch() uint64 { return sw.st.gc.Epoch }
+func (sw *StagedWelcome) Epoch() uint64 { return sw.st.GC.Epoch }
 
 // CipherSuite returns the group's cipher suite.
-func (sw *StagedWelcome) CipherSuite() CipherSuite { return sw.st.gc.CipherSuite }
+func (sw *StagedWelcome) CipherSuite() CipherSuite { return sw.st.GC.CipherSuite }
 
 // Members returns the members of the group.
-func (sw *StagedWelcome) Members() []Member { return membersOf(sw.st.tree.View()) }
+func (sw *StagedWelcome) Members() []Member { return membersOf(sw.st.Tree.View()) }
 
 // Sender returns the member who signed the GroupInfo (the committer who
 // added this client).
 func (sw *StagedWelcome) Sender() Member {
-	return memberOf(sw.signer, sw.st.tree.Leaf(tree.LeafIndex(sw.signer)))
+	return memberOf(sw.signer, sw.st.Tree.Leaf(tree.LeafIndex(sw.signer)))
 }
 
 // OwnLeafIndex returns the leaf this client will occupy.
 func (sw *StagedWelcome) OwnLeafIndex() uint32 { return uint32(sw.st.own) }
 
 // Extensions returns the group context extensions.
-func (sw *StagedWelcome) Extensions() []Extension { return fromWireExtensions(sw.st.gc.Extensions) }
+func (sw *StagedWelcome) Extensions() []Extension { return fromWireExtensions(sw.st.GC.Extensions) }
 
 // Join accepts the Welcome: the group is stored and the key package's
 // private keys are deleted (unless it is a last-resort key package), in one
@@ -329,7 +330,7 @@ func (sw *StagedWelcome) Join(ctx context.Context) (*Group, error) {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	signer := sw.c.signer
-	pub, err := sw.st.suite.SignaturePublicKey(signer)
+	pub, err := sw.st.Suite.SignaturePublicKey(signer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: signer: %w", ErrInvalidArgument, err)
 	}

@@ -226,7 +226,9 @@ func TestLeafLimit(t *testing.T) {
 			t.Fatal("accepted")
 		}
 	})
-	if allocs > 5 {
+	if raceEnabled {
+		t.Logf("not counting the %v allocations of a rejected tree: the race detector adds its own", allocs)
+	} else if allocs > 5 {
 		t.Errorf("a rejected tree made %v allocations; nothing should be built", allocs)
 	}
 	tr, err := FromSparse(s, rt, 1<<12)
