@@ -66,14 +66,19 @@ func newFixture(tb testing.TB, n int) *fixture.Group {
 
 // fixtureBenchGroup is the full-tree benchGroup of n >= 3 members: alice
 // at leaf 0 (no ratchet_tree extension), bob at leaf n/2 (with it, so his
-// Welcomes carry the tree), carol at leaf 1 (without it).
+// Welcomes carry the tree), carol at leaf n/2+1 (without it); n >= 4.
 func fixtureBenchGroup(tb testing.TB, n int) *benchGroup {
 	tb.Helper()
+	if n < 4 {
+		tb.Fatalf("fixture bench group of %d members, want at least 4", n)
+	}
 	fg := newFixture(tb, n)
 	g := &benchGroup{n: n, fixture: fg, joiner: newBenchMember(tb, "joiner")}
 	g.alice = fixtureMember(tb, fg, 0, false)
 	g.bob = fixtureMember(tb, fg, uint32(n/2), true)
-	g.carol = fixtureMember(tb, fg, 1, false)
+	// carol's leaf, like bob's, is in the other half from alice's, so
+	// both decrypt at the root and derive the same keys.
+	g.carol = fixtureMember(tb, fg, uint32(n/2+1), false)
 	g.joinerCfg = mls.JoinConfig{UseRatchetTreeExtension: true}
 	g.removeTarget = uint32(n - 1)
 	g.prepare(tb)
