@@ -141,3 +141,29 @@ func BenchmarkBuildFull(b *testing.B) {
 		})
 	}
 }
+
+// TestImportedTreeFreeLeaf: a tree built from its nodes knows its first
+// blank leaf, so an Add goes there without scanning the members before it
+// (RFC 9420, Section 12.1.1: the leftmost blank leaf).
+func TestImportedTreeFreeLeaf(t *testing.T) {
+	f, err := BuildFull(mustSuite(t, suite1), []byte("g"), 6, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rebuilt(t, f.Tree().View())
+	if tr.free != 6 {
+		t.Fatalf("first blank leaf %d, want 6", tr.free)
+	}
+	d := tr.Diff()
+	if i, err := d.Add(tr.Leaf(0)); err != nil || i != 6 {
+		t.Fatalf("Add went to leaf %d (%v), want 6", i, err)
+	}
+	d = tr.Diff()
+	if err := d.Remove(2); err != nil {
+		t.Fatal(err)
+	}
+	tr = rebuilt(t, d)
+	if tr.free != 2 {
+		t.Fatalf("first blank leaf %d after removing leaf 2, want 2", tr.free)
+	}
+}

@@ -244,7 +244,13 @@ func (t *Tree) index(order []NodeIndex) {
 		return nil
 	})
 	t.caps = capIndex{}
+	// free: the first blank leaf, so that adding a member does not scan the
+	// leaves from the left (O(N) map reads on a full tree).
+	t.free = 0
 	for _, x := range order {
+		if x.IsLeaf() && x.Leaf() == t.free {
+			t.free++
+		}
 		n := t.node(x)
 		k := n.encryptionKey()
 		if y, ok := t.enc.get(k); ok {
