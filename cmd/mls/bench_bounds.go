@@ -32,6 +32,15 @@ func (p *primitives) String() string {
 		us(p.seal), us(p.open), us(p.derive), us(p.sign), us(p.verify), us(p.hmac), mbs(p.sha256B), mbs(p.sha512B), mbs(p.aeadB))
 }
 
+// minWith keeps, for each primitive, the lower of p's and o's costs.
+func (p *primitives) minWith(o *primitives) {
+	for _, f := range [][2]*float64{{&p.seal, &o.seal}, {&p.open, &o.open}, {&p.derive, &o.derive}, {&p.sign, &o.sign},
+		{&p.verify, &o.verify}, {&p.hmac, &o.hmac}, {&p.aeadSmall, &o.aeadSmall}, {&p.sha256B, &o.sha256B},
+		{&p.sha512B, &o.sha512B}, {&p.aeadB, &o.aeadB}} {
+		*f[0] = min(*f[0], *f[1])
+	}
+}
+
 // timeOp returns the time of one call of f in the fastest of 5 batches of
 // about 20 ms each.
 func timeOp(f func()) float64 {
