@@ -12,6 +12,7 @@ import (
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/internal/fixture"
 	"github.com/mlskit/mls/storage"
 	"github.com/mlskit/mls/storage/memory"
 )
@@ -29,25 +30,21 @@ import (
 //   - full: every member has committed once, so every parent node is set
 //     and no node has unmerged leaves; a path costs O(log N) encryptions.
 //
-// Building a full tree through the public API needs every member to
-// commit, and a member can commit only at the current epoch. Instead of
-// keeping N members in sync (O(N^2) commit processing), each new member is
-// added, joins from the Welcome, commits a self-update at once and is then
-// dropped: only the creator and one receiver follow the whole history.
-// That makes the setup linear in commits, but each joiner still validates
-// the whole tree (RFC 9420, Section 12.4.3.1), O(N) signatures, so the
-// setup is O(N^2) signature checks: seconds at N=1000, tens of minutes at
-// N=10000. full is therefore built for N <= 1000 only.
+// The fresh tree is built through the public API. The full tree is built
+// directly by internal/fixture (fixture_bench_test.go): grown through the
+// API every joiner would validate the whole tree, O(N^2) signature checks.
+// The fresh tree stops at N=10000, where a self-update already encrypts to
+// every member.
 //
 // Setup is never timed. Every operation leaves the group as it found it:
 // commits are cleared with ClearPendingCommit, received commits are staged
 // but not merged, so the same group serves every iteration.
 
 // benchSizes are the group sizes measured.
-var benchSizes = []int{10, 100, 1000, 10000}
+var benchSizes = []int{10, 100, 1000, 10000, 100000}
 
-// maxFullN is the largest N for which the full tree is built; see above.
-const maxFullN = 1000
+// maxFreshN is the largest N for which the fresh tree is measured.
+const maxFreshN = 10000
 
 // shortMaxN is the largest N measured with -short.
 const shortMaxN = 100
@@ -62,7 +59,10 @@ var benchOps = []struct {
 }{
 	{"SelfUpdateCommit", benchSelfUpdateCommit},
 	{"ProcessSelfUpdate", benchProcessSelfUpdate},
+	{"ProcessSelfUpdateNoRTE", benchProcessSelfUpdateNoRTE},
+	{"ParseProcessSelfUpdate", benchParseProcessSelfUpdate},
 	{"AddMember", benchAddMember},
+	{"AddMemberWithTree", benchAddMemberWithTree},
 	{"JoinFromWelcome", benchJoinFromWelcome},
 	{"RemoveMember", benchRemoveMember},
 	{"ProcessRemove", benchProcessRemove},
@@ -79,8 +79,8 @@ func BenchmarkGroup(b *testing.B) {
 						if testing.Short() && n > shortMaxN {
 							b.Skipf("N=%d: setup takes too long for -short (limit N=%d)", n, shortMaxN)
 						}
-						if shape == "full" && n > maxFullN {
-							b.Skipf("full tree at N=%d: the setup validates the whole tree once per joiner, O(N^2) signature checks (limit N=%d)", n, maxFullN)
+						if shape == "fresh" && n > maxFreshN {
+							b.Skipf("fresh tree at N=%d: a self-update encrypts to every member, seconds per operation (limit N=%d)", n, maxFreshN)
 						}
 						g := cachedBenchGroup(b, n, shape)
 						op.run(b, g)
@@ -166,6 +166,10 @@ type benchGroup struct {
 	selfUpdate *mls.Message // alice's self-update commit, never merged
 	remove     *mls.Message // alice's commit removing removeTarget, never merged
 	welcome    *mls.Message // bob's Welcome for joiner, with the ratchet tree
+
+	selfUpdateRaw []byte       // selfUpdate encoded
+	carol         *benchMember // a receiver without the ratchet_tree extension
+	fixture       *fixture.Group
 }
 
 var benchGroups = struct {
@@ -186,15 +190,20 @@ func cachedBenchGroup(b *testing.B, n int, shape string) *benchGroup {
 	b.StopTimer()
 	defer b.StartTimer()
 	start := time.Now()
-	g := buildBenchGroup(b, n, shape == "full")
+	var g *benchGroup
+	if shape == "full" {
+		g = fixtureBenchGroup(b, n)
+	} else {
+		g = buildBenchGroup(b, n)
+	}
 	b.Logf("setup of the %s group of %d members: %v", shape, n, time.Since(start).Round(time.Millisecond))
 	benchGroups.m[key] = g
 	return g
 }
 
-// buildBenchGroup builds a fresh or full group of n >= 3 members; see the
+// buildBenchGroup builds the fresh group of n >= 3 members; see the
 // comment at the top of the file.
-func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
+func buildBenchGroup(tb testing.TB, n int) *benchGroup {
 	tb.Helper()
 	ctx := context.Background()
 	g := &benchGroup{n: n, alice: newBenchMember(tb, "alice"), bob: newBenchMember(tb, "bob"), joiner: newBenchMember(tb, "joiner")}
@@ -230,50 +239,15 @@ func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
 		return res.Welcome, rt
 	}
 
-	if !full {
-		kps := make([]*mls.KeyPackage, 0, n-1)
-		kps = append(kps, g.bob.keyPackage(tb, false))
-		for i := 2; i < n; i++ {
-			kps = append(kps, newBenchMember(tb, fmt.Sprintf("member-%d", i)).keyPackage(tb, false))
-		}
-		w, rt := addAndJoin(kps)
-		g.bob.join(tb, w, g.joinerCfg, rt)
-	} else {
-		// Each new member joins, commits a self-update at once and is
-		// dropped; alice and bob follow.
-		w, rt := addAndJoin([]*mls.KeyPackage{g.bob.keyPackage(tb, false)})
-		g.bob.join(tb, w, g.joinerCfg, rt)
-		for i := 2; i <= n; i++ {
-			var m *benchMember
-			if i == n {
-				m = g.bob // finally bob commits his own path too
-			} else {
-				m = newBenchMember(tb, fmt.Sprintf("member-%d", i))
-				w, rt := addAndJoin([]*mls.KeyPackage{m.keyPackage(tb, false)})
-				m.join(tb, w, aliceCfg, rt)
-			}
-			res, err := m.group.SelfUpdate(ctx)
-			if err != nil {
-				tb.Fatalf("member %d: SelfUpdate: %v", i, err)
-			}
-			if err := m.group.MergePendingCommit(ctx); err != nil {
-				tb.Fatal(err)
-			}
-			g.alice.follow(tb, res.Commit)
-			if m != g.bob {
-				g.bob.follow(tb, res.Commit)
-			}
-		}
-		// Alice too has committed once.
-		res, err := alice.SelfUpdate(ctx)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := alice.MergePendingCommit(ctx); err != nil {
-			tb.Fatal(err)
-		}
-		g.bob.follow(tb, res.Commit)
+	kps := make([]*mls.KeyPackage, 0, n-1)
+	g.carol = newBenchMember(tb, "carol")
+	kps = append(kps, g.bob.keyPackage(tb, false), g.carol.keyPackage(tb, false))
+	for i := 3; i < n; i++ {
+		kps = append(kps, newBenchMember(tb, fmt.Sprintf("member-%d", i)).keyPackage(tb, false))
 	}
+	w, rt := addAndJoin(kps)
+	g.bob.join(tb, w, g.joinerCfg, rt)
+	g.carol.join(tb, w, aliceCfg, rt)
 	if got := len(alice.Members()); got != n {
 		tb.Fatalf("built a group of %d members, want %d", got, n)
 	}
@@ -281,12 +255,18 @@ func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
 		tb.Fatal("alice and bob disagree after setup")
 	}
 	g.removeTarget = uint32(n - 1)
+	g.prepare(tb)
+	return g
+}
+
+// prepare makes the messages the Process and Join benchmarks use.
+func (g *benchGroup) prepare(tb testing.TB) {
+	ctx := context.Background()
 	if g.removeTarget == g.bob.group.OwnLeafIndex() {
 		tb.Fatalf("remove target %d is bob", g.removeTarget)
 	}
-
-	// The prepared messages. Each commit is created and then cleared, so
-	// the group stays at its epoch.
+	// Each commit is created and then cleared, so the group stays at its
+	// epoch.
 	g.joinerKP = g.joiner.keyPackage(tb, true)
 	prepare := func(who *benchMember, f func(*mls.Group) (*mls.CommitResult, error)) *mls.CommitResult {
 		res, err := f(who.group)
@@ -301,7 +281,10 @@ func buildBenchGroup(tb testing.TB, n int, full bool) *benchGroup {
 	g.selfUpdate = prepare(g.alice, func(x *mls.Group) (*mls.CommitResult, error) { return x.SelfUpdate(ctx) }).Commit
 	g.remove = prepare(g.alice, func(x *mls.Group) (*mls.CommitResult, error) { return x.RemoveMembers(ctx, g.removeTarget) }).Commit
 	g.welcome = prepare(g.bob, func(x *mls.Group) (*mls.CommitResult, error) { return x.AddMembers(ctx, g.joinerKP) }).Welcome
-	return g
+	var err error
+	if g.selfUpdateRaw, err = g.selfUpdate.MarshalBinary(); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // benchCommitAndClear times f (a commit) and clears the pending commit untimed.
@@ -354,6 +337,39 @@ func benchProcess(b *testing.B, g *benchGroup, commit *mls.Message) {
 }
 
 func benchProcessSelfUpdate(b *testing.B, g *benchGroup) { benchProcess(b, g, g.selfUpdate) }
+
+// benchProcessSelfUpdateNoRTE: carol, whose configuration does not use the
+// ratchet_tree extension, stages the same commit as bob.
+func benchProcessSelfUpdateNoRTE(b *testing.B, g *benchGroup) {
+	benchProcess(b, &benchGroup{bob: g.carol}, g.selfUpdate)
+}
+
+// benchParseProcessSelfUpdate: bob parses the encoded commit and stages it.
+func benchParseProcessSelfUpdate(b *testing.B, g *benchGroup) {
+	ctx := context.Background()
+	b.SetBytes(int64(len(g.selfUpdateRaw)))
+	for b.Loop() {
+		m, err := mls.ParseMessage(g.selfUpdateRaw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := g.bob.group.Process(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchAddMemberWithTree: bob, who uses the ratchet_tree extension, adds
+// the joiner; his Welcome carries the whole tree.
+func benchAddMemberWithTree(b *testing.B, g *benchGroup) {
+	benchCommitAndClear(b, g.bob, func(ctx context.Context) (*mls.CommitResult, error) {
+		res, err := g.bob.group.AddMembers(ctx, g.joinerKP)
+		if err == nil && res.Welcome == nil {
+			err = fmt.Errorf("AddMembers returned no Welcome")
+		}
+		return res, err
+	})
+}
 
 func benchProcessRemove(b *testing.B, g *benchGroup) { benchProcess(b, g, g.remove) }
 
@@ -443,7 +459,12 @@ func TestBenchGroupSetup(t *testing.T) {
 	}
 	defer bt.Value.Set(old)
 	for _, full := range []bool{false, true} {
-		g := buildBenchGroup(t, 6, full)
+		var g *benchGroup
+		if full {
+			g = fixtureBenchGroup(t, 6)
+		} else {
+			g = buildBenchGroup(t, 6)
+		}
 		if got := len(g.bob.group.Members()); got != 6 {
 			t.Fatalf("full=%v: bob sees %d members, want 6", full, got)
 		}

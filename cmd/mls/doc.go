@@ -7,6 +7,7 @@
 //
 // The commands are:
 //
+//	bench        time group operations at N members against bounds from primitive costs (BENCHMARKS.md)
 //	conformance  check the implementation against the official MLS test vectors
 //	demo         Alice, Bob and Charlie rotate keys in a real group; -db DIR continues it, -members N grows it
 //	inspect      print an MLS message, key package, GroupInfo, Welcome, leaf node or ratchet tree as JSON

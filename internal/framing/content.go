@@ -195,9 +195,18 @@ func VerifySignature(s *ciphersuite.Suite, pub []byte, ac *message.Authenticated
 	if err := checkGroupContext(op, ac.Content.Sender.Type, groupContext); err != nil {
 		return err
 	}
-	tbs, err := encodeTBS(op, ac.WireFormat, &ac.Content, groupContext)
-	if err != nil {
-		return err
+	return verifyTBS(s, pub, ac, groupContext, nil)
+}
+
+// verifyTBS is VerifySignature given, if not nil, the FramedContentTBS
+// already encoded from ac and groupContext.
+func verifyTBS(s *ciphersuite.Suite, pub []byte, ac *message.AuthenticatedContent, groupContext, tbs []byte) error {
+	const op = "verify signature"
+	if tbs == nil {
+		var err error
+		if tbs, err = encodeTBS(op, ac.WireFormat, &ac.Content, groupContext); err != nil {
+			return err
+		}
 	}
 	if err := s.VerifyWithLabel(pub, signLabel, tbs, ac.Auth.Signature); err != nil {
 		return newError(op, ErrSignature, err)
@@ -215,6 +224,9 @@ type Unverified struct {
 	groupContext []byte
 	ac           message.AuthenticatedContent
 	verified     bool
+	// tbs is ac's FramedContentTBS if the membership tag check encoded it
+	// (nil otherwise); the content it encodes is never modified.
+	tbs []byte
 }
 
 // WireFormat returns the wire format the message arrived in.
@@ -238,7 +250,12 @@ func (u *Unverified) Content() *message.FramedContent { return &u.ac.Content }
 // The caller still checks the confirmation tag of a commit and validates
 // the content (RFC 9420, Section 12.2, 12.4.2).
 func (u *Unverified) Verify(pub []byte) (*message.AuthenticatedContent, error) {
-	if err := VerifySignature(u.suite, pub, &u.ac, u.groupContext); err != nil {
+	if u.tbs == nil {
+		if err := VerifySignature(u.suite, pub, &u.ac, u.groupContext); err != nil {
+			return nil, err
+		}
+	} else if err := verifyTBS(u.suite, pub, &u.ac, u.groupContext, u.tbs); err != nil {
+		// The content and group context were checked when u was made.
 		return nil, err
 	}
 	u.verified = true

@@ -17,14 +17,24 @@ import (
 //	  FramedContentAuthData auth;
 //	} AuthenticatedContentTBM;
 func membershipTag(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) ([]byte, error) {
+	tag, _, err := membershipTagTBS(op, s, membershipKey, fc, auth, groupContext)
+	return tag, err
+}
+
+// membershipTagTBS is membershipTag that also returns the
+// FramedContentTBS it encoded (the start of AuthenticatedContentTBM), so
+// that the signature check need not encode the content again: a commit
+// with an UpdatePath in a fresh tree is O(N) bytes.
+func membershipTagTBS(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) (tag, tbs []byte, err error) {
 	e := wire.NewEncoder(nil)
 	appendTBS(e, message.WireFormatPublicMessage, fc, groupContext)
+	n := e.Len()
 	appendAuth(e, fc.ContentType, auth)
 	tbm, err := e.Bytes()
 	if err != nil {
-		return nil, newError(op, ErrInvalidArgument, err)
+		return nil, nil, newError(op, ErrInvalidArgument, err)
 	}
-	return s.MAC(membershipKey, tbm), nil
+	return s.MAC(membershipKey, tbm), tbm[:n:n], nil
 }
 
 // ProtectPublic encodes a signed AuthenticatedContent as a PublicMessage
@@ -109,6 +119,7 @@ func unprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membership
 	if err := checkGroupContext(op, fc.Sender.Type, groupContext); err != nil {
 		return nil, err
 	}
+	var tbs []byte
 	if fc.Sender.Type == message.SenderMember && !checkTag {
 		if pm.MembershipTag == nil {
 			return nil, newError(op, ErrMembershipTag, errorf("member %d sent no membership tag", fc.Sender.LeafIndex))
@@ -117,19 +128,21 @@ func unprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membership
 		if len(membershipKey) == 0 {
 			return nil, newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
 		}
-		want, err := membershipTag(op, s, membershipKey, fc, &pm.Auth, groupContext)
+		want, t, err := membershipTagTBS(op, s, membershipKey, fc, &pm.Auth, groupContext)
 		if err != nil {
 			return nil, err
 		}
 		if !hmac.Equal(want, pm.MembershipTag) {
 			return nil, newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
 		}
+		tbs = t
 	} else if pm.MembershipTag != nil {
 		return nil, newError(op, ErrMembershipTag, errorf("membership tag from a sender of type %d", fc.Sender.Type))
 	}
 	return &Unverified{
 		suite:        s,
 		groupContext: groupContext,
+		tbs:          tbs,
 		ac: message.AuthenticatedContent{
 			WireFormat: message.WireFormatPublicMessage,
 			Content:    pm.Content,

@@ -3,10 +3,7 @@ package tree
 import (
 	"bytes"
 	"crypto"
-	"crypto/ed25519"
-	"encoding/binary"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -15,16 +12,15 @@ import (
 	"github.com/mlskit/mls/internal/treemath"
 )
 
-// fullTree is a tree of n members in which every member has committed:
-// every parent with members on both sides is set, with valid parent-hash
-// chains and signatures, as after commits from leaf n-1 down to leaf 0.
+// fullTree is a tree of n members in which every member has committed
+// (BuildFull).
 type fullTree struct {
 	s       *ciphersuite.Suite
 	n       uint32
 	t       *Tree
 	rt      message.RatchetTree
 	groupID []byte
-	encPriv [][]byte // HPKE private key of every non-blank node
+	f       *Full
 }
 
 var (
@@ -39,165 +35,27 @@ func getFullTree(tb testing.TB, n uint32) *fullTree {
 	if ft, ok := fullTrees[n]; ok {
 		return ft
 	}
-	ft := buildFullTree(tb, n)
+	s := mustSuite(tb, suite1)
+	f, err := BuildFull(s, []byte("benchmark group"), n, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ft := &fullTree{s: s, n: n, t: f.Tree(), rt: f.Tree().RatchetTree(), groupID: f.GroupID(), f: f}
 	fullTrees[n] = ft
 	return ft
 }
 
-func seedFor(x NodeIndex, what byte) []byte {
-	var b [32]byte
-	b[0] = what
-	binary.BigEndian.PutUint32(b[1:], uint32(x))
-	return b[:]
-}
-
-func (ft *fullTree) signer(i LeafIndex) crypto.Signer {
-	return ed25519.NewKeyFromSeed(seedFor(i.Node(), 's'))
-}
+func (ft *fullTree) signer(i LeafIndex) crypto.Signer { return ft.f.Signer(i) }
 
 // hasMembers reports whether the subtree of x holds a member.
-func (ft *fullTree) hasMembers(x NodeIndex) bool {
-	first, _ := leafRange(x)
-	return first < ft.n
-}
-
-func buildFullTree(tb testing.TB, n uint32) *fullTree {
-	s := mustSuite(tb, suite1)
-	leaves := uint32(1)
-	for leaves < n {
-		leaves *= 2
-	}
-	w := treemath.NodeWidth(leaves)
-	ft := &fullTree{s: s, n: n, groupID: []byte("benchmark group"), encPriv: make([][]byte, w)}
-	nodes := make([]node, w)
-	pubs := make([][]byte, w)
-	sigPubs := make([][]byte, w)
-	// Key pairs for every node that will be non-blank, on all cores.
-	parallel(int(w), func(i int) {
-		x := NodeIndex(i)
-		if !ft.hasMembers(x) || (!x.IsLeaf() && !ft.hasMembers(treemath.Right(x))) {
-			return
-		}
-		priv, pub, err := s.DeriveKeyPair(seedFor(x, 'e'))
-		if err != nil {
-			panic(err)
-		}
-		ft.encPriv[x], pubs[x] = priv, pub
-		if x.IsLeaf() {
-			sigPubs[x] = ft.signer(x.Leaf()).Public().(ed25519.PublicKey)
-		}
-	})
-	caps := message.Capabilities{
-		Versions: []message.ProtocolVersion{message.MLS10}, CipherSuites: []ciphersuite.ID{s.ID()},
-		Extensions: []message.ExtensionType{}, Proposals: []message.ProposalType{}, Credentials: []message.CredentialType{message.CredentialBasic},
-	}
-	sem := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
-	blankHash := func(x NodeIndex) []byte {
-		var h func(NodeIndex) []byte
-		h = func(x NodeIndex) []byte {
-			if x.IsLeaf() {
-				return leafHash(s, x.Leaf(), nil)
-			}
-			return parentHash(s, nil, h(treemath.Left(x)), h(treemath.Right(x)))
-		}
-		return h(x)
-	}
-	// build sets the subtree of x, whose parent_hash field must be ph, and
-	// returns its tree hash. The subtrees hanging to the right of the left
-	// spine do not depend on ph and are built concurrently.
-	var build func(x NodeIndex, ph []byte) []byte
-	build = func(x NodeIndex, ph []byte) []byte {
-		var spine []NodeIndex
-		for y := x; ; y = treemath.Left(y) {
-			spine = append(spine, y)
-			if y.IsLeaf() {
-				break
-			}
-		}
-		parents := spine[:len(spine)-1]
-		rights := make([][]byte, len(parents))
-		var wg sync.WaitGroup
-		for k, y := range parents {
-			r := treemath.Right(y)
-			job := func() {
-				if ft.hasMembers(r) {
-					rights[k] = build(r, s.Hash(seedFor(r, 'p'))) // an earlier, stale link
-				} else {
-					rights[k] = blankHash(r)
-				}
-			}
-			select {
-			case sem <- struct{}{}:
-				wg.Go(func() { job(); <-sem })
-			default:
-				job()
-			}
-		}
-		wg.Wait()
-		cur := ph
-		for k, y := range parents {
-			if !ft.hasMembers(treemath.Right(y)) {
-				continue // blank: not on the filtered direct path
-			}
-			p := &message.ParentNode{EncryptionKey: pubs[y], ParentHash: cur, UnmergedLeaves: []uint32{}}
-			nodes[y].parent = p
-			cur = parentHashOf(s, p, rights[k])
-		}
-		l := spine[len(spine)-1]
-		ln := &message.LeafNode{
-			EncryptionKey: pubs[l], SignatureKey: sigPubs[l],
-			Credential:   message.Credential{Type: message.CredentialBasic, Identity: fmt.Appendf(nil, "member %d", l.Leaf())},
-			Capabilities: caps, Source: message.LeafNodeSourceCommit, ParentHash: cur, Extensions: []message.Extension{},
-		}
-		if err := ln.Sign(s, ft.signer(l.Leaf()), ft.groupID, uint32(l.Leaf())); err != nil {
-			panic(err)
-		}
-		nodes[l].leaf = ln
-		th := leafHash(s, l.Leaf(), ln)
-		for k := len(parents) - 1; k >= 0; k-- {
-			th = parentHash(s, nodes[parents[k]].parent, th, rights[k])
-		}
-		return th
-	}
-	root := treemath.Root(leaves)
-	th := build(root, []byte{})
-	last := int(w) - 1
-	for nodes[last].blank() {
-		last--
-	}
-	ft.rt = make(message.RatchetTree, last+1)
-	for i := range ft.rt {
-		switch {
-		case nodes[i].leaf != nil:
-			ft.rt[i] = &message.Node{Leaf: nodes[i].leaf}
-		case nodes[i].parent != nil:
-			ft.rt[i] = &message.Node{Parent: nodes[i].parent}
-		}
-	}
-	t, err := FromRatchetTree(s, ft.rt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if !bytes.Equal(t.TreeHash(), th) {
-		tb.Fatal("builder and tree disagree on the tree hash")
-	}
-	ft.t = t
-	return ft
-}
+func (ft *fullTree) hasMembers(x NodeIndex) bool { return ft.f.hasMembers(x) }
 
 // privateState returns the private state of leaf i: its leaf key and the
 // keys of the non-blank nodes on its direct path.
 func (ft *fullTree) privateState(tb testing.TB, i LeafIndex) *PrivateState {
-	p, err := NewPrivateState(ft.s, i, ft.encPriv[i.Node()])
+	p, err := ft.f.PrivateState(i)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for _, x := range treemath.DirectPath(i.Node(), ft.t.NumLeaves()) {
-		if ft.encPriv[x] != nil {
-			if p, err = p.WithNodeKey(x, ft.encPriv[x]); err != nil {
-				tb.Fatal(err)
-			}
-		}
 	}
 	return p
 }

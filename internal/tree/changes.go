@@ -115,9 +115,9 @@ func (t *Tree) ApplyChanges(c *Changes) (*Diff, error) {
 			if n.blank() {
 				continue
 			}
-			d.enc.remove(t.enc, n.encryptionKey(), x)
+			d.enc.remove(&t.enc, n.encryptionKey(), x)
 			if n.leaf != nil {
-				d.sig.remove(t.sig, n.leaf.SignatureKey, x.Leaf())
+				d.sig.remove(&t.sig, n.leaf.SignatureKey, x.Leaf())
 				d.writableCaps().remove(n.leaf)
 			}
 		}

@@ -33,13 +33,14 @@ type Diff struct {
 }
 
 // keyIndex is the overlay of a key index: keys added or re-pointed, and
-// keys removed, relative to the base map.
-type keyIndex[V comparable] struct {
+// keys removed (with the position they were removed from), relative to the
+// base index.
+type keyIndex[V ~uint32] struct {
 	add map[string]V
-	del map[string]struct{}
+	del map[string]V
 }
 
-func (k *keyIndex[V]) lookup(base map[string]V, key []byte) (V, bool) {
+func (k *keyIndex[V]) lookup(base *keyMap[V], key []byte) (V, bool) {
 	if v, ok := k.add[string(key)]; ok {
 		return v, true
 	}
@@ -47,22 +48,21 @@ func (k *keyIndex[V]) lookup(base map[string]V, key []byte) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	v, ok := base[string(key)]
-	return v, ok
+	return base.get(key)
 }
 
 // remove drops key if it points at at (a duplicate key elsewhere keeps its
 // entry).
-func (k *keyIndex[V]) remove(base map[string]V, key []byte, at V) {
+func (k *keyIndex[V]) remove(base *keyMap[V], key []byte, at V) {
 	if v, ok := k.lookup(base, key); !ok || v != at {
 		return
 	}
 	delete(k.add, string(key))
-	if _, ok := base[string(key)]; ok {
+	if v, ok := base.get(key); ok {
 		if k.del == nil {
-			k.del = make(map[string]struct{})
+			k.del = make(map[string]V)
 		}
-		k.del[string(key)] = struct{}{}
+		k.del[string(key)] = v
 	}
 }
 
@@ -73,12 +73,14 @@ func (k *keyIndex[V]) insert(key []byte, at V) {
 	k.add[string(key)] = at
 }
 
-func (k *keyIndex[V]) mergeInto(base map[string]V) {
-	for key := range k.del {
-		delete(base, key)
+// mergeInto applies the overlay to base, once the tree holds the new
+// nodes.
+func (k *keyIndex[V]) mergeInto(base *keyMap[V]) {
+	for key, at := range k.del {
+		base.del([]byte(key), at)
 	}
 	for key, v := range k.add {
-		base[key] = v
+		base.set([]byte(key), v)
 	}
 }
 
@@ -145,12 +147,12 @@ func (d *Diff) EncryptionKey(x NodeIndex) []byte {
 
 // FindEncryptionKey returns the node holding the HPKE public key k.
 func (d *Diff) FindEncryptionKey(k []byte) (NodeIndex, bool) {
-	return d.enc.lookup(d.base.enc, k)
+	return d.enc.lookup(&d.base.enc, k)
 }
 
 // FindSignatureKey returns the leaf holding the signature key k.
 func (d *Diff) FindSignatureKey(k []byte) (LeafIndex, bool) {
-	return d.sig.lookup(d.base.sig, k)
+	return d.sig.lookup(&d.base.sig, k)
 }
 
 // set replaces node x, keeping the key and capability indexes and the
@@ -161,10 +163,10 @@ func (d *Diff) set(x NodeIndex, n node) {
 		return
 	}
 	if !old.blank() {
-		d.enc.remove(d.base.enc, old.encryptionKey(), x)
+		d.enc.remove(&d.base.enc, old.encryptionKey(), x)
 	}
 	if old.leaf != nil {
-		d.sig.remove(d.base.sig, old.leaf.SignatureKey, x.Leaf())
+		d.sig.remove(&d.base.sig, old.leaf.SignatureKey, x.Leaf())
 		d.writableCaps().remove(old.leaf)
 	}
 	if !n.blank() {
@@ -395,8 +397,8 @@ func (d *Diff) Merge() error {
 		}
 		t.store(x, d.node(x), d.hash(x), d.resLen(x))
 	}
-	d.enc.mergeInto(t.enc)
-	d.sig.mergeInto(t.sig)
+	d.enc.mergeInto(&t.enc)
+	d.sig.mergeInto(&t.sig)
 	if d.caps != nil {
 		t.caps = *d.caps
 	}

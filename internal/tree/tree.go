@@ -61,8 +61,8 @@ type Tree struct {
 	slots   map[NodeIndex]slot
 	hi      []byte   // tree hashes of the nodes at level >= hiLevel, HashSize each
 	hiRes   []uint32 // resolution sizes of those nodes
-	enc     map[string]NodeIndex
-	sig     map[string]LeafIndex
+	enc     keyMap[NodeIndex]
+	sig     keyMap[LeafIndex]
 	caps    capIndex
 	free    LeafIndex // no leaf left of free is blank
 	gen     uint64    // incremented by every merge
@@ -236,27 +236,38 @@ func FromSparse(suite *ciphersuite.Suite, rt *message.SparseRatchetTree, maxLeav
 // given in increasing order, remembering the first duplicate key for
 // Validate.
 func (t *Tree) index(order []NodeIndex) {
-	t.enc = make(map[string]NodeIndex, len(order))
-	t.sig = make(map[string]LeafIndex, len(order)/2+1)
+	t.enc = newKeyMap(len(order), func(x NodeIndex) []byte { return t.node(x).encryptionKey() })
+	t.sig = newKeyMap(len(order)/2+1, func(l LeafIndex) []byte {
+		if ln := t.node(l.Node()).leaf; ln != nil {
+			return ln.SignatureKey
+		}
+		return nil
+	})
 	t.caps = capIndex{}
+	// free: the first blank leaf, so that adding a member does not scan the
+	// leaves from the left (O(N) map reads on a full tree).
+	t.free = 0
 	for _, x := range order {
+		if x.IsLeaf() && x.Leaf() == t.free {
+			t.free++
+		}
 		n := t.node(x)
-		k := string(n.encryptionKey())
-		if y, ok := t.enc[k]; ok {
+		k := n.encryptionKey()
+		if y, ok := t.enc.get(k); ok {
 			if t.dup == nil {
 				t.dup = fail(ErrDuplicateEncryptionKey, "12.4.3.1", x, "same encryption key as %s", nodeName(y))
 			}
 		} else {
-			t.enc[k] = x
+			t.enc.set(k, x)
 		}
 		if n.leaf != nil {
-			k := string(n.leaf.SignatureKey)
-			if l, ok := t.sig[k]; ok {
+			k := n.leaf.SignatureKey
+			if l, ok := t.sig.get(k); ok {
 				if t.dup == nil {
 					t.dup = fail(ErrDuplicateSignatureKey, "7.3", x, "same signature key as leaf %d", l)
 				}
 			} else {
-				t.sig[k] = x.Leaf()
+				t.sig.set(k, x.Leaf())
 			}
 			t.caps.add(n.leaf)
 		}

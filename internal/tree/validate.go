@@ -438,8 +438,8 @@ func (t *Tree) duplicateKey() error {
 		}
 		return nil
 	}
-	enc := make(map[string]NodeIndex, len(t.enc))
-	sig := make(map[string]LeafIndex, len(t.sig))
+	enc := make(map[string]NodeIndex, t.enc.len())
+	sig := make(map[string]LeafIndex, t.sig.len())
 	order := make([]NodeIndex, 0, len(t.slots))
 	for x, s := range t.slots {
 		if !s.n.blank() {
