@@ -320,7 +320,9 @@ func TestAppDataUpdateRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	vg.deliver(t, alice, res.Commit)
-	f := func(ps ...*message.Proposal) *Message { return wireMsg(t, alice.forgeCommit(t, forgery{props: inline(ps...)})) }
+	f := func(ps ...*message.Proposal) *Message {
+		return wireMsg(t, alice.forgeCommit(t, forgery{props: inline(ps...)}))
+	}
 
 	t.Run("AppDataUpdateRemoveTwice", func(t *testing.T) {
 		reject(t, bob, f(appDataProp(0x8001, 2, ""), appDataProp(0x8001, 2, "")), rule("AppDataUpdateRemoveTwice"))
