@@ -196,6 +196,13 @@ func TestSelfRemoveRules(t *testing.T) {
 		reject(t, charlie, wireMsg(t, bob.proposal(t, &message.Proposal{Type: group.ProposalSelfRemove, Data: []byte{0}}, nil)), rule("SelfRemoveMalformed"))
 	})
 
+	t.Run("SelfRemovePrivate", func(t *testing.T) {
+		// "these proposals MUST be sent in an MLS PublicMessage".
+		fc := bob.content(message.ContentProposal)
+		fc.Proposal = selfRemoveProp()
+		reject(t, charlie, wireMsg(t, bob.protect(t, bob.sign(t, message.WireFormatPrivateMessage, fc, nil))), rule("SelfRemovePrivate"))
+	})
+
 	ref := vg.propose(t, bob, selfRemoveProp())
 	t.Run("SelfRemoveCommitter", func(t *testing.T) {
 		reject(t, charlie, wireMsg(t, bob.forgeCommit(t, path(byRef(ref)))), rule("SelfRemoveCommitter"))
