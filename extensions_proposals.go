@@ -35,7 +35,8 @@ const (
 // own, and with an UpdatePath (the draft's "Path Required: Y"); a
 // commit that breaks one of these rules is rejected with a
 // *ValidationError (rules SelfRemoveInline, SelfRemoveCommitter,
-// ValSem201). Send at most one per epoch (the draft's MUST): a second
+// ValSem201). An external joiner covers it by reference too, given the
+// message in ExternalJoinOptions.SelfRemoves. Send at most one per epoch (the draft's MUST): a second
 // one fails with ErrInvalidArgument.
 func (g *Group) ProposeSelfRemove(ctx context.Context) (*Message, ProposalRef, error) {
 	g.mu.Lock()

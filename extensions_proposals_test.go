@@ -407,3 +407,69 @@ func TestAppDataUpdateRules(t *testing.T) {
 	vg.agree(t)
 	vg.stillWorks(t, charlie)
 }
+
+// TestSelfRemoveExternalCommit: an external joiner covers the pending
+// SelfRemove by reference (draft-ietf-mls-extensions: it "MUST fetch any
+// pending SelfRemove Proposals along with the GroupInfo"); every member,
+// the leaving one included, processes the commit; the joiner takes the
+// freed leaf.
+func TestSelfRemoveExternalCommit(t *testing.T) {
+	ctx := context.Background()
+	vg := newDraftGroup(t, 3, nil)
+	alice, bob, charlie := vg.m[0], vg.m[1], vg.m[2]
+	sr, ref, err := bob.g.ProposeSelfRemove(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vg.deliver(t, bob, sr)
+	gi, err := alice.g.ExportGroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave := newVMember(t, "dave")
+	opts := ExternalJoinOptions{Capabilities: draftCaps}
+
+	t.Run("bad SelfRemove", func(t *testing.T) {
+		bad := wireMsg(t, sr)
+		bad.m.PublicMessage.Auth.Signature = flip(bad.m.PublicMessage.Auth.Signature)
+		o := opts
+		o.SelfRemoves = []*Message{bad}
+		if _, _, err := ClientOf(dave.store, dave.id).JoinExternal(ctx, gi, o); !errors.Is(err, rule("ValSem010")) {
+			t.Fatalf("SelfRemove with a bad signature: got %v, want ValSem010", err)
+		}
+		o.SelfRemoves = []*Message{wireMsg(t, bob.proposal(t, removeProp(2), nil))}
+		if _, _, err := ClientOf(dave.store, dave.id).JoinExternal(ctx, gi, o); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("a Remove as SelfRemove: got %v, want ErrInvalidArgument", err)
+		}
+	})
+
+	opts.SelfRemoves = []*Message{wireMsg(t, sr)}
+	dg, res, err := ClientOf(dave.store, dave.id).JoinExternal(ctx, gi, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := commitOf(t, res.Commit)
+	var byRefs int
+	for _, p := range c.Proposals {
+		if p.Proposal == nil {
+			byRefs++
+			if !bytes.Equal(p.Reference, ref) {
+				t.Fatal("external commit references something other than the SelfRemove")
+			}
+		}
+	}
+	if byRefs != 1 {
+		t.Fatalf("external commit covers %d proposals by reference, want 1", byRefs)
+	}
+	if dg.OwnLeafIndex() != 1 {
+		t.Fatalf("joiner at leaf %d, want Bob's freed leaf 1", dg.OwnLeafIndex())
+	}
+	got := vg.deliver(t, dave, res.Commit)
+	if !got["bob"].Commit.SelfRemoved() || got["alice"].Commit.SelfRemoved() || got["charlie"].Commit.SelfRemoved() {
+		t.Fatal("SelfRemoved wrong after the external commit")
+	}
+	dave.g = dg
+	vg.m = append(vg.m, dave)
+	vg.agree(t)
+	vg.stillWorks(t, charlie)
+}
