@@ -15,6 +15,7 @@ import (
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // draftCaps lists the draft's proposal types and app_data_dictionary.
@@ -256,18 +257,35 @@ func TestAppDataUpdate(t *testing.T) {
 		}
 		return d
 	}
-	msg, _, err := alice.g.ProposeAppDataUpdate(ctx, 0x8001, AppDataOpUpdate, []byte("one"))
+	// A PublicGroup follows the proposals and the commit to the same
+	// dictionary.
+	pg, err := alice.g.PublicGroup(ctx, memory.New(), credential.AcceptAll)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vg.deliver(t, alice, msg)
-	msg, _, err = alice.g.ProposeAppDataUpdate(ctx, 0x8001, AppDataOpUpdate, []byte("two"))
-	if err != nil {
-		t.Fatal(err)
+	for _, data := range []string{"one", "two"} {
+		msg, _, err := alice.g.ProposeAppDataUpdate(ctx, 0x8001, AppDataOpUpdate, []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vg.deliver(t, alice, msg)
+		pp, err := pg.Process(ctx, wireMsg(t, msg))
+		if err != nil {
+			t.Fatalf("PublicGroup: %v", err)
+		}
+		if err := pg.StorePendingProposal(ctx, pp.Proposal); err != nil {
+			t.Fatal(err)
+		}
 	}
-	vg.deliver(t, alice, msg)
 	res, err := bob.g.Commit(ctx, CommitOptions{AppDataUpdates: []AppDataUpdate{{Component: 0x8000, Op: AppDataOpUpdate, Data: []byte("zero")}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := pg.Process(ctx, wireMsg(t, res.Commit))
+	if err != nil {
+		t.Fatalf("PublicGroup: %v", err)
+	}
+	if err := pg.Merge(ctx, pp.Commit); err != nil {
 		t.Fatal(err)
 	}
 	if c := commitOf(t, res.Commit); c.Path != nil || len(c.Proposals) != 3 {
@@ -278,6 +296,9 @@ func TestAppDataUpdate(t *testing.T) {
 	}
 	vg.deliver(t, bob, res.Commit)
 	vg.agree(t)
+	if !bytes.Equal(pg.GroupContext(), alice.g.st.GCRaw) {
+		t.Fatal("the PublicGroup's GroupContext differs from the members'")
+	}
 	for _, m := range vg.m {
 		d := dict(m)
 		// Sorted by component, the last update wins (ReplaceAppData).
@@ -308,6 +329,24 @@ func TestAppDataUpdate(t *testing.T) {
 	vg.agree(t)
 	if d := dict(bob); len(d) != 1 || d[0].ID != 0x8001 {
 		t.Fatalf("after the remove: %v", d)
+	}
+	// An external joiner updates an entry in its external commit.
+	gi, err := alice.g.ExportGroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave := newVMember(t, "dave")
+	dg, res, err := ClientOf(dave.store, dave.id).JoinExternal(ctx, gi, ExternalJoinOptions{Capabilities: draftCaps,
+		AppDataUpdates: []AppDataUpdate{{Component: 0x8001, Op: AppDataOpUpdate, Data: []byte("dave")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vg.deliver(t, dave, res.Commit)
+	dave.g = dg
+	vg.m = append(vg.m, dave)
+	vg.agree(t)
+	if d := dict(dave); len(d) != 1 || string(d[0].Data) != "dave" {
+		t.Fatalf("after the external commit: %v", d)
 	}
 	vg.stillWorks(t, bob)
 }

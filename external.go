@@ -54,6 +54,10 @@ type ExternalJoinOptions struct {
 	// commit covers it by reference; a bad one fails the join with its
 	// *ValidationError.
 	SelfRemoves []*Message
+	// AppDataUpdates are AppDataUpdate proposals (draft-ietf-mls-
+	// extensions) the commit carries by value, which the draft allows in
+	// external commits.
+	AppDataUpdates []AppDataUpdate
 }
 
 // joinExternal joins a group with an external commit (RFC 9420, Section
@@ -132,6 +136,13 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 			return nil, nil, err
 		}
 		props = append(props, &QueuedProposal{sender: sender, p: &message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(pskID), Nonce: nonce}}}})
+	}
+	for _, u := range opts.AppDataUpdates {
+		p, err := u.proposal()
+		if err != nil {
+			return nil, nil, err
+		}
+		props = append(props, &QueuedProposal{sender: sender, p: p})
 	}
 	refs := make([]message.ProposalOrRef, len(props))
 	for i, q := range props {
