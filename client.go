@@ -72,6 +72,12 @@ type ClientOptions struct {
 	// Section 13.5) to the key packages and leaf nodes it creates; see
 	// grease.go. They are on by default, as the RFC recommends.
 	DisableGREASE bool
+	// AppData is the application logic of the components that
+	// AppDataUpdate proposals update (draft-ietf-mls-extensions, "Updating
+	// Application Data in the GroupContext"); see AppDataFunc. Nil means
+	// ReplaceAppData: every component is known and an update replaces
+	// its data.
+	AppData AppDataFunc
 }
 
 // DefaultMaxTreeLeaves is the default of ClientOptions.MaxTreeLeaves: 2^20

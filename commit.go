@@ -73,6 +73,10 @@ type CommitOptions struct {
 	// pending proposals. After the commit merges the group is inactive;
 	// see Group.ReInitParams.
 	ReInit *ReInitParams
+	// AppDataUpdates commits AppDataUpdate proposals (draft-ietf-mls-
+	// extensions) by value, in this order after the other inline proposals
+	// but before Custom; see ProposeAppDataUpdate.
+	AppDataUpdates []AppDataUpdate
 	// Custom commits proposals of types RFC 9420 does not define by value,
 	// in this order after the other inline proposals (see custom.go).
 	Custom []CustomProposal
@@ -256,10 +260,23 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	for _, r := range opts.Remove {
 		removed[r] = true
 	}
-	// Removes win over updates of the same leaf (Section 12.2).
+	// Removes win over updates of the same leaf (Section 12.2), and a
+	// SelfRemove over a Remove of its proposer's leaf (draft-ietf-mls-
+	// extensions, "SelfRemove Proposal": that Remove is invalid).
+	selfRemoved := map[uint32]bool{}
 	for _, q := range g.props {
-		if q.p.Type == message.ProposalRemove {
+		switch q.p.Type {
+		case message.ProposalRemove:
 			removed[q.p.Remove.Removed] = true
+		case group.ProposalSelfRemove:
+			if l := q.sender.LeafIndex; q.sender.Type == message.SenderMember && l != uint32(st.own) {
+				removed[l], selfRemoved[l] = true, true
+			}
+		}
+	}
+	for _, r := range opts.Remove {
+		if selfRemoved[r] {
+			return nil, nil, fmt.Errorf("%w: leaf %d has a pending SelfRemove proposal, which this commit covers; do not also remove it", ErrInvalidArgument, r)
 		}
 	}
 	seen := map[uint32]bool{}
@@ -280,10 +297,18 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 			seen[l] = true
 		case message.ProposalRemove:
 			r := q.p.Remove.Removed
-			if r == uint32(st.own) || seen[r] || containsU32(opts.Remove, r) {
+			if r == uint32(st.own) || seen[r] || selfRemoved[r] || containsU32(opts.Remove, r) {
 				continue
 			}
 			seen[r] = true
+		case group.ProposalSelfRemove:
+			// Never the committer's own (the proposal waits for another
+			// member), at most one per leaf.
+			l := q.sender.LeafIndex
+			if q.sender.Type != message.SenderMember || l == uint32(st.own) || seen[l] {
+				continue
+			}
+			seen[l] = true
 		}
 		props = append(props, q)
 		refs = append(refs, message.ProposalOrRef{Reference: clone(q.ref)})
@@ -317,6 +342,13 @@ func (g *Group) commitProposals(st *epochState, opts *CommitOptions) ([]*QueuedP
 	}
 	if opts.GroupContextExtensions != nil {
 		inline(&message.Proposal{Type: message.ProposalGroupContextExtensions, GroupContextExtensions: &message.GroupContextExtensionsProposal{Extensions: toWireExtensions(opts.GroupContextExtensions)}})
+	}
+	for _, u := range opts.AppDataUpdates {
+		p, err := u.proposal()
+		if err != nil {
+			return nil, nil, err
+		}
+		inline(p)
 	}
 	for _, c := range opts.Custom {
 		p, err := c.proposal()
@@ -881,6 +913,15 @@ func (g *Group) checkOperational() error {
 // saves the group, running extra in the same transaction. The framing follows the wire
 // format policy.
 func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error) (*Message, ProposalRef, error) {
+	wf := message.WireFormatPublicMessage
+	if g.cfg.WireFormatPolicy.OutgoingPrivate {
+		wf = message.WireFormatPrivateMessage
+	}
+	return g.proposeAs(ctx, p, extra, wf)
+}
+
+// proposeAs is propose with the framing wf.
+func (g *Group) proposeAs(ctx context.Context, p *message.Proposal, extra func(storage.Tx) error, wf message.WireFormat) (*Message, ProposalRef, error) {
 	st := g.st
 	s := st.Suite
 	me := message.Sender{Type: message.SenderMember, LeafIndex: uint32(st.own)}
@@ -891,10 +932,6 @@ func (g *Group) propose(ctx context.Context, p *message.Proposal, extra func(sto
 		AuthenticatedData: []byte{},
 		ContentType:       message.ContentProposal,
 		Proposal:          p,
-	}
-	wf := message.WireFormatPublicMessage
-	if g.cfg.WireFormatPolicy.OutgoingPrivate {
-		wf = message.WireFormatPrivateMessage
 	}
 	ac, err := framing.SignContent(s, g.signer, wf, fc, st.GCRaw)
 	if err != nil {

@@ -35,7 +35,7 @@ import (
 // policy is the group's policy as internal/group takes it. A PublicGroup
 // holds no resumption PSK, so it checks no retention.
 func (g *Group) policy() *group.Policy {
-	p := &group.Policy{Now: g.cfg.now, SkipLifetime: g.cfg.SkipLifetimeCheck, Validator: g.cfg.client.validator, ResumptionRetention: g.cfg.resumptionRetention(), Components: componentCheck}
+	p := &group.Policy{Now: g.cfg.now, SkipLifetime: g.cfg.SkipLifetimeCheck, Validator: g.cfg.client.validator, ResumptionRetention: g.cfg.resumptionRetention(), Components: componentCheck, AppData: g.cfg.client.appData()}
 	if g.public {
 		p.ResumptionRetention = -1
 	}

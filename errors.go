@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mlskit/mls/internal/group"
 )
@@ -123,13 +124,17 @@ var (
 // in either case; validation_test.go has one test per rule.
 type ValidationError struct {
 	Rule    string // e.g. "ValSem101"
-	Section string // RFC 9420 section, e.g. "12.2"
+	Section string // RFC 9420 section, e.g. "12.2", or "draft-..., <title>" for an extension draft's rule
 	Detail  string
 	Err     error // optional underlying cause
 }
 
 func (e *ValidationError) Error() string {
 	s := fmt.Sprintf("mls: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
+	if strings.HasPrefix(e.Section, "draft-") {
+		// A rule of an extension draft names the draft and its section.
+		s = fmt.Sprintf("mls: %s (%s): %s", e.Rule, e.Section, e.Detail)
+	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}

@@ -46,6 +46,18 @@ type ExternalJoinOptions struct {
 	// AuthenticatedData is sent in the clear with the commit,
 	// authenticated.
 	AuthenticatedData []byte
+	// SelfRemoves are the pending SelfRemove proposals of the epoch
+	// (draft-ietf-mls-extensions, "SelfRemove Proposal": the joiner "MUST
+	// fetch any pending SelfRemove Proposals along with the GroupInfo"),
+	// as the PublicMessages their senders sent. Each is validated, all
+	// but its membership tag, which a non-member cannot check, and the
+	// commit covers it by reference; a bad one fails the join with its
+	// *ValidationError.
+	SelfRemoves []*Message
+	// AppDataUpdates are AppDataUpdate proposals (draft-ietf-mls-
+	// extensions) the commit carries by value, which the draft allows in
+	// external commits.
+	AppDataUpdates []AppDataUpdate
 }
 
 // joinExternal joins a group with an external commit (RFC 9420, Section
@@ -125,9 +137,24 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 		}
 		props = append(props, &QueuedProposal{sender: sender, p: &message.Proposal{Type: message.ProposalPSK, PSK: &message.PreSharedKeyProposal{PSK: message.PreSharedKeyID{Type: message.PSKExternal, PSKID: clone(pskID), Nonce: nonce}}}})
 	}
+	for _, u := range opts.AppDataUpdates {
+		p, err := u.proposal()
+		if err != nil {
+			return nil, nil, err
+		}
+		props = append(props, &QueuedProposal{sender: sender, p: p})
+	}
 	refs := make([]message.ProposalOrRef, len(props))
 	for i, q := range props {
 		refs[i] = message.ProposalOrRef{Proposal: q.p}
+	}
+	for _, m := range opts.SelfRemoves {
+		q, err := externalSelfRemove(st, g.policy(), m)
+		if err != nil {
+			return nil, nil, err
+		}
+		props = append(props, q)
+		refs = append(refs, message.ProposalOrRef{Reference: clone(q.ref)})
 	}
 	// The proposal list is checked with the receivers' rules (Section
 	// 12.2); the joiner has no leaf yet, so no Remove is its own.
@@ -414,4 +441,26 @@ func (r ReInitParams) wire() *message.ReInitProposal {
 
 func reInitParams(p *message.ReInitProposal) *ReInitParams {
 	return &ReInitParams{GroupID: clone(p.GroupID), Version: uint16(p.Version), CipherSuite: p.CipherSuite, Extensions: fromWireExtensions(p.Extensions)}
+}
+
+// externalSelfRemove validates a pending SelfRemove proposal for an
+// external joiner (draft-ietf-mls-extensions, "SelfRemove Proposal"):
+// a PublicMessage of the epoch from a member, signed by its leaf; the
+// membership tag is present but not checked.
+func externalSelfRemove(st *epochState, pol *group.Policy, m *Message) (*QueuedProposal, error) {
+	if m == nil || m.m.PublicMessage == nil {
+		return nil, invalid("SelfRemovePrivate", "draft-ietf-mls-extensions, SelfRemove Proposal", "a SelfRemove proposal for an external joiner must be a PublicMessage")
+	}
+	ac, _, err := st.FollowPublic(m.m.PublicMessage)
+	if err != nil {
+		return nil, err
+	}
+	if ac.Content.ContentType != message.ContentProposal || ac.Content.Proposal.Type != group.ProposalSelfRemove {
+		return nil, fmt.Errorf("%w: ExternalJoinOptions.SelfRemoves holds a message that is not a SelfRemove proposal", ErrInvalidArgument)
+	}
+	p, err := st.ValidateProposal(ac, pol)
+	if err != nil {
+		return nil, err
+	}
+	return queued(p), nil
 }

@@ -489,6 +489,13 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 			a.ExtInit = p.ExternalInit
 		}
 	}
+	for _, q := range props {
+		if q.p.Type == group.ProposalAppDataUpdate {
+			// The extensions that AppDataUpdates (draft-ietf-mls-
+			// extensions) produce are those of the next epoch.
+			a.Exts = next.GC.Extensions
+		}
+	}
 	if len(a.AddedKPs) != len(a.Added) {
 		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.AddedKPs), len(a.Added))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/message"
 )
 
@@ -159,6 +160,11 @@ func (g *Group) processContent(ctx context.Context, st *epochState, ac *message.
 		out.Kind = KindApplication
 		out.ApplicationData = clone(fc.ApplicationData)
 	case message.ContentProposal:
+		if dec != nil && fc.Proposal.Type == group.ProposalSelfRemove {
+			// draft-ietf-mls-extensions: SelfRemove proposals "MUST be
+			// sent in an MLS PublicMessage", for external joiners to see.
+			return nil, invalid("SelfRemovePrivate", "draft-ietf-mls-extensions, SelfRemove Proposal", "SelfRemove proposal in a PrivateMessage")
+		}
 		p, err := st.ValidateProposal(ac, g.policy())
 		if err != nil {
 			return nil, err

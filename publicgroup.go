@@ -53,6 +53,10 @@ type PublicGroupOptions struct {
 	// SkipLifetimeCheck disables the lifetime check of leaves that enter
 	// the group (replaying recorded traffic only).
 	SkipLifetimeCheck bool
+	// AppData is the application logic of the components that
+	// AppDataUpdate proposals update, as ClientOptions.AppData; a
+	// follower must run the members' logic to agree on the GroupContext.
+	AppData AppDataFunc
 }
 
 // noLeaf is the own leaf of a PublicGroup: no leaf index of a tree within
@@ -65,7 +69,7 @@ func follower(store storage.Store, validator credential.Validator, opts *PublicG
 	if store == nil || validator == nil {
 		return nil, fmt.Errorf("%w: a PublicGroup needs a store and a validator (credential.AcceptAll to accept all)", ErrInvalidArgument)
 	}
-	return &Client{store: store, validator: validator, opts: ClientOptions{Now: opts.Now, MaxTreeLeaves: opts.MaxTreeLeaves}}, nil
+	return &Client{store: store, validator: validator, opts: ClientOptions{Now: opts.Now, MaxTreeLeaves: opts.MaxTreeLeaves, AppData: opts.AppData}}, nil
 }
 
 // NewPublicGroup starts following a group from a GroupInfo (RFC 9420,
@@ -128,7 +132,7 @@ func (g *Group) PublicGroup(ctx context.Context, store storage.Store, validator 
 	if err != nil {
 		return nil, err
 	}
-	return NewPublicGroup(ctx, store, validator, gi, PublicGroupOptions{RatchetTree: rt, SkipLifetimeCheck: g.cfg.SkipLifetimeCheck})
+	return NewPublicGroup(ctx, store, validator, gi, PublicGroupOptions{RatchetTree: rt, SkipLifetimeCheck: g.cfg.SkipLifetimeCheck, AppData: g.cfg.client.opts.AppData})
 }
 
 // PublicProcessed is what PublicGroup.Process found in a message.

@@ -30,6 +30,7 @@ import (
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
+	"github.com/mlskit/mls/internal/group"
 	"github.com/mlskit/mls/internal/keyschedule"
 	"github.com/mlskit/mls/internal/message"
 	"github.com/mlskit/mls/internal/secrettree"
@@ -701,6 +702,8 @@ func (m *vMember) forgeAC(t testing.TB, f forgery) *message.AuthenticatedContent
 			updates = append(updates, q)
 		case message.ProposalRemove:
 			removes = append(removes, q.p.Remove.Removed)
+		case group.ProposalSelfRemove:
+			removes = append(removes, q.sender.LeafIndex)
 		case message.ProposalAdd:
 			adds = append(adds, &q.p.Add.KeyPackage)
 		case message.ProposalPSK:

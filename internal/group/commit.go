@@ -54,10 +54,12 @@ func (e *Epoch) StageCommit(ac *message.AuthenticatedContent, lookup func(ref []
 			props = append(props, &Proposal{Proposal: por.Proposal, Sender: sender})
 			continue
 		}
-		if external {
-			return nil, invalid("ValSem244", "12.2", "external commit covers a proposal by reference")
-		}
 		q := lookup(por.Reference)
+		if external && (q == nil || q.Proposal.Type != ProposalSelfRemove) {
+			// draft-ietf-mls-extensions lets an external commit cover
+			// SelfRemove proposals by reference, and nothing else.
+			return nil, invalid("ValSem244", "12.2", "external commit covers a proposal other than SelfRemove by reference")
+		}
 		if q == nil {
 			return nil, invalidErr("ProposalReference", "12.4.2", ErrUnknownProposal, "proposal %x not received", por.Reference)
 		}
@@ -77,9 +79,12 @@ func (e *Epoch) StageCommit(ac *message.AuthenticatedContent, lookup func(ref []
 			return nil, invalidErr("TreeFull", "12.4.3.2", err, "no room for the external joiner")
 		}
 		a.ExternalLeaf = st.SenderLeaf
-		// The inline proposals' sender is the joiner, now at SenderLeaf.
+		// The inline proposals' sender is the joiner, now at SenderLeaf
+		// (those by reference, SelfRemoves, are the members').
 		for _, q := range props {
-			q.Sender.LeafIndex = uint32(st.SenderLeaf)
+			if q.Ref == nil {
+				q.Sender.LeafIndex = uint32(st.SenderLeaf)
+			}
 		}
 	}
 	if a.NeedsPath && commit.Path == nil {

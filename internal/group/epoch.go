@@ -47,6 +47,10 @@ type Policy struct {
 	// extensions gcExts demand (nil for none): the components of
 	// draft-ietf-mls-extensions, which the root package implements.
 	Components func(gcExts []message.Extension) func(*message.LeafNode) error
+	// AppData is the application logic of the components that
+	// AppDataUpdate proposals update (draft-ietf-mls-extensions); nil
+	// means ReplaceData.
+	AppData AppDataFunc
 }
 
 // TreeOptions are the leaf validation options of a group whose context is
@@ -246,6 +250,9 @@ func ExternalSenderAllowed(t message.ProposalType) bool {
 	switch t {
 	case message.ProposalAdd, message.ProposalRemove, message.ProposalPSK, message.ProposalReInit, message.ProposalGroupContextExtensions:
 		return true
+	case ProposalAppDataUpdate:
+		// draft-ietf-mls-extensions, "External: Y" (SelfRemove: N).
+		return true
 	}
 	return false
 }
@@ -274,6 +281,17 @@ func (e *Epoch) ValidateProposal(ac *message.AuthenticatedContent, pol *Policy) 
 		}
 	case message.ProposalExternalInit:
 		return nil, invalid("ExternalInitStandalone", "12.1.6", "ExternalInit proposal outside a commit")
+	case ProposalSelfRemove:
+		if len(p.Data) != 0 {
+			return nil, invalid("SelfRemoveMalformed", secSelfRemove, "SelfRemove proposal with a %d-byte body; SelfRemove is an empty struct", len(p.Data))
+		}
+		if sender.Type != message.SenderMember {
+			return nil, invalid("SelfRemoveNonMember", secSelfRemove, "SelfRemove proposal from a sender of type %d", sender.Type)
+		}
+	case ProposalAppDataUpdate:
+		if _, err := ParseAppDataUpdate(p.Data); err != nil {
+			return nil, err
+		}
 	}
 	if sender.Type == message.SenderExternal && !ExternalSenderAllowed(p.Type) {
 		// RFC 9420, Section 12.1.8: such messages are malformed.

@@ -3,6 +3,7 @@ package group
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // A check of this package that fails reports the rule it enforces through
@@ -39,6 +40,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := fmt.Sprintf("group: %s (RFC 9420, Section %s): %s", e.Rule, e.Section, e.Detail)
+	if strings.HasPrefix(e.Section, "draft-") {
+		s = fmt.Sprintf("group: %s (%s): %s", e.Rule, e.Section, e.Detail)
+	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}

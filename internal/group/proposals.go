@@ -29,7 +29,8 @@ type Applied struct {
 // a path (RFC 9420, Section 17.4, "Path Required").
 func pathRequired(t message.ProposalType) bool {
 	switch t {
-	case message.ProposalAdd, message.ProposalPSK, message.ProposalReInit:
+	case message.ProposalAdd, message.ProposalPSK, message.ProposalReInit, ProposalAppDataUpdate:
+		// AppDataUpdate: draft-ietf-mls-extensions, "Path Required: N".
 		return false
 	}
 	return true
@@ -49,7 +50,8 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 	s := e.Suite
 	a := &Applied{Props: props, Updated: map[tree.LeafIndex]bool{}, NeedsPath: len(props) == 0}
 	external := committer.Type == message.SenderNewMemberCommit
-	var updates, removes, adds, gces, psks []*Proposal
+	var updates, removes, adds, gces, psks, selfRemoves []*Proposal
+	var appData []*AppDataUpdate
 	var custom []message.ProposalType
 	// touched records which leaves an Update or Remove applies to, and
 	// whether it was a Remove (Section 12.2: at most one of them per leaf).
@@ -99,6 +101,9 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 				return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank or missing leaf %d", r)
 			}
 			if prev, dup := touched[r]; dup {
+				if prev == ProposalSelfRemove {
+					return nil, invalid("SelfRemoveAndRemove", secSelfRemove, "Remove proposal for leaf %d, which a SelfRemove proposal removes", r)
+				}
 				if prev == message.ProposalRemove {
 					return nil, invalid("ValSem107", "12.2", "several Remove proposals for leaf %d", r)
 				}
@@ -155,6 +160,43 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 			if len(gces) > 1 {
 				return nil, invalid("ValSem208", "12.2", "several GroupContextExtensions proposals")
 			}
+		case ProposalSelfRemove:
+			// draft-ietf-mls-extensions, "SelfRemove Proposal": by
+			// reference only, from a member, never the committer's own;
+			// it removes the proposer's leaf.
+			if q.Ref == nil {
+				return nil, invalid("SelfRemoveInline", secSelfRemove, "SelfRemove proposal by value; it is only allowed by reference")
+			}
+			if len(p.Data) != 0 {
+				return nil, invalid("SelfRemoveMalformed", secSelfRemove, "SelfRemove proposal with a %d-byte body; SelfRemove is an empty struct", len(p.Data))
+			}
+			l := q.Sender.LeafIndex
+			if q.Sender.Type != message.SenderMember || d.Leaf(tree.LeafIndex(l)) == nil {
+				return nil, invalid("SelfRemoveNonMember", secSelfRemove, "SelfRemove proposal from a sender of type %d (leaf %d) that is not a member", q.Sender.Type, l)
+			}
+			if committer.Type == message.SenderMember && l == committer.LeafIndex {
+				return nil, invalid("SelfRemoveCommitter", secSelfRemove, "commit covers the committer's own SelfRemove proposal")
+			}
+			if prev, dup := touched[l]; dup {
+				switch prev {
+				case ProposalSelfRemove:
+					return nil, invalid("SelfRemoveTwice", secSelfRemove, "several SelfRemove proposals from leaf %d", l)
+				case message.ProposalRemove:
+					return nil, invalid("SelfRemoveAndRemove", secSelfRemove, "Remove proposal for leaf %d, which a SelfRemove proposal removes", l)
+				}
+				return nil, invalid("ProposalSameLeaf", "12.2", "Update and SelfRemove proposals for leaf %d", l)
+			}
+			touched[l] = ProposalSelfRemove
+			selfRemoves = append(selfRemoves, q)
+		case ProposalAppDataUpdate:
+			// draft-ietf-mls-extensions, "Updating Application Data in the
+			// GroupContext": allowed from external senders and in
+			// external commits.
+			u, err := ParseAppDataUpdate(p.Data)
+			if err != nil {
+				return nil, err
+			}
+			appData = append(appData, u)
 		default:
 			if external {
 				return nil, invalid("ValSem242", "12.2", "external commit covers a proposal of type %d", p.Type)
@@ -183,6 +225,10 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 		if rc, err = RequiredCapabilities(exts); err != nil {
 			return nil, invalidErr("ValSem209", "12.1.7", err, "required_capabilities")
 		}
+		old, _ := RequiredCapabilities(e.GC.Extensions)
+		if err := checkGCEAppData(old, e.GC.Extensions, exts); err != nil {
+			return nil, err
+		}
 		a.Exts = exts
 		opts.RequiredCapabilities = rc
 		if pol.Components != nil {
@@ -198,6 +244,19 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 			return nil, invalidErr("ValSem109", "12.1.2", err, "Update proposal from leaf %d", at)
 		}
 		a.Updated[at] = true
+	}
+	// draft-ietf-mls-extensions: SelfRemove proposals are processed after
+	// Update proposals and before Remove proposals, as the Remove of the
+	// proposer's leaf.
+	for _, q := range selfRemoves {
+		r := tree.LeafIndex(q.Sender.LeafIndex)
+		if err := d.Remove(r); err != nil {
+			return nil, invalidErr("SelfRemoveNonMember", secSelfRemove, err, "SelfRemove proposal")
+		}
+		a.Removed = append(a.Removed, r)
+		if r == me {
+			a.SelfGone = true
+		}
 	}
 	for _, q := range removes {
 		r := tree.LeafIndex(q.Proposal.Remove.Removed)
@@ -252,6 +311,33 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 		}
 		a.Added = append(a.Added, i)
 		a.AddedKPs = append(a.AddedKPs, kp)
+	}
+	// AppDataUpdate proposals come after the default proposals
+	// (draft-ietf-mls-extensions), on the extensions the commit leaves.
+	if len(appData) > 0 {
+		base := e.GC.Extensions
+		if a.Exts != nil {
+			base = a.Exts
+		}
+		fn := pol.AppData
+		if fn == nil {
+			fn = ReplaceData
+		}
+		exts, err := applyAppData(base, appData, fn)
+		if err != nil {
+			return nil, err
+		}
+		a.Exts = exts
+		// The new dictionary may require new components of every member.
+		if pol.Components != nil {
+			if check := pol.Components(exts); check != nil {
+				for _, m := range MembersLeaves(d) {
+					if err := check(d.Leaf(m)); err != nil {
+						return nil, invalidErr("ValSem209", "12.1.7", err, "leaf %d does not support the group's new required components", m)
+					}
+				}
+			}
+		}
 	}
 	// ValSem209: every member of the new epoch supports the new group
 	// context extensions.
