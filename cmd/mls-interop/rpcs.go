@@ -559,6 +559,9 @@ func (s *server) reInitWelcome(ctx context.Context, r *pb.ReInitWelcomeRequest) 
 	// effect there, as the RFC's creator commit (Section 11.2) needs none.
 	jc := joinConfig(m.encrypt)
 	jc.UseRatchetTreeExtension = !r.ExternalTree
+	if err := m.dropSameID(ctx); err != nil {
+		return nil, err
+	}
 	ng, res, err := m.group.ReInitGroup(ctx, m.reinitClient, mls.GroupConfig{JoinConfig: jc}, kps...)
 	if err != nil {
 		return nil, err
@@ -581,6 +584,9 @@ func (s *server) handleReInitWelcome(ctx context.Context, r *pb.HandleReInitWelc
 	}
 	sw, err := m.reinitClient.StageWelcome(ctx, w, mls.WelcomeOptions{JoinConfig: joinConfig(m.encrypt), RatchetTree: r.RatchetTree})
 	if err != nil {
+		return nil, err
+	}
+	if err := m.dropSameID(ctx); err != nil {
 		return nil, err
 	}
 	g, err := sw.Join(ctx)
@@ -842,4 +848,17 @@ func (s *server) free(_ context.Context, r *pb.FreeRequest) (*pb.FreeResponse, e
 	delete(s.txs, r.StateId)
 	delete(s.signers, r.StateId)
 	return &pb.FreeResponse{}, nil
+}
+
+// dropSameID deletes the old group from the store when the ReInit keeps
+// its group ID, so that the new group can take its place: a store holds
+// one group per ID. The old group's state is no longer needed once the
+// Welcome is staged (its resumption PSK is resolved then) or, for the
+// welcomer, once ReInitGroup has the PSK from the handle in memory.
+func (m *member) dropSameID(ctx context.Context) error {
+	params, ok := m.group.ReInitParams()
+	if !ok || !bytes.Equal(params.GroupID, m.group.GroupID()) {
+		return nil
+	}
+	return m.reinitClient.DeleteGroup(ctx, params.GroupID)
 }
