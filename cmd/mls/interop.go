@@ -55,6 +55,7 @@ func runInterop(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
 	parallel := fs.Int("parallel", 2, "scripts to run at once")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time limit of one RPC")
+	verbose := fs.Bool("v", false, "print a line on stderr as each script run ends")
 	var configs []string
 	rest := args
 	for {
@@ -184,6 +185,7 @@ func runInterop(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	results := make([]interopResult, len(jobs))
 	var wg sync.WaitGroup
+	var progress sync.Mutex
 	sem := make(chan struct{}, *parallel)
 	for i, j := range jobs {
 		wg.Add(1)
@@ -208,6 +210,15 @@ func runInterop(args []string, stdout, stderr io.Writer) int {
 			}
 			res.Seconds = time.Since(t0).Seconds()
 			results[i] = res
+			if *verbose {
+				verdict := "passed"
+				if res.Failure != nil {
+					verdict = "FAILED: " + res.Failure.Error()
+				}
+				progress.Lock()
+				fmt.Fprintf(stderr, "%s/%s suite %d encrypt=%v: %s in %.1fs\n", res.Config, res.Script, res.Suite, res.Encrypt, verdict, res.Seconds)
+				progress.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
