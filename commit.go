@@ -473,7 +473,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		// Section 8.4): this one first.
 		a.Psks = append([]message.PreSharedKeyID{h.id}, a.Psks...)
 		psk, err = resolvePSKs(ctx, g.store, s, a.Psks, func(id *message.PreSharedKeyID) []byte {
-			if id.Usage == message.ResumptionReInit {
+			if id.Usage == h.id.Usage { // reinit, or branch (Branch)
 				return h.secret
 			}
 			return g.resumptionPSK(st, id)

@@ -376,6 +376,16 @@ func (p Proposal) build(s *ciphersuite.Suite, rnd io.Reader) (*message.Proposal,
 			return nil, fmt.Errorf("%w: key package for suite 0x%04x, group uses 0x%04x", ErrInvalidArgument, uint16(out.Add.KeyPackage.CipherSuite), uint16(s.ID()))
 		}
 	case message.ProposalPSK:
+		if out.PSK != nil && out.PSK.PSK.Type == message.PSKResumption {
+			// ResumptionPSKProposal: only the nonce is missing.
+			psk := *out.PSK
+			psk.PSK.Nonce = make([]byte, s.HashSize())
+			if _, err := io.ReadFull(rnd, psk.PSK.Nonce); err != nil {
+				return nil, err
+			}
+			out.PSK = &psk
+			break
+		}
 		if len(p.pskID) == 0 {
 			return nil, fmt.Errorf("%w: empty PSK id", ErrInvalidArgument)
 		}

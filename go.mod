@@ -3,10 +3,12 @@ module github.com/mlskit/mls
 go 1.26.0
 
 require (
+	connectrpc.com/connect v1.21.1
 	github.com/cloudflare/circl v1.6.5
 	github.com/schollz/progressbar/v3 v3.19.1
 	golang.org/x/crypto v0.58.0
 	gonum.org/v1/plot v0.17.0
+	google.golang.org/protobuf v1.36.12
 	modernc.org/sqlite v1.61.1
 )
 

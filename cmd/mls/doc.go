@@ -11,6 +11,7 @@
 //	conformance  check the implementation against the official MLS test vectors
 //	demo         Alice, Bob and Charlie rotate keys in a real group; -db DIR continues it, -members N grows it
 //	inspect      print an MLS message, key package, GroupInfo, Welcome, leaf node or ratchet tree as JSON
+//	interop      run the MLS working group's interop configs against live clients (cmd/mls-interop or another stack's)
 //
 // Run "mls <command> -h" for a command's flags. Each command lives in its
 // own file and registers itself from init, so commands can be added
