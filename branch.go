@@ -19,9 +19,9 @@ import (
 // at epoch 1 (Section 11.3). The new group is stored at epoch 0 with the
 // commit pending: merge it with MergePendingCommit, then send the Welcome.
 //
-// Section 11.3 wants the new group's members to be a subset of g's; that
-// is the caller's choice of kps, which Branch does not check against the
-// members' credentials.
+// Section 11.3 wants the new group's members to be a subset of g's: every
+// key package's credential must present the identity of a member of g
+// (ErrInvalidArgument otherwise), and the joiners check the same.
 func (g *Group) Branch(ctx context.Context, c *Client, groupID []byte, cfg GroupConfig, kps ...*KeyPackage) (*Group, *CommitResult, error) {
 	if ctx == nil || c == nil {
 		return nil, nil, fmt.Errorf("%w: Branch needs a context and a client", ErrInvalidArgument)
@@ -44,6 +44,16 @@ func (g *Group) Branch(ctx context.Context, c *Client, groupID []byte, cfg Group
 		return nil, nil, fmt.Errorf("%w: Branch of an inactive group", ErrInactive)
 	}
 	st := g.st
+	members := map[string]bool{}
+	for _, m := range membersOf(st.Tree.View()) {
+		members[string(m.Credential.Identity())] = true
+	}
+	for _, kp := range kps {
+		if !members[string(kp.Credential().Identity())] {
+			g.mu.Unlock()
+			return nil, nil, fmt.Errorf("%w: Branch: %s is not a member of the group (RFC 9420, Section 11.3)", ErrInvalidArgument, kp.Credential())
+		}
+	}
 	suite := CipherSuite(st.Suite.ID())
 	held := &heldPSK{
 		id:     message.PreSharedKeyID{Type: message.PSKResumption, Usage: message.ResumptionBranch, PSKGroupID: clone(st.GC.GroupID), PSKEpoch: st.GC.Epoch},

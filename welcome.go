@@ -144,6 +144,9 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBranchMembers(gs.PSKs, prior, t); err != nil {
+		return nil, err
+	}
 	st, err := joinState(s, &cfg, gi, t, func(d *tree.Diff) (tree.LeafIndex, error) {
 		own, ok := d.FindEncryptionKey(kp.LeafNode.EncryptionKey)
 		if !ok || !own.IsLeaf() || !bytes.Equal(d.Leaf(own.Leaf()).SignatureKey, kp.LeafNode.SignatureKey) {
@@ -203,6 +206,39 @@ func checkResumption(ids []message.PreSharedKeyID, prior map[string]*Group, gc *
 		case message.ResumptionBranch:
 			if gc.Epoch != 1 {
 				return invalid("BranchWelcome", "11.3", "welcome of a branched group at epoch %d, want 1", gc.Epoch)
+			}
+			if old == nil {
+				return invalid("BranchWelcome", "11.3", "the branched-from group %x is not in this client's store", id.PSKGroupID)
+			}
+			if old.st.GC.CipherSuite != gc.CipherSuite || old.st.GC.Version != gc.Version {
+				return invalid("BranchWelcome", "11.3", "branch of suite 0x%04x version %d from a group of suite 0x%04x version %d",
+					uint16(gc.CipherSuite), gc.Version, uint16(old.st.GC.CipherSuite), old.st.GC.Version)
+			}
+			if bytes.Equal(id.PSKGroupID, gc.GroupID) {
+				return invalid("BranchWelcome", "11.3", "a branch with the group ID of the group it branches from")
+			}
+		}
+	}
+	return nil
+}
+
+// checkBranchMembers checks the tree of a group branched from another
+// (RFC 9420, Section 11.3): each of its leaves must match a member of the
+// old group, by the identity its credential presents.
+func checkBranchMembers(ids []message.PreSharedKeyID, prior map[string]*Group, t *tree.Tree) error {
+	for i := range ids {
+		id := &ids[i]
+		if id.Type != message.PSKResumption || id.Usage != message.ResumptionBranch {
+			continue
+		}
+		old := prior[string(id.PSKGroupID)]
+		known := map[string]bool{}
+		for _, m := range old.Members() {
+			known[string(m.Credential.Identity())] = true
+		}
+		for _, m := range membersOf(t.View()) {
+			if !known[string(m.Credential.Identity())] {
+				return invalid("BranchMembers", "11.3", "leaf %d (%s) is not a member of group %x", m.Index, m.Credential, id.PSKGroupID)
 			}
 		}
 	}

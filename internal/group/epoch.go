@@ -279,6 +279,10 @@ func (e *Epoch) ValidateProposal(ac *message.AuthenticatedContent, pol *Policy) 
 		if e.Tree.Leaf(tree.LeafIndex(p.Remove.Removed)) == nil {
 			return nil, invalid("ValSem108", "12.1.3", "Remove proposal for blank leaf %d", p.Remove.Removed)
 		}
+	case message.ProposalPSK:
+		if err := e.checkPSKProposal(&p.PSK.PSK, pol); err != nil {
+			return nil, err
+		}
 	case message.ProposalExternalInit:
 		return nil, invalid("ExternalInitStandalone", "12.1.6", "ExternalInit proposal outside a commit")
 	case ProposalSelfRemove:

@@ -47,7 +47,6 @@ func pathRequired(t message.ProposalType) bool {
 // (ValSem101-ValSem113, ValSem200, ValSem208, ValSem209, ValSem401-ValSem403)
 // where it has one.
 func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer message.Sender, me tree.LeafIndex, pol *Policy) (*Applied, error) {
-	s := e.Suite
 	a := &Applied{Props: props, Updated: map[tree.LeafIndex]bool{}, NeedsPath: len(props) == 0}
 	external := committer.Type == message.SenderNewMemberCommit
 	var updates, removes, adds, gces, psks, selfRemoves []*Proposal
@@ -116,15 +115,7 @@ func (e *Epoch) ApplyProposals(d *tree.Diff, props []*Proposal, committer messag
 			removes = append(removes, q)
 		case message.ProposalPSK:
 			id := &p.PSK.PSK
-			// Section 12.1.4: resumption PSKs with usage reinit or branch
-			// belong to reinitialization and branching only.
-			if id.Type != message.PSKExternal && !(id.Type == message.PSKResumption && id.Usage == message.ResumptionApplication) {
-				return nil, invalid("ValSem402", "12.1.4", "PSK of type %d usage %d not allowed in a PreSharedKey proposal", id.Type, id.Usage)
-			}
-			if len(id.Nonce) != s.HashSize() {
-				return nil, invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), s.HashSize())
-			}
-			if err := e.checkResumptionRetention(id, pol); err != nil {
+			if err := e.checkPSKProposal(id, pol); err != nil {
 				return nil, err
 			}
 			key := pskKey(id)
@@ -369,6 +360,21 @@ func (e *Epoch) checkResumptionRetention(id *message.PreSharedKeyID, pol *Policy
 		return invalidErr("ResumptionPSKRetention", "8.6", missing, "resumption PSK of epoch %d is more than %d epochs before the current epoch %d", id.PSKEpoch, n, e.GC.Epoch)
 	}
 	return nil
+}
+
+// checkPSKProposal checks the PreSharedKeyID of a PreSharedKey proposal,
+// standalone or in a commit (RFC 9420, Section 12.1.4): resumption PSKs
+// with usage reinit or branch belong to reinitialization and branching
+// only (Sections 11.2 and 11.3), the nonce is Nh octets, and a resumption
+// PSK of this group is within the member's retention.
+func (e *Epoch) checkPSKProposal(id *message.PreSharedKeyID, pol *Policy) error {
+	if id.Type != message.PSKExternal && !(id.Type == message.PSKResumption && id.Usage == message.ResumptionApplication) {
+		return invalid("ValSem402", "12.1.4", "PSK of type %d usage %d not allowed in a PreSharedKey proposal", id.Type, id.Usage)
+	}
+	if len(id.Nonce) != e.Suite.HashSize() {
+		return invalid("ValSem401", "12.1.4", "PSK nonce of %d bytes, want %d", len(id.Nonce), e.Suite.HashSize())
+	}
+	return e.checkResumptionRetention(id, pol)
 }
 
 // pskKey identifies a PSK regardless of its nonce, to detect two
