@@ -499,13 +499,18 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if sc.commit, err = g.protect(st, ac); err != nil {
 		return nil, err
 	}
+	// One signed GroupInfo serves both the external joiners and the
+	// Welcome: RFC 9420, Section 12.4.3 puts no limit on the Welcome's
+	// GroupInfo extensions, and external_pub (Section 12.4.3.2) is a public
+	// key every member can derive. With the ratchet_tree extension on, this
+	// saves a second encoding and a second signature over the whole tree.
 	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
 	if err != nil {
 		return nil, classify(err)
 	}
 	sc.groupInfo = wrapGroupInfo(gi)
 	if len(a.Added) > 0 {
-		w, err := g.welcomeFor(next, d, keys, a, cp, signer)
+		w, err := g.welcomeFor(next, gi, keys, a, cp)
 		if err != nil {
 			return nil, err
 		}
@@ -532,13 +537,9 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 }
 
 // welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
-// Section 12.4.3.1).
-func (g *Group) welcomeFor(next *epochState, d *tree.Diff, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath, signer signerT) (*message.Welcome, error) {
+// Section 12.4.3.1), encrypting the signed GroupInfo gi of the new epoch.
+func (g *Group) welcomeFor(next *epochState, gi *message.GroupInfo, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath) (*message.Welcome, error) {
 	s := next.Suite
-	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, false)
-	if err != nil {
-		return nil, classify(err)
-	}
 	giRaw, err := message.Marshal(gi)
 	if err != nil {
 		return nil, err

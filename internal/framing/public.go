@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"errors"
 
@@ -24,17 +25,24 @@ func membershipTag(op string, s *ciphersuite.Suite, membershipKey []byte, fc *me
 // membershipTagTBS is membershipTag that also returns the
 // FramedContentTBS it encoded (the start of AuthenticatedContentTBM), so
 // that the signature check need not encode the content again: a commit
-// with an UpdatePath in a fresh tree is O(N) bytes.
+// with an UpdatePath in a fresh tree is O(N) bytes. The encoding grows in
+// a reused buffer; only the FramedContentTBS is copied out, once, at its
+// final size.
 func membershipTagTBS(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) (tag, tbs []byte, err error) {
-	e := wire.NewEncoder(nil)
+	p := getScratch()
+	e := wire.NewEncoder(*p)
 	appendTBS(e, message.WireFormatPublicMessage, fc, groupContext)
 	n := e.Len()
 	appendAuth(e, fc.ContentType, auth)
 	tbm, err := e.Bytes()
 	if err != nil {
+		putScratch(p, *p)
 		return nil, nil, newError(op, ErrInvalidArgument, err)
 	}
-	return s.MAC(membershipKey, tbm), tbm[:n:n], nil
+	tag = s.MAC(membershipKey, tbm)
+	tbs = bytes.Clone(tbm[:n])
+	putScratch(p, tbm)
+	return tag, tbs, nil
 }
 
 // ProtectPublic encodes a signed AuthenticatedContent as a PublicMessage

@@ -18,6 +18,12 @@ import (
 //	    opaque signature<V>;
 //	} ConfirmedTranscriptHashInput;
 func ConfirmedTranscriptHashInput(ac *message.AuthenticatedContent) ([]byte, error) {
+	return appendConfirmedInput(nil, ac)
+}
+
+// appendConfirmedInput appends the encoded ConfirmedTranscriptHashInput of
+// ac to buf.
+func appendConfirmedInput(buf []byte, ac *message.AuthenticatedContent) ([]byte, error) {
 	const op = "encode ConfirmedTranscriptHashInput"
 	if ac == nil {
 		return nil, newError(op, ErrInvalidArgument, errors.New("nil content"))
@@ -28,7 +34,7 @@ func ConfirmedTranscriptHashInput(ac *message.AuthenticatedContent) ([]byte, err
 	if err := checkContent(op, &ac.Content); err != nil {
 		return nil, err
 	}
-	e := wire.NewEncoder(nil)
+	e := wire.NewEncoder(buf)
 	e.U16(uint16(ac.WireFormat))
 	ac.Content.Encode(e)
 	e.Opaque(ac.Auth.Signature)
@@ -48,12 +54,19 @@ func ConfirmedTranscriptHashInput(ac *message.AuthenticatedContent) ([]byte, err
 // It needs only the signature, not the confirmation tag, so a committer
 // calls it between SignContent and setting the tag to
 // MAC(confirmation_key, confirmed_transcript_hash).
+//
+// The input is encoded into a reused buffer: it is only hashed, and for a
+// commit with an UpdatePath it is O(N) bytes.
 func ConfirmedTranscriptHash(s *ciphersuite.Suite, interimBefore []byte, ac *message.AuthenticatedContent) ([]byte, error) {
-	in, err := ConfirmedTranscriptHashInput(ac)
+	p := getScratch()
+	in, err := appendConfirmedInput(*p, ac)
 	if err != nil {
+		putScratch(p, *p)
 		return nil, err
 	}
-	return keyschedule.ConfirmedTranscriptHash(s, interimBefore, in), nil
+	h := keyschedule.ConfirmedTranscriptHash(s, interimBefore, in)
+	putScratch(p, in)
+	return h, nil
 }
 
 // TranscriptHashes returns both transcript hashes after a commit
