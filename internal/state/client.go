@@ -14,7 +14,12 @@ import (
 // stores the next one in the same transaction (the root's Group.update),
 // so that two handles can never both advance one stored state.
 func Version(tx storage.Tx, groupID []byte) (uint64, error) {
-	b, err := tx.Get(BucketVersions, groupID)
+	return versionIn(tx, BucketVersions, groupID)
+}
+
+// versionIn reads a version record of bucket.
+func versionIn(tx storage.Tx, bucket string, groupID []byte) (uint64, error) {
+	b, err := tx.Get(bucket, groupID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return 0, nil
 	}

@@ -3,7 +3,6 @@ package state
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/tree"
@@ -140,17 +139,7 @@ func LoadPublicGroup(tx storage.Tx, groupID []byte, suite func(*PublicRecord) (*
 // PublicVersion and PutPublicVersion are Version and PutVersion for a
 // PublicGroup.
 func PublicVersion(tx storage.Tx, groupID []byte) (uint64, error) {
-	b, err := tx.Get(BucketPublicVersions, groupID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(b) != 8 {
-		return 0, corrupt(groupID, "public version record", fmt.Errorf("%d bytes", len(b)))
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return versionIn(tx, BucketPublicVersions, groupID)
 }
 
 // PutPublicVersion stores a PublicGroup's version.
