@@ -185,9 +185,9 @@ type Entry struct {
 
 // Commit is a commit to append, with the state it creates.
 type Commit struct {
-	Entry                // Kind is KindCommit; Epoch the epoch it was sent in
-	NewState  GroupState // Epoch is Entry.Epoch+1
-	Welcomes  []Welcome
+	Entry               // Kind is KindCommit; Epoch the epoch it was sent in
+	NewState GroupState // Epoch is Entry.Epoch+1
+	Welcomes []Welcome
 }
 
 // Welcome is a Welcome in the mailbox of the identity that published the
