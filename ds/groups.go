@@ -390,9 +390,6 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	})
 	if err != nil {
 		e.drop()
-		if errors.Is(err, ErrConflict) {
-			s.metrics.conflicts.Inc()
-		}
 		return nil, err
 	}
 	g.State.Epoch++
