@@ -455,3 +455,79 @@ func TestWrongEpochMessage(t *testing.T) {
 	}
 	e.unchanged(before)
 }
+
+// Two servers on one store (replicas), two members committing for the same
+// epoch at the same time through different servers: in every round exactly
+// one commit wins, and the loser catches up and is in the winner's epoch.
+func TestConcurrentCommitsAcrossReplicas(t *testing.T) {
+	e1 := newEnv(t, ds.Options{})
+	e2 := newEnvOn(t, e1.store, ds.Options{})
+	ctx := t.Context()
+	alice, bob := twoMembers(t, e1, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	bob2 := e2.newUser("bob")
+	bob2.token = bob.token
+	rounds := 6
+	if testing.Short() {
+		rounds = 3
+	}
+	for round := range rounds {
+		epoch := alice.group.Epoch()
+		ra, err := alice.group.SelfUpdate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := bob.group.SelfUpdate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qa, qb := alice.commitRequest(alice.group, ra), bob.commitRequest(bob.group, rb)
+		errs := make(chan error, 2)
+		var aErr, bErr error
+		go func() { _, err := alice.postCommit(qa); errs <- err }()
+		go func() { _, err := bob2.postCommit(qb); errs <- err }()
+		// Match results to posters by their effect on the store below.
+		r1, r2 := <-errs, <-errs
+		if (r1 == nil) == (r2 == nil) {
+			t.Fatalf("round %d: results %v and %v; want exactly one winner", round, r1, r2)
+		}
+		loser := r1
+		if loser == nil {
+			loser = r2
+		}
+		wantReason(t, loser, connect.CodeAborted, mlsdv1.Error_REASON_COMMIT_CONFLICT)
+		g, err := e1.store.GetGroup(ctx, alice.group.GroupID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.State.Epoch != epoch+1 {
+			t.Fatalf("round %d: store at epoch %d; want %d", round, g.State.Epoch, epoch+1)
+		}
+		entries, err := e1.store.Entries(ctx, g.ID, g.LastSeq-1, 1)
+		if err != nil || len(entries) != 1 {
+			t.Fatal(err)
+		}
+		if string(entries[0].Sender) == "alice" {
+			aErr, bErr = nil, loser
+		} else {
+			aErr, bErr = loser, nil
+		}
+		for _, x := range []struct {
+			u   *user
+			err error
+		}{{alice, aErr}, {bob, bErr}} {
+			if x.err == nil {
+				if err := x.u.group.MergePendingCommit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := x.u.group.ClearPendingCommit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			x.u.process(x.u.fetch(g.LastSeq - 1).Messages)
+		}
+		if alice.group.Epoch() != epoch+1 || !bytes.Equal(alice.group.EpochAuthenticator(), bob.group.EpochAuthenticator()) {
+			t.Fatalf("round %d: alice at %d, bob at %d, not in the same epoch", round, alice.group.Epoch(), bob.group.Epoch())
+		}
+	}
+}
