@@ -218,6 +218,9 @@ func (s *Store) Watch(ctx context.Context, fn func(groupID []byte)) error {
 	case <-ctx.Done():
 		cancel()
 		return wrap("watch", ctx.Err())
+	case <-l.done: // the Store was closed
+		cancel()
+		return wrap("watch", notify.ErrClosed)
 	case <-timer.C:
 		cancel()
 		err := l.err()

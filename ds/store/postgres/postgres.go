@@ -1,17 +1,3 @@
-// Package postgres is the ds.Store of mlsd on PostgreSQL
-// (github.com/jackc/pgx/v5), for several mlsd replicas sharing one
-// database. Every decision that must hold across replicas is made inside
-// one transaction: AppendCommit and Append lock the group's row (SELECT ...
-// FOR UPDATE) and check the epoch under the lock, so exactly one commit
-// per epoch is accepted (RFC 9750, Section 5.2), with a unique (group_id,
-// epoch) constraint on the commits table as a backstop; the log's sequence
-// numbers come from the group's row, so they have no gaps; TakeKeyPackage
-// locks the row it hands out with FOR UPDATE SKIP LOCKED, so a key package
-// is handed out once. Appends NOTIFY the channel mlsd_append in their
-// transaction, and Watch LISTENs on a dedicated connection, so a watcher
-// on one replica sees the appends of all.
-//
-// The conformance suite of package ds/store/storetest runs on it.
 package postgres
 
 import (
@@ -524,4 +510,23 @@ func (s *Store) DeleteWelcome(ctx context.Context, identity []byte, id uint64) e
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM welcomes WHERE identity = $1 AND id = $2`, blob(identity), int64(id))
 	return wrap("delete welcome", err)
+}
+
+// PruneExpired deletes the challenges and sessions expired at now and
+// returns how many. It is not part of ds.Store: mlsd calls it from time to
+// time so that abandoned challenges and sessions do not accumulate (key
+// packages: PruneKeyPackages).
+func (s *Store) PruneExpired(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, q := range []string{`DELETE FROM challenges WHERE expires <= $1`, `DELETE FROM sessions WHERE expires <= $1`} {
+			tag, err := tx.Exec(ctx, q, ts(now))
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	return int(n), wrap("prune expired", err)
 }

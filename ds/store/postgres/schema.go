@@ -72,7 +72,7 @@ var migrations = [][]string{
 		`CREATE INDEX entries_proposals ON entries (group_id, epoch, seq) WHERE kind = 2`,
 		// One commit per group and epoch, across replicas: the backstop of
 		// the epoch check made under the group's row lock (RFC 9750,
-		// Section 5.2).
+		// Section 5.2.1).
 		`CREATE TABLE commits (
 			group_id bytea NOT NULL,
 			epoch    bigint NOT NULL,
