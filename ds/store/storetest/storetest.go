@@ -25,6 +25,10 @@ type Opener func(t *testing.T) ds.Store
 // backends keep times to the microsecond.
 var base = time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 
+// MaxPage is the largest Entries limit the suite uses; both backends
+// accept it whole.
+const MaxPage = 1000
+
 // watchWait bounds how long a test waits for a Watch notification.
 const watchWait = 10 * time.Second
 
@@ -800,7 +804,38 @@ func AppendConcurrently(t *testing.T, stores []ds.Store, workers, each int) {
 			}
 		})
 	}
+	// Meanwhile a reader never sees a gap: what is visible of the log is
+	// always seqs 1..n, so that a subscriber that advances its cursor to
+	// the last entry it read skips nothing.
+	readerDone := make(chan error, 1)
+	stopReader := make(chan struct{})
+	go func() {
+		reader := stores[len(stores)-1]
+		for i := 0; ; i++ {
+			select {
+			case <-stopReader:
+				readerDone <- nil
+				return
+			default:
+			}
+			es, err := reader.Entries(ctx, g.ID, 0, MaxPage)
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			for j, e := range es {
+				if e.Seq != uint64(j+1) {
+					readerDone <- fmt.Errorf("read %d: entry %d has seq %d: a gap is visible", i, j, e.Seq)
+					return
+				}
+			}
+		}
+	}()
 	wg.Wait()
+	close(stopReader)
+	if err := <-readerDone; err != nil {
+		t.Errorf("concurrent reader: %v", err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatalf("Append: %v", err)
