@@ -25,6 +25,9 @@ type Opener func(t *testing.T) ds.Store
 // backends keep times to the microsecond.
 var base = time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 
+// MaxGroupIDLen is the longest group ID both backends accept.
+const MaxGroupIDLen = 2048
+
 // MaxPage is the largest Entries limit the suite uses; both backends
 // accept it whole.
 const MaxPage = 1000
@@ -517,6 +520,23 @@ func testGroups(t *testing.T, open Opener) {
 	sameGroup(t, got, g)
 	if _, err := s.GetGroup(ctx, rnd(t, 16)); !errors.Is(err, ds.ErrNotFound) {
 		t.Errorf("GetGroup(unknown): err = %v, want ErrNotFound", err)
+	}
+
+	// Group IDs up to MaxGroupIDLen bytes are stored; longer ones are
+	// refused and leave nothing behind.
+	long := ds.Group{ID: rnd(t, MaxGroupIDLen), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: rnd(t, 8)}, Created: base}
+	if err := s.CreateGroup(ctx, long); err != nil {
+		t.Errorf("CreateGroup(%d-byte ID): %v", len(long.ID), err)
+	}
+	if _, err := s.Append(ctx, entryFor(t, long.ID, 0, ds.KindApplication)); err != nil {
+		t.Errorf("Append to a group with a %d-byte ID: %v", len(long.ID), err)
+	}
+	tooLong := ds.Group{ID: rnd(t, MaxGroupIDLen+1), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: rnd(t, 8)}, Created: base}
+	if err := s.CreateGroup(ctx, tooLong); err == nil || errors.Is(err, ds.ErrGroupExists) {
+		t.Errorf("CreateGroup(%d-byte ID): err = %v, want a refusal", len(tooLong.ID), err)
+	}
+	if _, err := s.GetGroup(ctx, tooLong.ID); !errors.Is(err, ds.ErrNotFound) {
+		t.Errorf("GetGroup(refused group): err = %v, want ErrNotFound", err)
 	}
 }
 
