@@ -2,7 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -255,4 +259,57 @@ func BenchmarkStore(b *testing.B) {
 		b.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+const crashDSNEnv = "MLSD_STORE_CRASH_DSN"
+
+func TestMain(m *testing.M) {
+	if id := os.Getenv(storetest.CrashChildEnv); id != "" {
+		os.Exit(crashChild(id, os.Getenv(crashDSNEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild appends to the group until it is killed.
+func crashChild(hexID, dsn string) int {
+	id, err := hex.DecodeString(hexID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := storetest.AppendUntilKilled(ctx, s, id, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// A replica SIGKILLed while appending (its transactions cut off) loses no
+// acknowledged message and leaves no gap; the log goes on.
+func TestCrashMidAppend(t *testing.T) {
+	storetest.RequirePostgres(t)
+	rounds, acks := 3, 200
+	if testing.Short() {
+		rounds, acks = 2, 50
+	}
+	dsn := storetest.PostgresDSN(t)
+	open := func(t *testing.T) ds.Store {
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	storetest.CrashTest(t, open, func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), crashDSNEnv+"="+dsn)
+		return cmd
+	}, rounds, acks)
 }
