@@ -98,7 +98,7 @@ func blob(b []byte) []byte {
 	return b
 }
 
-// ts rounds t to the microsecond, as PostgreSQL keeps it, and drops the
+// ts truncates t to the microsecond, as PostgreSQL keeps it, and drops the
 // monotonic reading.
 func ts(t time.Time) time.Time { return t.Round(0).Truncate(time.Microsecond) }
 
