@@ -218,6 +218,8 @@ type user struct {
 	token string
 	id    []byte
 	group *mls.Group
+	// private: send handshakes as PrivateMessages in the groups it joins.
+	private bool
 }
 
 func (e *env) newUser(name string, opts ...connect.ClientOption) *user {
@@ -420,7 +422,9 @@ func (u *user) join() *mls.Group {
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	sw, err := u.mc.StageWelcome(u.t.Context(), msg, mls.WelcomeOptions{RatchetTree: w.RatchetTree})
+	opts := mls.WelcomeOptions{RatchetTree: w.RatchetTree}
+	opts.WireFormatPolicy.OutgoingPrivate = u.private
+	sw, err := u.mc.StageWelcome(u.t.Context(), msg, opts)
 	if err != nil {
 		u.t.Fatal(err)
 	}
