@@ -2,6 +2,7 @@ package ds_test
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -16,6 +17,7 @@ import (
 func twoMembers(t *testing.T, e *env, mode mlsdv1.HandshakeMode, allowExternal bool) (alice, bob *user) {
 	t.Helper()
 	alice, bob = e.login("alice"), e.login("bob")
+	bob.private = mode == mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED
 	kp, _ := bob.keyPackage(mls.KeyPackageOptions{})
 	bob.publish(kp)
 	alice.createGroup(mode, allowExternal)
@@ -27,10 +29,12 @@ func twoMembers(t *testing.T, e *env, mode mlsdv1.HandshakeMode, allowExternal b
 // COMMIT_CONFLICT with the current epoch and last seq and changes nothing
 // (its Welcome is not delivered); after fetching and processing the
 // winner, its retry is accepted.
-func TestCommitConflict(t *testing.T) {
+func TestCommitConflict(t *testing.T) { eachBackend(t, testCommitConflict) }
+
+func testCommitConflict(t *testing.T, b backend) {
 	for _, mode := range []mlsdv1.HandshakeMode{mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED} {
 		t.Run(mode.String(), func(t *testing.T) {
-			e := newEnv(t, ds.Options{})
+			e := newEnvB(t, b, ds.Options{})
 			ctx := t.Context()
 			alice, bob := twoMembers(t, e, mode, false)
 			carol := e.login("carol")
@@ -118,7 +122,11 @@ func TestCommitConflict(t *testing.T) {
 // commit goes through a second server on the same store, whose cache is
 // empty: it rebuilds the group from the stored GroupInfo and proposals.
 func TestProposalThenCommitByReference(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+	eachBackend(t, testProposalThenCommitByReference)
+}
+
+func testProposalThenCommitByReference(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	carol := e.login("carol")
@@ -145,7 +153,7 @@ func TestProposalThenCommitByReference(t *testing.T) {
 		t.Fatalf("alice has %d pending proposals", len(alice.group.PendingProposals()))
 	}
 
-	e2 := newEnvOn(t, e.store, ds.Options{})
+	e2 := e.replica(ds.Options{})
 	alice2 := e2.newUser("alice")
 	alice2.token, alice2.mc, alice2.group = alice.token, alice.mc, alice.group
 	res, err := alice.group.CommitPendingProposals(ctx)
@@ -184,10 +192,12 @@ func TestProposalThenCommitByReference(t *testing.T) {
 
 // External joins: allowed where the group says so (GetGroupInfo for a
 // non-member, an external commit), refused elsewhere.
-func TestExternalJoin(t *testing.T) {
+func TestExternalJoin(t *testing.T) { eachBackend(t, testExternalJoin) }
+
+func testExternalJoin(t *testing.T, b backend) {
 	ctx := t.Context()
 	t.Run("allowed", func(t *testing.T) {
-		e := newEnv(t, ds.Options{})
+		e := newEnvB(t, b, ds.Options{})
 		alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, true)
 		dave := e.login("dave")
 		gi, err := dave.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
@@ -222,9 +232,48 @@ func TestExternalJoin(t *testing.T) {
 		if _, err := dave.send("hello"); err != nil {
 			t.Fatalf("dave posts as a member: %v", err)
 		}
+
+		// A join proposal (new_member_proposal): refused when posted by
+		// someone else, accepted from its owner, then committed with a
+		// Welcome that reaches erin's mailbox only.
+		erin, eve := e.login("erin"), e.login("eve")
+		ekpb, ekp := erin.keyPackage(mls.KeyPackageOptions{})
+		erin.publish(ekpb)
+		gi, err = erin.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gim, err = mls.ParseMessage(gi.Msg.GroupInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jp, err := mls.NewJoinProposal(ekp, erin.mc.Signer(), gim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		preq := &mlsdv1.PostProposalRequest{GroupId: alice.group.GroupID(), Proposal: marshal(t, jp)}
+		before := e.snap(alice.group.GroupID())
+		_, err = eve.api.PostProposal(ctx, connect.NewRequest(preq))
+		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_OWNER)
+		e.unchanged(before)
+		if _, err := erin.api.PostProposal(ctx, connect.NewRequest(preq)); err != nil {
+			t.Fatalf("join proposal: %v", err)
+		}
+		alice.process(alice.fetch(before.group.LastSeq).Messages)
+		alice.commit(alice.group.CommitPendingProposals(ctx))
+		for _, u := range []*user{alice, bob, dave, eve} {
+			w, err := u.api.FetchWelcomes(ctx, connect.NewRequest(&mlsdv1.FetchWelcomesRequest{}))
+			if err != nil || len(w.Msg.Welcomes) != 0 {
+				t.Fatalf("%s has %d Welcomes (%v)", u.name, len(w.Msg.Welcomes), err)
+			}
+		}
+		erin.join()
+		if erin.group.Epoch() != alice.group.Epoch() || len(erin.group.Members()) != 4 {
+			t.Fatalf("erin at epoch %d with %d members", erin.group.Epoch(), len(erin.group.Members()))
+		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		e := newEnv(t, ds.Options{})
+		e := newEnvB(t, b, ds.Options{})
 		alice, _ := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 		dave := e.login("dave")
 		_, err := dave.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
@@ -242,14 +291,23 @@ func TestExternalJoin(t *testing.T) {
 		before := e.snap(alice.group.GroupID())
 		_, err = dave.postCommit(&mlsdv1.PostCommitRequest{GroupId: g.GroupID(), Commit: marshal(t, res.Commit), GroupInfo: marshal(t, res.GroupInfo), RatchetTree: tree})
 		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+		_, dkp := dave.keyPackage(mls.KeyPackageOptions{})
+		jp, err := mls.NewJoinProposal(dkp, dave.mc.Signer(), gim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dave.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: g.GroupID(), Proposal: marshal(t, jp)}))
+		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
 		e.unchanged(before)
 	})
 }
 
 // Non-members may neither post nor read; a member may not post another
 // member's commit.
-func TestNonMember(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+func TestNonMember(t *testing.T) { eachBackend(t, testNonMember) }
+
+func testNonMember(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, true)
 	dave := e.login("dave")
@@ -293,8 +351,10 @@ func TestNonMember(t *testing.T) {
 // Hostile handshake posts: each is refused with its reason and leaves the
 // group as it was; afterwards a valid commit is still accepted (the
 // server's cached group was not damaged).
-func TestHostileHandshakes(t *testing.T) {
-	e := newEnv(t, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
+func TestHostileHandshakes(t *testing.T) { eachBackend(t, testHostileHandshakes) }
+
+func testHostileHandshakes(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	id := alice.group.GroupID()
@@ -460,8 +520,12 @@ func TestWrongEpochMessage(t *testing.T) {
 // epoch at the same time through different servers: in every round exactly
 // one commit wins, and the loser catches up and is in the winner's epoch.
 func TestConcurrentCommitsAcrossReplicas(t *testing.T) {
-	e1 := newEnv(t, ds.Options{})
-	e2 := newEnvOn(t, e1.store, ds.Options{})
+	eachBackend(t, testConcurrentCommitsAcrossReplicas)
+}
+
+func testConcurrentCommitsAcrossReplicas(t *testing.T, b backend) {
+	e1 := newEnvB(t, b, ds.Options{})
+	e2 := e1.replica(ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e1, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	bob2 := e2.newUser("bob")
@@ -529,5 +593,140 @@ func TestConcurrentCommitsAcrossReplicas(t *testing.T) {
 		if alice.group.Epoch() != epoch+1 || !bytes.Equal(alice.group.EpochAuthenticator(), bob.group.EpochAuthenticator()) {
 			t.Fatalf("round %d: alice at %d, bob at %d, not in the same epoch", round, alice.group.Epoch(), bob.group.Epoch())
 		}
+	}
+}
+
+// Encrypted handshakes: the server orders PrivateMessage proposals and
+// commits by their header, checks the content type against the RPC, and
+// learns the membership from the GroupInfo posted with each commit.
+func TestEncryptedHandshakes(t *testing.T) { eachBackend(t, testEncryptedHandshakes) }
+
+func testEncryptedHandshakes(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
+	ctx := t.Context()
+	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED, false)
+	id := alice.group.GroupID()
+	carol, dave := e.login("carol"), e.login("dave")
+	carol.private = true
+	kp, _ := carol.keyPackage(mls.KeyPackageOptions{})
+	carol.publish(kp)
+
+	// An encrypted proposal from bob, committed by alice.
+	ckp, err := bob.fetchKP(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop, _, err := bob.group.ProposeAdd(ctx, ckp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prop.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Fatalf("proposal is a %v", prop.WireFormat())
+	}
+	before := e.snap(id)
+	// Posted by a non-member, or as the wrong kind.
+	_, err = dave.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: id, Proposal: marshal(t, prop)}))
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+	_, err = bob.api.PostMessage(ctx, connect.NewRequest(&mlsdv1.PostMessageRequest{GroupId: id, Message: marshal(t, prop)}))
+	wantReason(t, err, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE)
+	e.unchanged(before)
+	if _, err := bob.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: id, Proposal: marshal(t, prop)})); err != nil {
+		t.Fatal(err)
+	}
+	alice.process(alice.fetch(1).Messages)
+	res, err := alice.group.CommitPendingProposals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	before = e.snap(id)
+	app, err := alice.group.CreateMessage(ctx, []byte("x"))
+	if err != nil {
+		// A member with a pending commit may not send; make one from bob.
+		app, err = bob.group.CreateMessage(ctx, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldGI := marshal(t, must(bob.group.ExportGroupInfo(true)))
+	for _, c := range []struct {
+		name   string
+		u      *user
+		req    *mlsdv1.PostCommitRequest
+		code   connect.Code
+		reason mlsdv1.Error_Reason
+	}{
+		{"non-member", dave, req, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER},
+		{"application message as commit", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: marshal(t, app), GroupInfo: req.GroupInfo, RatchetTree: req.RatchetTree}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"GroupInfo of the old epoch", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: req.Commit, GroupInfo: oldGI}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"GroupInfo without its tree", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: req.Commit, GroupInfo: req.GroupInfo}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+	} {
+		_, err := c.u.postCommit(c.req)
+		wantReason(t, err, c.code, c.reason)
+		e.unchanged(before)
+	}
+	out, err := alice.postCommit(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Epoch != 2 {
+		t.Fatalf("epoch %d", out.Epoch)
+	}
+	if err := alice.group.MergePendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carol.join()
+	bob.process(bob.fetch(2).Messages)
+	// The server knows carol is a member from the posted GroupInfo.
+	if _, err := carol.send("hello"); err != nil {
+		t.Fatalf("carol posts: %v", err)
+	}
+	f := bob.fetch(3)
+	if len(f.Messages) != 1 || string(f.Messages[0].Sender) != "carol" {
+		t.Fatalf("bob fetched %d messages", len(f.Messages))
+	}
+}
+
+// Every single-byte change to a commit (outside the confirmation and
+// membership tags, which only members can check) or to its GroupInfo is
+// refused as MALFORMED or INVALID_MESSAGE: never accepted, never an
+// internal error, and the store does not change.
+func TestMutatedCommits(t *testing.T) {
+	e := newEnv(t, ds.Options{})
+	ctx := t.Context()
+	alice, _ := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	res, err := alice.group.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	before := e.snap(alice.group.GroupID())
+	n := 120
+	if testing.Short() {
+		n = 30
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		r := &mlsdv1.PostCommitRequest{GroupId: req.GroupId, Commit: bytes.Clone(req.Commit), GroupInfo: bytes.Clone(req.GroupInfo), RatchetTree: req.RatchetTree}
+		target := &r.Commit
+		limit := len(r.Commit) - 66 // the two tags: 1+32 bytes each
+		if i%2 == 1 {
+			target, limit = &r.GroupInfo, len(r.GroupInfo)
+		}
+		pos := rnd.IntN(limit)
+		(*target)[pos] ^= byte(1 + rnd.IntN(255))
+		_, err := alice.postCommit(r)
+		if err == nil {
+			t.Fatalf("mutation %d (byte %d of the %s) accepted", i, pos, map[bool]string{true: "GroupInfo", false: "commit"}[i%2 == 1])
+		}
+		d := ds.ErrorReason(err)
+		if d == nil || (d.Reason != mlsdv1.Error_REASON_MALFORMED && d.Reason != mlsdv1.Error_REASON_INVALID_MESSAGE && d.Reason != mlsdv1.Error_REASON_NOT_MEMBER &&
+			d.Reason != mlsdv1.Error_REASON_UNKNOWN_GROUP && d.Reason != mlsdv1.Error_REASON_WRONG_EPOCH && d.Reason != mlsdv1.Error_REASON_COMMIT_CONFLICT) {
+			t.Fatalf("mutation %d (byte %d): %v", i, pos, err)
+		}
+	}
+	e.unchanged(before)
+	if _, err := alice.postCommit(req); err != nil {
+		t.Fatalf("the original commit after %d mutations: %v", n, err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -210,6 +212,13 @@ func (s *Server) buildHandler() http.Handler {
 	path, h := mlsdv1connect.NewDeliveryServiceHandler(s,
 		connect.WithReadMaxBytes(s.readMaxBytes()),
 		connect.WithInterceptors(&interceptor{s: s}),
+		// A panic is a bug, never an answer to input: log it with the
+		// stack, count it, and answer internal.
+		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
+			s.log.ErrorContext(ctx, "panic in handler", "rpc", spec.Procedure, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			s.metrics.observe(rpcName(spec.Procedure), connect.NewError(connect.CodeInternal, nil), 0)
+			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		}),
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -248,7 +257,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok\n")
 }
 
-// pruneLoop deletes expired key packages every PruneInterval (RFC 9750,
+// pruneLoop deletes expired key packages (and challenges and sessions) every PruneInterval (RFC 9750,
 // Section 5.2: a DS hands out only usable key material).
 func (s *Server) pruneLoop() {
 	t := time.NewTicker(s.opts.PruneInterval)
@@ -275,5 +284,21 @@ func (s *Server) prune() {
 	}
 	if n > 0 {
 		s.log.Info("pruned expired key packages", "count", n)
+	}
+	// Challenges and sessions, where the Store can delete them (both
+	// backends can; it is not part of the Store interface).
+	if p, ok := s.store.(interface {
+		PruneExpired(context.Context, time.Time) (int, error)
+	}); ok {
+		n, err := p.PruneExpired(ctx, s.now())
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("pruning challenges and sessions", "err", err)
+			}
+			return
+		}
+		if n > 0 {
+			s.log.Debug("pruned expired challenges and sessions", "count", n)
+		}
 	}
 }
