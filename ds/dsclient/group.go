@@ -100,7 +100,7 @@ type Posted struct {
 // around AddMembers and the like. It may run several times, once per
 // attempt, each time in a newer epoch. A nil result means there is nothing
 // left to commit.
-type CommitFunc func(context.Context, *mls.Group) (*mls.CommitResult, error)
+type CommitFunc func(*mls.Group, context.Context) (*mls.CommitResult, error)
 
 // Commit catches up with the group's log, creates a commit with create and
 // posts it with the new epoch's GroupInfo and ratchet tree and the Welcome.
@@ -115,7 +115,7 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 		if _, err := c.sync(ctx, g, h); err != nil {
 			return nil, err
 		}
-		res, err := create(ctx, g)
+		res, err := create(g, ctx)
 		if err != nil || res == nil {
 			return nil, err
 		}
@@ -175,7 +175,7 @@ func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitReque
 
 // ProposeFunc creates a proposal in g, such as (*mls.Group).ProposeSelfUpdate
 // or LeaveGroup.
-type ProposeFunc func(context.Context, *mls.Group) (*mls.Message, mls.ProposalRef, error)
+type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRef, error)
 
 // Propose creates a proposal with create and posts it. When the group moved
 // on meanwhile (WRONG_EPOCH), the proposal is withdrawn, the log read, and
@@ -183,7 +183,7 @@ type ProposeFunc func(context.Context, *mls.Group) (*mls.Message, mls.ProposalRe
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
 	for attempt := 1; attempt <= c.attempts; attempt++ {
-		msg, ref, err := create(ctx, g)
+		msg, ref, err := create(g, ctx)
 		if err != nil {
 			return nil, err
 		}
