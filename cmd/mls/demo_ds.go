@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/ds"
+	"github.com/mlskit/mls/ds/dsclient"
+	dssqlite "github.com/mlskit/mls/ds/store/sqlite"
+)
+
+// The demo's delivery service: every key package, handshake, message and
+// Welcome goes through an mlsd (package ds), over Connect RPC on loopback.
+// Without -ds the demo runs one in the process, on a SQLite database of its
+// own.
+
+// embeddedDS is an mlsd serving on a loopback port.
+type embeddedDS struct {
+	url    string
+	path   string // its database
+	store  *dssqlite.Store
+	server *ds.Server
+	http   *http.Server
+	done   chan error
+}
+
+// startDS starts an mlsd on 127.0.0.1 with its SQLite database at path. The
+// demo is its only client: no rate limit, no logs.
+func startDS(ctx context.Context, path string) (*embeddedDS, error) {
+	st, err := dssqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("delivery service: %w", err)
+	}
+	srv, err := ds.NewServer(st, ds.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RatePerSecond: -1})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("delivery service: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		st.Close()
+		return nil, fmt.Errorf("delivery service: %w", err)
+	}
+	e := &embeddedDS{url: "http://" + ln.Addr().String(), path: path, store: st, server: srv, done: make(chan error, 1),
+		http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	go func() { e.done <- e.http.Serve(ln) }()
+	return e, nil
+}
+
+func (e *embeddedDS) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.server.Close() // ends the streams, so that Shutdown need not wait for them
+	err := e.http.Shutdown(ctx)
+	if serr := <-e.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if cerr := e.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// connect authenticates m with the delivery service.
+func (d *demo) connect(m *member) {
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	c, err := dsclient.Dial(ctx, d.url, m.client, dsclient.Options{Suite: d.suite})
+	check(err, "%s: connecting to the delivery service at %s", m.name, d.url)
+	m.ds = c
+}
+
+// publish has m publish a key package, and returns it with its size.
+func (d *demo) publish(m *member) (*mls.KeyPackage, int) {
+	kps, err := timed(d, "key package", func() ([]*mls.KeyPackage, error) { return m.ds.PublishKeyPackages(d.ctx, 1, false) })
+	check(err, "%s: publishing a key package", m.name)
+	b, err := kps[0].MarshalMessage()
+	check(err, "%s: encoding a key package", m.name)
+	return kps[0], len(b)
+}
+
+// fetch has Alice take m's key package from the delivery service. A shared
+// service may still hold key packages that earlier runs of the demo
+// published under the same name, with their private keys gone: Alice takes
+// those out of the way until she gets the one m just published.
+func (d *demo) fetch(m *member, want *mls.KeyPackage) *mls.KeyPackage {
+	for range 64 {
+		kp, err := d.alice.ds.FetchKeyPackage(d.ctx, []byte(m.name))
+		check(err, "Alice: fetching %s's key package", m.name)
+		if bytes.Equal(kp.Ref(), want.Ref()) {
+			return kp
+		}
+	}
+	failf("Alice: the delivery service holds more than 64 stale key packages of %s", m.name)
+	return nil
+}
+
+// join has m take its Welcome from its mailbox and join the group.
+func (d *demo) join(m *member) *mls.StagedWelcome {
+	js, err := timed(d, "join (stage Welcome + join)", func() ([]dsclient.Joined, error) { return m.ds.Join(d.ctx, mls.JoinConfig{}) })
+	check(err, "%s: joining", m.name)
+	for _, j := range js {
+		if j.Err == nil && string(j.Group.GroupID()) == d.groupID {
+			m.group = j.Group
+			return j.Staged
+		}
+	}
+	failf("%s: no usable Welcome to group %q in the mailbox (%d others)", m.name, d.groupID, len(js))
+	return nil
+}
+
+// deliver has every other active member read the group's log, in which it
+// must find exactly one new entry, and calls f with what each made of it.
+func (d *demo) deliver(from *member, what string, f func(*member, *mls.Processed)) {
+	for _, m := range d.members {
+		if m == from || !m.active() {
+			continue
+		}
+		n := 0
+		_, err := timed(d, "process "+what, func() (int, error) {
+			return m.ds.Sync(d.ctx, m.group, func(ev dsclient.Event) error {
+				if n++; ev.Err != nil {
+					return ev.Err
+				}
+				f(m, ev.Processed)
+				return nil
+			})
+		})
+		check(err, "%s: reading %s's %s", m.name, from.name, what)
+		if n != 1 {
+			failf("%s: found %d new entries in the log, want %s's %s", m.name, n, from.name, what)
+		}
+		if d.tick != nil {
+			d.tick()
+		}
+	}
+}
+
+// nothingNew is the handler of a member that has read everything already.
+func nothingNew(name string) dsclient.Handler {
+	return func(ev dsclient.Event) error {
+		return fmt.Errorf("%s: unexpected entry %d (%v) from %s in the log", name, ev.Seq, ev.Kind, ev.Sender)
+	}
+}
+
+// storedGroupID returns the ID of the demo's group in c's store: the
+// story's name, or the name with a suffix that an earlier run took on a
+// shared delivery service.
+func storedGroupID(ctx context.Context, c *mls.Client) string {
+	ids, _ := c.Groups(ctx)
+	for _, id := range ids {
+		if strings.HasPrefix(string(id), groupID) {
+			return string(id)
+		}
+	}
+	return groupID
+}
