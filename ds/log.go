@@ -1,0 +1,289 @@
+package ds
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
+)
+
+func envelope(e Entry) *mlsdv1.Envelope {
+	return &mlsdv1.Envelope{
+		GroupId: e.GroupID, Seq: e.Seq, Epoch: e.Epoch, Kind: mlsdv1.Kind(e.Kind),
+		Message: e.Data, Sender: e.Sender, ReceivedUnixNano: e.Received.UnixNano(),
+	}
+}
+
+// readable returns the group if the caller may read its log: a member of
+// its current epoch (RFC 9750, Section 6.5).
+func (s *Server) readable(ctx context.Context, id []byte) (Group, error) {
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return Group{}, err
+	}
+	if err := checkGroupID(id); err != nil {
+		return Group{}, err
+	}
+	g, v, err := s.current(ctx, id)
+	if err != nil {
+		return g, err
+	}
+	if _, ok := s.member(v, sess); !ok {
+		return g, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	}
+	return g, nil
+}
+
+// FetchMessages returns a page of a group's log after a cursor, oldest
+// first.
+func (s *Server) FetchMessages(ctx context.Context, req *connect.Request[mlsdv1.FetchMessagesRequest]) (*connect.Response[mlsdv1.FetchMessagesResponse], error) {
+	m := req.Msg
+	g, err := s.readable(ctx, m.GroupId)
+	if err != nil {
+		return nil, err
+	}
+	limit := int(m.Limit)
+	if limit <= 0 {
+		limit = DefaultFetchLimit
+	}
+	limit = min(limit, MaxFetchLimit)
+	entries, err := s.store.Entries(ctx, m.GroupId, m.AfterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := &mlsdv1.FetchMessagesResponse{Epoch: g.State.Epoch, LastSeq: g.LastSeq, Messages: make([]*mlsdv1.Envelope, len(entries))}
+	for i, e := range entries {
+		out.Messages[i] = envelope(e)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// Subscribe sends the entries after the cursor, then every new one, in
+// order and without gaps: each wake-up (a Store notification, or the poll
+// timer) reads the log from the last entry sent. When a commit removes the
+// caller, the stream sends the entries up to that commit and ends with
+// NOT_MEMBER.
+func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.SubscribeRequest], stream *connect.ServerStream[mlsdv1.Envelope]) error {
+	m := req.Msg
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.readable(ctx, m.GroupId); err != nil {
+		return err
+	}
+	sub := s.hub.subscribe(m.GroupId)
+	defer s.hub.unsubscribe(sub)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+
+	cursor := m.AfterSeq
+	poll := time.NewTicker(s.opts.SubscribePoll)
+	defer poll.Stop()
+	for {
+		// Drain what is stored after the cursor, page by page.
+		for {
+			entries, err := s.store.Entries(ctx, m.GroupId, cursor, DefaultFetchLimit)
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				break
+			}
+			sawCommit := false
+			for _, e := range entries {
+				if e.Kind == KindCommit {
+					sawCommit = true
+				}
+			}
+			// After a commit, check that the caller is still a member; if
+			// not, it gets the log up to the commit that removed it.
+			removedAt := uint64(0)
+			removed := false
+			if sawCommit {
+				_, v, err := s.current(ctx, m.GroupId)
+				if err != nil {
+					return err
+				}
+				if _, ok := s.member(v, sess); !ok {
+					removed, removedAt = true, v.epoch
+				}
+			}
+			for _, e := range entries {
+				if removed && e.Epoch >= removedAt {
+					break
+				}
+				if err := stream.Send(envelope(e)); err != nil {
+					return err
+				}
+				cursor = e.Seq
+			}
+			if removed {
+				return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is no longer a member of the group")
+			}
+			if len(entries) < DefaultFetchLimit {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if s.ctx.Err() != nil {
+				return connect.NewError(connect.CodeUnavailable, errShutdown)
+			}
+			return ctx.Err()
+		case <-sub.c:
+		case <-poll.C:
+		}
+	}
+}
+
+const errShutdown = internalError("mlsd is shutting down; resubscribe from your cursor")
+
+// Ack records the caller's position in a group's log (never backwards).
+func (s *Server) Ack(ctx context.Context, req *connect.Request[mlsdv1.AckRequest]) (*connect.Response[mlsdv1.AckResponse], error) {
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	if err := checkGroupID(m.GroupId); err != nil {
+		return nil, err
+	}
+	g, err := s.getGroup(ctx, m.GroupId)
+	if err != nil {
+		return nil, err
+	}
+	if m.Seq > g.LastSeq {
+		return nil, fail(mlsdv1.Error_REASON_MALFORMED, "seq %d is beyond the log's end (%d)", m.Seq, g.LastSeq)
+	}
+	if err := s.store.SetCursor(ctx, m.GroupId, sess.Identity, m.Seq); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&mlsdv1.AckResponse{}), nil
+}
+
+// GetCursor returns the caller's recorded position in a group's log.
+func (s *Server) GetCursor(ctx context.Context, req *connect.Request[mlsdv1.GetCursorRequest]) (*connect.Response[mlsdv1.GetCursorResponse], error) {
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGroupID(req.Msg.GroupId); err != nil {
+		return nil, err
+	}
+	if _, err := s.getGroup(ctx, req.Msg.GroupId); err != nil {
+		return nil, err
+	}
+	seq, err := s.store.Cursor(ctx, req.Msg.GroupId, sess.Identity)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&mlsdv1.GetCursorResponse{Seq: seq}), nil
+}
+
+// FetchWelcomes returns the Welcomes in the caller's mailbox.
+func (s *Server) FetchWelcomes(ctx context.Context, req *connect.Request[mlsdv1.FetchWelcomesRequest]) (*connect.Response[mlsdv1.FetchWelcomesResponse], error) {
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := s.store.Welcomes(ctx, sess.Identity)
+	if err != nil {
+		return nil, err
+	}
+	out := &mlsdv1.FetchWelcomesResponse{Welcomes: make([]*mlsdv1.WelcomeEnvelope, len(ws))}
+	for i, w := range ws {
+		out.Welcomes[i] = &mlsdv1.WelcomeEnvelope{Id: w.ID, KeyPackageRef: w.KeyPackageRef, Welcome: w.Data, RatchetTree: w.RatchetTree, GroupId: w.GroupID}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// AckWelcome deletes a Welcome from the caller's mailbox.
+func (s *Server) AckWelcome(ctx context.Context, req *connect.Request[mlsdv1.AckWelcomeRequest]) (*connect.Response[mlsdv1.AckWelcomeResponse], error) {
+	sess, err := mustSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.DeleteWelcome(ctx, sess.Identity, req.Msg.Id); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&mlsdv1.AckWelcomeResponse{}), nil
+}
+
+// hub fans the Store's notifications out to this replica's subscriptions.
+// Each subscription has a one-slot signal channel: notifications coalesce,
+// and the subscriber reads the log from its cursor, so a slow subscriber
+// costs no memory and misses nothing.
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[*subscription]struct{}
+}
+
+type subscription struct {
+	group string
+	c     chan struct{}
+}
+
+func newHub() *hub { return &hub{subs: make(map[string]map[*subscription]struct{})} }
+
+func (h *hub) subscribe(groupID []byte) *subscription {
+	sub := &subscription{group: string(groupID), c: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.subs[sub.group]
+	if m == nil {
+		m = make(map[*subscription]struct{})
+		h.subs[sub.group] = m
+	}
+	m[sub] = struct{}{}
+	return sub
+}
+
+func (h *hub) unsubscribe(sub *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.subs[sub.group]
+	delete(m, sub)
+	if len(m) == 0 {
+		delete(h.subs, sub.group)
+	}
+}
+
+func (h *hub) notify(groupID []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sub := range h.subs[string(groupID)] {
+		select {
+		case sub.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch runs the Store's Watch for the Server's lifetime, restarting it
+// after a failure (subscriptions poll meanwhile).
+func (s *Server) watch() {
+	backoff := 100 * time.Millisecond
+	for s.ctx.Err() == nil {
+		start := time.Now()
+		err := s.store.Watch(s.ctx, s.hub.notify)
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("store watch ended; restarting", "err", err)
+		if time.Since(start) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}

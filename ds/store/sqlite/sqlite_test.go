@@ -1,0 +1,107 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/mlskit/mls/ds"
+	"github.com/mlskit/mls/ds/store/sqlite"
+	"github.com/mlskit/mls/ds/store/storetest"
+)
+
+// opener gives each test its own database file; calls with the same test
+// reopen it.
+func opener() storetest.Opener {
+	var mu sync.Mutex
+	paths := make(map[*testing.T]string)
+	return func(t *testing.T) ds.Store {
+		t.Helper()
+		mu.Lock()
+		p, ok := paths[t]
+		if !ok {
+			p = filepath.Join(t.TempDir(), "mlsd.db")
+			paths[t] = p
+		}
+		mu.Unlock()
+		s, err := sqlite.Open(t.Context(), p)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, opener())
+}
+
+// Two Stores on one file, as two processes would open it: one commit per
+// epoch and each key package handed out once still hold (SQLite's write
+// lock serializes them).
+func TestTwoStoresOneFile(t *testing.T) {
+	open := opener()
+	a, b := open(t), open(t)
+	storetest.RaceCommits(t, []ds.Store{a, b}, 8, 3)
+	storetest.RaceKeyPackages(t, []ds.Store{a, b}, 20, 6)
+	storetest.AppendConcurrently(t, []ds.Store{a, b}, 4, 10)
+}
+
+// Migrations are recorded once each, however often the file is opened.
+func TestMigrationsRecordedOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mlsd.db")
+	for range 3 {
+		s, err := sqlite.Open(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	db, err := sql.Open("sqlite", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, max int
+	if err := db.QueryRow(`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != sqlite.SchemaVersion() || max != sqlite.SchemaVersion() || n < 1 {
+		t.Errorf("schema_migrations has %d rows, max version %d; want %d", n, max, sqlite.SchemaVersion())
+	}
+}
+
+// A database written by a newer program is refused, and left as it is.
+func TestNewerSchemaRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mlsd.db")
+	s, err := sqlite.Open(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	future := sqlite.SchemaVersion() + 1
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, future); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := sqlite.Open(t.Context(), p); err == nil {
+		s.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
+	var max int
+	if err := db.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&max); err != nil || max != future {
+		t.Errorf("max version = %d, %v; want %d", max, err, future)
+	}
+}
+
+func TestOpenEmptyPath(t *testing.T) {
+	if _, err := sqlite.Open(t.Context(), ""); err == nil {
+		t.Error("Open(\"\") succeeded")
+	}
+}
