@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/ds/dsclient"
 	"github.com/mlskit/mls/storage/sqlite"
 )
 
@@ -130,7 +132,8 @@ type demo struct {
 	ctx                 context.Context
 	dir                 string // the members' files
 	url, groupID        string // the delivery service's; the group's
-	keep, resumed       bool   // dir is -db's; the group comes from an earlier run
+	http                *http.Client
+	keep, resumed       bool // dir is -db's; the group comes from an earlier run
 	suite               mls.CipherSuite
 	size, batch         int
 	suiteSet, timed     bool
@@ -150,6 +153,8 @@ type member struct {
 	client *mls.Client
 	group  *mls.Group
 	ds     *dsclient.Client
+	// following, if set, takes the next entry from a stream (see follow).
+	following func(dsclient.Handler) error
 }
 
 func (m *member) active() bool { return m != nil && m.group != nil && m.group.IsActive() }
@@ -284,7 +289,8 @@ func (d *demo) load(files []string) {
 	slices.SortStableFunc(files, func(a, b string) int { return rank(a) - rank(b) })
 	byName := map[string]*member{}
 	for i, f := range files {
-		m := d.open(strings.TrimSuffix(filepath.Base(f), ".db"))
+		m := openMember(d.ctx, strings.TrimSuffix(filepath.Base(f), ".db"), f, d.suite)
+		d.members = append(d.members, m)
 		if i == 0 {
 			d.groupID = storedGroupID(d.ctx, m.client)
 		}
@@ -301,6 +307,9 @@ func (d *demo) load(files []string) {
 		panic(failure{usageError{fmt.Errorf("-suite %v: the group stored in %s uses %v; leave -suite out to continue it, or use another -db directory", d.suite, d.dir, stored)}})
 	}
 	d.suite, d.size = d.alice.group.CipherSuite(), len(d.members)
+	for _, m := range d.members {
+		d.connect(m)
+	}
 }
 
 // --- The story -------------------------------------------------------------
@@ -446,6 +455,8 @@ func (d *demo) removeCharlie() {
 	check(os.WriteFile(d.backup, b, 0o600), "backing up Charlie")
 	d.say("Charlie's device is backed up at epoch %d: a copy of his SQLite file.", d.charlie.group.Epoch())
 	leaf := d.charlie.group.OwnLeafIndex()
+	d.follow(d.charlie)
+	d.say("Charlie's device is online, following the group's log on a stream.")
 	d.commit(d.alice, "remove", fmt.Sprintf("Alice commits Remove(Charlie, leaf %d)", leaf), func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
 		return g.RemoveMembers(ctx, leaf)
 	})

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,12 +23,8 @@ import (
 
 // embeddedDS is an mlsd serving on a loopback port.
 type embeddedDS struct {
-	url    string
-	path   string // its database
-	store  *dssqlite.Store
-	server *ds.Server
-	http   *http.Server
-	done   chan error
+	url, path string // where it serves; its database
+	stop      func() error
 }
 
 // startDS starts an mlsd on 127.0.0.1 with its SQLite database at path. The
@@ -40,42 +34,22 @@ func startDS(ctx context.Context, path string) (*embeddedDS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
-	srv, err := ds.NewServer(st, ds.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RatePerSecond: -1})
+	u, stop, err := ds.Listen(ctx, "127.0.0.1:0", st, ds.Options{Logger: slog.New(slog.DiscardHandler), RatePerSecond: -1})
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		st.Close()
-		return nil, fmt.Errorf("delivery service: %w", err)
-	}
-	e := &embeddedDS{url: "http://" + ln.Addr().String(), path: path, store: st, server: srv, done: make(chan error, 1),
-		http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
-	go func() { e.done <- e.http.Serve(ln) }()
-	return e, nil
-}
-
-func (e *embeddedDS) stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	e.server.Close() // ends the streams, so that Shutdown need not wait for them
-	err := e.http.Shutdown(ctx)
-	if serr := <-e.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if cerr := e.store.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return &embeddedDS{url: u, path: path, stop: func() error { return errors.Join(stop(), st.Close()) }}, nil
 }
 
 // connect authenticates m with the delivery service.
 func (d *demo) connect(m *member) {
 	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
 	defer cancel()
-	c, err := dsclient.Dial(ctx, d.url, m.client, dsclient.Options{Suite: d.suite})
+	if d.http == nil { // one connection pool for all the members
+		d.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	}
+	c, err := dsclient.Dial(ctx, d.url, m.client, dsclient.Options{Suite: d.suite, HTTPClient: d.http})
 	check(err, "%s: connecting to the delivery service at %s", m.name, d.url)
 	m.ds = c
 }
@@ -127,14 +101,18 @@ func (d *demo) deliver(from *member, what string, f func(*member, *mls.Processed
 			continue
 		}
 		n := 0
+		handle := func(ev dsclient.Event) error {
+			if n++; ev.Err != nil {
+				return ev.Err
+			}
+			f(m, ev.Processed)
+			return nil
+		}
 		_, err := timed(d, "process "+what, func() (int, error) {
-			return m.ds.Sync(d.ctx, m.group, func(ev dsclient.Event) error {
-				if n++; ev.Err != nil {
-					return ev.Err
-				}
-				f(m, ev.Processed)
-				return nil
-			})
+			if m.following != nil {
+				return 0, m.following(handle)
+			}
+			return m.ds.Sync(d.ctx, m.group, handle)
 		})
 		check(err, "%s: reading %s's %s", m.name, from.name, what)
 		if n != 1 {
@@ -164,4 +142,52 @@ func storedGroupID(ctx context.Context, c *mls.Client) string {
 		}
 	}
 	return groupID
+}
+
+// follow has m follow the group's log on a stream (dsclient.Subscribe)
+// until the next entry, which deliver then hands to its handler. A member
+// about to be removed follows the log so: the service no longer answers a
+// fetch by a former member, but a stream that is open when the commit
+// lands carries the log up to that commit.
+func (d *demo) follow(m *member) {
+	type inbound struct {
+		ev   dsclient.Event
+		done chan error
+	}
+	in, ended := make(chan inbound), make(chan error, 1)
+	ctx, cancel := context.WithCancel(d.ctx)
+	go func() {
+		ended <- m.ds.Subscribe(ctx, m.group, func(ev dsclient.Event) error {
+			done := make(chan error)
+			in <- inbound{ev, done}
+			return <-done
+		})
+	}()
+	m.following = func(h dsclient.Handler) error {
+		defer cancel()
+		m.following = nil
+		var e inbound
+		select {
+		case e = <-in:
+		case err := <-ended:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("nothing arrived on the stream within 10 s")
+		}
+		err := h(e.ev)
+		e.done <- err
+		if err != nil {
+			return err
+		}
+		// Wait for the commit to be merged: the stream then ends.
+		select {
+		case err := <-ended:
+			if m.active() {
+				return fmt.Errorf("the stream ended before the commit removed the member: %w", err)
+			}
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("the stream did not end within 10 s of the removal")
+		}
+	}
 }
