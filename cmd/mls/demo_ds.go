@@ -191,3 +191,79 @@ func (d *demo) follow(m *member) {
 		}
 	}
 }
+
+// --- Operations --------------------------------------------------------------
+
+// size is the size of a message on the wire.
+func size(m *mls.Message) int {
+	b, err := m.MarshalBinary()
+	check(err, "encoding a message")
+	return len(b)
+}
+
+// add has Alice commit Add proposals for kps; the delivery service puts the
+// Welcome, with the ratchet tree, in the new members' mailboxes.
+func (d *demo) add(kps []*mls.KeyPackage, op, narration string) {
+	res := d.commit(d.alice, op, narration, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kps...) })
+	tree, err := d.alice.group.ExportRatchetTree()
+	check(err, "Alice: ExportRatchetTree")
+	if narration != "" {
+		d.say("The delivery service puts the Welcome (%d bytes) and the ratchet tree (%d bytes) in the new members' mailboxes.", size(res.Welcome), len(tree))
+	}
+}
+
+// commit has by create a commit and post it to the delivery service, which
+// orders it (one commit per epoch); by merges it once accepted, and every
+// other member reads it from the log, processes and merges it. A
+// narration, if given, tells the story of it.
+func (d *demo) commit(by *member, op, narration string, create dsclient.CommitFunc) *mls.CommitResult {
+	posted, err := timed(d, op+" commit", func() (*dsclient.Posted, error) {
+		return by.ds.Commit(d.ctx, by.group, create, nothingNew(by.name))
+	})
+	check(err, "%s: %s commit", by.name, op)
+	if narration != "" {
+		d.say("%s: commit of %d bytes.", narration, posted.Size)
+		d.say("The delivery service accepts the commit (log entry %d); %s merges it: epoch %d.", posted.Seq, by.name, by.group.Epoch())
+	}
+	d.deliver(by, op+" commit", func(m *member, p *mls.Processed) {
+		if p.Kind != mls.KindCommit {
+			failf("%s: %s's commit came out as a %v", m.name, by.name, p.Kind)
+		}
+		if m.named() && narration != "" {
+			d.say("%-7s processes %s", m.name, describeCommit(m, p))
+		}
+		// dsclient merges the commit once this returns.
+	})
+	return posted.Result
+}
+
+// broadcast sends text from a member to the group and checks that every
+// other active member reads it. It returns the message as sent.
+func (d *demo) broadcast(from *member, text string) *mls.Message {
+	msg, err := timed(d, "seal application message", func() (*mls.Message, error) {
+		return from.ds.Send(d.ctx, from.group, []byte(text), nothingNew(from.name))
+	})
+	check(err, "%s: Seal", from.name)
+	d.say("%s sends %q (PrivateMessage, %d bytes, epoch %d).", from.name, text, size(msg), msg.Epoch())
+	others := 0
+	d.deliver(from, "application message", func(m *member, p *mls.Processed) {
+		if p.Kind != mls.KindApplication || string(p.ApplicationData) != text || string(p.Credential.Identity()) != from.name {
+			failf("%s: read %q (%v) from %s, want %q from %s", m.name, p.ApplicationData, p.Kind, p.Credential.Identity(), text, from.name)
+		}
+		if m.named() {
+			d.say("    %-7s reads %q from %s.", m.name, p.ApplicationData, p.Credential.Identity())
+		} else {
+			others++
+		}
+	})
+	if others > 0 {
+		d.say("    ...and %d more members read it too.", others)
+	}
+	return msg
+}
+
+// leafKey returns m's leaf encryption key as Alice's group sees it.
+func (d *demo) leafKey(m *member) []byte {
+	mem, _ := d.alice.group.Member(m.group.OwnLeafIndex())
+	return mem.EncryptionKey
+}
