@@ -63,12 +63,13 @@ type chatProc struct {
 	lines chan string
 	mu    sync.Mutex
 	seen  []string // every line so far, for failure messages
-	done  chan error
+	done  chan struct{}
+	err   error // how the process ended, once done is closed
 }
 
 func startChat(t *testing.T, bin, url, name string, args ...string) *chatProc {
 	t.Helper()
-	p := &chatProc{t: t, name: name, lines: make(chan string, 1000), done: make(chan error, 1)}
+	p := &chatProc{t: t, name: name, lines: make(chan string, 1000), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"chat", "-ds", url, "-name", name}, args...)...)
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
@@ -91,11 +92,11 @@ func startChat(t *testing.T, bin, url, name string, args ...string) *chatProc {
 			p.mu.Unlock()
 			p.lines <- sc.Text()
 		}
-		err := p.cmd.Wait()
+		p.err = p.cmd.Wait()
 		if stderr.Len() > 0 {
-			err = fmt.Errorf("%v; stderr: %s", err, stderr.String())
+			p.err = fmt.Errorf("%v; stderr: %s", p.err, stderr.String())
 		}
-		p.done <- err
+		close(p.done)
 		close(p.lines)
 	}()
 	t.Cleanup(func() {
@@ -130,7 +131,11 @@ func (p *chatProc) expect(re string) []string {
 		select {
 		case l, ok := <-p.lines:
 			if !ok {
-				p.t.Fatalf("%s exited (%v) before printing a line matching %q; output:\n%s", p.name, <-p.done, re, p.output())
+				<-p.done
+				p.t.Fatalf("%s exited (%v) before printing a line matching %q; output:\n%s", p.name, p.err, re, p.output())
+			}
+			if testing.Verbose() {
+				p.t.Logf("%s %s: %s", time.Now().Format("05.000"), p.name, l)
 			}
 			if m := rx.FindStringSubmatch(l); m != nil {
 				return m
@@ -156,9 +161,9 @@ func (p *chatProc) quit() {
 	p.send("/quit")
 	p.expect(`^bye$`)
 	select {
-	case err := <-p.done:
-		if err != nil {
-			p.t.Errorf("%s exited with %v", p.name, err)
+	case <-p.done:
+		if p.err != nil {
+			p.t.Errorf("%s exited with %v", p.name, p.err)
 		}
 	case <-time.After(10 * time.Second):
 		p.t.Fatalf("%s did not exit after /quit", p.name)
@@ -174,13 +179,21 @@ func (p *chatProc) members(group string) (epoch, names, auth string) {
 	return m[1], m[2], m[3]
 }
 
-// TestChat: three mls chat processes and mlsd. Alice creates a group and
-// invites Bob and Carol; they exchange messages; Alice and Bob rotate
-// their keys at the same time (one commit loses and is retried); Carol
-// leaves and Alice commits it; Bob removes nobody twice.
-func TestChat(t *testing.T) {
+// TestChatProcesses builds the mls command once and runs the process
+// tests with it.
+func TestChatProcesses(t *testing.T) {
 	t.Parallel()
-	bin, url := buildMLS(t), startMLSD(t)
+	bin := buildMLS(t)
+	t.Run("group", func(t *testing.T) { t.Parallel(); testChatGroup(t, bin) })
+	t.Run("restart", func(t *testing.T) { t.Parallel(); testChatRestart(t, bin) })
+}
+
+// testChatGroup: three mls chat processes and mlsd. Alice creates a group
+// and invites Bob and Carol; they exchange messages; Alice and Bob rotate
+// their keys at the same time (one commit loses and is retried); Carol
+// leaves and Alice commits it; Bob fails to remove her again.
+func testChatGroup(t *testing.T, bin string) {
+	url := startMLSD(t)
 	alice := startChat(t, bin, url, "alice")
 	bob := startChat(t, bin, url, "bob")
 	carol := startChat(t, bin, url, "carol")
@@ -258,12 +271,11 @@ func TestChat(t *testing.T) {
 	}
 }
 
-// TestChatRestart: a client with -db stops, misses messages and a commit,
+// testChatRestart: a client with -db stops, misses messages and a commit,
 // and on restart resumes the group from its file and reads exactly what it
 // missed, from its cursor.
-func TestChatRestart(t *testing.T) {
-	t.Parallel()
-	bin, url := buildMLS(t), startMLSD(t)
+func testChatRestart(t *testing.T, bin string) {
+	url := startMLSD(t)
 	db := filepath.Join(t.TempDir(), "bob.db")
 	alice := startChat(t, bin, url, "alice")
 	bob := startChat(t, bin, url, "bob", "-db", db)
