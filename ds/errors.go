@@ -129,6 +129,9 @@ func (s *Server) toConnect(ctx context.Context, procedure string, err error) err
 	}
 	re := classify(err)
 	code := codeOf(re.reason)
+	if re.reason == mlsdv1.Error_REASON_COMMIT_CONFLICT {
+		s.metrics.conflicts.Inc()
+	}
 	if re.reason == mlsdv1.Error_REASON_UNSPECIFIED {
 		s.log.ErrorContext(ctx, "internal error", "rpc", procedure, "err", err)
 	} else {

@@ -201,6 +201,27 @@ func (s *Server) parseGroupMessage(groupID, raw []byte, what string) (*handshake
 	return h, nil
 }
 
+// nonMemberCheck refuses a handshake message from a non-member before
+// any signature is checked: a non-member may only post an external commit
+// or a join proposal (a PublicMessage from a new_member sender), and only
+// where the group allows external joins (RFC 9750, Section 6.5).
+func nonMemberCheck(isMember bool, g Group, h *handshake) error {
+	if isMember {
+		return nil
+	}
+	st, ok := uint8(0), false
+	if !h.private {
+		st, ok = publicSenderType(h.raw)
+	}
+	if !ok || (st != senderNewMemberCommit && st != senderNewMemberProposal) {
+		return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	}
+	if !g.AllowExternalJoins {
+		return fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external joins")
+	}
+	return nil
+}
+
 // epochCheck refuses a message that is not for the group's current epoch
 // (a commit: COMMIT_CONFLICT when another commit already ended its epoch).
 func epochCheck(g Group, h *handshake, commit bool) error {
@@ -282,8 +303,8 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	}
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
-	if !isMember && !g.AllowExternalJoins {
-		return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	if err := nonMemberCheck(isMember, g, h); err != nil {
+		return nil, err
 	}
 	if !v.active {
 		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the group ended with a ReInit commit")
@@ -369,9 +390,6 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	})
 	if err != nil {
 		e.drop()
-		if errors.Is(err, ErrConflict) {
-			s.metrics.conflicts.Inc()
-		}
 		return nil, err
 	}
 	g.State.Epoch++
@@ -463,8 +481,8 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 	}
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
-	if !isMember && !g.AllowExternalJoins {
-		return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	if err := nonMemberCheck(isMember, g, h); err != nil {
+		return nil, err
 	}
 	var queued *mls.QueuedProposal
 	if h.private {

@@ -43,6 +43,35 @@ func privateHeader(b []byte) (groupID []byte, epoch uint64, contentType uint8, o
 	return groupID, binary.BigEndian.Uint64(b[:8]), b[8], true
 }
 
+// Sender types of RFC 9420, Section 6.
+const (
+	senderMember            = 1
+	senderExternal          = 2
+	senderNewMemberProposal = 3
+	senderNewMemberCommit   = 4
+)
+
+// publicSenderType reads the sender type of an MLSMessage holding a
+// PublicMessage (RFC 9420, Section 6.2: wire format 1, then the
+// FramedContent's group_id<V>, epoch and sender), so that a post by a
+// non-member can be refused before any signature is checked. The message
+// must already have been parsed by mls.ParseMessage.
+func publicSenderType(b []byte) (uint8, bool) {
+	if len(b) < 4 || binary.BigEndian.Uint16(b[2:4]) != 1 {
+		return 0, false
+	}
+	b = b[4:]
+	n, l, ok := varint(b)
+	if !ok || uint64(len(b)-l) < n {
+		return 0, false
+	}
+	b = b[l+int(n):]
+	if len(b) < 9 {
+		return 0, false
+	}
+	return b[8], true
+}
+
 // varint decodes the variable-length integer of RFC 9420, Section 2.1.2,
 // returning the value and its encoded length.
 func varint(b []byte) (v uint64, n int, ok bool) {

@@ -67,12 +67,21 @@ func (s *Server) FetchMessages(ctx context.Context, req *connect.Request[mlsdv1.
 // caller, the stream sends the entries up to that commit and ends with
 // NOT_MEMBER.
 func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.SubscribeRequest], stream *connect.ServerStream[mlsdv1.Envelope]) error {
-	m := req.Msg
+	err := s.subscribe(ctx, req.Msg, stream)
+	if err != nil && s.ctx.Err() != nil {
+		// Whatever failed, it failed because the server is closing.
+		return connect.NewError(connect.CodeUnavailable, errShutdown)
+	}
+	return err
+}
+
+func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stream *connect.ServerStream[mlsdv1.Envelope]) error {
 	sess, err := mustSession(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := s.readable(ctx, m.GroupId); err != nil {
+	g, err := s.readable(ctx, m.GroupId)
+	if err != nil {
 		return err
 	}
 	sub := s.hub.subscribe(m.GroupId)
@@ -82,9 +91,15 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.Subs
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 
+	// The marker: the client's call returns, the subscription is live.
+	epoch := g.State.Epoch
+	if err := stream.Send(&mlsdv1.Envelope{GroupId: m.GroupId, Epoch: epoch}); err != nil {
+		return err
+	}
 	cursor := m.AfterSeq
 	poll := time.NewTicker(s.opts.SubscribePoll)
 	defer poll.Stop()
+	lastSend := time.Now()
 	for {
 		// Drain what is stored after the cursor, page by page.
 		for {
@@ -110,6 +125,7 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.Subs
 				if err != nil {
 					return err
 				}
+				epoch = v.epoch
 				if _, ok := s.member(v, sess); !ok {
 					removed, removedAt = true, v.epoch
 				}
@@ -123,6 +139,7 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.Subs
 				}
 				cursor = e.Seq
 			}
+			lastSend = time.Now()
 			if removed {
 				return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is no longer a member of the group")
 			}
@@ -132,15 +149,23 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.Subs
 		}
 		select {
 		case <-ctx.Done():
-			if s.ctx.Err() != nil {
-				return connect.NewError(connect.CodeUnavailable, errShutdown)
-			}
 			return ctx.Err()
 		case <-sub.c:
 		case <-poll.C:
+			if time.Since(lastSend) >= keepAlive {
+				if err := stream.Send(&mlsdv1.Envelope{GroupId: m.GroupId, Epoch: epoch}); err != nil {
+					return err
+				}
+				lastSend = time.Now()
+			}
 		}
 	}
 }
+
+// keepAlive is how long a stream stays silent before the server sends a
+// marker Envelope (seq 0), which keeps proxies and NATs from closing it and
+// lets the client notice a dead connection.
+const keepAlive = 25 * time.Second
 
 const errShutdown = internalError("mlsd is shutting down; resubscribe from your cursor")
 
@@ -265,20 +290,23 @@ func (h *hub) notify(groupID []byte) {
 	}
 }
 
-// watch runs the Store's Watch for the Server's lifetime, restarting it
-// after a failure (subscriptions poll meanwhile).
+// watch registers the Server's one Store watcher, which fans out to this
+// replica's subscriptions, retrying while the Store refuses. A Store's
+// Watch returns once registered (or, for a Store that blocks in it, when
+// the Server closes); subscriptions also poll, so a watcher that dies
+// later (a PostgreSQL connection lost) delays delivery, never loses it.
 func (s *Server) watch() {
 	backoff := 100 * time.Millisecond
 	for s.ctx.Err() == nil {
-		start := time.Now()
 		err := s.store.Watch(s.ctx, s.hub.notify)
+		if err == nil {
+			<-s.ctx.Done()
+			return
+		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("store watch ended; restarting", "err", err)
-		if time.Since(start) > time.Minute {
-			backoff = 100 * time.Millisecond
-		}
+		s.log.Warn("store watch failed; retrying", "err", err, "in", backoff.String())
 		select {
 		case <-s.ctx.Done():
 			return

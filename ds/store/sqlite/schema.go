@@ -71,7 +71,7 @@ var migrations = [][]string{
 			) WITHOUT ROWID`,
 		`CREATE INDEX entries_proposals ON entries (group_id, epoch, seq) WHERE kind = 2`,
 		// One commit per group and epoch: the backstop of the epoch
-		// check in AppendCommit (RFC 9750, Section 5.2).
+		// check in AppendCommit (RFC 9750, Section 5.2.1).
 		`CREATE TABLE commits (
 				group_id BLOB NOT NULL,
 				epoch    INTEGER NOT NULL,

@@ -1,11 +1,3 @@
-// Package sqlite is the embedded ds.Store of mlsd: one process, one SQLite
-// file (modernc.org/sqlite, no cgo), in WAL mode. Every write runs on one
-// connection in a BEGIN IMMEDIATE transaction, so writes are serialized and
-// the epoch check of AppendCommit and Append (RFC 9750, Section 5.2: one
-// commit per epoch) cannot race; reads use a pool of other connections.
-// Watch is an in-process broadcast.
-//
-// The conformance suite of package ds/store/storetest runs on it.
 package sqlite
 
 import (
@@ -566,4 +558,27 @@ func (s *Store) Watch(ctx context.Context, fn func(groupID []byte)) error {
 		return wrap("watch", err)
 	}
 	return nil
+}
+
+// PruneExpired deletes the challenges and sessions expired at now and
+// returns how many. It is not part of ds.Store: mlsd calls it from time to
+// time so that abandoned challenges and sessions do not accumulate (key
+// packages: PruneKeyPackages).
+func (s *Store) PruneExpired(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.writeTx(ctx, "prune expired", func(tx *sql.Tx) error {
+		for _, q := range []string{`DELETE FROM challenges WHERE expires <= ?`, `DELETE FROM sessions WHERE expires <= ?`} {
+			res, err := tx.ExecContext(ctx, q, micros(now))
+			if err != nil {
+				return wrap("prune expired", err)
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return wrap("prune expired", err)
+			}
+			n += k
+		}
+		return nil
+	})
+	return int(n), err
 }

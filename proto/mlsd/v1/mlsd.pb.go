@@ -1344,7 +1344,8 @@ func (x *PostMessageResponse) GetSeq() uint64 {
 type Envelope struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	// Position in the group's log: 1, 2, 3, ... without gaps.
+	// Position in the group's log: 1, 2, 3, ... without gaps; 0 for
+	// Subscribe's marker and keep-alive.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The epoch the message was sent in.
 	Epoch   uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`

@@ -125,6 +125,15 @@ type DeliveryServiceClient interface {
 	// Reading a group's ordered log: from a cursor, or as a stream that first
 	// sends what is stored after the cursor and then every new entry.
 	FetchMessages(context.Context, *connect.Request[v1.FetchMessagesRequest]) (*connect.Response[v1.FetchMessagesResponse], error)
+	// Subscribe's first message is a marker Envelope with seq 0 (and only
+	// group_id and epoch set): the subscription is live, and every entry after
+	// the cursor follows. The server repeats the marker as a keep-alive when
+	// the stream has been idle. Clients skip Envelopes with seq 0. (A
+	// server-streaming call returns to the client only once the server sends
+	// its first message, so the marker lets a client subscribe and then post
+	// on a quiet group.) When a commit removes the caller, the stream sends
+	// the log up to that commit and ends with NOT_MEMBER; when the server
+	// shuts down it ends with code unavailable: resubscribe from the cursor.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.Envelope], error)
 	// Ack records the caller's cursor in a group; GetCursor reads it back.
 	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
@@ -378,6 +387,15 @@ type DeliveryServiceHandler interface {
 	// Reading a group's ordered log: from a cursor, or as a stream that first
 	// sends what is stored after the cursor and then every new entry.
 	FetchMessages(context.Context, *connect.Request[v1.FetchMessagesRequest]) (*connect.Response[v1.FetchMessagesResponse], error)
+	// Subscribe's first message is a marker Envelope with seq 0 (and only
+	// group_id and epoch set): the subscription is live, and every entry after
+	// the cursor follows. The server repeats the marker as a keep-alive when
+	// the stream has been idle. Clients skip Envelopes with seq 0. (A
+	// server-streaming call returns to the client only once the server sends
+	// its first message, so the marker lets a client subscribe and then post
+	// on a quiet group.) When a commit removes the caller, the stream sends
+	// the log up to that commit and ends with NOT_MEMBER; when the server
+	// shuts down it ends with code unavailable: resubscribe from the cursor.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.Envelope]) error
 	// Ack records the caller's cursor in a group; GetCursor reads it back.
 	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)

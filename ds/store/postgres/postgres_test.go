@@ -1,0 +1,247 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mlskit/mls/ds"
+	"github.com/mlskit/mls/ds/store/storetest"
+)
+
+// opener gives each test its own database (storetest.PostgresDSN); calls
+// with the same test open it again, as a restarted process or another
+// replica would.
+func opener() storetest.Opener {
+	var mu sync.Mutex
+	dsns := make(map[*testing.T]string)
+	return func(t *testing.T) ds.Store {
+		t.Helper()
+		mu.Lock()
+		dsn, ok := dsns[t]
+		mu.Unlock()
+		if !ok {
+			dsn = storetest.PostgresDSN(t)
+			mu.Lock()
+			dsns[t] = dsn
+			mu.Unlock()
+		}
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+func TestConformance(t *testing.T) {
+	storetest.RequirePostgres(t)
+	storetest.Run(t, opener())
+}
+
+// Two Stores with their own pools on one database are two mlsd replicas:
+// first-commit-wins, key packages handed out once and gapless seqs hold
+// across them, and a Watch on one sees the appends made through the other.
+func TestReplicas(t *testing.T) {
+	open := opener()
+	a, b := open(t), open(t)
+	n, rounds, kps, workers := 16, 10, 80, 16
+	if testing.Short() {
+		n, rounds, kps, workers = 8, 4, 30, 8
+	}
+	t.Run("AppendCommitRace", func(t *testing.T) { storetest.RaceCommits(t, []ds.Store{a, b}, n, rounds) })
+	t.Run("TakeKeyPackageRace", func(t *testing.T) { storetest.RaceKeyPackages(t, []ds.Store{a, b}, kps, workers) })
+	t.Run("SeqGapless", func(t *testing.T) { storetest.AppendConcurrently(t, []ds.Store{a, b}, workers/2, 20) })
+	t.Run("WatchAtoB", func(t *testing.T) { storetest.WatchAcross(t, a, b) })
+	t.Run("WatchBtoA", func(t *testing.T) { storetest.WatchAcross(t, b, a) })
+}
+
+// Replicas starting together on a fresh database apply each migration once
+// (the advisory lock), and reopening applies nothing again.
+func TestMigrationsConcurrent(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	const n = 4
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			s, err := Open(t.Context(), dsn)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+		}
+	}
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var rows, max int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*), max(version) FROM schema_migrations`).Scan(&rows, &max); err != nil {
+		t.Fatal(err)
+	}
+	if rows != SchemaVersion() || max != SchemaVersion() {
+		t.Errorf("schema_migrations: %d rows, max version %d; want %d", rows, max, SchemaVersion())
+	}
+	// A newer schema is refused, and left as it is.
+	if _, err := conn.Exec(t.Context(), `INSERT INTO schema_migrations (version) VALUES ($1)`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(t.Context(), dsn); err == nil {
+		s.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
+	if err := conn.QueryRow(t.Context(), `SELECT max(version) FROM schema_migrations`).Scan(&max); err != nil || max != SchemaVersion()+1 {
+		t.Errorf("max version = %d, %v; want %d", max, err, SchemaVersion()+1)
+	}
+}
+
+// The unique (group_id, epoch) constraint is a backstop on its own: a
+// commits row that the group's epoch does not know of (as if another
+// replica's check had been skipped) turns the append into a conflict that
+// stores nothing.
+func TestCommitUniqueBackstop(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	g := ds.Group{ID: []byte("backstop-group-1"), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: []byte{1}}}
+	if err := s.CreateGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO commits (group_id, epoch, seq) VALUES ($1, 0, 99)`, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	c := ds.Commit{
+		Entry:    ds.Entry{GroupID: g.ID, Epoch: 0, Kind: ds.KindCommit, Sender: []byte("x"), Data: []byte("commit")},
+		NewState: ds.GroupState{Epoch: 1, GroupInfo: []byte{2}},
+		Welcomes: []ds.Welcome{{Identity: []byte("w"), GroupID: g.ID, Data: []byte("welcome")}},
+	}
+	_, err = s.AppendCommit(ctx, c)
+	var ce *ds.ConflictError
+	if !errors.As(err, &ce) || ce.Err != ds.ErrConflict {
+		t.Fatalf("AppendCommit: err = %v, want *ConflictError{ErrConflict}", err)
+	}
+	got, err := s.GetGroup(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State.Epoch != 0 || got.LastSeq != 0 {
+		t.Errorf("group at epoch %d, last seq %d; want 0, 0", got.State.Epoch, got.LastSeq)
+	}
+	if es, err := s.Entries(ctx, g.ID, 0, 10); err != nil || len(es) != 0 {
+		t.Errorf("Entries = %d, %v; want none", len(es), err)
+	}
+	if ws, err := s.Welcomes(ctx, []byte("w")); err != nil || len(ws) != 0 {
+		t.Errorf("Welcomes = %d, %v; want none", len(ws), err)
+	}
+}
+
+// When the LISTEN connection is killed, the listener reconnects and
+// notifies the groups appended to meanwhile.
+func TestWatchReconnect(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	ch := make(chan []byte, 100)
+	if err := s.Watch(ctx, func(id []byte) {
+		select {
+		case ch <- append([]byte{}, id...):
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := ds.Group{ID: []byte("reconnect-group-"), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: []byte{1}}}
+	if err := s.CreateGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		tag, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listenApp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag.RowsAffected() != 1 {
+			t.Fatalf("round %d: terminated %d listener connections, want 1", round, tag.RowsAffected())
+		}
+		// Appended while the listener is down or reconnecting.
+		if _, err := s.Append(ctx, ds.Entry{GroupID: g.ID, Kind: ds.KindApplication, Sender: []byte("s"), Data: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(15 * time.Second)
+	wait:
+		for {
+			select {
+			case id := <-ch:
+				if string(id) == string(g.ID) {
+					break wait
+				}
+			case <-deadline:
+				t.Fatalf("round %d: no notification within 15s after the listener was killed", round)
+			}
+		}
+		// Wait for the listener to be back before killing it again.
+		for i := 0; ; i++ {
+			s.listener.mu.Lock()
+			n := s.listener.sessions
+			s.listener.mu.Unlock()
+			if n >= round+2 {
+				break
+			}
+			if i == 150 {
+				t.Fatalf("round %d: listener did not reconnect", round)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func TestWatchAfterClose(t *testing.T) {
+	s, err := Open(t.Context(), storetest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.Watch(t.Context(), func([]byte) {}); err == nil {
+		t.Error("Watch after Close succeeded")
+	}
+}
+
+func TestLongGroupIDRefused(t *testing.T) {
+	s, err := Open(t.Context(), storetest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := make([]byte, MaxGroupIDLen+1)
+	if err := s.CreateGroup(t.Context(), ds.Group{ID: id, Mode: ds.HandshakePublic}); err == nil {
+		t.Fatal("CreateGroup with a too long ID succeeded")
+	}
+	if _, err := s.GetGroup(t.Context(), id); err != ds.ErrNotFound {
+		t.Errorf("GetGroup: err = %v, want ErrNotFound", err)
+	}
+}
