@@ -595,3 +595,73 @@ func TestReason(t *testing.T) {
 func connectClient(url string) mlsdv1connect.DeliveryServiceClient {
 	return mlsdv1connect.NewDeliveryServiceClient(http.DefaultClient, url)
 }
+
+// TestRateLimited: calls refused with RATE_LIMITED are retried after a
+// growing pause, a bounded number of times.
+func TestRateLimited(t *testing.T) {
+	url := startServer(t, ds.Options{RatePerSecond: 20, Burst: 3})
+	ctx := context.Background()
+	alice := newMember(t, url, "alice")
+	for i := range 12 { // well past the burst: every call waits for a token
+		if _, _, err := alice.c.CountKeyPackages(ctx); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// A bucket that refills every 100 s: the retries give up.
+	slow := startServer(t, ds.Options{RatePerSecond: 0.01, Burst: 3})
+	bob := newMember(t, slow, "bob") // Challenge and Authenticate take 2 tokens
+	c, err := Dial(ctx, slow, bob.c.MLS(), Options{RateLimitWait: time.Millisecond})
+	if err != nil && !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("Dial: %v", err)
+	}
+	if err == nil {
+		for range 3 {
+			if _, _, err = c.CountKeyPackages(ctx); err != nil {
+				break
+			}
+		}
+	}
+	if !errors.Is(err, ErrRateLimited) {
+		t.Errorf("past the bucket: %v, want ErrRateLimited", err)
+	}
+}
+
+// TestGRPC: the same client over gRPC on unencrypted HTTP/2, streams
+// included.
+func TestGRPC(t *testing.T) {
+	url := startServer(t, ds.Options{SubscribePoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: p}}
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	grpcBob, err := Dial(ctx, url, bob.c.MLS(), Options{HTTPClient: hc, ConnectOptions: []connect.ClientOption{connect.WithGRPC()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go grpcBob.Subscribe(sctx, bob.g, func(ev Event) error {
+		if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+			got <- string(ev.Processed.ApplicationData)
+		}
+		return nil
+	})
+	if _, err := alice.c.Send(ctx, alice.g, []byte("over h2c"), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "over h2c" {
+			t.Errorf("received %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received over gRPC within 10 s")
+	}
+	if _, err := grpcBob.FetchKeyPackage(ctx, []byte("nobody")); !errors.Is(err, ErrNoKeyPackage) {
+		t.Errorf("gRPC error details: %v, want ErrNoKeyPackage", err)
+	}
+}
