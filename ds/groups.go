@@ -432,6 +432,11 @@ func (s *Server) routeWelcomes(ctx context.Context, m *mlsdv1.PostCommitRequest,
 			}
 		}
 	}
+	// Each mailbox gets its own copy: bound the total, so that one commit
+	// adding many members with a large tree cannot fill the Store.
+	if total := len(refs) * (len(m.Welcome) + len(m.WelcomeRatchetTree)); total > 4*s.opts.MaxGroupInfoSize {
+		return nil, fail(mlsdv1.Error_REASON_TOO_LARGE, "Welcome copies for %d key packages would store %d bytes; at most %d", len(refs), total, 4*s.opts.MaxGroupInfoSize)
+	}
 	var out []Welcome
 	for _, r := range refs {
 		owner, err := s.store.KeyPackageOwner(ctx, r)

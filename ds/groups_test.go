@@ -2,6 +2,7 @@ package ds_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -728,5 +729,46 @@ func TestMutatedCommits(t *testing.T) {
 	e.unchanged(before)
 	if _, err := alice.postCommit(req); err != nil {
 		t.Fatalf("the original commit after %d mutations: %v", n, err)
+	}
+}
+
+// A Welcome is stored once per recipient: a commit whose copies would
+// exceed four times MaxGroupInfoSize is refused, and nothing is stored.
+func TestWelcomeCopiesBounded(t *testing.T) {
+	e := newEnv(t, ds.Options{MaxGroupInfoSize: 4 << 10})
+	ctx := t.Context()
+	alice := e.login("alice")
+	alice.createGroup(mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	var kps []*mls.KeyPackage
+	for i := range 8 {
+		u := e.login(fmt.Sprintf("u%d", i))
+		b, _ := u.keyPackage(mls.KeyPackageOptions{})
+		u.publish(b)
+		kp, err := alice.fetchKP(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps = append(kps, kp)
+	}
+	res, err := alice.group.AddMembers(ctx, kps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	if n := 8 * (len(req.Welcome) + len(req.WelcomeRatchetTree)); n <= 16<<10 || len(req.GroupInfo)+len(req.RatchetTree) > 4<<10 {
+		t.Fatalf("test setup: copies %d bytes (want > 16 KiB), GroupInfo and tree %d (want <= 4 KiB)", n, len(req.GroupInfo)+len(req.RatchetTree))
+	}
+	before := e.snap(alice.group.GroupID())
+	_, err = alice.postCommit(req)
+	wantReason(t, err, connect.CodeResourceExhausted, mlsdv1.Error_REASON_TOO_LARGE)
+	e.unchanged(before)
+	// Without the separate tree (the joiners get it from the GroupInfo
+	// extension or elsewhere) the copies fit.
+	req.WelcomeRatchetTree = nil
+	if 8*len(req.Welcome) > 16<<10 {
+		t.Fatalf("test setup: the Welcome alone is %d bytes", len(req.Welcome))
+	}
+	if _, err := alice.postCommit(req); err != nil {
+		t.Fatal(err)
 	}
 }
