@@ -772,3 +772,60 @@ func TestWelcomeCopiesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Recovery after state loss (RFC 9750, Section 6.7): bob loses his state,
+// authenticates with a new signature key under the same identity, fetches
+// the GroupInfo and rejoins by an external commit that removes his old leaf,
+// although the group does not allow external joins. Without removing the
+// old leaf, the external commit is refused.
+func TestResync(t *testing.T) { eachBackend(t, testResync) }
+
+func testResync(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
+	ctx := t.Context()
+	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	id := alice.group.GroupID()
+	oldLeaf := bob.group.OwnLeafIndex()
+	bob2 := e.login("bob") // a new client: same identity, new key
+	gi, err := bob2.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: id}))
+	if err != nil {
+		t.Fatalf("GetGroupInfo for a resync: %v", err)
+	}
+	gim, err := mls.ParseMessage(gi.Msg.GroupInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(opts mls.ExternalJoinOptions) (*mls.Group, error) {
+		opts.RatchetTree = gi.Msg.RatchetTree
+		g, res, err := bob2.mc.JoinExternal(ctx, gim, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree := must(g.ExportRatchetTree())
+		_, err = bob2.postCommit(&mlsdv1.PostCommitRequest{GroupId: id, Commit: marshal(t, res.Commit), GroupInfo: marshal(t, res.GroupInfo), RatchetTree: tree})
+		return g, err
+	}
+	before := e.snap(id)
+	_, err = post(mls.ExternalJoinOptions{})
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+	// Removing alice instead of the old bob is no resync either.
+	aliceLeaf := alice.group.OwnLeafIndex()
+	_, err = post(mls.ExternalJoinOptions{RemoveLeaf: &aliceLeaf})
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+	e.unchanged(before)
+	g, err := post(mls.ExternalJoinOptions{RemoveLeaf: &oldLeaf})
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	bob2.group = g
+	alice.process(alice.fetch(before.group.LastSeq).Messages)
+	if len(alice.group.Members()) != 2 || !bytes.Equal(alice.group.EpochAuthenticator(), g.EpochAuthenticator()) {
+		t.Fatalf("alice has %d members after the resync", len(alice.group.Members()))
+	}
+	if _, err := bob2.send("back"); err != nil {
+		t.Fatal(err)
+	}
+	// The old client is out.
+	_, err = bob.send("old me")
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+}
