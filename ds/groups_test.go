@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -427,6 +428,8 @@ func testHostileHandshakes(t *testing.T, b backend) {
 		// Valid on its own, but not the epoch commit X creates: caught
 		// after the server merged X into its cached group.
 		{"GroupInfo of another commit", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo, r.RatchetTree = reqY.GroupInfo, reqY.RatchetTree }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		// The same with the commit's own tree: refused by the direct check.
+		{"GroupInfo of another commit, right tree", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo = reqY.GroupInfo }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome for a key package the commit does not add", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = welcomeOfAdd }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome that is not a Welcome", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = reqX.Commit }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
 		{"oversized commit", with(func(r *mlsdv1.PostCommitRequest) { r.Commit = make([]byte, 9<<10) }), connect.CodeResourceExhausted, mlsdv1.Error_REASON_TOO_LARGE},
@@ -459,6 +462,13 @@ func testHostileHandshakes(t *testing.T, b backend) {
 	}
 	e.unchanged(before)
 
+	// Both ways of checking a posted GroupInfo were used.
+	_, body := get(t, e.url+"/metrics")
+	for _, path := range []string{"direct", "rebuild"} {
+		if !strings.Contains(body, `mlsd_groupinfo_checks_total{path="`+path+`"}`) {
+			t.Errorf("no GroupInfo was checked by %s", path)
+		}
+	}
 	// Commit X with its own GroupInfo is still accepted, and bob follows.
 	out, err := alice.postCommit(reqX)
 	if err != nil {
