@@ -127,7 +127,7 @@ func (s *Server) CreateGroup(ctx context.Context, req *connect.Request[mlsdv1.Cr
 }
 
 // GetGroupInfo serves the latest GroupInfo and tree: to members, and to
-// anyone when the group allows external joins (RFC 9750, Section 6.5:
+// anyone when the group allows external joins (RFC 9750, Section 6.4:
 // an explicit policy for external joins).
 func (s *Server) GetGroupInfo(ctx context.Context, req *connect.Request[mlsdv1.GetGroupInfoRequest]) (*connect.Response[mlsdv1.GetGroupInfoResponse], error) {
 	sess, err := mustSession(ctx)
@@ -206,7 +206,7 @@ func (s *Server) parseGroupMessage(groupID, raw []byte, what string) (*handshake
 // nonMemberCheck refuses a handshake message from a non-member before
 // any signature is checked: a non-member may only post an external commit
 // or a join proposal (a PublicMessage from a new_member sender), and only
-// where the group allows external joins (RFC 9750, Section 6.5), or, for an
+// where the group allows external joins (RFC 9750, Section 6.4), or, for an
 // external commit, to resync (see resyncOf).
 func (s *Server) nonMemberCheck(isMember bool, v *groupView, sess Session, g Group, h *handshake) error {
 	if isMember {
@@ -232,7 +232,7 @@ func (s *Server) nonMemberCheck(isMember bool, v *groupView, sess Session, g Gro
 
 // resyncOf returns the member whose identity is the caller's when the
 // caller is not itself a member: a client of that identity that lost its
-// state (RFC 9750, Section 6.7, Recovery After State Loss) may fetch the
+// state (RFC 9750, Section 6.6, Recovery After State Loss) may fetch the
 // GroupInfo and rejoin by an external commit that removes the old leaf
 // (RFC 9420, Section 12.4.3.2, "resync"), even where the group does not
 // allow external joins. The identity is the Authentication Service's
@@ -272,7 +272,7 @@ func epochCheck(g Group, h *handshake, commit bool) error {
 }
 
 // PostCommit accepts the first valid commit of an epoch (RFC 9750, Section
-// 5.2, strongly consistent delivery). With public handshakes the commit is
+// 5.2.1, strongly consistent delivery). With public handshakes the commit is
 // validated by the server's PublicGroup (RFC 9420, Section 12.4.2), merged,
 // and the posted GroupInfo and tree must be exactly the epoch it creates
 // (same GroupContext); with encrypted handshakes the header's epoch and

@@ -783,7 +783,7 @@ func TestWelcomeCopiesBounded(t *testing.T) {
 	}
 }
 
-// Recovery after state loss (RFC 9750, Section 6.7): bob loses his state,
+// Recovery after state loss (RFC 9750, Section 6.6): bob loses his state,
 // authenticates with a new signature key under the same identity, fetches
 // the GroupInfo and rejoins by an external commit that removes his old leaf,
 // although the group does not allow external joins. Without removing the
