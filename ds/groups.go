@@ -38,11 +38,9 @@ func (s *Server) parseGroupInfo(gi, tree []byte) (*mls.Message, error) {
 	if msg.WireFormat() != mls.WireFormatGroupInfo {
 		return nil, fail(mlsdv1.Error_REASON_MALFORMED, "a %v where a GroupInfo was expected", msg.WireFormat())
 	}
-	if len(tree) > 0 {
-		if _, err := mls.ParseRatchetTree(tree); err != nil {
-			return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "ratchet tree")
-		}
-	}
+	// The tree is decoded by mls.NewPublicGroup, under MaxTreeLeaves:
+	// mls.ParseRatchetTree has no such bound (a few MiB of blank nodes
+	// would cost hundreds of MiB).
 	return msg, nil
 }
 
@@ -313,11 +311,8 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 		if welcome, err = wm.Welcome(); err != nil {
 			return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "a %v where a Welcome was expected", wm.WireFormat())
 		}
-		if len(m.WelcomeRatchetTree) > 0 {
-			if _, err := mls.ParseRatchetTree(m.WelcomeRatchetTree); err != nil {
-				return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "Welcome ratchet tree")
-			}
-		}
+		// The Welcome's tree is the joiners' to check (RFC 9420, Section
+		// 12.4.3.1); the server only bounds its size.
 	}
 
 	g, err := s.getGroup(ctx, m.GroupId)
