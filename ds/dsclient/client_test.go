@@ -665,3 +665,49 @@ func TestGRPC(t *testing.T) {
 		t.Errorf("gRPC error details: %v, want ErrNoKeyPackage", err)
 	}
 }
+
+// TestLostAnswer: a commit whose post's answer never arrived is merged
+// when the log shows the service took it, and cleared before the next
+// commit when it did not.
+func TestLostAnswer(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	// Accepted, answer lost: posted by hand, not merged.
+	res, err := alice.g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := commitRequest(alice.g, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(ctx, alice.c, "PostCommit", alice.c.rpc.PostCommit, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatalf("Sync with the accepted commit pending: %v", err)
+	}
+	if alice.g.PendingCommit() != nil || alice.g.Epoch() != 2 {
+		t.Fatalf("after Sync: epoch %d, pending %v; want the commit merged at epoch 2", alice.g.Epoch(), alice.g.PendingCommit() != nil)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	// Never accepted: made, not posted. The next Commit clears it.
+	if _, err := alice.g.SelfUpdate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatalf("Commit over an unposted pending commit: %v", err)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	if alice.g.Epoch() != 3 {
+		t.Errorf("epoch %d, want 3", alice.g.Epoch())
+	}
+}
