@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -709,5 +710,72 @@ func TestLostAnswer(t *testing.T) {
 	agree(t, alice, bob)
 	if alice.g.Epoch() != 3 {
 		t.Errorf("epoch %d, want 3", alice.g.Epoch())
+	}
+}
+
+// TestSubscribeServerRestart: mlsd stops and starts again on the same
+// database and address; a subscriber reconnects by itself and goes on from
+// its cursor, and the clients' tokens still hold (they are in the Store).
+func TestSubscribeServerRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "mlsd.db")
+	opts := ds.Options{Logger: slog.New(slog.DiscardHandler), RatePerSecond: -1, SubscribePoll: 50 * time.Millisecond}
+	listen := func(addr string) (string, func()) {
+		st, err := dssqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, stop, err := ds.Listen(ctx, addr, st, opts)
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		return url, func() { stop(); st.Close() }
+	}
+	url, stop := listen("127.0.0.1:0")
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	got := make(chan string, 8)
+	sctx, stopSub := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.c.Subscribe(sctx, bob.g, func(ev Event) error {
+			if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+				got <- string(ev.Processed.ApplicationData)
+			}
+			return nil
+		})
+	}()
+	receive := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("received %q, want %q", s, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%q not received within 15 s", want)
+		}
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("before"), nil); err != nil {
+		t.Fatal(err)
+	}
+	receive("before")
+	stop()
+	_, stop = listen(strings.TrimPrefix(url, "http://"))
+	defer stop()
+	if _, err := alice.c.Send(ctx, alice.g, []byte("after"), nil); err != nil {
+		t.Fatalf("Send after the restart: %v", err)
+	}
+	receive("after")
+	stopSub()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe returned %v", err)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("received %q twice or more", s)
+	default:
 	}
 }
