@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -57,4 +58,12 @@ func (c *Client) setCursor(ctx context.Context, groupID []byte, cur cursor) erro
 func (c *Client) Cursor(ctx context.Context, groupID []byte) (uint64, error) {
 	cur, err := c.cursor(ctx, groupID)
 	return cur.Seq, err
+}
+
+// ResetCursor makes the client read g's log from its start again, skipping
+// the entries of epochs before g's current one: for a group registered
+// anew with a service that lost it, or with another service.
+func (c *Client) ResetCursor(ctx context.Context, g *mls.Group) error {
+	defer c.lock(g.GroupID())()
+	return c.setCursor(ctx, g.GroupID(), cursor{From: g.Epoch()})
 }
