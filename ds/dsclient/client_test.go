@@ -684,6 +684,9 @@ func TestLostAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := alice.c.setPosted(ctx, alice.g.GroupID(), req.Commit); err != nil { // as Commit does
+		t.Fatal(err)
+	}
 	if _, err := call(ctx, alice.c, "PostCommit", alice.c.rpc.PostCommit, req); err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,18 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			g.ClearPendingCommit(ctx)
 			return nil, err
 		}
+		// Kept until the answer comes, so that a lost answer is told
+		// from a lost race by the log (see handle).
+		if err := c.setPosted(ctx, g.GroupID(), req.Commit); err != nil {
+			g.ClearPendingCommit(ctx)
+			return nil, err
+		}
 		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); err == nil || r != mlsdv1.Error_REASON_UNSPECIFIED {
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
+		}
 		switch r := Reason(err); {
 		case err == nil:
 			if err := g.MergePendingCommit(ctx); err != nil {
@@ -305,38 +316,49 @@ func (c *Client) apply(ctx context.Context, g *mls.Group, cur *cursor, env *mlsd
 
 func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mlsdv1.Envelope, h Handler) error {
 	own := bytes.Equal(env.Sender, c.Identity())
+	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
+	// The epoch that counts is the message's own (RFC 9420, Section 6),
+	// not the service's label, which must match it.
+	msg, err := mls.ParseMessage(env.Message)
 	switch {
-	case env.Epoch < cur.From:
+	case err != nil && env.Epoch < cur.From:
+		return nil // sent before this member joined: none of its business
+	case err != nil && env.Kind == mlsdv1.Kind_KIND_APPLICATION && !own:
+		ev.Err = err
+		return call0(h, ev)
+	case err != nil:
+		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
+	case msg.Epoch() != env.Epoch:
+		return fmt.Errorf("%w: entry %d is labelled epoch %d but its message is of epoch %d", ErrUnexpected, env.Seq, env.Epoch, msg.Epoch())
+	}
+	epoch := msg.Epoch()
+	switch {
+	case epoch < cur.From:
 		return nil // sent before this member joined
 	case !g.IsActive():
 		return fmt.Errorf("%w (epoch %d)", ErrRemoved, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch < g.Epoch():
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch < g.Epoch():
 		return nil // merged already: this member's own, or read before a restart
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch > g.Epoch():
-		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, env.Epoch, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || env.Epoch != g.Epoch()):
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch > g.Epoch():
+		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, epoch, g.Epoch())
+	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || epoch != g.Epoch()):
 		return nil // this member's own (queued when made), or moot
 	case env.Kind == mlsdv1.Kind_KIND_APPLICATION && own:
 		return nil
 	}
-	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
-	msg, err := mls.ParseMessage(env.Message)
-	if err != nil {
-		if env.Kind == mlsdv1.Kind_KIND_APPLICATION {
-			ev.Err = err
-			return call0(h, ev)
-		}
-		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
-	}
 	ev.Message = msg
 	if env.Kind == mlsdv1.Kind_KIND_COMMIT && g.PendingCommit() != nil {
-		if own {
+		posted, err := c.posted(ctx, g.GroupID())
+		if err != nil {
+			return err
+		}
+		if own && posted != nil && bytes.Equal(posted, env.Message) {
 			// This member's commit, accepted by the service, whose answer
 			// never arrived: merge it now.
 			if err := g.MergePendingCommit(ctx); err != nil {
 				return fmt.Errorf("dsclient: merging own commit of entry %d: %w", env.Seq, err)
 			}
-			return nil
+			return c.setPosted(ctx, g.GroupID(), nil)
 		}
 		if err := g.ClearPendingCommit(ctx); err != nil {
 			return fmt.Errorf("dsclient: clearing the pending commit that lost: %w", err)
