@@ -1,8 +1,8 @@
 package dsclient
 
 import (
-	"compress/gzip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
