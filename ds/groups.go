@@ -142,7 +142,9 @@ func (s *Server) GetGroupInfo(ctx context.Context, req *connect.Request[mlsdv1.G
 		return nil, err
 	}
 	if _, ok := s.member(v, sess); !ok && !g.AllowExternalJoins {
-		return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member and the group does not allow external joins")
+		if _, ok := s.resyncOf(v, sess); !ok {
+			return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member and the group does not allow external joins")
+		}
 	}
 	return connect.NewResponse(&mlsdv1.GetGroupInfoResponse{
 		GroupInfo: g.State.GroupInfo, RatchetTree: g.State.RatchetTree, Epoch: g.State.Epoch,
@@ -204,8 +206,9 @@ func (s *Server) parseGroupMessage(groupID, raw []byte, what string) (*handshake
 // nonMemberCheck refuses a handshake message from a non-member before
 // any signature is checked: a non-member may only post an external commit
 // or a join proposal (a PublicMessage from a new_member sender), and only
-// where the group allows external joins (RFC 9750, Section 6.5).
-func nonMemberCheck(isMember bool, g Group, h *handshake) error {
+// where the group allows external joins (RFC 9750, Section 6.5), or, for an
+// external commit, to resync (see resyncOf).
+func (s *Server) nonMemberCheck(isMember bool, v *groupView, sess Session, g Group, h *handshake) error {
 	if isMember {
 		return nil
 	}
@@ -216,10 +219,42 @@ func nonMemberCheck(isMember bool, g Group, h *handshake) error {
 	if !ok || (st != senderNewMemberCommit && st != senderNewMemberProposal) {
 		return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
 	}
-	if !g.AllowExternalJoins {
-		return fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external joins")
+	if g.AllowExternalJoins {
+		return nil
 	}
-	return nil
+	if st == senderNewMemberCommit {
+		if _, ok := s.resyncOf(v, sess); ok {
+			return nil
+		}
+	}
+	return fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external joins")
+}
+
+// resyncOf returns the member whose identity is the caller's when the
+// caller is not itself a member: a client of that identity that lost its
+// state (RFC 9750, Section 6.7, Recovery After State Loss) may fetch the
+// GroupInfo and rejoin by an external commit that removes the old leaf
+// (RFC 9420, Section 12.4.3.2, "resync"), even where the group does not
+// allow external joins. The identity is the Authentication Service's
+// (Validator) word, as for every member.
+func (s *Server) resyncOf(v *groupView, sess Session) (mls.Member, bool) {
+	for _, m := range v.members {
+		if id, err := s.identityOf(m.Credential, m.SignatureKey); err == nil && bytes.Equal(id, sess.Identity) {
+			return m, true
+		}
+	}
+	return mls.Member{}, false
+}
+
+// leafOfIdentity reports whether the member at leaf has the identity.
+func (s *Server) leafOfIdentity(v *groupView, leaf uint32, identity []byte) bool {
+	for _, m := range v.members {
+		if m.Index == leaf {
+			id, err := s.identityOf(m.Credential, m.SignatureKey)
+			return err == nil && bytes.Equal(id, identity)
+		}
+	}
+	return false
 }
 
 // epochCheck refuses a message that is not for the group's current epoch
@@ -289,22 +324,24 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	if err != nil {
 		return nil, err
 	}
+	e := s.groups.get(m.GroupId)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
+		return nil, err
+	}
+	// Who may post comes first: a non-member learns nothing, not even
+	// the epoch.
+	v := e.view.Load()
+	me, isMember := s.member(v, sess)
+	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
+		return nil, err
+	}
 	if err := epochCheck(g, h, true); err != nil {
 		return nil, err
 	}
 	if giMsg.Epoch() != g.State.Epoch+1 {
 		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo is for epoch %d, not %d, the epoch the commit creates", giMsg.Epoch(), g.State.Epoch+1)
-	}
-	e := s.groups.get(m.GroupId)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, true); err != nil {
-		return nil, err
-	}
-	v := e.view.Load()
-	me, isMember := s.member(v, sess)
-	if err := nonMemberCheck(isMember, g, h); err != nil {
-		return nil, err
 	}
 	if !v.active {
 		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the group ended with a ReInit commit")
@@ -340,7 +377,17 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 			}
 		case mls.SenderNewMemberCommit:
 			if !g.AllowExternalJoins {
-				return nil, fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external commits")
+				// Only a resync: the commit removes a leaf of the caller's
+				// identity.
+				removes := false
+				for _, q := range pp.Commit.RemoveProposals() {
+					if l, ok := q.Removed(); ok && s.leafOfIdentity(v, l, sess.Identity) {
+						removes = true
+					}
+				}
+				if !removes {
+					return nil, fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external commits, other than a resync that removes the caller's old leaf")
+				}
 			}
 		default:
 			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "commit from a %v sender", pp.Sender.Type)
@@ -430,6 +477,11 @@ func (s *Server) routeWelcomes(ctx context.Context, m *mlsdv1.PostCommitRequest,
 			}
 		}
 	}
+	// Each mailbox gets its own copy: bound the total, so that one commit
+	// adding many members with a large tree cannot fill the Store.
+	if total := len(refs) * (len(m.Welcome) + len(m.WelcomeRatchetTree)); total > 4*s.opts.MaxGroupInfoSize {
+		return nil, fail(mlsdv1.Error_REASON_TOO_LARGE, "Welcome copies for %d key packages would store %d bytes; at most %d", len(refs), total, 4*s.opts.MaxGroupInfoSize)
+	}
 	var out []Welcome
 	for _, r := range refs {
 		owner, err := s.store.KeyPackageOwner(ctx, r)
@@ -470,18 +522,18 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 	if err != nil {
 		return nil, err
 	}
-	if err := epochCheck(g, h, false); err != nil {
-		return nil, err
-	}
 	e := s.groups.get(m.GroupId)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, true); err != nil {
+	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
 		return nil, err
 	}
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
-	if err := nonMemberCheck(isMember, g, h); err != nil {
+	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
+		return nil, err
+	}
+	if err := epochCheck(g, h, false); err != nil {
 		return nil, err
 	}
 	var queued *mls.QueuedProposal
@@ -572,6 +624,9 @@ func (s *Server) PostMessage(ctx context.Context, req *connect.Request[mlsdv1.Po
 		g, cv, err := s.current(ctx, m.GroupId)
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := s.member(cv, sess); !ok {
+			return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
 		}
 		if err := epochCheck(g, h, false); err != nil {
 			return nil, err

@@ -43,7 +43,12 @@ var _ ds.Store = (*Store)(nil)
 // Open connects to the database of dsn (a postgres:// URL or key=value
 // string, as pgx reads it) and applies the schema migrations it lacks,
 // under an advisory lock. The pool's size is pgxpool's default unless the
-// DSN sets pool_max_conns; Watch uses one more, dedicated connection.
+// DSN sets pool_max_conns; Watch uses one more, dedicated connection. Other
+// DSN parameters that PostgreSQL knows are set for the Store's sessions:
+// synchronous_commit=off, for instance, acknowledges a commit before its
+// WAL reaches the disk (a crash of the database server may lose the last
+// ones, but never breaks one-commit-per-epoch); on this project's test
+// machine an Append then takes about 0.5 ms instead of 4.4 ms.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {

@@ -371,8 +371,9 @@ func TestConnectionsTerminated(t *testing.T) {
 		}},
 		{"TakeKeyPackage", func() error { _, err := s.TakeKeyPackage(ctx, []byte("me"), 1, time.Now()); return err }},
 	}
+	others := `FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`
 	for i, op := range ops {
-		tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) `+others)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +382,21 @@ func TestConnectionsTerminated(t *testing.T) {
 		if want := int64(1); tag.RowsAffected() < want || i == 0 && tag.RowsAffected() < 3 {
 			t.Fatalf("%s: terminated %d connections", op.name, tag.RowsAffected())
 		}
-		time.Sleep(20 * time.Millisecond) // let the FATAL messages arrive
+		// Wait until they are gone, so that their FATAL messages were sent.
+		// (The listener may reconnect meanwhile: it is not the pool's.)
+		for j := 0; ; j++ {
+			var n int
+			if err := admin.QueryRow(ctx, `SELECT count(*) `+others+` AND application_name <> $1`, listenApp).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if j == 500 {
+				t.Fatalf("%s: %d terminated connections still there after 5s", op.name, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if err := op.fn(); err != nil {
 			t.Errorf("%s after the server terminated the connections: %v", op.name, err)
 		}

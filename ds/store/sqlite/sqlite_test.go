@@ -43,6 +43,27 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, opener())
 }
 
+// The suite holds with synchronous=NORMAL too, and the setting is applied.
+func TestSyncNormal(t *testing.T) {
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "mlsd.db"), sqlite.WithSyncNormal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := sqlite.SyncSetting(t, s); got != 1 {
+		t.Errorf("synchronous = %d, want 1 (NORMAL)", got)
+	}
+	d, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "mlsd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := sqlite.SyncSetting(t, d); got != 2 {
+		t.Errorf("default synchronous = %d, want 2 (FULL)", got)
+	}
+	storetest.RaceCommits(t, []ds.Store{s}, 4, 2)
+}
+
 // Two Stores on one file, as two processes would open it: one commit per
 // epoch and each key package handed out once still hold (SQLite's write
 // lock serializes them).
