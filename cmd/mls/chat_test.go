@@ -186,6 +186,7 @@ func TestChatProcesses(t *testing.T) {
 	bin := buildMLS(t)
 	t.Run("group", func(t *testing.T) { t.Parallel(); testChatGroup(t, bin) })
 	t.Run("restart", func(t *testing.T) { t.Parallel(); testChatRestart(t, bin) })
+	t.Run("rejoin", func(t *testing.T) { t.Parallel(); testChatRejoin(t, bin) })
 }
 
 // testChatGroup: three mls chat processes and mlsd. Alice creates a group
@@ -327,4 +328,30 @@ func TestChatUsage(t *testing.T) {
 	if status != 1 || !strings.Contains(stderr, "mls chat: dsclient: Challenge: ") {
 		t.Errorf("chat against no service: status %d, stderr %q", status, stderr)
 	}
+}
+
+// testChatRejoin: Bob's state is lost (no -db: a temporary file); a new
+// Bob rejoins by an external commit that replaces his old leaf.
+func testChatRejoin(t *testing.T, bin string) {
+	url := startMLSD(t)
+	alice := startChat(t, bin, url, "alice")
+	bob := startChat(t, bin, url, "bob")
+	alice.send("/create g", "/invite bob")
+	alice.expect(`^\[g epoch 1\] invited bob$`)
+	bob.send("/join")
+	bob.expect(`^\[g epoch 1\] joined`)
+	bob.quit()
+
+	bob = startChat(t, bin, url, "bob")
+	bob.send("/rejoin g")
+	bob.expect(`^\[g epoch 2\] rejoined, replacing this identity's old leaf; members: alice, bob$`)
+	alice.expect(`^\[g epoch 2\] bob committed: join by external commit, remove bob$`)
+	bob.send("back again")
+	alice.expect(`^\[g epoch 2\] bob: back again$`)
+	e, n, a := alice.members("g")
+	if be, bn, ba := bob.members("g"); be != e || bn != n || ba != a || n != "alice, bob" {
+		t.Errorf("bob: epoch %s, members %q, %s; alice: %s, %q, %s", be, bn, ba, e, n, a)
+	}
+	alice.quit()
+	bob.quit()
 }

@@ -782,3 +782,67 @@ func TestSubscribeServerRestart(t *testing.T) {
 	default:
 	}
 }
+
+// TestJoinExternal: a client that lost its state rejoins by a resync
+// external commit, replacing its old leaf; a stranger may join only a
+// group that allows external joins.
+func TestJoinExternal(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	gid := alice.g.GroupID()
+	// Bob's device is lost: a new one, same identity, new keys.
+	bob2 := newMember(t, url, "bob")
+	g, posted, err := bob2.c.JoinExternal(ctx, gid, true)
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	bob2.g = g
+	if posted.Epoch != 2 || g.Epoch() != 2 {
+		t.Errorf("resync commit created epoch %d, group at %d; want 2", posted.Epoch, g.Epoch())
+	}
+	var evs []Event
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Processed.Kind != mls.KindCommit || len(evs[0].Processed.Commit.RemoveProposals()) != 1 {
+		t.Errorf("alice saw %+v, want the resync commit with one Remove", evs)
+	}
+	agree(t, alice, bob2)
+	if got := len(alice.g.Members()); got != 2 {
+		t.Errorf("%d members after the resync, want 2", got)
+	}
+	if _, err := bob2.c.Send(ctx, bob2.g, []byte("back"), nil); err != nil {
+		t.Fatal(err)
+	}
+	evs = nil
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil || fmt.Sprint(texts(evs)) != "[bob: back]" {
+		t.Errorf("alice read %q, %v", texts(evs), err)
+	}
+	// The old device is out.
+	if _, err := bob.c.Sync(ctx, bob.g, nil); !errors.Is(err, ErrNotMember) {
+		t.Errorf("the replaced device's Sync = %v, want ErrNotMember", err)
+	}
+	// A stranger: refused here, and a resync finds no leaf of hers.
+	carol := newMember(t, url, "carol")
+	if _, _, err := carol.c.JoinExternal(ctx, gid, false); !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrExternalJoinForbidden) {
+		t.Errorf("a stranger's external join: %v, want a refusal", err)
+	}
+	// A group that allows external joins takes her.
+	open := newMember(t, url, "dave")
+	open.g, err = open.c.MLS().CreateGroup(ctx, open.c.Suite(), mls.GroupConfig{GroupID: []byte("open")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open.c.CreateGroup(ctx, open.g, CreateOptions{AllowExternalJoins: true}); err != nil {
+		t.Fatal(err)
+	}
+	if carol.g, _, err = carol.c.JoinExternal(ctx, []byte("open"), false); err != nil {
+		t.Fatalf("external join where allowed: %v", err)
+	}
+	if _, err := open.c.Sync(ctx, open.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, open, carol)
+}

@@ -11,7 +11,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/credential"
 	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // Event is one entry of a group's log as this member handled it.
@@ -539,4 +541,74 @@ func (c *Client) join(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.J
 // service holds them, with its epoch and last seq.
 func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*mlsdv1.GetGroupInfoResponse, error) {
 	return call(ctx, c, "GetGroupInfo", c.rpc.GetGroupInfo, &mlsdv1.GetGroupInfoRequest{GroupId: groupID})
+}
+
+// JoinExternal joins the group by an external commit (RFC 9420, Section
+// 12.4.3.2) from the GroupInfo and ratchet tree the service holds, where
+// the group allows external joins. With resync, the commit also removes the
+// leaf of this client's identity: recovery after state loss (RFC 9750,
+// Section 6.7; the service allows a resync even where external joins are
+// not allowed). A commit that loses to another is made again from a fresh
+// GroupInfo, at most Options.MaxAttempts times. The joined group reads its
+// log from the epoch it joined at.
+func (c *Client) JoinExternal(ctx context.Context, groupID []byte, resync bool) (*mls.Group, *Posted, error) {
+	defer c.lock(groupID)()
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		info, err := c.GroupInfo(ctx, groupID)
+		if err != nil {
+			return nil, nil, err
+		}
+		gi, err := mls.ParseMessage(info.GroupInfo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+		}
+		opts := mls.ExternalJoinOptions{RatchetTree: info.RatchetTree}
+		if resync {
+			leaf, err := c.ownLeaf(ctx, gi, info.RatchetTree)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.RemoveLeaf = &leaf
+		}
+		g, res, err := c.mc.JoinExternal(ctx, gi, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		req := &mlsdv1.PostCommitRequest{GroupId: groupID}
+		if req.Commit, err = res.Commit.MarshalBinary(); err == nil {
+			if req.GroupInfo, err = res.GroupInfo.MarshalBinary(); err == nil {
+				req.RatchetTree, err = g.ExportRatchetTree()
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: encoding the external commit: %w", err)
+		}
+		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); r == mlsdv1.Error_REASON_COMMIT_CONFLICT || r == mlsdv1.Error_REASON_WRONG_EPOCH {
+			continue // the stored state is replaced by the next attempt
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.setCursor(ctx, groupID, cursor{From: g.Epoch()}); err != nil {
+			return nil, nil, err
+		}
+		return g, &Posted{Result: res, Seq: pr.Seq, Epoch: pr.Epoch, Attempts: attempt, Size: len(req.Commit)}, nil
+	}
+	return nil, nil, ErrTooManyAttempts
+}
+
+// ownLeaf finds the leaf of this client's identity in the group of gi.
+func (c *Client) ownLeaf(ctx context.Context, gi *mls.Message, tree []byte) (uint32, error) {
+	pg, err := mls.NewPublicGroup(ctx, memory.New(), credential.AcceptAll, gi, mls.PublicGroupOptions{RatchetTree: tree})
+	if err != nil {
+		return 0, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+	}
+	id := c.mc.Credential().Identity()
+	for _, m := range pg.Members() {
+		if bytes.Equal(m.Credential.Identity(), id) {
+			return m.Index, nil
+		}
+	}
+	return 0, fmt.Errorf("dsclient: %w: no leaf of %q to resync", mls.ErrNotFound, id)
 }
