@@ -846,3 +846,72 @@ func TestJoinExternal(t *testing.T) {
 	}
 	agree(t, open, carol)
 }
+
+// TestEncryptedHandshakes: a group whose handshakes are PrivateMessages;
+// the service orders them by their header's epoch.
+func TestEncryptedHandshakes(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	private := mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: true}}
+	alice, bob, carol := newMember(t, url, "alice"), newMember(t, url, "bob"), newMember(t, url, "carol")
+	var err error
+	if alice.g, err = alice.c.MLS().CreateGroup(ctx, alice.c.Suite(), mls.GroupConfig{GroupID: []byte("secret"), JoinConfig: private}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.CreateGroup(ctx, alice.g, CreateOptions{Encrypted: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{bob, carol} {
+		if _, err := m.c.PublishKeyPackages(ctx, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := alice.c.FetchKeyPackage(ctx, []byte(m.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+			t.Fatalf("adding %s: %v", m.name, err)
+		}
+		js, err := m.c.Join(ctx, private)
+		if err != nil || len(js) != 1 || js[0].Err != nil {
+			t.Fatalf("%s: Join: %v %+v", m.name, err, js)
+		}
+		m.g = js[0].Group
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil { // carol's addition
+		t.Fatal(err)
+	}
+	// A forced conflict, as in TestCommitConflict, with encrypted commits.
+	first := true
+	posted, err := bob.c.Commit(ctx, bob.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		if first {
+			first = false
+			if _, err := carol.c.Commit(ctx, carol.g, (*mls.Group).SelfUpdate, nil); err != nil {
+				return nil, err
+			}
+		}
+		return g.SelfUpdate(ctx)
+	}, nil)
+	if err != nil || posted.Attempts != 2 {
+		t.Fatalf("bob's commit: %+v, %v; want it to land on the second attempt", posted, err)
+	}
+	if posted.Result.Commit.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Errorf("the commit went out as %v", posted.Result.Commit.WireFormat())
+	}
+	if _, err := bob.c.Send(ctx, bob.g, []byte("sealed"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{alice, carol} {
+		var evs []Event
+		if _, err := m.c.Sync(ctx, m.g, collect(&evs)); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if got := fmt.Sprint(texts(evs)); got != "[bob: sealed]" {
+			t.Errorf("%s read %s", m.name, got)
+		}
+	}
+	agree(t, alice, bob, carol)
+	if alice.g.Epoch() != 4 {
+		t.Errorf("epoch %d, want 4", alice.g.Epoch())
+	}
+}

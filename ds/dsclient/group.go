@@ -35,7 +35,9 @@ type Event struct {
 }
 
 // Handler is called with each entry a member handles. An error stops the
-// reading; the entry is handled again by the next call.
+// reading before the entry counts as read: a commit is not merged, and the
+// entry comes again on the next read (an application message then comes
+// with Err set, its key having been used).
 type Handler func(Event) error
 
 func (c *Client) lock(groupID []byte) func() {
