@@ -422,7 +422,9 @@ func testChatMLSDKilled(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	d.cmd.Wait()
-	d = startMLSDProc(t, bin, strings.TrimPrefix(d.url, "http://"), db)
+	if again := startMLSDProc(t, bin, strings.TrimPrefix(d.url, "http://"), db); again.url != d.url {
+		t.Fatalf("mlsd came back at %s, not %s", again.url, d.url)
+	}
 
 	alice.send("m4", "/rotate", "m5", "m6")
 	alice.expect(`^\[g epoch 2\] sent: m6$`)
