@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -355,7 +356,7 @@ func testNonMember(t *testing.T, b backend) {
 func TestHostileHandshakes(t *testing.T) { eachBackend(t, testHostileHandshakes) }
 
 func testHostileHandshakes(t *testing.T, b backend) {
-	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
+	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10, MaxTreeLeaves: 1 << 10})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	id := alice.group.GroupID()
@@ -424,9 +425,13 @@ func testHostileHandshakes(t *testing.T, b backend) {
 		{"GroupInfo with a forged signature", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo = flip(reqX.GroupInfo, len(reqX.GroupInfo)-3) }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"tree of the old epoch", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = oldTree }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"garbage tree", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = []byte{7, 7, 7} }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
+		// 60 KiB of blank nodes: refused by the leaf limit before decoding.
+		{"tree of blank nodes", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = blankTree(60 << 10) }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
 		// Valid on its own, but not the epoch commit X creates: caught
 		// after the server merged X into its cached group.
 		{"GroupInfo of another commit", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo, r.RatchetTree = reqY.GroupInfo, reqY.RatchetTree }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		// The same with the commit's own tree: refused by the direct check.
+		{"GroupInfo of another commit, right tree", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo = reqY.GroupInfo }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome for a key package the commit does not add", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = welcomeOfAdd }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome that is not a Welcome", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = reqX.Commit }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
 		{"oversized commit", with(func(r *mlsdv1.PostCommitRequest) { r.Commit = make([]byte, 9<<10) }), connect.CodeResourceExhausted, mlsdv1.Error_REASON_TOO_LARGE},
@@ -459,6 +464,13 @@ func testHostileHandshakes(t *testing.T, b backend) {
 	}
 	e.unchanged(before)
 
+	// Both ways of checking a posted GroupInfo were used.
+	_, body := get(t, e.url+"/metrics")
+	for _, path := range []string{"direct", "rebuild"} {
+		if !strings.Contains(body, `mlsd_groupinfo_checks_total{path="`+path+`"}`) {
+			t.Errorf("no GroupInfo was checked by %s", path)
+		}
+	}
 	// Commit X with its own GroupInfo is still accepted, and bob follows.
 	out, err := alice.postCommit(reqX)
 	if err != nil {
@@ -773,7 +785,7 @@ func TestWelcomeCopiesBounded(t *testing.T) {
 	}
 }
 
-// Recovery after state loss (RFC 9750, Section 6.7): bob loses his state,
+// Recovery after state loss (RFC 9750, Section 6.6): bob loses his state,
 // authenticates with a new signature key under the same identity, fetches
 // the GroupInfo and rejoins by an external commit that removes his old leaf,
 // although the group does not allow external joins. Without removing the
@@ -828,4 +840,12 @@ func testResync(t *testing.T, b backend) {
 	// The old client is out.
 	_, err = bob.send("old me")
 	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+}
+
+// blankTree encodes a RatchetTree of n blank nodes and one leaf-sized
+// garbage node: cheap to send, costly to decode without a leaf limit.
+func blankTree(n int) []byte {
+	body := append(make([]byte, n), 1, 1, 0, 1)
+	l := len(body)
+	return append([]byte{byte(0x80 | l>>24), byte(l >> 16), byte(l >> 8), byte(l)}, body...)
 }
