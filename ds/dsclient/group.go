@@ -549,7 +549,7 @@ func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*mlsdv1.GetGrou
 // 12.4.3.2) from the GroupInfo and ratchet tree the service holds, where
 // the group allows external joins. With resync, the commit also removes the
 // leaf of this client's identity: recovery after state loss (RFC 9750,
-// Section 6.7; the service allows a resync even where external joins are
+// Section 6.6; the service allows a resync even where external joins are
 // not allowed). A commit that loses to another is made again from a fresh
 // GroupInfo, at most Options.MaxAttempts times. The joined group reads its
 // log from the epoch it joined at.
