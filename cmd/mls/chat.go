@@ -52,6 +52,11 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /group GROUP       switch to another group this client is in
   /help              this list
   /quit              stop (so does the end of the input)
+
+Output: one line per event, such as
+  [GROUP epoch E] NAME: TEXT           a message from NAME
+  [GROUP epoch E] NAME committed: ...  another member's commit, merged (E is the new epoch)
+  error: ...                           a command failed
 `
 
 func runChat(args []string, stdout, stderr io.Writer) int {
@@ -65,6 +70,9 @@ func runChatIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	db := fs.String("db", "", "keep the state in the SQLite file `FILE`, and resume from it (default: a temporary file)")
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number")
 	if ok, status := parseFlags(fs, "chat -ds URL -name NAME [-db FILE] [-suite SUITE]", args, stdout, stderr); !ok {
+		if status == 0 { // -h
+			fmt.Fprint(stdout, "\n"+chatHelp)
+		}
 		return status
 	}
 	suite, err := parseSuite(*suiteName)

@@ -326,6 +326,10 @@ func TestChatUsage(t *testing.T) {
 			t.Errorf("chat %v: status %d, stderr %q, stdout %q; want 2 and %q", tc.args, status, stderr, stdout, tc.want)
 		}
 	}
+	status, stdout, _ := runCmd("chat", "-h")
+	if status != 0 || !strings.Contains(stdout, "Usage: mls chat -ds URL -name NAME") || !strings.Contains(stdout, "/invite NAME") {
+		t.Errorf("chat -h: status %d, stdout:\n%s", status, stdout)
+	}
 	// No service at the URL: exit status 1 with the error.
 	status, _, stderr := runCmd("chat", "-ds", "http://127.0.0.1:1", "-name", "a")
 	if status != 1 || !strings.Contains(stderr, "mls chat: dsclient: Challenge: ") {
