@@ -550,8 +550,12 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		}
 		var last *mls.Group
 		for _, j := range js {
-			if j.Err != nil {
-				ch.out.printf("error: a Welcome could not be used: %v", j.Err)
+			switch {
+			case errors.Is(j.Err, mls.ErrNoKeyPackage):
+				ch.out.printf("error: the Welcome to %s is for a key package this client does not hold (an earlier installation's): /rejoin %s takes its place", j.GroupID, j.GroupID)
+				continue
+			case j.Err != nil:
+				ch.out.printf("error: the Welcome to %s could not be used: %v", j.GroupID, j.Err)
 				continue
 			}
 			ch.out.printf("%s joined, invited by %s; members: %s", ch.tag(j.Group), j.Staged.Sender().Credential.Identity(), memberNames(j.Group))
@@ -560,6 +564,9 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		if last != nil {
 			ch.setGroup(ctx, last)
 			return ch.topUpKeyPackages(ctx)
+		}
+		if len(js) > 0 {
+			return errors.New("no usable Welcome")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no Welcome arrived within %v", timeout)
