@@ -915,3 +915,33 @@ func TestEncryptedHandshakes(t *testing.T) {
 		t.Errorf("epoch %d, want 4", alice.g.Epoch())
 	}
 }
+
+// TestJoinLostKeyPackage: a Welcome for a key package of a lost
+// installation is returned with mls.ErrNoKeyPackage and its group, and
+// leaves the mailbox.
+func TestJoinLostKeyPackage(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	alice := group(t, url, "alice")[0]
+	if _, err := newMember(t, url, "bob").c.PublishKeyPackages(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := alice.c.FetchKeyPackage(ctx, []byte("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	bob2 := newMember(t, url, "bob") // the first installation is gone
+	js, err := bob2.c.Join(ctx, mls.JoinConfig{})
+	if err != nil || len(js) != 1 || !errors.Is(js[0].Err, mls.ErrNoKeyPackage) || !bytes.Equal(js[0].GroupID, alice.g.GroupID()) || js[0].Group != nil {
+		t.Fatalf("Join = %+v, %v; want one Welcome failing with ErrNoKeyPackage for %q", js, err, alice.g.GroupID())
+	}
+	if groups, _ := bob2.c.MLS().Groups(ctx); len(groups) != 0 {
+		t.Errorf("the failed Welcome left groups %q", groups)
+	}
+	if js, err := bob2.c.Join(ctx, mls.JoinConfig{}); err != nil || len(js) != 0 {
+		t.Errorf("second Join = %+v, %v; want an empty mailbox", js, err)
+	}
+}
