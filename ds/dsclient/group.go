@@ -125,6 +125,9 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			if err := g.ClearPendingCommit(ctx); err != nil {
 				return nil, fmt.Errorf("dsclient: clearing an unposted commit: %w", err)
 			}
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
 		}
 		res, err := create(g, ctx)
 		if err != nil || res == nil {
