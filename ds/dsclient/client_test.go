@@ -470,6 +470,27 @@ func TestSendWrongEpoch(t *testing.T) {
 	if got := texts(evs); fmt.Sprint(got) != "[alice: late]" {
 		t.Errorf("bob read %q", got)
 	}
+	// A proposal made in an ended epoch: withdrawn, made again, posted.
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	if _, err := alice.c.Propose(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.Message, mls.ProposalRef, error) {
+		tries++
+		return g.ProposeSelfUpdate(ctx)
+	}, nil); err != nil {
+		t.Fatalf("Propose: %v", err)
+	}
+	if q := alice.g.PendingProposals(); tries != 2 || len(q) != 1 || alice.g.Epoch() != 3 {
+		t.Errorf("%d tries, %d pending proposals at epoch %d; want 2 tries and 1 proposal at epoch 3", tries, len(q), alice.g.Epoch())
+	}
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).CommitPendingProposals, nil); err != nil {
+		t.Fatalf("bob commits alice's proposal: %v", err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
 }
 
 // TestRestart: a client stopped and reopened from its SQLite file goes on

@@ -202,9 +202,10 @@ func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitReque
 // or LeaveGroup.
 type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRef, error)
 
-// Propose creates a proposal with create and posts it. When the group moved
-// on meanwhile (WRONG_EPOCH), the proposal is withdrawn, the log read, and
-// the proposal created again, at most Options.MaxAttempts times.
+// Propose creates a proposal with create and posts it. A refused proposal
+// is withdrawn from the member's queue; when the group moved on meanwhile
+// (WRONG_EPOCH), the log is read and the proposal created again, at most
+// Options.MaxAttempts times.
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
 	for attempt := 1; attempt <= c.attempts; attempt++ {
@@ -220,11 +221,17 @@ func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, 
 		if err == nil {
 			return msg, nil
 		}
-		if r := Reason(err); r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
-			return nil, err
+		r := Reason(err)
+		if r == mlsdv1.Error_REASON_UNSPECIFIED {
+			return nil, err // unknown outcome: the proposal stays queued
 		}
-		if err := g.RemovePendingProposal(ctx, ref); err != nil && !errors.Is(err, mls.ErrNotFound) {
-			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", err)
+		// Refused: withdrawn, so that no commit of this member refers to
+		// a proposal the others never got.
+		if rerr := g.RemovePendingProposal(ctx, ref); rerr != nil && !errors.Is(rerr, mls.ErrNotFound) {
+			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", rerr)
+		}
+		if r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
+			return nil, err
 		}
 		if _, err := c.sync(ctx, g, h); err != nil {
 			return nil, err
