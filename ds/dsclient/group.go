@@ -499,8 +499,8 @@ type Joined struct {
 	// GroupID is the joined group's, or, if Err, the one the service
 	// filed the Welcome under.
 	GroupID []byte
-	Staged *mls.StagedWelcome // nil if Err
-	Group  *mls.Group
+	Staged  *mls.StagedWelcome // nil if Err
+	Group   *mls.Group
 	// Err is why the Welcome could not be used; it is dropped from the
 	// mailbox all the same (a Welcome that fails now will never succeed).
 	Err error
