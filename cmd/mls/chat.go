@@ -40,6 +40,7 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /create GROUP      create a group and make it the current one
   /invite NAME       add NAME (from a key package it published) to the group
   /join [SECONDS]    join the groups whose Welcomes are in the mailbox, waiting up to SECONDS (default 10) for one
+  /rejoin GROUP      after losing this client's state: rejoin GROUP by an external commit that replaces its old leaf
   /send TEXT         send TEXT to the group
   /leave             ask to leave the group (another member commits it)
   /remove NAME       remove NAME from the group
@@ -51,6 +52,11 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /group GROUP       switch to another group this client is in
   /help              this list
   /quit              stop (so does the end of the input)
+
+Output: one line per event, such as
+  [GROUP epoch E] NAME: TEXT           a message from NAME
+  [GROUP epoch E] NAME committed: ...  another member's commit, merged (E is the new epoch)
+  error: ...                           a command failed
 `
 
 func runChat(args []string, stdout, stderr io.Writer) int {
@@ -64,6 +70,9 @@ func runChatIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	db := fs.String("db", "", "keep the state in the SQLite file `FILE`, and resume from it (default: a temporary file)")
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number")
 	if ok, status := parseFlags(fs, "chat -ds URL -name NAME [-db FILE] [-suite SUITE]", args, stdout, stderr); !ok {
+		if status == 0 { // -h
+			fmt.Fprint(stdout, "\n"+chatHelp)
+		}
 		return status
 	}
 	suite, err := parseSuite(*suiteName)
@@ -161,8 +170,8 @@ func openChat(ctx context.Context, url, name, db string, suite mls.CipherSuite, 
 	if id := ch.storedCurrent(ctx); id != nil {
 		g, err := mc.LoadGroup(ctx, id)
 		if err == nil && g.IsActive() {
-			ch.setGroup(ctx, g)
 			out.printf("%s resumed at seq %d; members: %s", ch.tag(g), ch.cursor(ctx, g), memberNames(g))
+			ch.setGroup(ctx, g) // then what came meanwhile
 		}
 	}
 	return ch, nil
@@ -213,7 +222,7 @@ func (ch *chat) cursor(ctx context.Context, g *mls.Group) uint64 {
 }
 
 // setGroup makes g the current group and follows its log in the
-// background.
+// background. Callers print what they did first: the events follow.
 func (ch *chat) setGroup(ctx context.Context, g *mls.Group) {
 	ch.mu.Lock()
 	stop, done := ch.stopSub, ch.subDone
@@ -305,6 +314,8 @@ func describeProposal(g *mls.Group, q *mls.QueuedProposal) string {
 		return "remove " + name(leaf)
 	case mls.ProposalUpdate:
 		return "update " + name(q.Sender().Index)
+	case mls.ProposalExternalInit:
+		return "join by external commit"
 	}
 	return q.Type().String()
 }
@@ -435,18 +446,29 @@ func (ch *chat) command(ctx context.Context, line string) error {
 			ch.ds.MLS().DeleteGroup(ctx, g.GroupID())
 			return err
 		}
-		ch.setGroup(ctx, g)
 		ch.out.printf("%s created", ch.tag(g))
+		ch.setGroup(ctx, g)
 		return nil
 	case "/join":
 		return ch.join(ctx, arg)
+	case "/rejoin":
+		if arg == "" {
+			return errors.New("/rejoin GROUP")
+		}
+		g, posted, err := ch.ds.JoinExternal(ctx, []byte(arg), true)
+		if err != nil {
+			return err
+		}
+		ch.out.printf("%s rejoined, replacing this identity's old leaf%s; members: %s", ch.tag(g), attempts(posted), memberNames(g))
+		ch.setGroup(ctx, g)
+		return nil
 	case "/group":
 		g, err := ch.ds.MLS().LoadGroup(ctx, []byte(arg))
 		if err != nil {
 			return err
 		}
-		ch.setGroup(ctx, g)
 		ch.out.printf("%s current group; members: %s", ch.tag(g), memberNames(g))
+		ch.setGroup(ctx, g)
 		return nil
 	case "/wait":
 		return ch.wait(arg)
@@ -528,8 +550,12 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		}
 		var last *mls.Group
 		for _, j := range js {
-			if j.Err != nil {
-				ch.out.printf("error: a Welcome could not be used: %v", j.Err)
+			switch {
+			case errors.Is(j.Err, mls.ErrNoKeyPackage):
+				ch.out.printf("error: the Welcome to %s is for a key package this client does not hold (an earlier installation's): /rejoin %s takes its place", j.GroupID, j.GroupID)
+				continue
+			case j.Err != nil:
+				ch.out.printf("error: the Welcome to %s could not be used: %v", j.GroupID, j.Err)
 				continue
 			}
 			ch.out.printf("%s joined, invited by %s; members: %s", ch.tag(j.Group), j.Staged.Sender().Credential.Identity(), memberNames(j.Group))
@@ -538,6 +564,9 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		if last != nil {
 			ch.setGroup(ctx, last)
 			return ch.topUpKeyPackages(ctx)
+		}
+		if len(js) > 0 {
+			return errors.New("no usable Welcome")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no Welcome arrived within %v", timeout)

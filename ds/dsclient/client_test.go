@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ import (
 // The tests run a real mlsd (ds.Listen over an SQLite ds.Store) on
 // 127.0.0.1, and clients whose MLS state is in SQLite files.
 
-func startServer(t *testing.T, opts ds.Options) string {
+func startServer(t testing.TB, opts ds.Options) string {
 	t.Helper()
 	ctx := context.Background()
 	st, err := dssqlite.Open(ctx, filepath.Join(t.TempDir(), "mlsd.db"))
@@ -62,7 +63,7 @@ type member struct {
 	g     *mls.Group
 }
 
-func newMember(t *testing.T, url, name string) *member {
+func newMember(t testing.TB, url, name string) *member {
 	t.Helper()
 	m := &member{name: name, path: filepath.Join(t.TempDir(), name+".db")}
 	m.open(t, url)
@@ -70,7 +71,7 @@ func newMember(t *testing.T, url, name string) *member {
 }
 
 // open opens (or reopens) the member's file and connects it.
-func (m *member) open(t *testing.T, url string) {
+func (m *member) open(t testing.TB, url string) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(m.path)
@@ -95,7 +96,7 @@ func (m *member) open(t *testing.T, url string) {
 }
 
 // group creates a group of alice with the others added in one commit.
-func group(t *testing.T, url string, names ...string) []*member {
+func group(t testing.TB, url string, names ...string) []*member {
 	t.Helper()
 	ctx := context.Background()
 	ms := make([]*member, len(names))
@@ -149,7 +150,7 @@ func group(t *testing.T, url string, names ...string) []*member {
 }
 
 // agree checks that the members share epoch and epoch authenticator.
-func agree(t *testing.T, ms ...*member) {
+func agree(t testing.TB, ms ...*member) {
 	t.Helper()
 	for _, m := range ms[1:] {
 		if m.g.Epoch() != ms[0].g.Epoch() || !bytes.Equal(m.g.EpochAuthenticator(), ms[0].g.EpochAuthenticator()) {
@@ -469,6 +470,27 @@ func TestSendWrongEpoch(t *testing.T) {
 	if got := texts(evs); fmt.Sprint(got) != "[alice: late]" {
 		t.Errorf("bob read %q", got)
 	}
+	// A proposal made in an ended epoch: withdrawn, made again, posted.
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	if _, err := alice.c.Propose(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.Message, mls.ProposalRef, error) {
+		tries++
+		return g.ProposeSelfUpdate(ctx)
+	}, nil); err != nil {
+		t.Fatalf("Propose: %v", err)
+	}
+	if q := alice.g.PendingProposals(); tries != 2 || len(q) != 1 || alice.g.Epoch() != 3 {
+		t.Errorf("%d tries, %d pending proposals at epoch %d; want 2 tries and 1 proposal at epoch 3", tries, len(q), alice.g.Epoch())
+	}
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).CommitPendingProposals, nil); err != nil {
+		t.Fatalf("bob commits alice's proposal: %v", err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
 }
 
 // TestRestart: a client stopped and reopened from its SQLite file goes on
@@ -663,5 +685,284 @@ func TestGRPC(t *testing.T) {
 	}
 	if _, err := grpcBob.FetchKeyPackage(ctx, []byte("nobody")); !errors.Is(err, ErrNoKeyPackage) {
 		t.Errorf("gRPC error details: %v, want ErrNoKeyPackage", err)
+	}
+}
+
+// TestLostAnswer: a commit whose post's answer never arrived is merged
+// when the log shows the service took it, and cleared before the next
+// commit when it did not.
+func TestLostAnswer(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	// Accepted, answer lost: posted by hand, not merged.
+	res, err := alice.g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := commitRequest(alice.g, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.setPosted(ctx, alice.g.GroupID(), req.Commit); err != nil { // as Commit does
+		t.Fatal(err)
+	}
+	if _, err := call(ctx, alice.c, "PostCommit", alice.c.rpc.PostCommit, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatalf("Sync with the accepted commit pending: %v", err)
+	}
+	if alice.g.PendingCommit() != nil || alice.g.Epoch() != 2 {
+		t.Fatalf("after Sync: epoch %d, pending %v; want the commit merged at epoch 2", alice.g.Epoch(), alice.g.PendingCommit() != nil)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	// Never accepted: made, not posted. The next Commit clears it.
+	if _, err := alice.g.SelfUpdate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatalf("Commit over an unposted pending commit: %v", err)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	if alice.g.Epoch() != 3 {
+		t.Errorf("epoch %d, want 3", alice.g.Epoch())
+	}
+}
+
+// TestSubscribeServerRestart: mlsd stops and starts again on the same
+// database and address; a subscriber reconnects by itself and goes on from
+// its cursor, and the clients' tokens still hold (they are in the Store).
+func TestSubscribeServerRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "mlsd.db")
+	opts := ds.Options{Logger: slog.New(slog.DiscardHandler), RatePerSecond: -1, SubscribePoll: 50 * time.Millisecond}
+	listen := func(addr string) (string, func()) {
+		st, err := dssqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, stop, err := ds.Listen(ctx, addr, st, opts)
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		return url, func() { stop(); st.Close() }
+	}
+	url, stop := listen("127.0.0.1:0")
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	got := make(chan string, 8)
+	sctx, stopSub := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.c.Subscribe(sctx, bob.g, func(ev Event) error {
+			if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+				got <- string(ev.Processed.ApplicationData)
+			}
+			return nil
+		})
+	}()
+	receive := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("received %q, want %q", s, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%q not received within 15 s", want)
+		}
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("before"), nil); err != nil {
+		t.Fatal(err)
+	}
+	receive("before")
+	stop()
+	_, stop = listen(strings.TrimPrefix(url, "http://"))
+	defer stop()
+	if _, err := alice.c.Send(ctx, alice.g, []byte("after"), nil); err != nil {
+		t.Fatalf("Send after the restart: %v", err)
+	}
+	receive("after")
+	stopSub()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe returned %v", err)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("received %q twice or more", s)
+	default:
+	}
+}
+
+// TestJoinExternal: a client that lost its state rejoins by a resync
+// external commit, replacing its old leaf; a stranger may join only a
+// group that allows external joins.
+func TestJoinExternal(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	gid := alice.g.GroupID()
+	// Bob's device is lost: a new one, same identity, new keys.
+	bob2 := newMember(t, url, "bob")
+	g, posted, err := bob2.c.JoinExternal(ctx, gid, true)
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	bob2.g = g
+	if posted.Epoch != 2 || g.Epoch() != 2 {
+		t.Errorf("resync commit created epoch %d, group at %d; want 2", posted.Epoch, g.Epoch())
+	}
+	var evs []Event
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Processed.Kind != mls.KindCommit || len(evs[0].Processed.Commit.RemoveProposals()) != 1 {
+		t.Errorf("alice saw %+v, want the resync commit with one Remove", evs)
+	}
+	agree(t, alice, bob2)
+	if got := len(alice.g.Members()); got != 2 {
+		t.Errorf("%d members after the resync, want 2", got)
+	}
+	if _, err := bob2.c.Send(ctx, bob2.g, []byte("back"), nil); err != nil {
+		t.Fatal(err)
+	}
+	evs = nil
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil || fmt.Sprint(texts(evs)) != "[bob: back]" {
+		t.Errorf("alice read %q, %v", texts(evs), err)
+	}
+	// The old device is out.
+	if _, err := bob.c.Sync(ctx, bob.g, nil); !errors.Is(err, ErrNotMember) {
+		t.Errorf("the replaced device's Sync = %v, want ErrNotMember", err)
+	}
+	// A stranger: refused here, and a resync finds no leaf of hers.
+	carol := newMember(t, url, "carol")
+	if _, _, err := carol.c.JoinExternal(ctx, gid, false); !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrExternalJoinForbidden) {
+		t.Errorf("a stranger's external join: %v, want a refusal", err)
+	}
+	// A group that allows external joins takes her.
+	open := newMember(t, url, "dave")
+	open.g, err = open.c.MLS().CreateGroup(ctx, open.c.Suite(), mls.GroupConfig{GroupID: []byte("open")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open.c.CreateGroup(ctx, open.g, CreateOptions{AllowExternalJoins: true}); err != nil {
+		t.Fatal(err)
+	}
+	if carol.g, _, err = carol.c.JoinExternal(ctx, []byte("open"), false); err != nil {
+		t.Fatalf("external join where allowed: %v", err)
+	}
+	if _, err := open.c.Sync(ctx, open.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, open, carol)
+}
+
+// TestEncryptedHandshakes: a group whose handshakes are PrivateMessages;
+// the service orders them by their header's epoch.
+func TestEncryptedHandshakes(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	private := mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: true}}
+	alice, bob, carol := newMember(t, url, "alice"), newMember(t, url, "bob"), newMember(t, url, "carol")
+	var err error
+	if alice.g, err = alice.c.MLS().CreateGroup(ctx, alice.c.Suite(), mls.GroupConfig{GroupID: []byte("secret"), JoinConfig: private}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.CreateGroup(ctx, alice.g, CreateOptions{Encrypted: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{bob, carol} {
+		if _, err := m.c.PublishKeyPackages(ctx, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := alice.c.FetchKeyPackage(ctx, []byte(m.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+			t.Fatalf("adding %s: %v", m.name, err)
+		}
+		js, err := m.c.Join(ctx, private)
+		if err != nil || len(js) != 1 || js[0].Err != nil {
+			t.Fatalf("%s: Join: %v %+v", m.name, err, js)
+		}
+		m.g = js[0].Group
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil { // carol's addition
+		t.Fatal(err)
+	}
+	// A forced conflict, as in TestCommitConflict, with encrypted commits.
+	first := true
+	posted, err := bob.c.Commit(ctx, bob.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		if first {
+			first = false
+			if _, err := carol.c.Commit(ctx, carol.g, (*mls.Group).SelfUpdate, nil); err != nil {
+				return nil, err
+			}
+		}
+		return g.SelfUpdate(ctx)
+	}, nil)
+	if err != nil || posted.Attempts != 2 {
+		t.Fatalf("bob's commit: %+v, %v; want it to land on the second attempt", posted, err)
+	}
+	if posted.Result.Commit.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Errorf("the commit went out as %v", posted.Result.Commit.WireFormat())
+	}
+	if _, err := bob.c.Send(ctx, bob.g, []byte("sealed"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{alice, carol} {
+		var evs []Event
+		if _, err := m.c.Sync(ctx, m.g, collect(&evs)); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if got := fmt.Sprint(texts(evs)); got != "[bob: sealed]" {
+			t.Errorf("%s read %s", m.name, got)
+		}
+	}
+	agree(t, alice, bob, carol)
+	if alice.g.Epoch() != 4 {
+		t.Errorf("epoch %d, want 4", alice.g.Epoch())
+	}
+}
+
+// TestJoinLostKeyPackage: a Welcome for a key package of a lost
+// installation is returned with mls.ErrNoKeyPackage and its group, and
+// leaves the mailbox.
+func TestJoinLostKeyPackage(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	alice := group(t, url, "alice")[0]
+	if _, err := newMember(t, url, "bob").c.PublishKeyPackages(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := alice.c.FetchKeyPackage(ctx, []byte("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	bob2 := newMember(t, url, "bob") // the first installation is gone
+	js, err := bob2.c.Join(ctx, mls.JoinConfig{})
+	if err != nil || len(js) != 1 || !errors.Is(js[0].Err, mls.ErrNoKeyPackage) || !bytes.Equal(js[0].GroupID, alice.g.GroupID()) || js[0].Group != nil {
+		t.Fatalf("Join = %+v, %v; want one Welcome failing with ErrNoKeyPackage for %q", js, err, alice.g.GroupID())
+	}
+	if groups, _ := bob2.c.MLS().Groups(ctx); len(groups) != 0 {
+		t.Errorf("the failed Welcome left groups %q", groups)
+	}
+	if js, err := bob2.c.Join(ctx, mls.JoinConfig{}); err != nil || len(js) != 0 {
+		t.Errorf("second Join = %+v, %v; want an empty mailbox", js, err)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/credential"
 	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // Event is one entry of a group's log as this member handled it.
@@ -33,7 +35,9 @@ type Event struct {
 }
 
 // Handler is called with each entry a member handles. An error stops the
-// reading; the entry is handled again by the next call.
+// reading before the entry counts as read: a commit is not merged, and the
+// entry comes again on the next read (an application message then comes
+// with Err set, its key having been used).
 type Handler func(Event) error
 
 func (c *Client) lock(groupID []byte) func() {
@@ -121,6 +125,9 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			if err := g.ClearPendingCommit(ctx); err != nil {
 				return nil, fmt.Errorf("dsclient: clearing an unposted commit: %w", err)
 			}
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
 		}
 		res, err := create(g, ctx)
 		if err != nil || res == nil {
@@ -131,7 +138,18 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			g.ClearPendingCommit(ctx)
 			return nil, err
 		}
+		// Kept until the answer comes, so that a lost answer is told
+		// from a lost race by the log (see handle).
+		if err := c.setPosted(ctx, g.GroupID(), req.Commit); err != nil {
+			g.ClearPendingCommit(ctx)
+			return nil, err
+		}
 		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); err == nil || r != mlsdv1.Error_REASON_UNSPECIFIED {
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
+		}
 		switch r := Reason(err); {
 		case err == nil:
 			if err := g.MergePendingCommit(ctx); err != nil {
@@ -184,9 +202,10 @@ func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitReque
 // or LeaveGroup.
 type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRef, error)
 
-// Propose creates a proposal with create and posts it. When the group moved
-// on meanwhile (WRONG_EPOCH), the proposal is withdrawn, the log read, and
-// the proposal created again, at most Options.MaxAttempts times.
+// Propose creates a proposal with create and posts it. A refused proposal
+// is withdrawn from the member's queue; when the group moved on meanwhile
+// (WRONG_EPOCH), the log is read and the proposal created again, at most
+// Options.MaxAttempts times.
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
 	for attempt := 1; attempt <= c.attempts; attempt++ {
@@ -202,11 +221,17 @@ func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, 
 		if err == nil {
 			return msg, nil
 		}
-		if r := Reason(err); r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
-			return nil, err
+		r := Reason(err)
+		if r == mlsdv1.Error_REASON_UNSPECIFIED {
+			return nil, err // unknown outcome: the proposal stays queued
 		}
-		if err := g.RemovePendingProposal(ctx, ref); err != nil && !errors.Is(err, mls.ErrNotFound) {
-			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", err)
+		// Refused: withdrawn, so that no commit of this member refers to
+		// a proposal the others never got.
+		if rerr := g.RemovePendingProposal(ctx, ref); rerr != nil && !errors.Is(rerr, mls.ErrNotFound) {
+			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", rerr)
+		}
+		if r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
+			return nil, err
 		}
 		if _, err := c.sync(ctx, g, h); err != nil {
 			return nil, err
@@ -305,38 +330,49 @@ func (c *Client) apply(ctx context.Context, g *mls.Group, cur *cursor, env *mlsd
 
 func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mlsdv1.Envelope, h Handler) error {
 	own := bytes.Equal(env.Sender, c.Identity())
+	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
+	// The epoch that counts is the message's own (RFC 9420, Section 6),
+	// not the service's label, which must match it.
+	msg, err := mls.ParseMessage(env.Message)
 	switch {
-	case env.Epoch < cur.From:
+	case err != nil && env.Epoch < cur.From:
+		return nil // sent before this member joined: none of its business
+	case err != nil && env.Kind == mlsdv1.Kind_KIND_APPLICATION && !own:
+		ev.Err = err
+		return call0(h, ev)
+	case err != nil:
+		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
+	case msg.Epoch() != env.Epoch:
+		return fmt.Errorf("%w: entry %d is labelled epoch %d but its message is of epoch %d", ErrUnexpected, env.Seq, env.Epoch, msg.Epoch())
+	}
+	epoch := msg.Epoch()
+	switch {
+	case epoch < cur.From:
 		return nil // sent before this member joined
 	case !g.IsActive():
 		return fmt.Errorf("%w (epoch %d)", ErrRemoved, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch < g.Epoch():
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch < g.Epoch():
 		return nil // merged already: this member's own, or read before a restart
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch > g.Epoch():
-		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, env.Epoch, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || env.Epoch != g.Epoch()):
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch > g.Epoch():
+		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, epoch, g.Epoch())
+	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || epoch != g.Epoch()):
 		return nil // this member's own (queued when made), or moot
 	case env.Kind == mlsdv1.Kind_KIND_APPLICATION && own:
 		return nil
 	}
-	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
-	msg, err := mls.ParseMessage(env.Message)
-	if err != nil {
-		if env.Kind == mlsdv1.Kind_KIND_APPLICATION {
-			ev.Err = err
-			return call0(h, ev)
-		}
-		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
-	}
 	ev.Message = msg
 	if env.Kind == mlsdv1.Kind_KIND_COMMIT && g.PendingCommit() != nil {
-		if own {
+		posted, err := c.posted(ctx, g.GroupID())
+		if err != nil {
+			return err
+		}
+		if own && posted != nil && bytes.Equal(posted, env.Message) {
 			// This member's commit, accepted by the service, whose answer
 			// never arrived: merge it now.
 			if err := g.MergePendingCommit(ctx); err != nil {
 				return fmt.Errorf("dsclient: merging own commit of entry %d: %w", env.Seq, err)
 			}
-			return nil
+			return c.setPosted(ctx, g.GroupID(), nil)
 		}
 		if err := g.ClearPendingCommit(ctx); err != nil {
 			return fmt.Errorf("dsclient: clearing the pending commit that lost: %w", err)
@@ -460,8 +496,11 @@ func (c *Client) streamErr(ctx context.Context, err error) error {
 
 // Joined is a Welcome taken from the mailbox.
 type Joined struct {
-	Staged *mls.StagedWelcome // nil if Err
-	Group  *mls.Group
+	// GroupID is the joined group's, or, if Err, the one the service
+	// filed the Welcome under.
+	GroupID []byte
+	Staged  *mls.StagedWelcome // nil if Err
+	Group   *mls.Group
 	// Err is why the Welcome could not be used; it is dropped from the
 	// mailbox all the same (a Welcome that fails now will never succeed).
 	Err error
@@ -469,9 +508,11 @@ type Joined struct {
 
 // Join reads the client's Welcome mailbox (RFC 9420, Section 12.4.3.1),
 // joins each group it is welcomed to with the ratchet tree the committer
-// posted, and removes each Welcome from the mailbox. A Welcome for none of
-// this client's key packages (one left by an earlier installation under the
-// same identity) is dropped without a word.
+// posted, and removes each Welcome from the mailbox. A Welcome that cannot
+// be used comes back with Err set: one for none of this client's key
+// packages (published by an earlier installation under the same identity,
+// whose private keys are gone) matches mls.ErrNoKeyPackage, and
+// JoinExternal with resync takes the place it was meant for.
 func (c *Client) Join(ctx context.Context, opts mls.JoinConfig) ([]Joined, error) {
 	res, err := call(ctx, c, "FetchWelcomes", c.rpc.FetchWelcomes, &mlsdv1.FetchWelcomesRequest{})
 	if err != nil {
@@ -486,14 +527,20 @@ func (c *Client) Join(ctx context.Context, opts mls.JoinConfig) ([]Joined, error
 		if _, err := call(ctx, c, "AckWelcome", c.rpc.AckWelcome, &mlsdv1.AckWelcomeRequest{Id: w.Id}); err != nil {
 			return out, err
 		}
-		if j.Err == nil || !errors.Is(j.Err, mls.ErrNoKeyPackage) {
-			out = append(out, j)
-		}
+		out = append(out, j)
 	}
 	return out, nil
 }
 
 func (c *Client) join(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.JoinConfig) Joined {
+	j := c.joinWelcome(ctx, w, opts)
+	if j.GroupID = w.GroupId; j.Group != nil {
+		j.GroupID = j.Group.GroupID()
+	}
+	return j
+}
+
+func (c *Client) joinWelcome(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.JoinConfig) Joined {
 	msg, err := mls.ParseMessage(w.Welcome)
 	if err != nil {
 		return Joined{Err: fmt.Errorf("dsclient: Welcome %d: %w", w.Id, err)}
@@ -517,4 +564,74 @@ func (c *Client) join(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.J
 // service holds them, with its epoch and last seq.
 func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*mlsdv1.GetGroupInfoResponse, error) {
 	return call(ctx, c, "GetGroupInfo", c.rpc.GetGroupInfo, &mlsdv1.GetGroupInfoRequest{GroupId: groupID})
+}
+
+// JoinExternal joins the group by an external commit (RFC 9420, Section
+// 12.4.3.2) from the GroupInfo and ratchet tree the service holds, where
+// the group allows external joins. With resync, the commit also removes the
+// leaf of this client's identity: recovery after state loss (RFC 9750,
+// Section 6.6; the service allows a resync even where external joins are
+// not allowed). A commit that loses to another is made again from a fresh
+// GroupInfo, at most Options.MaxAttempts times. The joined group reads its
+// log from the epoch it joined at.
+func (c *Client) JoinExternal(ctx context.Context, groupID []byte, resync bool) (*mls.Group, *Posted, error) {
+	defer c.lock(groupID)()
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		info, err := c.GroupInfo(ctx, groupID)
+		if err != nil {
+			return nil, nil, err
+		}
+		gi, err := mls.ParseMessage(info.GroupInfo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+		}
+		opts := mls.ExternalJoinOptions{RatchetTree: info.RatchetTree}
+		if resync {
+			leaf, err := c.ownLeaf(ctx, gi, info.RatchetTree)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.RemoveLeaf = &leaf
+		}
+		g, res, err := c.mc.JoinExternal(ctx, gi, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		req := &mlsdv1.PostCommitRequest{GroupId: groupID}
+		if req.Commit, err = res.Commit.MarshalBinary(); err == nil {
+			if req.GroupInfo, err = res.GroupInfo.MarshalBinary(); err == nil {
+				req.RatchetTree, err = g.ExportRatchetTree()
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: encoding the external commit: %w", err)
+		}
+		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); r == mlsdv1.Error_REASON_COMMIT_CONFLICT || r == mlsdv1.Error_REASON_WRONG_EPOCH {
+			continue // the stored state is replaced by the next attempt
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.setCursor(ctx, groupID, cursor{From: g.Epoch()}); err != nil {
+			return nil, nil, err
+		}
+		return g, &Posted{Result: res, Seq: pr.Seq, Epoch: pr.Epoch, Attempts: attempt, Size: len(req.Commit)}, nil
+	}
+	return nil, nil, ErrTooManyAttempts
+}
+
+// ownLeaf finds the leaf of this client's identity in the group of gi.
+func (c *Client) ownLeaf(ctx context.Context, gi *mls.Message, tree []byte) (uint32, error) {
+	pg, err := mls.NewPublicGroup(ctx, memory.New(), credential.AcceptAll, gi, mls.PublicGroupOptions{RatchetTree: tree})
+	if err != nil {
+		return 0, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+	}
+	id := c.mc.Credential().Identity()
+	for _, m := range pg.Members() {
+		if bytes.Equal(m.Credential.Identity(), id) {
+			return m.Index, nil
+		}
+	}
+	return 0, fmt.Errorf("dsclient: %w: no leaf of %q to resync", mls.ErrNotFound, id)
 }
