@@ -167,13 +167,28 @@ type RatchetTree struct {
 // ParseRatchetTree decodes a ratchet tree: the bare optional<Node>
 // ratchet_tree<V> vector, or a ratchet_tree Extension (extension_type 2
 // followed by the vector as extension_data).
+//
+// A tree of more than DefaultMaxTreeLeaves leaves is refused before it is
+// decoded: the count of its nodes, blank ones included, is bounded first
+// (a blank node is one input byte, so without the bound a few megabytes of
+// blank nodes would cost hundreds of megabytes of node slots).
 func ParseRatchetTree(b []byte) (*RatchetTree, error) {
+	const maxNodes = 2*DefaultMaxTreeLeaves - 1
 	var rt message.RatchetTree
-	if bareErr := message.Unmarshal(b, &rt); bareErr != nil {
+	if _, bareErr := message.UnmarshalSparseRatchetTree(b, maxNodes); bareErr == nil {
+		if err := message.Unmarshal(b, &rt); err != nil {
+			return nil, fmt.Errorf("%w: ratchet tree: %w", ErrMalformed, err)
+		}
+	} else {
 		var ext message.Extension
-		rt = nil
-		if err := message.Unmarshal(b, &ext); err != nil || ext.Type != message.ExtensionRatchetTree || message.Unmarshal(ext.Data, &rt) != nil {
-			return nil, fmt.Errorf("%w: neither a ratchet tree nor a ratchet_tree extension: %w", ErrMalformed, bareErr)
+		if err := message.Unmarshal(b, &ext); err != nil || ext.Type != message.ExtensionRatchetTree {
+			return nil, fmt.Errorf("%w: neither a ratchet tree (at most %d leaves) nor a ratchet_tree extension: %w", ErrMalformed, DefaultMaxTreeLeaves, bareErr)
+		}
+		if _, err := message.UnmarshalSparseRatchetTree(ext.Data, maxNodes); err != nil {
+			return nil, fmt.Errorf("%w: ratchet_tree extension (at most %d leaves): %w", ErrMalformed, DefaultMaxTreeLeaves, err)
+		}
+		if err := message.Unmarshal(ext.Data, &rt); err != nil {
+			return nil, fmt.Errorf("%w: ratchet_tree extension: %w", ErrMalformed, err)
 		}
 	}
 	// RFC 9420, Section 12.4.3.3: the last node is non-blank (so the tree
