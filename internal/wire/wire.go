@@ -430,17 +430,25 @@ func (e *Encoder) Optional(present bool) { e.Bool(present) }
 
 // Vector appends a varint-prefixed vector whose contents body writes.
 func (e *Encoder) Vector(body func(*Encoder)) {
+	// One byte is reserved for the length header, enough for a body of
+	// fewer than 64 bytes; a longer body is moved up once.
 	start := len(e.buf)
+	e.buf = append(e.buf, 0)
 	body(e)
-	n := len(e.buf) - start
+	n := len(e.buf) - start - 1
 	if n > MaxVarint {
 		if e.err == nil {
 			e.err = fmt.Errorf("mls: encoding: vector of %d bytes exceeds 2^30", n)
 		}
 		return
 	}
-	h := varintLen(uint64(n))
-	e.buf = append(e.buf, make([]byte, h)...)
-	copy(e.buf[start+h:], e.buf[start:start+n])
+	if h := varintLen(uint64(n)); h > 1 {
+		e.buf = append(e.buf, make([]byte, h-1)...)
+		copy(e.buf[start+h:], e.buf[start+1:start+1+n])
+	}
 	AppendVarint(e.buf[start:start], uint64(n))
 }
+
+// VarintLen returns the length of the minimal variable-length encoding of
+// n (RFC 9420, Section 2.1.2).
+func VarintLen(n uint64) int { return varintLen(n) }
