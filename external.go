@@ -107,11 +107,12 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	cfg := opts.JoinConfig
 	// The GroupInfo signature is checked before the tree is built or
 	// hashed (joinTree).
-	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
+	t, sigs, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := joinState(s, &cfg, gi, t, nil)
+	defer sigs.Stop()
+	st, err := joinState(s, &cfg, gi, t, sigs, nil)
 	if err != nil {
 		return nil, nil, err
 	}
