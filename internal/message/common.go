@@ -224,3 +224,11 @@ func (c *HPKECiphertext) Decode(d *wire.Decoder) {
 	c.KEMOutput = d.Opaque("kem_output")
 	c.Ciphertext = d.Opaque("ciphertext")
 }
+
+// decodeIn is Decode with the bytes copied into a.
+func (c *HPKECiphertext) decodeIn(d *wire.Decoder, a *wire.Arena) {
+	defer d.Struct(d.Struct("HPKECiphertext"))
+	*c = HPKECiphertext{}
+	c.KEMOutput = d.OpaqueIn("kem_output", a)
+	c.Ciphertext = d.OpaqueIn("ciphertext", a)
+}
