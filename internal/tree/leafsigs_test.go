@@ -12,16 +12,23 @@ import (
 // capability failure below a bad signature first; checks for another
 // group, for other leaf values or stopped early are not trusted.
 func TestLeafSignatures(t *testing.T) {
-	g := growTree(t, suite1, 200, 7)
+	// 200 leaves: several chunks of 64 per worker. Built directly
+	// (BuildFull), since growing it through commits is slow under -race.
+	s := mustSuite(t, suite1)
+	groupID := []byte("leaf signatures")
+	f, err := BuildFull(s, groupID, 200, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	copyTree := func(mut func(rt message.RatchetTree)) (*Tree, *message.SparseRatchetTree) {
 		t.Helper()
 		var rt message.RatchetTree
-		if err := message.Unmarshal(message.MustMarshal(g.t.RatchetTree()), &rt); err != nil {
+		if err := message.Unmarshal(message.MustMarshal(f.Tree().RatchetTree()), &rt); err != nil {
 			t.Fatal(err)
 		}
 		mut(rt)
 		sp := rt.Sparse()
-		tr, err := FromSparse(g.s, sp, MaxLeaves)
+		tr, err := FromSparse(s, sp, MaxLeaves)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,28 +75,28 @@ func TestLeafSignatures(t *testing.T) {
 			wantRule(t, c.name+", "+how, err, c.rule, c.at)
 		}
 		tr, sp := copyTree(c.mut)
-		opts := Options{GroupID: g.groupID}
+		opts := Options{GroupID: groupID}
 		check("checked in place", tr.View().verifyLeaves(&opts))
 
-		opts.Signatures = VerifyLeafSignatures(g.s, sp, g.groupID)
+		opts.Signatures = VerifyLeafSignatures(s, sp, groupID)
 		check("checked in the background", tr.View().verifyLeaves(&opts))
 		opts.Signatures.Stop()
 
 		// Stopped at once: the results are incomplete and not used.
-		opts.Signatures = VerifyLeafSignatures(g.s, sp, g.groupID)
+		opts.Signatures = VerifyLeafSignatures(s, sp, groupID)
 		opts.Signatures.Stop()
 		check("stopped early", tr.View().verifyLeaves(&opts))
 
 		// Checked for another group (every signature fails there):
 		// ignored.
-		opts.Signatures = VerifyLeafSignatures(g.s, sp, []byte("other group"))
+		opts.Signatures = VerifyLeafSignatures(s, sp, []byte("other group"))
 		check("other group", tr.View().verifyLeaves(&opts))
 		opts.Signatures.Stop()
 
 		// Checked on other leaf values, those of a copy with every leaf
 		// signature bad: not the tree's leaves, so ignored.
 		_, otherSp := copyTree(badSig(0, 1, 2, 3, 100, 150))
-		opts.Signatures = VerifyLeafSignatures(g.s, otherSp, g.groupID)
+		opts.Signatures = VerifyLeafSignatures(s, otherSp, groupID)
 		check("other leaves", tr.View().verifyLeaves(&opts))
 		opts.Signatures.Stop()
 	}
