@@ -504,13 +504,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	// GroupInfo extensions, and external_pub (Section 12.4.3.2) is a public
 	// key every member can derive. With the ratchet_tree extension on, this
 	// saves a second encoding and a second signature over the whole tree.
-	gi, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
+	gi, giRaw, err := g.groupInfoFor(next, d, signer, g.cfg.UseRatchetTreeExtension, true)
 	if err != nil {
 		return nil, classify(err)
 	}
-	sc.groupInfo = wrapGroupInfo(gi)
+	sc.groupInfo = wrapGroupInfoRaw(gi, giRaw)
 	if len(a.Added) > 0 {
-		w, err := g.welcomeFor(next, gi, keys, a, cp)
+		w, err := g.welcomeFor(next, sc.groupInfo.encodedBody(), keys, a, cp)
 		if err != nil {
 			return nil, err
 		}
@@ -537,13 +537,10 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 }
 
 // welcomeFor builds the Welcome for the members a commit adds (RFC 9420,
-// Section 12.4.3.1), encrypting the signed GroupInfo gi of the new epoch.
-func (g *Group) welcomeFor(next *epochState, gi *message.GroupInfo, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath) (*message.Welcome, error) {
+// Section 12.4.3.1), encrypting giRaw, the encoded signed GroupInfo of the
+// new epoch.
+func (g *Group) welcomeFor(next *epochState, giRaw []byte, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath) (*message.Welcome, error) {
 	s := next.Suite
-	giRaw, err := message.Marshal(gi)
-	if err != nil {
-		return nil, err
-	}
 	encGI, err := keys.welcome.SealGroupInfo(giRaw)
 	if err != nil {
 		return nil, err

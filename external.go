@@ -107,11 +107,12 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	cfg := opts.JoinConfig
 	// The GroupInfo signature is checked before the tree is built or
 	// hashed (joinTree).
-	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
+	t, sigs, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := joinState(s, &cfg, gi, t, nil)
+	defer sigs.Stop()
+	st, err := joinState(s, &cfg, gi, t, sigs, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -242,7 +243,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if next.secrets, err = newSecretTree(s, keys.epoch, d.NumLeaves(), cfg.secretTreeConfig()); err != nil {
 		return nil, nil, err
 	}
-	gi2, err := g.groupInfoFor(next, d, id.Signer, cfg.UseRatchetTreeExtension, true)
+	gi2, gi2Raw, err := g.groupInfoFor(next, d, id.Signer, cfg.UseRatchetTreeExtension, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -258,7 +259,7 @@ func joinExternal(ctx context.Context, c *Client, groupInfo *Message, opts Exter
 	if err := g.saveWith(ctx, dropUpdateKeys); err != nil {
 		return nil, nil, err
 	}
-	return g, &CommitResult{Commit: wrapPublic(pm), GroupInfo: wrapGroupInfo(gi2)}, nil
+	return g, &CommitResult{Commit: wrapPublic(pm), GroupInfo: wrapGroupInfoRaw(gi2, gi2Raw)}, nil
 }
 
 // NewJoinProposal creates an external Add proposal by which the owner of

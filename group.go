@@ -475,8 +475,7 @@ func (g *Group) ExportRatchetTree() ([]byte, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	rt := g.st.Tree.RatchetTree()
-	return message.Marshal(rt)
+	return g.st.Tree.EncodeRatchetTree()
 }
 
 // Extensions returns the group context extensions.
@@ -495,41 +494,42 @@ func (g *Group) ExportGroupInfo(withTree bool) (*Message, error) {
 	if err := g.checkHandle(); err != nil {
 		return nil, err
 	}
-	gi, err := g.groupInfoFor(g.st, g.st.Tree.View(), g.signer, withTree, true)
+	gi, raw, err := g.groupInfoFor(g.st, g.st.Tree.View(), g.signer, withTree, true)
 	if err != nil {
 		return nil, classify(err)
 	}
-	return wrapGroupInfo(gi), nil
+	return wrapGroupInfoRaw(gi, raw), nil
 }
 
 // signerT is the signer type groups use.
 type signerT = crypto.Signer
 
 // groupInfoFor builds the GroupInfo of epoch st whose tree is view, signed
-// by signer (RFC 9420, Section 12.4.3).
-func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, withTree, withExternalPub bool) (*message.GroupInfo, error) {
+// by signer (RFC 9420, Section 12.4.3), and returns it with the encoding
+// of the MLSMessage carrying it.
+func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, withTree, withExternalPub bool) (*message.GroupInfo, []byte, error) {
 	var exts []message.Extension
 	if withTree {
-		rt, err := message.Marshal(view.RatchetTree())
+		rt, err := view.EncodeRatchetTree()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		exts = append(exts, message.Extension{Type: message.ExtensionRatchetTree, Data: rt})
 	}
 	if withExternalPub {
 		kp, err := st.keys.ExternalKeyPair()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ext, err := message.NewExtension(&message.ExternalPub{ExternalPub: kp.PublicKey()})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		exts = append(exts, ext)
 	}
 	exts, err := g.cfg.client.greaseExtensions(exts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if exts == nil {
 		exts = []message.Extension{}
@@ -540,10 +540,11 @@ func (g *Group) groupInfoFor(st *epochState, view *tree.Diff, signer signerT, wi
 		ConfirmationTag: clone(st.ConfTag),
 		Signer:          uint32(st.own),
 	}
-	if err := gi.Sign(st.Suite, signer); err != nil {
-		return nil, classify(err)
+	raw, err := gi.SignMessage(st.Suite, signer)
+	if err != nil {
+		return nil, nil, classify(err)
 	}
-	return gi, nil
+	return gi, raw, nil
 }
 
 // ownLeaf returns this member's current LeafNode.

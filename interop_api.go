@@ -142,5 +142,5 @@ func (sc *StagedCommit) RatchetTree() ([]byte, error) {
 	if sc == nil || sc.diff == nil {
 		return nil, fmt.Errorf("%w: no staged commit", ErrInvalidArgument)
 	}
-	return message.Marshal(sc.diff.RatchetTree())
+	return sc.diff.EncodeRatchetTree()
 }

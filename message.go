@@ -39,6 +39,10 @@ func (w WireFormat) String() string {
 // ParseMessage; send with MarshalBinary.
 type Message struct {
 	m message.MLSMessage
+	// raw is the encoding of m when this client built it already (a
+	// signed GroupInfo, which carries the ratchet tree when the group uses
+	// the ratchet_tree extension); nil otherwise. Neither is modified.
+	raw []byte
 }
 
 // ParseMessage decodes an MLSMessage. It checks structure only; Process,
@@ -54,7 +58,26 @@ func ParseMessage(b []byte) (*Message, error) {
 }
 
 // MarshalBinary encodes the message.
-func (m *Message) MarshalBinary() ([]byte, error) { return message.Marshal(&m.m) }
+func (m *Message) MarshalBinary() ([]byte, error) {
+	if m.raw != nil {
+		return clone(m.raw), nil
+	}
+	return message.Marshal(&m.m)
+}
+
+// encoded is MarshalBinary without the copy of a cached encoding, for
+// callers that do not modify or keep the bytes.
+func (m *Message) encoded() ([]byte, error) {
+	if m.raw != nil {
+		return m.raw, nil
+	}
+	return message.Marshal(&m.m)
+}
+
+// encodedBody returns the encoding of the message's body (the MLSMessage
+// without version and wire_format) from its cached encoding; only for
+// messages built with one.
+func (m *Message) encodedBody() []byte { return m.raw[4:] }
 
 // WireFormat returns the message's wire format.
 func (m *Message) WireFormat() WireFormat { return WireFormat(m.m.WireFormat) }
@@ -113,6 +136,14 @@ func wrapWelcome(w *message.Welcome) *Message {
 
 func wrapGroupInfo(gi *message.GroupInfo) *Message {
 	return &Message{m: message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatGroupInfo, GroupInfo: gi}}
+}
+
+// wrapGroupInfoRaw wraps gi with raw, the encoding of the MLSMessage
+// carrying it (GroupInfo.SignMessage).
+func wrapGroupInfoRaw(gi *message.GroupInfo, raw []byte) *Message {
+	m := wrapGroupInfo(gi)
+	m.raw = raw
+	return m
 }
 
 func clone(b []byte) []byte {

@@ -261,7 +261,7 @@ func pendingRecord(sc *StagedCommit) (*state.PendingRecord, error) {
 		if i > 0 && m == nil {
 			continue
 		}
-		if r.Messages[i], err = m.MarshalBinary(); err != nil {
+		if r.Messages[i], err = m.encoded(); err != nil {
 			return nil, err
 		}
 	}

@@ -108,11 +108,12 @@ func newPublicGroup(c *Client, gi *message.GroupInfo, opts PublicGroupOptions) (
 		return nil, invalid("GroupInfoVersion", "12.4.3", "group info for version %d", gi.GroupContext.Version)
 	}
 	cfg := c.policy(JoinConfig{SkipLifetimeCheck: opts.SkipLifetimeCheck})
-	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
+	t, sigs, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, err
 	}
-	st, err := joinState(s, &cfg, gi, t, nil)
+	defer sigs.Stop()
+	st, err := joinState(s, &cfg, gi, t, sigs, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -140,14 +140,15 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if err := checkResumption(gs.PSKs, prior, &gc); err != nil {
 		return nil, err
 	}
-	t, err := joinTree(s, &cfg, gi, opts.RatchetTree)
+	t, sigs, err := joinTree(s, &cfg, gi, opts.RatchetTree)
 	if err != nil {
 		return nil, err
 	}
+	defer sigs.Stop()
 	if err := checkBranchMembers(gs.PSKs, prior, t); err != nil {
 		return nil, err
 	}
-	st, err := joinState(s, &cfg, gi, t, func(d *tree.Diff) (tree.LeafIndex, error) {
+	st, err := joinState(s, &cfg, gi, t, sigs, func(d *tree.Diff) (tree.LeafIndex, error) {
 		own, ok := d.FindEncryptionKey(kp.LeafNode.EncryptionKey)
 		if !ok || !own.IsLeaf() || !bytes.Equal(d.Leaf(own.Leaf()).SignatureKey, kp.LeafNode.SignatureKey) {
 			return 0, invalid("WelcomeLeaf", "12.4.3.1", "the tree has no leaf for this key package")
@@ -266,47 +267,54 @@ func sameExtensions(a, b []message.Extension) bool {
 // (ClientOptions.MaxTreeLeaves), then the signer's leaf is looked up in it and the GroupInfo signature verified with its key, and
 // only then is the tree built and hashed (one hash per node). A tree over
 // the limit, or that does not decode, is ErrMalformed.
-func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, given []byte) (*tree.Tree, error) {
+func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, given []byte) (*tree.Tree, *tree.LeafSignatures, error) {
 	if err := message.CheckExtensions(gi.Extensions); err != nil {
-		return nil, fmt.Errorf("%w: group info extensions: %w", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: group info extensions: %w", ErrMalformed, err)
 	}
 	raw := given
 	if x, ok := message.FindExtension(gi.Extensions, message.ExtensionRatchetTree); ok {
 		raw = x.Data
 	} else if given == nil {
-		return nil, fmt.Errorf("%w: the GroupInfo has no ratchet_tree extension and no tree was given", ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("%w: the GroupInfo has no ratchet_tree extension and no tree was given", ErrInvalidArgument)
 	}
 	maxLeaves := cfg.maxTreeLeaves()
 	rt, err := message.UnmarshalSparseRatchetTree(raw, uint32(min(2*uint64(maxLeaves)-1, math.MaxUint32)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: ratchet tree (at most %d leaves): %w", ErrMalformed, maxLeaves, err)
+		return nil, nil, fmt.Errorf("%w: ratchet tree (at most %d leaves): %w", ErrMalformed, maxLeaves, err)
 	}
 	if n := tree.LeavesFor(rt.Width); n > uint64(maxLeaves) {
-		return nil, fmt.Errorf("%w: ratchet tree of %d nodes needs %d leaves, more than the limit of %d", ErrMalformed, rt.Width, n, maxLeaves)
+		return nil, nil, fmt.Errorf("%w: ratchet tree of %d nodes needs %d leaves, more than the limit of %d", ErrMalformed, rt.Width, n, maxLeaves)
 	}
 	// The signer's leaf, found without building the tree.
 	at := uint32(2 * uint64(gi.Signer))
 	k, found := slices.BinarySearchFunc(rt.Nodes, at, func(n message.IndexedNode, x uint32) int { return cmp.Compare(n.Index, x) })
 	if !found || gi.Signer >= 1<<31 || rt.Nodes[k].Node.Leaf == nil {
-		return nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
+		return nil, nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
 	}
 	if err := gi.VerifySignature(s, rt.Nodes[k].Node.Leaf.SignatureKey); err != nil {
-		return nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
+		return nil, nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
 	}
+	// The leaf signatures, most of the cost of a join, are checked in the
+	// background while the tree is built, hashed and validated; joinState
+	// collects the results (Tree.Validate).
+	sigs := tree.VerifyLeafSignatures(s, rt, gi.GroupContext.GroupID)
 	t, err := tree.FromSparse(s, rt, maxLeaves)
+	if err != nil {
+		sigs.Stop()
+	}
 	if errors.Is(err, tree.ErrTooManyLeaves) {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err != nil {
-		return nil, invalidErr("RatchetTree", "12.4.3.1", err, "ratchet tree")
+		return nil, nil, invalidErr("RatchetTree", "12.4.3.1", err, "ratchet tree")
 	}
-	return t, nil
+	return t, sigs, nil
 }
 
 // joinState validates a received tree and GroupInfo (RFC 9420, Section
 // 12.4.3.1, shared by Welcome and external joins) and returns an epoch
 // state without keys. joinTree has verified the GroupInfo signature.
-func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *tree.Tree, findOwn func(*tree.Diff) (tree.LeafIndex, error)) (*epochState, error) {
+func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *tree.Tree, sigs *tree.LeafSignatures, findOwn func(*tree.Diff) (tree.LeafIndex, error)) (*epochState, error) {
 	gc := gi.GroupContext
 	g := &Group{cfg: *cfg}
 	opts := g.treeOptions(nil, &gc)
@@ -316,6 +324,7 @@ func joinState(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, t *
 	// every new join fail. Leaves are checked when they enter the group
 	// (Add, Update, Commit), where the check applies.
 	opts.SkipLifetime = true
+	opts.Signatures = sigs
 	if err := t.Validate(gc.TreeHash, &opts); err != nil {
 		return nil, invalidErr("TreeValidation", "12.4.3.1", err, "ratchet tree")
 	}

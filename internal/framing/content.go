@@ -260,5 +260,15 @@ func (u *Unverified) Verify(pub []byte) (*message.AuthenticatedContent, error) {
 	}
 	u.verified = true
 	ac := u.ac
+	if u.tbs != nil {
+		// FramedContentTBS is version || wire_format || content ||
+		// [group context] (RFC 9420, Section 6.1): its middle is the start
+		// of ConfirmedTranscriptHashInput (Section 8.2).
+		end := len(u.tbs)
+		if needsGroupContext(ac.Content.Sender.Type) {
+			end -= len(u.groupContext)
+		}
+		ac.SetEncodedContent(u.tbs[2:end:end])
+	}
 	return &ac, nil
 }

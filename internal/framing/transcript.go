@@ -35,8 +35,13 @@ func appendConfirmedInput(buf []byte, ac *message.AuthenticatedContent) ([]byte,
 		return nil, err
 	}
 	e := wire.NewEncoder(buf)
-	e.U16(uint16(ac.WireFormat))
-	ac.Content.Encode(e)
+	if enc := ac.EncodedContent(); enc != nil {
+		// wire_format || content as the signature covered them.
+		e.Raw(enc)
+	} else {
+		e.U16(uint16(ac.WireFormat))
+		ac.Content.Encode(e)
+	}
 	e.Opaque(ac.Auth.Signature)
 	b, err := e.Bytes()
 	if err != nil {

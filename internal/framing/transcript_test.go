@@ -54,6 +54,22 @@ func TestTranscriptHashes(t *testing.T) {
 			if !bytes.Equal(interim, wantInterim) {
 				t.Errorf("interim %x, want %x", interim, wantInterim)
 			}
+			// Received and verified, the content's encoding comes from
+			// the signature check (Unverified.Verify): same hash.
+			u, err := publicRoundTrip(t, e, ac)
+			if err != nil {
+				t.Fatal(err)
+			}
+			received, err := u.Verify(e.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if enc := received.EncodedContent(); !bytes.Equal(enc, append([]byte{0, 1}, encodeContent(t, fc)...)) {
+				t.Errorf("the verified content's recorded encoding is %x, want wire_format || content", enc)
+			}
+			if got, err := ConfirmedTranscriptHash(e.s, interimBefore, received); err != nil || !bytes.Equal(got, wantConfirmed) {
+				t.Errorf("confirmed after receipt %x (%v), want %x", got, err, wantConfirmed)
+			}
 			// The confirmed hash does not cover the confirmation tag.
 			ac.Auth.ConfirmationTag = []byte{1}
 			got, err = ConfirmedTranscriptHash(e.s, interimBefore, ac)

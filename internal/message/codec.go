@@ -15,7 +15,13 @@ type Decodable interface {
 
 // Marshal returns the encoding of v.
 func Marshal(v Encodable) ([]byte, error) {
-	e := wire.NewEncoder(nil)
+	var buf []byte
+	if h, ok := v.(sizeHinter); ok {
+		if n := h.sizeHint(); n >= minHint {
+			buf = make([]byte, 0, n)
+		}
+	}
+	e := wire.NewEncoder(buf)
 	v.Encode(e)
 	return e.Bytes()
 }

@@ -28,11 +28,24 @@ func (x *Extension) Decode(d *wire.Decoder) {
 
 // encodeExtensions appends Extension extensions<V>.
 func encodeExtensions(e *wire.Encoder, exts []Extension) {
-	e.Vector(func(e *wire.Encoder) {
-		for i := range exts {
-			exts[i].Encode(e)
-		}
-	})
+	// The length is known without encoding, so the header goes first and
+	// a large extension (the ratchet tree) is not moved.
+	n := 0
+	for i := range exts {
+		n += 2 + wire.VarintLen(uint64(len(exts[i].Data))) + len(exts[i].Data)
+	}
+	if n > wire.MaxVarint {
+		e.Vector(func(e *wire.Encoder) { // records the error
+			for i := range exts {
+				exts[i].Encode(e)
+			}
+		})
+		return
+	}
+	e.Varint(uint64(n))
+	for i := range exts {
+		exts[i].Encode(e)
+	}
 }
 
 // decodeExtensions reads Extension extensions<V> and rejects a list that
@@ -210,4 +223,12 @@ func (c *HPKECiphertext) Decode(d *wire.Decoder) {
 	*c = HPKECiphertext{}
 	c.KEMOutput = d.Opaque("kem_output")
 	c.Ciphertext = d.Opaque("ciphertext")
+}
+
+// decodeIn is Decode with the bytes copied into a.
+func (c *HPKECiphertext) decodeIn(d *wire.Decoder, a *wire.Arena) {
+	defer d.Struct(d.Struct("HPKECiphertext"))
+	*c = HPKECiphertext{}
+	c.KEMOutput = d.OpaqueIn("kem_output", a)
+	c.Ciphertext = d.OpaqueIn("ciphertext", a)
 }

@@ -285,9 +285,12 @@ func (n *UpdatePathNode) Decode(d *wire.Decoder) {
 	*n = UpdatePathNode{}
 	n.EncryptionKey = d.Opaque("encryption_key")
 	n.EncryptedPathSecret = []HPKECiphertext{}
+	// The ciphertexts of a node are read and dropped together; in a fresh
+	// tree there is one per member below the node's copath child.
+	var arena wire.Arena
 	d.Vector("encrypted_path_secret", func(d *wire.Decoder) {
 		var c HPKECiphertext
-		c.Decode(d)
+		c.decodeIn(d, &arena)
 		n.EncryptedPathSecret = append(n.EncryptedPathSecret, c)
 	})
 }

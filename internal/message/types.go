@@ -327,7 +327,21 @@ type AuthenticatedContent struct {
 	WireFormat WireFormat
 	Content    FramedContent
 	Auth       FramedContentAuthData
+
+	// encoded is wire_format || FramedContent as encoded for the
+	// signature, when known (SetEncodedContent); nil otherwise.
+	encoded []byte
 }
+
+// SetEncodedContent records b, the encoding of the wire format and the
+// content (the start of ConfirmedTranscriptHashInput, RFC 9420, Section
+// 8.2), so that a commit of O(N) bytes is not encoded again for the
+// transcript hash. b must encode the current WireFormat and Content, and
+// neither b nor they may be modified afterwards.
+func (ac *AuthenticatedContent) SetEncodedContent(b []byte) { ac.encoded = b }
+
+// EncodedContent returns what SetEncodedContent recorded, or nil.
+func (ac *AuthenticatedContent) EncodedContent() []byte { return ac.encoded }
 
 // PublicMessage (RFC 9420, Section 6.2). MembershipTag is present exactly
 // when the sender is a member.

@@ -160,7 +160,7 @@ func (g *GroupInfo) TBS() ([]byte, error) {
 	if err := g.check(); err != nil {
 		return nil, err
 	}
-	e := wire.NewEncoder(nil)
+	e := wire.NewEncoder(make([]byte, 0, g.sizeHint()))
 	g.encodeTBS(e)
 	return e.Bytes()
 }
@@ -179,6 +179,45 @@ func (g *GroupInfo) Sign(s *ciphersuite.Suite, signer crypto.Signer) error {
 	}
 	g.Signature = sig
 	return nil
+}
+
+// SignMessage signs the GroupInfo as Sign does and returns the encoding
+// of the MLSMessage that carries it (RFC 9420, Sections 6 and 12.4.3):
+// GroupInfoTBS is encoded once, into a buffer sized for the whole
+// message, and the signature appended to it, so that a GroupInfo carrying
+// the ratchet tree is not encoded again to be sent. The bytes after the
+// first four (version and wire_format) are the GroupInfo's encoding.
+func (g *GroupInfo) SignMessage(s *ciphersuite.Suite, signer crypto.Signer) ([]byte, error) {
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	e := wire.NewEncoder(make([]byte, 0, g.sizeHint()+4+8+5000))
+	e.U16(uint16(MLS10))
+	e.U16(uint16(WireFormatGroupInfo))
+	g.encodeTBS(e)
+	b, err := e.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.SignWithLabel(signer, labelGroupInfoTBS, b[4:])
+	if err != nil {
+		return nil, fmt.Errorf("mls: signing GroupInfo: %w", err)
+	}
+	g.Signature = sig
+	e.Opaque(sig)
+	return e.Bytes()
+}
+
+// sizeHint is about the encoded size of the GroupInfo, for sizing buffers.
+func (g *GroupInfo) sizeHint() int {
+	n := 128 + len(g.GroupContext.GroupID) + len(g.GroupContext.TreeHash) + len(g.GroupContext.ConfirmedTranscriptHash) + len(g.ConfirmationTag) + len(g.Signature)
+	for _, x := range g.GroupContext.Extensions {
+		n += 8 + len(x.Data)
+	}
+	for _, x := range g.Extensions {
+		n += 8 + len(x.Data)
+	}
+	return n
 }
 
 // VerifySignature checks g.Signature over GroupInfoTBS with pub, the

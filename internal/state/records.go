@@ -124,7 +124,17 @@ type Config struct {
 
 // Marshal encodes the record (as version 3), with its checksum.
 func (r *GroupRecord) Marshal() ([]byte, error) {
-	e := wire.NewEncoder(nil)
+	// Sized for the pending commit's messages, which carry the ratchet tree
+	// when the group uses the ratchet_tree extension, so that they are
+	// copied once.
+	hint := 4096
+	if p := r.Pending; p != nil {
+		hint += len(p.SecretTree) + 512*len(p.Changes.Nodes)
+		for _, m := range p.Messages {
+			hint += 8 + len(m)
+		}
+	}
+	e := wire.NewEncoder(make([]byte, 0, hint))
 	e.U8(GroupRecordV3)
 	r.Header.encode(e)
 	c := &r.Config

@@ -397,6 +397,7 @@ func (d *Diff) Merge() error {
 		}
 		t.store(x, d.node(x), d.hash(x), d.resLen(x))
 	}
+	t.mergeEncoded(d, min(NodeIndex(keep), NodeIndex(w)))
 	d.enc.mergeInto(&t.enc)
 	d.sig.mergeInto(&t.sig)
 	if d.caps != nil {

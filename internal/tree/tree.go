@@ -67,6 +67,8 @@ type Tree struct {
 	free    LeafIndex // no leaf left of free is blank
 	gen     uint64    // incremented by every merge
 	dup     *Error    // first duplicate key found when the tree was built
+	ecOnce  sync.Once
+	ec      *encCache // the nodes' encodings, built on the first export
 }
 
 // slot is what the tree keeps about one node below level hiLevel: the node
@@ -491,3 +493,7 @@ func contains[T comparable](s []T, v T) bool {
 	}
 	return false
 }
+
+// EncodeRatchetTree returns the encoded tree in the ratchet_tree extension
+// form; see Diff.EncodeRatchetTree.
+func (t *Tree) EncodeRatchetTree() ([]byte, error) { return t.View().EncodeRatchetTree() }

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"bytes"
+	"cmp"
 	"runtime"
 	"slices"
 	"sync"
@@ -41,6 +42,11 @@ type Options struct {
 	// draft-ietf-mls-extensions); an error rejects the leaf with
 	// ErrCapabilities. Tree.Validate calls it from several goroutines.
 	Leaf func(ln *message.LeafNode) error
+	// Signatures, if set, are the leaf signature checks started on the
+	// tree's nodes before it was built (VerifyLeafSignatures with GroupID):
+	// Tree.Validate uses their results instead of checking again. A leaf
+	// they did not cover is checked by Validate.
+	Signatures *LeafSignatures
 }
 
 func (o *Options) now() time.Time {
@@ -373,6 +379,16 @@ func (d *Diff) linksTo(c NodeIndex, ph []byte, p NodeIndex) bool {
 // GOMAXPROCS workers and returns the error of the lowest failing leaf.
 func (d *Diff) verifyLeaves(opts *Options) error {
 	n := d.nLeaves
+	// Leaf signatures checked in the background: the lowest failing leaf
+	// among them; every leaf below it passed.
+	var pre *LeafSignatures
+	sigLowest := ^uint32(0)
+	var sigErr error
+	if opts != nil && opts.Signatures != nil && bytes.Equal(opts.Signatures.groupID, opts.GroupID) {
+		if lowest, err, ok := opts.Signatures.result(); ok {
+			pre, sigLowest, sigErr = opts.Signatures, lowest, err
+		}
+	}
 	const chunk = 64
 	workers := runtime.GOMAXPROCS(0)
 	if chunks := int((n + chunk - 1) / chunk); workers > chunks {
@@ -413,8 +429,12 @@ func (d *Diff) verifyLeaves(opts *Options) error {
 						continue
 					}
 					err := d.checkLeaf(ln, at, true, opts)
-					if err == nil {
+					switch {
+					case err != nil:
+					case pre == nil || !pre.covers(at, ln):
 						err = checkLeafSignature(suite, ln, at, opts)
+					case i == sigLowest:
+						err = sigErr
 					}
 					if err != nil {
 						recordF(i, err)
@@ -461,4 +481,114 @@ func (t *Tree) duplicateKey() error {
 		}
 	}
 	return nil
+}
+
+// LeafSignatures verifies the signatures of the leaves of a received
+// ratchet tree (RFC 9420, Section 7.3) on GOMAXPROCS goroutines in the
+// background, so that a joiner's N signature checks, most of the cost of
+// joining, overlap with building, hashing and validating the tree. Pass it
+// to Validate in Options.Signatures; call Stop when done with it (Stop
+// ends the goroutines early if the tree turned out invalid otherwise).
+type LeafSignatures struct {
+	groupID []byte
+	leaves  []indexedLeaf // the non-blank leaves, in increasing order
+	done    chan struct{}
+	stop    atomic.Bool
+	next    atomic.Uint32
+	failed  atomic.Uint32 // lowest failing leaf + 1, 0 if none yet
+	mu      sync.Mutex
+	lowest  uint32 // lowest failing leaf, ^0 if none
+	err     error
+	stopped bool // Stop was called before the checks finished
+}
+
+// VerifyLeafSignatures starts checking the signature of every leaf of rt,
+// a tree of the group groupID (the leaves of source update and commit sign
+// it with their index).
+func VerifyLeafSignatures(s *ciphersuite.Suite, rt *message.SparseRatchetTree, groupID []byte) *LeafSignatures {
+	// Only the non-blank leaves are listed, so that the memory follows
+	// the nodes present and not the width of a tree padded with blanks.
+	ls := &LeafSignatures{groupID: groupID, leaves: make([]indexedLeaf, 0, len(rt.Nodes)/2+1), done: make(chan struct{}), lowest: ^uint32(0)}
+	for _, in := range rt.Nodes {
+		if in.Index%2 == 0 && in.Node != nil && in.Node.Leaf != nil {
+			ls.leaves = append(ls.leaves, indexedLeaf{LeafIndex(in.Index / 2), in.Node.Leaf})
+		}
+	}
+	n := uint32(len(ls.leaves))
+	opts := &Options{GroupID: groupID}
+	const chunk = 64
+	workers := min(runtime.GOMAXPROCS(0), int((n+chunk-1)/chunk))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for !ls.stop.Load() {
+				start := ls.next.Add(chunk) - chunk
+				if start >= n {
+					return
+				}
+				if f := ls.failed.Load(); f != 0 && uint32(ls.leaves[start].at) >= f-1 {
+					return
+				}
+				for _, l := range ls.leaves[start:min(start+chunk, n)] {
+					if err := checkLeafSignature(s, l.leaf, l.at, opts); err != nil {
+						ls.record(uint32(l.at), err)
+						break
+					}
+				}
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(ls.done)
+	}()
+	return ls
+}
+
+func (ls *LeafSignatures) record(i uint32, err error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if i < ls.lowest {
+		ls.lowest, ls.err = i, err
+		ls.failed.Store(i + 1)
+	}
+}
+
+// Stop ends the checks and waits for the goroutines to return. A nil
+// LeafSignatures is allowed.
+func (ls *LeafSignatures) Stop() {
+	if ls == nil {
+		return
+	}
+	select {
+	case <-ls.done:
+		return
+	default:
+	}
+	ls.stop.Store(true)
+	<-ls.done
+	ls.mu.Lock()
+	ls.stopped = true
+	ls.mu.Unlock()
+}
+
+// result waits for the checks and returns the lowest failing leaf (^0 if
+// none) with its error; ok is false if they were stopped before finishing.
+func (ls *LeafSignatures) result() (lowest uint32, err error, ok bool) {
+	<-ls.done
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.lowest, ls.err, !ls.stopped
+}
+
+// indexedLeaf is a leaf with its index.
+type indexedLeaf struct {
+	at   LeafIndex
+	leaf *message.LeafNode
+}
+
+// covers reports whether the checks were of ln at leaf i.
+func (ls *LeafSignatures) covers(i LeafIndex, ln *message.LeafNode) bool {
+	k, found := slices.BinarySearchFunc(ls.leaves, i, func(l indexedLeaf, i LeafIndex) int { return cmp.Compare(l.at, i) })
+	return found && ls.leaves[k].leaf == ln
 }

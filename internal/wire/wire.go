@@ -247,6 +247,42 @@ func (d *Decoder) Opaque(field string) []byte {
 	return append(make([]byte, 0, len(r)), r...)
 }
 
+// Arena is a buffer that OpaqueIn copies fields into, so that the many
+// small fields of one large structure (the HPKE ciphertexts of an
+// UpdatePath that encrypts to every member of a fresh tree, RFC 9420,
+// Section 7.6) share a few allocations instead of taking two each. A field
+// keeps its chunk alive, so use an arena only for fields that are
+// dropped together. The zero value is ready to use.
+type Arena struct {
+	buf  []byte
+	next int // size of the next chunk
+}
+
+// Arena chunks grow from minChunk to maxChunk bytes; a field above
+// maxChunk/4 bytes gets its own allocation.
+const (
+	minChunk = 512
+	maxChunk = 64 << 10
+)
+
+// OpaqueIn reads opaque<V> like Opaque, copying the bytes into a.
+func (d *Decoder) OpaqueIn(field string, a *Arena) []byte {
+	r, ok := d.region(field)
+	if !ok {
+		return nil
+	}
+	if len(r) == 0 || len(r) > maxChunk/4 {
+		return append(make([]byte, 0, len(r)), r...)
+	}
+	if cap(a.buf)-len(a.buf) < len(r) {
+		a.next = min(max(2*a.next, minChunk), maxChunk)
+		a.buf = make([]byte, 0, a.next)
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, r...)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
 // OpaqueMax reads opaque<V> and fails unless it has at most max bytes.
 func (d *Decoder) OpaqueMax(field string, max int) []byte {
 	at := d.offset()
@@ -430,17 +466,25 @@ func (e *Encoder) Optional(present bool) { e.Bool(present) }
 
 // Vector appends a varint-prefixed vector whose contents body writes.
 func (e *Encoder) Vector(body func(*Encoder)) {
+	// One byte is reserved for the length header, enough for a body of
+	// fewer than 64 bytes; a longer body is moved up once.
 	start := len(e.buf)
+	e.buf = append(e.buf, 0)
 	body(e)
-	n := len(e.buf) - start
+	n := len(e.buf) - start - 1
 	if n > MaxVarint {
 		if e.err == nil {
 			e.err = fmt.Errorf("mls: encoding: vector of %d bytes exceeds 2^30", n)
 		}
 		return
 	}
-	h := varintLen(uint64(n))
-	e.buf = append(e.buf, make([]byte, h)...)
-	copy(e.buf[start+h:], e.buf[start:start+n])
+	if h := varintLen(uint64(n)); h > 1 {
+		e.buf = append(e.buf, make([]byte, h-1)...)
+		copy(e.buf[start+h:], e.buf[start+1:start+1+n])
+	}
 	AppendVarint(e.buf[start:start], uint64(n))
 }
+
+// VarintLen returns the length of the minimal variable-length encoding of
+// n (RFC 9420, Section 2.1.2).
+func VarintLen(n uint64) int { return varintLen(n) }

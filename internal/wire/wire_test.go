@@ -772,3 +772,46 @@ func TestSetLimit(t *testing.T) {
 		t.Fatalf("outer over limit: got %v", err)
 	}
 }
+
+// TestOpaqueIn: fields read into an arena equal those Opaque reads, an
+// empty one is non-nil, appending to one never overwrites the next, a
+// large one is not put in the arena, and truncation fails as with Opaque.
+func TestOpaqueIn(t *testing.T) {
+	e := NewEncoder(nil)
+	var want [][]byte
+	for i := range 300 {
+		b := bytes.Repeat([]byte{byte(i)}, i%70)
+		want = append(want, b)
+		e.Opaque(b)
+	}
+	big := bytes.Repeat([]byte{7}, maxChunk)
+	e.Opaque(big)
+	d := NewDecoder(e.MustBytes())
+	var a Arena
+	var got [][]byte
+	for range want {
+		got = append(got, d.OpaqueIn("f", &a))
+	}
+	gotBig := d.OpaqueIn("big", &a)
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] == nil || !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("field %d: %x, want %x", i, got[i], want[i])
+		}
+	}
+	if !bytes.Equal(gotBig, big) || cap(a.buf) > maxChunk {
+		t.Fatal("large field wrong or put in the arena")
+	}
+	for i := range got[:len(got)-1] {
+		_ = append(got[i], 0xff, 0xff, 0xff)
+		if !bytes.Equal(got[i+1], want[i+1]) {
+			t.Fatalf("appending to field %d changed field %d", i, i+1)
+		}
+	}
+	d = NewDecoder([]byte{5, 1, 2})
+	if b := d.OpaqueIn("short", &a); b != nil || !errors.Is(d.Err(), ErrTruncated) {
+		t.Fatalf("truncated field: %x, %v", b, d.Err())
+	}
+}
