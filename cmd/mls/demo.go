@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,20 +18,23 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/mlskit/mls"
-	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/ds/dsclient"
 	"github.com/mlskit/mls/storage/sqlite"
 )
 
 // The demo plays the key rotation story of the OpenMLS book
 // (reference/key-rotation-example.txt and key-rotation-explained.txt) with
 // the real library. Each member is an mls.Client over its own SQLite file,
-// <dir>/<name>.db, which keeps its signature key and its group; every
-// message crosses the "wire" as bytes. After each step every member shows
-// its epoch and epoch authenticator (RFC 9420, Section 8.7), and the demo
-// fails if two active members disagree. Run again on the same -db
-// directory, the members load the group from their files and play the
-// story on in the next epochs.
+// <dir>/<name>.db, which keeps its signature key, its group and its place in
+// the group's log. Every key package, handshake, message and Welcome goes
+// through a delivery service, mlsd (package ds; demo_ds.go), with
+// package ds/dsclient: the one at -ds, or one the demo runs on a loopback
+// port over <dir>/mlsd.sqlite. After each step every member shows its epoch
+// and epoch authenticator (RFC 9420, Section 8.7), and the demo fails if two
+// active members disagree. Run again on the same -db directory, the members
+// load the group from their files and play the story on in the next
+// epochs.
 
 func init() {
 	register(&command{name: "demo", summary: "run the key rotation story: a group forms, rotates its keys and removes a member", run: runDemo})
@@ -53,7 +56,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number (for example MLS_128_DHKEMP256_AES128GCM_SHA256_P256 or 2)")
 	batch := fs.Int("batch", 100, "add the extra members of -members in commits of at most `B` members")
 	db := fs.String("db", "", "keep each member's state in the SQLite file `DIR`/<name>.db, and continue the group stored there by an earlier run\n(default: a temporary directory, removed at the end); -members and -suite, if given, must fit the stored group")
-	if ok, status := parseFlags(fs, "demo [-db DIR] [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
+	url := fs.String("ds", "", "go through the mlsd delivery service at `URL` (default: one started in this process, over DIR/mlsd.sqlite)")
+	if ok, status := parseFlags(fs, "demo [-ds URL] [-db DIR] [-members N] [-suite SUITE] [-batch B]", args, stdout, stderr); !ok {
 		return status
 	}
 	set := map[string]bool{}
@@ -70,7 +74,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		err = usageError{errors.New("-db: empty directory name")}
 	}
 	if err == nil {
-		d := &demo{out: stdout, errw: stderr, dir: *db, suite: suite, size: *size, batch: *batch, suiteSet: set["suite"], timed: set["members"]}
+		d := &demo{out: stdout, errw: stderr, dir: *db, url: *url, groupID: groupID, suite: suite, size: *size, batch: *batch, suiteSet: set["suite"], timed: set["members"]}
 		if err = d.run(context.Background()); err == nil {
 			return 0
 		}
@@ -84,26 +88,6 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 
 // usageError is a bad command line: exit status 2.
 type usageError struct{ error }
-
-// parseSuite accepts an IANA cipher suite name (any case) or its number
-// (decimal or 0x hex).
-func parseSuite(s string) (mls.CipherSuite, error) {
-	var known []string
-	for _, id := range ciphersuite.All() {
-		if strings.EqualFold(s, id.String()) {
-			return id, nil
-		}
-		known = append(known, fmt.Sprintf("%d=%s", uint16(id), id))
-	}
-	n, err := strconv.ParseUint(s, 0, 16)
-	if err != nil {
-		return 0, fmt.Errorf("unknown cipher suite %q; known: %s", s, strings.Join(known, ", "))
-	}
-	if _, err := ciphersuite.Lookup(mls.CipherSuite(n)); err != nil {
-		return 0, fmt.Errorf("unsupported cipher suite %d; known: %s", n, strings.Join(known, ", "))
-	}
-	return mls.CipherSuite(n), nil
-}
 
 // failure stops the story with an error, which run returns. As in Effective
 // Go's "Recover" section, panicking with it keeps each step as plain as the
@@ -125,7 +109,9 @@ type demo struct {
 	out, errw           io.Writer // stderr gets the progress bar
 	ctx                 context.Context
 	dir                 string // the members' files
-	keep, resumed       bool   // dir is -db's; the group comes from an earlier run
+	url, groupID        string // the delivery service's; the group's
+	http                *http.Client
+	keep, resumed       bool // dir is -db's; the group comes from an earlier run
 	suite               mls.CipherSuite
 	size, batch         int
 	suiteSet, timed     bool
@@ -144,6 +130,9 @@ type member struct {
 	store  *sqlite.Store
 	client *mls.Client
 	group  *mls.Group
+	ds     *dsclient.Client
+	// following, if set, takes the next entry from a stream (see follow).
+	following func(dsclient.Handler) error
 }
 
 func (m *member) active() bool { return m != nil && m.group != nil && m.group.IsActive() }
@@ -166,6 +155,7 @@ func openMember(ctx context.Context, name, path string, suite mls.CipherSuite) *
 func (d *demo) open(name string) *member {
 	m := openMember(d.ctx, name, filepath.Join(d.dir, name+".db"), d.suite)
 	d.members = append(d.members, m)
+	d.connect(m)
 	return m
 }
 
@@ -182,6 +172,9 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 	d.ctx, d.keep = ctx, d.dir != ""
+	if d.groupID == "" {
+		d.groupID = groupID
+	}
 	if !d.keep {
 		d.dir, err = os.MkdirTemp("", "mls-demo-")
 		check(err, "state directory")
@@ -196,6 +189,19 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 	defer func() { os.RemoveAll(filepath.Dir(d.backup)) }()
+	var service string
+	if d.url == "" {
+		e, err := startDS(ctx, filepath.Join(d.dir, "mlsd.sqlite"))
+		check(err, "starting the delivery service")
+		defer func() {
+			if serr := e.stop(); serr != nil && err == nil {
+				err = fmt.Errorf("stopping the delivery service: %w", serr)
+			}
+		}()
+		d.url, service = e.url, fmt.Sprintf("mlsd at %s, in this process, over the SQLite file %s", e.url, e.path)
+	} else {
+		service = "mlsd at " + d.url
+	}
 	files, err := filepath.Glob(filepath.Join(d.dir, "*.db"))
 	check(err, "state directory")
 	if d.resumed = len(files) > 0; d.resumed {
@@ -206,6 +212,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	} else {
 		fmt.Fprintf(d.out, "State: one SQLite file per member in %s (temporary, removed at the end).\n\n", d.dir)
 	}
+	fmt.Fprintf(d.out, "Delivery service: %s. Every key package, handshake, message and Welcome goes through it.\n\n", service)
 	var v []view
 	for _, s := range d.story() {
 		d.header(s.title)
@@ -259,11 +266,15 @@ func (d *demo) load(files []string) {
 	}
 	slices.SortStableFunc(files, func(a, b string) int { return rank(a) - rank(b) })
 	byName := map[string]*member{}
-	for _, f := range files {
-		m := d.open(strings.TrimSuffix(filepath.Base(f), ".db"))
+	for i, f := range files {
+		m := openMember(d.ctx, strings.TrimSuffix(filepath.Base(f), ".db"), f, d.suite)
+		d.members = append(d.members, m)
+		if i == 0 {
+			d.groupID = storedGroupID(d.ctx, m.client)
+		}
 		var err error
-		m.group, err = timed(d, "load group", func() (*mls.Group, error) { return m.client.LoadGroup(d.ctx, []byte(groupID)) })
-		check(err, "%s: loading group %q from %s", m.name, groupID, f)
+		m.group, err = timed(d, "load group", func() (*mls.Group, error) { return m.client.LoadGroup(d.ctx, []byte(d.groupID)) })
+		check(err, "%s: loading group %q from %s", m.name, d.groupID, f)
 		byName[m.name] = m
 	}
 	d.alice, d.bob, d.charlie = byName["Alice"], byName["Bob"], byName["Charlie"]
@@ -274,16 +285,31 @@ func (d *demo) load(files []string) {
 		panic(failure{usageError{fmt.Errorf("-suite %v: the group stored in %s uses %v; leave -suite out to continue it, or use another -db directory", d.suite, d.dir, stored)}})
 	}
 	d.suite, d.size = d.alice.group.CipherSuite(), len(d.members)
+	for _, m := range d.members {
+		d.connect(m)
+	}
 }
 
 // --- The story -------------------------------------------------------------
 
 func (d *demo) create() {
 	d.alice = d.open("Alice")
-	g, err := d.alice.client.CreateGroup(d.ctx, d.suite, mls.GroupConfig{GroupID: []byte(groupID)})
-	check(err, "Alice: CreateGroup")
-	d.alice.group = g
-	d.say("Alice creates group %q with cipher suite %v (0x%04x).", groupID, d.suite, uint16(d.suite))
+	for try := 0; ; try++ {
+		g, err := d.alice.client.CreateGroup(d.ctx, d.suite, mls.GroupConfig{GroupID: []byte(d.groupID)})
+		check(err, "Alice: CreateGroup")
+		err = d.alice.ds.CreateGroup(d.ctx, g, dsclient.CreateOptions{})
+		if errors.Is(err, dsclient.ErrGroupExists) && try < 3 {
+			// A shared delivery service knows the group from an earlier run.
+			check(d.alice.client.DeleteGroup(d.ctx, g.GroupID()), "Alice: DeleteGroup")
+			d.groupID = fmt.Sprintf("%s-%s", groupID, short(g.EpochAuthenticator()))
+			continue
+		}
+		check(err, "Alice: registering the group")
+		d.alice.group = g
+		break
+	}
+	d.say("Alice creates group %q with cipher suite %v (0x%04x).", d.groupID, d.suite, uint16(d.suite))
+	d.say("Alice registers it with the delivery service: its GroupInfo and ratchet tree at epoch 0.")
 }
 
 func (d *demo) inviteBobAndCharlie() {
@@ -298,11 +324,12 @@ func (d *demo) invite(narration string, ms ...*member) {
 	for _, m := range ms {
 		kp, n := d.publish(m)
 		d.say("%-7s publishes a key package (%d bytes, ref %s...).", m.name, n, short(kp.Ref()))
-		kps = append(kps, kp)
+		kps = append(kps, d.fetch(m, kp))
 	}
-	welcome, tree := d.add(kps, "add", narration)
+	d.say("Alice fetches them from the delivery service; each is handed out once.")
+	d.add(kps, "add", narration)
 	for _, m := range ms {
-		sw := d.join(m, welcome, tree)
+		sw := d.join(m)
 		d.say("%-7s stages the Welcome: group %q, epoch %d, invited by %s, members %s.",
 			m.name, sw.GroupID(), sw.Epoch(), sw.Sender().Credential.Identity(), memberList(sw.Members()))
 		d.say("%-7s joins at leaf %d.", m.name, m.group.OwnLeafIndex())
@@ -330,11 +357,12 @@ func (d *demo) grow() {
 		kps := make([]*mls.KeyPackage, len(joiners))
 		for i := range joiners {
 			joiners[i] = d.open(fmt.Sprintf("member-%0*d", len(strconv.Itoa(d.size)), next+i))
-			kps[i], _ = d.publish(joiners[i])
+			kp, _ := d.publish(joiners[i])
+			kps[i] = d.fetch(joiners[i], kp)
 		}
-		welcome, tree := d.add(kps, "bulk add", "")
+		d.add(kps, "bulk add", "")
 		for _, m := range joiners {
-			d.join(m, welcome, tree)
+			d.join(m)
 			d.tick()
 		}
 	}
@@ -364,19 +392,16 @@ func (d *demo) bobUpdates() {
 	d.say("Bob suspects his phone was compromised and proposes a new key for his leaf.")
 	oldKey := d.leafKey(d.bob)
 	proposal, err := timed(d, "update proposal", func() (*mls.Message, error) {
-		m, _, err := d.bob.group.ProposeSelfUpdate(d.ctx)
-		return m, err
+		return d.bob.ds.Propose(d.ctx, d.bob.group, (*mls.Group).ProposeSelfUpdate, nothingNew("Bob"))
 	})
 	check(err, "Bob: ProposeSelfUpdate")
-	msg, n := send(proposal)
-	d.say("Bob sends an Update proposal (%d bytes).", n)
-	d.deliver(d.bob, msg, "update proposal", func(m *member, p *mls.Processed) {
+	d.say("Bob sends an Update proposal (%d bytes).", size(proposal))
+	d.deliver(d.bob, "update proposal", func(m *member, p *mls.Processed) {
+		// Proposals wait in each member's queue until a commit covers
+		// them (OpenMLS's store_pending_proposal): dsclient queues them.
 		if p.Kind != mls.KindProposal || p.Proposal.Type() != mls.ProposalUpdate {
 			failf("%s: Bob's proposal came out as a %v", m.name, p.Kind)
 		}
-		// Proposals wait in each member's queue until a commit covers
-		// them (OpenMLS's store_pending_proposal).
-		check(m.group.StorePendingProposal(d.ctx, p.Proposal), "%s: StorePendingProposal", m.name)
 		if m.named() {
 			d.say("%-7s receives Bob's Update proposal and queues it (%d pending).", m.name, len(m.group.PendingProposals()))
 		}
@@ -408,6 +433,8 @@ func (d *demo) removeCharlie() {
 	check(os.WriteFile(d.backup, b, 0o600), "backing up Charlie")
 	d.say("Charlie's device is backed up at epoch %d: a copy of his SQLite file.", d.charlie.group.Epoch())
 	leaf := d.charlie.group.OwnLeafIndex()
+	d.follow(d.charlie)
+	d.say("Charlie's device is online, following the group's log on a stream.")
 	d.commit(d.alice, "remove", fmt.Sprintf("Alice commits Remove(Charlie, leaf %d)", leaf), func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
 		return g.RemoveMembers(ctx, leaf)
 	})
@@ -420,23 +447,18 @@ func (d *demo) removeCharlie() {
 // the removal reads what the group sends next.
 func (d *demo) shutOut() {
 	msg := d.broadcast(d.alice, "Charlie is gone. The new keys are ours only.")
-	_, err := d.charlie.group.Process(d.ctx, msg)
+	_, err := d.charlie.ds.Sync(d.ctx, d.charlie.group, nil)
+	d.refused(err, "Charlie asks the delivery service for the new messages")
+	d.say("Charlie gets a copy of the ciphertext all the same, as anyone on the network could.")
+	_, err = d.charlie.group.Process(d.ctx, msg)
 	d.refused(err, "Charlie (removed) cannot read it")
 	old := openMember(d.ctx, "Charlie", d.backup, d.suite)
 	defer old.store.Close()
-	old.group, err = old.client.LoadGroup(d.ctx, []byte(groupID))
+	old.group, err = old.client.LoadGroup(d.ctx, []byte(d.groupID))
 	check(err, "restoring Charlie's backup")
 	d.say("Charlie restores his backup: a member again, at epoch %d, with that epoch's keys.", old.group.Epoch())
 	_, err = old.group.Process(d.ctx, msg)
 	d.refused(err, "The backup fails to decrypt the new message")
-}
-
-// refused reports the error of a read that must fail.
-func (d *demo) refused(err error, what string) {
-	if err == nil {
-		failf("SECURITY: a removed member read a message of the group (%s)", what)
-	}
-	d.say("%s: %v", what, err)
 }
 
 // addCharlieBack has Charlie, whose file holds his removed state, join
@@ -447,10 +469,11 @@ func (d *demo) addCharlieBack() {
 }
 
 // loaded shows what each member loaded. A commit or proposals left pending
-// by a run that stopped in the middle of a step are dropped: the demo's
-// delivery service keeps no messages, so no one else saw them.
+// by a run that stopped in the middle of a step are dropped: the demo posts
+// each handshake as soon as it is made, so what is still pending in a file
+// was never posted, and no one else saw it.
 func (d *demo) loaded() {
-	d.say("%d clients open their files and load group %q (cipher suite %v).", len(d.members), groupID, d.suite)
+	d.say("%d clients open their files and load group %q (cipher suite %v).", len(d.members), d.groupID, d.suite)
 	for _, m := range d.members {
 		g, file := m.group, filepath.Base(m.store.Path())
 		if m.named() && g.IsActive() {
@@ -469,309 +492,4 @@ func (d *demo) loaded() {
 	if n := len(d.members) - len(characters); n > 0 {
 		d.say("...and %d more members load theirs.", n)
 	}
-}
-
-// --- Operations --------------------------------------------------------------
-
-// send puts a message on the wire and takes it off again, as a delivery
-// service would: every message the demo delivers went through its bytes.
-func send(m *mls.Message) (*mls.Message, int) { return overTheWire(m, mls.ParseMessage) }
-
-// overTheWire encodes v and returns what parse makes of the bytes, and their size.
-func overTheWire[T interface{ MarshalBinary() ([]byte, error) }](v T, parse func([]byte) (T, error)) (T, int) {
-	b, err := v.MarshalBinary()
-	check(err, "encoding a %T", v)
-	v, err = parse(b)
-	check(err, "parsing a %T", v)
-	return v, len(b)
-}
-
-// publish creates a key package for m and returns it as others get it,
-// parsed (and verified) from the published bytes.
-func (d *demo) publish(m *member) (*mls.KeyPackage, int) {
-	kp, err := timed(d, "key package", func() (*mls.KeyPackage, error) {
-		return m.client.NewKeyPackage(d.ctx, d.suite, mls.KeyPackageOptions{})
-	})
-	check(err, "%s: NewKeyPackage", m.name)
-	return overTheWire(kp, mls.ParseKeyPackage)
-}
-
-// add has Alice commit Add proposals for kps; it returns the Welcome and
-// the ratchet tree that go to the new members.
-func (d *demo) add(kps []*mls.KeyPackage, op, narration string) (*mls.Message, []byte) {
-	res := d.commit(d.alice, op, narration, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kps...) })
-	welcome, n := send(res.Welcome)
-	tree, err := d.alice.group.ExportRatchetTree()
-	check(err, "Alice: ExportRatchetTree")
-	if narration != "" {
-		d.say("Alice sends the Welcome (%d bytes) and the ratchet tree (%d bytes) to the new members.", n, len(tree))
-	}
-	return welcome, tree
-}
-
-func (d *demo) join(m *member, welcome *mls.Message, tree []byte) *mls.StagedWelcome {
-	start := time.Now()
-	sw, err := m.client.StageWelcome(d.ctx, welcome, mls.WelcomeOptions{RatchetTree: tree})
-	check(err, "%s: StageWelcome", m.name)
-	m.group, err = sw.Join(d.ctx)
-	check(err, "%s: Join", m.name)
-	d.times.add("join (stage Welcome + join)", time.Since(start))
-	return sw
-}
-
-// commit has by create a commit, merge it once "the delivery service
-// accepted it", and deliver it to every other member, who processes and
-// merges it. A narration, if given, tells the story of it.
-func (d *demo) commit(by *member, op, narration string, create func(*mls.Group, context.Context) (*mls.CommitResult, error)) *mls.CommitResult {
-	res, err := timed(d, op+" commit", func() (*mls.CommitResult, error) { return create(by.group, d.ctx) })
-	check(err, "%s: %s commit", by.name, op)
-	msg, n := send(res.Commit)
-	check(by.group.MergePendingCommit(d.ctx), "%s: MergePendingCommit", by.name)
-	if narration != "" {
-		d.say("%s: commit of %d bytes.", narration, n)
-		d.say("The delivery service accepts the commit; %s merges it: epoch %d.", by.name, by.group.Epoch())
-	}
-	d.deliver(by, msg, op+" commit", func(m *member, p *mls.Processed) {
-		if p.Kind != mls.KindCommit {
-			failf("%s: %s's commit came out as a %v", m.name, by.name, p.Kind)
-		}
-		if m.named() && narration != "" {
-			d.say("%-7s processes %s", m.name, describeCommit(m, p))
-		}
-		check(m.group.MergeStagedCommit(d.ctx, p.Commit), "%s: merging %s's commit", m.name, by.name)
-	})
-	return res
-}
-
-// deliver has every other active member process msg, and calls f with
-// what each made of it.
-func (d *demo) deliver(from *member, msg *mls.Message, what string, f func(*member, *mls.Processed)) {
-	for _, m := range d.members {
-		if m != from && m.active() {
-			p, err := timed(d, "process "+what, func() (*mls.Processed, error) { return m.group.Process(d.ctx, msg) })
-			check(err, "%s: processing %s's %s", m.name, from.name, what)
-			f(m, p)
-			if d.tick != nil {
-				d.tick()
-			}
-		}
-	}
-}
-
-// describeCommit says what a received commit does, from the receiver's
-// point of view (OpenMLS's "Interpreting remove operations").
-func describeCommit(m *member, p *mls.Processed) string {
-	from := string(p.Credential.Identity())
-	name := func(leaf uint32) string {
-		mem, _ := m.group.Member(leaf)
-		return string(mem.Credential.Identity())
-	}
-	var parts []string
-	for _, q := range p.Commit.Proposals() {
-		switch q.Type() {
-		case mls.ProposalAdd:
-			c, _ := q.AddedCredential()
-			parts = append(parts, string(c.Identity())+" added")
-		case mls.ProposalUpdate:
-			who := name(q.Sender().Index) + "'s"
-			if q.Sender().Index == m.group.OwnLeafIndex() {
-				who = "my"
-			}
-			parts = append(parts, who+" update applied")
-		case mls.ProposalRemove:
-			op, err := mls.NewRemoveOperation(q, m.group)
-			check(err, "%s: interpreting a removal", m.name)
-			if op.Kind == mls.WeWereRemovedBy {
-				return fmt.Sprintf("%s's commit: it removes me (I was removed by %s) and I become inactive.", from, name(op.By.Index))
-			}
-			parts = append(parts, fmt.Sprintf("%s removed by %s", name(op.Removed), name(op.By.Index)))
-		}
-	}
-	if len(parts) == 0 {
-		parts = append(parts, fmt.Sprintf("new keys for %s's leaf and path", from))
-	}
-	return fmt.Sprintf("%s's commit: %s; epoch %d.", from, strings.Join(parts, ", "), p.Commit.Epoch())
-}
-
-// broadcast sends text from a member to the group and checks that every
-// other active member reads it. It returns the message as sent.
-func (d *demo) broadcast(from *member, text string) *mls.Message {
-	sealed, err := timed(d, "seal application message", func() (*mls.Message, error) { return from.group.Seal(d.ctx, []byte(text), nil) })
-	check(err, "%s: Seal", from.name)
-	msg, n := send(sealed)
-	d.say("%s sends %q (PrivateMessage, %d bytes, epoch %d).", from.name, text, n, msg.Epoch())
-	others := 0
-	d.deliver(from, msg, "application message", func(m *member, p *mls.Processed) {
-		if p.Kind != mls.KindApplication || string(p.ApplicationData) != text || string(p.Credential.Identity()) != from.name {
-			failf("%s: read %q (%v) from %s, want %q from %s", m.name, p.ApplicationData, p.Kind, p.Credential.Identity(), text, from.name)
-		}
-		if m.named() {
-			d.say("    %-7s reads %q from %s.", m.name, p.ApplicationData, p.Credential.Identity())
-		} else {
-			others++
-		}
-	})
-	if others > 0 {
-		d.say("    ...and %d more members read it too.", others)
-	}
-	return msg
-}
-
-// leafKey returns m's leaf encryption key as Alice's group sees it.
-func (d *demo) leafKey(m *member) []byte {
-	mem, _ := d.alice.group.Member(m.group.OwnLeafIndex())
-	return mem.EncryptionKey
-}
-
-// --- What the members see ----------------------------------------------------
-
-func (d *demo) header(title string) {
-	if d.steps++; d.steps > 1 {
-		fmt.Fprintln(d.out)
-	}
-	line := fmt.Sprintf("== Step %d: %s ", d.steps, title)
-	fmt.Fprintln(d.out, line+strings.Repeat("=", max(0, 78-len(line))))
-}
-
-func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, "  "+format+"\n", args...) }
-
-// view is what one member believes about the group.
-type view struct {
-	name  string
-	leaf  uint32
-	epoch uint64
-	auth  []byte // epoch authenticator, RFC 9420, Section 8.7
-}
-
-func (m *member) view() view {
-	return view{m.name, m.group.OwnLeafIndex(), m.group.Epoch(), m.group.EpochAuthenticator()}
-}
-
-// checkAgreement returns an error for the first member whose epoch or epoch
-// authenticator differs from the first member's. Equal authenticators mean
-// equal epoch secrets, hence the same group state (RFC 9420, Section 8.7).
-func checkAgreement(views []view) error {
-	for _, v := range views[min(1, len(views)):] {
-		if a := views[0]; v.epoch != a.epoch {
-			return fmt.Errorf("members disagree: %s is at epoch %d, %s at epoch %d", a.name, a.epoch, v.name, v.epoch)
-		} else if !bytes.Equal(v.auth, a.auth) {
-			return fmt.Errorf("members disagree: %s and %s are both at epoch %d but their epoch authenticators differ (%s vs %s)",
-				a.name, v.name, a.epoch, short(a.auth), short(v.auth))
-		}
-	}
-	return nil
-}
-
-// agree prints every member's epoch and authenticator, the story's
-// characters one by one and the others together, and stops the story if
-// two active members disagree. It returns the active members' views.
-func (d *demo) agree() []view {
-	fmt.Fprintf(d.out, "\n  %-12s %5s %6s  %s\n", "member", "leaf", "epoch", "authenticator")
-	row := func(name, leaf string, epoch uint64, auth string) {
-		fmt.Fprintf(d.out, "  %-12s %5s %6d  %s\n", name, leaf, epoch, auth)
-	}
-	var views []view // of the active members, Alice first
-	same, differ := 0, 0
-	for _, m := range d.members {
-		if m.group == nil {
-			continue
-		}
-		v := m.view()
-		switch {
-		case !m.group.IsActive():
-			row(m.name, "-", v.epoch, "(removed)")
-			continue
-		case m.named():
-			row(m.name, strconv.Itoa(int(v.leaf)), v.epoch, short(v.auth))
-		case checkAgreement([]view{views[0], v}) == nil:
-			same++
-		default:
-			if differ++; differ <= 5 {
-				row(m.name, "", v.epoch, short(v.auth)+"  (differs)")
-			}
-		}
-		views = append(views, v)
-	}
-	if same > 0 {
-		note := "  (all the same)"
-		if differ > 0 {
-			note = "  (same as Alice)"
-		}
-		row(fmt.Sprintf("%d others", same), "", views[0].epoch, short(views[0].auth)+note)
-	}
-	fmt.Fprintf(d.out, "  members (%d): %s\n", len(d.alice.group.Members()), memberList(d.alice.group.Members()))
-	if err := checkAgreement(views); err != nil {
-		fmt.Fprintf(d.out, "  FAIL: %v\n", err)
-		panic(failure{err})
-	}
-	if len(views) == 1 {
-		fmt.Fprintf(d.out, "  OK: %s is the only member, at epoch %d.\n", views[0].name, views[0].epoch)
-	} else {
-		fmt.Fprintf(d.out, "  OK: all %d active members agree on epoch %d and authenticator %s.\n", len(views), views[0].epoch, short(views[0].auth))
-	}
-	return views
-}
-
-// short is the first 4 bytes of an authenticator or key in hex: enough to
-// compare them by eye.
-func short(b []byte) string { return hex.EncodeToString(b[:min(4, len(b))]) }
-
-// memberList names the members, eliding the middle of a long list.
-func memberList(ms []mls.Member) string {
-	var names []string
-	for _, m := range ms {
-		names = append(names, string(m.Credential.Identity()))
-	}
-	if len(names) > 8 {
-		names = append(names[:5:5], "...", names[len(names)-1])
-	}
-	return strings.Join(names, ", ")
-}
-
-// --- Timings -----------------------------------------------------------------
-
-// timings holds the durations of each kind of operation, in the order the
-// kinds first ran.
-type timings struct {
-	ops []string
-	of  map[string][]time.Duration
-}
-
-func (t *timings) add(op string, dur time.Duration) {
-	if _, ok := t.of[op]; !ok {
-		t.ops = append(t.ops, op)
-	}
-	if t.of == nil {
-		t.of = map[string][]time.Duration{}
-	}
-	t.of[op] = append(t.of[op], dur)
-}
-
-// timed runs f and adds its duration to op's.
-func timed[T any](d *demo, op string, f func() (T, error)) (T, error) {
-	defer func(start time.Time) { d.times.add(op, time.Since(start)) }(time.Now())
-	return f()
-}
-
-func (t *timings) print(w io.Writer, n int, suite mls.CipherSuite) {
-	fmt.Fprintf(w, "\nTimings with up to N=%d members, suite %v (wall clock, one run):\n", n, suite)
-	fmt.Fprintf(w, "  %-34s %6s %12s %12s\n", "operation", "count", "mean", "max")
-	for _, op := range t.ops {
-		var total time.Duration
-		for _, dur := range t.of[op] {
-			total += dur
-		}
-		fmt.Fprintf(w, "  %-34s %6d %12v %12v\n", op, len(t.of[op]), round(total/time.Duration(len(t.of[op]))), round(slices.Max(t.of[op])))
-	}
-	fmt.Fprintln(w, "  add and join times grow with the group; the story's later steps run at full size.")
-}
-
-// round keeps three significant digits.
-func round(d time.Duration) time.Duration {
-	for r := time.Duration(1); r < time.Hour; r *= 10 {
-		if d < 1000*r {
-			return d.Round(r)
-		}
-	}
-	return d
 }

@@ -369,7 +369,8 @@ func TestDemoContinues(t *testing.T) {
 	if end4.active != 3 || end4.epoch != 13 {
 		t.Errorf("run 4 ended with %+v, want 3 members at epoch 13", end4)
 	}
-	// The state directory holds the three members' files only.
+	// The state directory holds the three members' files and the
+	// delivery service's database.
 	files, err := filepath.Glob(filepath.Join(dir, "*"))
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +378,7 @@ func TestDemoContinues(t *testing.T) {
 	for i := range files {
 		files[i] = filepath.Base(files[i])
 	}
-	if fmt.Sprint(files) != "[Alice.db Bob.db Charlie.db]" {
+	if fmt.Sprint(files) != "[Alice.db Bob.db Charlie.db mlsd.sqlite]" {
 		t.Errorf("state directory holds %v", files)
 	}
 }

@@ -6,6 +6,11 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/ciphersuite"
 )
 
 // command is one subcommand. run gets the arguments after the command name
@@ -101,4 +106,24 @@ func parseFlags(fs *flag.FlagSet, synopsis string, args []string, stdout, stderr
 		return false, 2
 	}
 	return true, 0
+}
+
+// parseSuite accepts an IANA cipher suite name (any case) or its number
+// (decimal or 0x hex).
+func parseSuite(s string) (mls.CipherSuite, error) {
+	var known []string
+	for _, id := range ciphersuite.All() {
+		if strings.EqualFold(s, id.String()) {
+			return id, nil
+		}
+		known = append(known, fmt.Sprintf("%d=%s", uint16(id), id))
+	}
+	n, err := strconv.ParseUint(s, 0, 16)
+	if err != nil {
+		return 0, fmt.Errorf("unknown cipher suite %q; known: %s", s, strings.Join(known, ", "))
+	}
+	if _, err := ciphersuite.Lookup(mls.CipherSuite(n)); err != nil {
+		return 0, fmt.Errorf("unsupported cipher suite %d; known: %s", n, strings.Join(known, ", "))
+	}
+	return mls.CipherSuite(n), nil
 }

@@ -1,0 +1,597 @@
+package dsclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/ds"
+	dssqlite "github.com/mlskit/mls/ds/store/sqlite"
+	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
+	"github.com/mlskit/mls/proto/mlsd/v1/mlsdv1connect"
+	"github.com/mlskit/mls/storage/sqlite"
+)
+
+// The tests run a real mlsd (ds.Listen over an SQLite ds.Store) on
+// 127.0.0.1, and clients whose MLS state is in SQLite files.
+
+func startServer(t *testing.T, opts ds.Options) string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := dssqlite.Open(ctx, filepath.Join(t.TempDir(), "mlsd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RatePerSecond == 0 {
+		opts.RatePerSecond = -1
+	}
+	url, stop, err := ds.Listen(ctx, "127.0.0.1:0", st, opts)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("stopping mlsd: %v", err)
+		}
+		st.Close()
+	})
+	return url
+}
+
+// member is a test client: its SQLite file, its Client and its group.
+type member struct {
+	name  string
+	path  string
+	store *sqlite.Store
+	c     *Client
+	g     *mls.Group
+}
+
+func newMember(t *testing.T, url, name string) *member {
+	t.Helper()
+	m := &member{name: name, path: filepath.Join(t.TempDir(), name+".db")}
+	m.open(t, url)
+	return m
+}
+
+// open opens (or reopens) the member's file and connects it.
+func (m *member) open(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(m.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mc, err := mls.NewClient(ctx, s, credential.NewBasic([]byte(m.name)), nil, credential.AcceptAll, mls.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, url, mc, Options{})
+	if err != nil {
+		t.Fatalf("%s: Dial: %v", m.name, err)
+	}
+	m.store, m.c = s, c
+	if m.g != nil {
+		if m.g, err = mc.LoadGroup(ctx, m.g.GroupID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// group creates a group of alice with the others added in one commit.
+func group(t *testing.T, url string, names ...string) []*member {
+	t.Helper()
+	ctx := context.Background()
+	ms := make([]*member, len(names))
+	for i, n := range names {
+		ms[i] = newMember(t, url, n)
+	}
+	alice := ms[0]
+	var err error
+	if alice.g, err = alice.c.MLS().CreateGroup(ctx, alice.c.Suite(), mls.GroupConfig{GroupID: []byte("g-" + t.Name())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.CreateGroup(ctx, alice.g, CreateOptions{}); err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	if len(ms) == 1 {
+		return ms
+	}
+	var kps []*mls.KeyPackage
+	for _, m := range ms[1:] {
+		if _, err := m.c.PublishKeyPackages(ctx, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := alice.c.FetchKeyPackage(ctx, []byte(m.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps = append(kps, kp)
+	}
+	posted, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kps...) }, nil)
+	if err != nil {
+		t.Fatalf("adding members: %v", err)
+	}
+	if posted.Epoch != 1 || alice.g.Epoch() != 1 || posted.Attempts != 1 {
+		t.Fatalf("the add commit: %+v, Alice at epoch %d; want epoch 1 in one attempt", posted, alice.g.Epoch())
+	}
+	for _, m := range ms[1:] {
+		js, err := m.c.Join(ctx, mls.JoinConfig{})
+		if err != nil {
+			t.Fatalf("%s: Join: %v", m.name, err)
+		}
+		if len(js) != 1 || js[0].Err != nil {
+			t.Fatalf("%s: Join returned %+v, want one group", m.name, js)
+		}
+		m.g = js[0].Group
+		if got := string(js[0].Staged.Sender().Credential.Identity()); got != "alice" {
+			t.Errorf("%s: welcomed by %q, want alice", m.name, got)
+		}
+	}
+	agree(t, ms...)
+	return ms
+}
+
+// agree checks that the members share epoch and epoch authenticator.
+func agree(t *testing.T, ms ...*member) {
+	t.Helper()
+	for _, m := range ms[1:] {
+		if m.g.Epoch() != ms[0].g.Epoch() || !bytes.Equal(m.g.EpochAuthenticator(), ms[0].g.EpochAuthenticator()) {
+			t.Fatalf("%s is at epoch %d (%x), %s at epoch %d (%x)", ms[0].name, ms[0].g.Epoch(), ms[0].g.EpochAuthenticator(),
+				m.name, m.g.Epoch(), m.g.EpochAuthenticator())
+		}
+	}
+}
+
+// collect returns a handler that records the events.
+func collect(evs *[]Event) Handler {
+	var mu sync.Mutex
+	return func(ev Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		*evs = append(*evs, ev)
+		return nil
+	}
+}
+
+func texts(evs []Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+			out = append(out, fmt.Sprintf("%s: %s", ev.Processed.Credential.Identity(), ev.Processed.ApplicationData))
+		}
+	}
+	return out
+}
+
+func TestAuthenticate(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	alice := newMember(t, url, "alice")
+	if got := string(alice.c.Identity()); got != "alice" {
+		t.Errorf("Identity() = %q, want alice", got)
+	}
+	// A refused token is replaced once, transparently.
+	alice.c.mu.Lock()
+	alice.c.token = "not-a-token"
+	alice.c.mu.Unlock()
+	if _, _, err := alice.c.CountKeyPackages(ctx); err != nil {
+		t.Fatalf("CountKeyPackages with a stale token: %v", err)
+	}
+	alice.c.mu.Lock()
+	tok := alice.c.token
+	alice.c.mu.Unlock()
+	if tok == "not-a-token" || tok == "" {
+		t.Errorf("the token was not renewed: %q", tok)
+	}
+	// Without the interceptor, the service refuses with UNAUTHENTICATED,
+	// which the typed error exposes.
+	raw := connectClient(url)
+	_, err := raw.CountKeyPackages(ctx, connect.NewRequest(&mlsdv1.CountKeyPackagesRequest{CipherSuite: 1}))
+	err = wrap("CountKeyPackages", err)
+	if !errors.Is(err, ErrUnauthenticated) || Reason(err) != mlsdv1.Error_REASON_UNAUTHENTICATED {
+		t.Errorf("unauthenticated call: %v (reason %v), want UNAUTHENTICATED", err, Reason(err))
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != connect.CodeUnauthenticated || errors.Is(err, ErrNotMember) {
+		t.Errorf("unauthenticated call: %#v, want an *Error with code unauthenticated matching only its reason", err)
+	}
+	// A client whose signer does not fit the suite cannot authenticate.
+	_, err = Dial(ctx, url, alice.c.MLS(), Options{Suite: mls.MLS_128_DHKEMP256_AES128GCM_SHA256_P256})
+	if err == nil {
+		t.Errorf("Dial with a P-256 suite and an Ed25519 key succeeded")
+	}
+	if _, err := Dial(ctx, url, nil, Options{}); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Errorf("Dial(nil client) = %v, want ErrInvalidArgument", err)
+	}
+}
+
+func TestKeyPackages(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	alice, bob := newMember(t, url, "alice"), newMember(t, url, "bob")
+	kps, err := bob.c.PublishKeyPackages(ctx, 2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kps) != 3 || kps[0].IsLastResort() || kps[1].IsLastResort() || !kps[2].IsLastResort() {
+		t.Fatalf("published %d key packages, want 2 and a last-resort one", len(kps))
+	}
+	if n, last, err := bob.c.CountKeyPackages(ctx); err != nil || n != 2 || !last {
+		t.Fatalf("CountKeyPackages = %d, %v, %v; want 2, true", n, last, err)
+	}
+	// Each is handed out once, then the last-resort one every time.
+	seen := map[string]bool{}
+	for i := range 4 {
+		kp, err := alice.c.FetchKeyPackage(ctx, []byte("bob"))
+		if err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		ref := string(kp.Ref())
+		switch {
+		case i < 2 && (seen[ref] || kp.IsLastResort()):
+			t.Errorf("fetch %d: key package %x handed out again, or last-resort too early", i, kp.Ref())
+		case i >= 2 && !bytes.Equal(kp.Ref(), kps[2].Ref()):
+			t.Errorf("fetch %d: got %x, want the last-resort key package %x", i, kp.Ref(), kps[2].Ref())
+		}
+		seen[ref] = true
+	}
+	if !seen[string(kps[0].Ref())] || !seen[string(kps[1].Ref())] {
+		t.Errorf("not both regular key packages were handed out")
+	}
+	if n, last, err := bob.c.CountKeyPackages(ctx); err != nil || n != 0 || !last {
+		t.Errorf("CountKeyPackages after = %d, %v, %v; want 0, true", n, last, err)
+	}
+	_, err = alice.c.FetchKeyPackage(ctx, []byte("nobody"))
+	if !errors.Is(err, ErrNoKeyPackage) {
+		t.Errorf("FetchKeyPackage(nobody) = %v, want ErrNoKeyPackage", err)
+	}
+	if _, err := alice.c.PublishKeyPackages(ctx, -1, false); !errors.Is(err, mls.ErrInvalidArgument) {
+		t.Errorf("PublishKeyPackages(-1) = %v, want ErrInvalidArgument", err)
+	}
+}
+
+func TestGroupMessages(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	for i, m := range ms {
+		if _, err := m.c.Send(ctx, m.g, fmt.Appendf(nil, "hello %d", i), nil); err != nil {
+			t.Fatalf("%s: Send: %v", m.name, err)
+		}
+	}
+	for _, m := range ms {
+		var evs []Event
+		n, err := m.c.Sync(ctx, m.g, collect(&evs))
+		if err != nil {
+			t.Fatalf("%s: Sync: %v", m.name, err)
+		}
+		var want []string
+		for i, o := range ms {
+			if o != m {
+				want = append(want, fmt.Sprintf("%s: hello %d", o.name, i))
+			}
+		}
+		if got := texts(evs); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s read %q, want %q", m.name, got, want)
+		}
+		if n < 2 {
+			t.Errorf("%s: Sync handled %d entries", m.name, n)
+		}
+		// Nothing new: a second Sync handles nothing.
+		if n, err := m.c.Sync(ctx, m.g, collect(&evs)); n != 0 || err != nil {
+			t.Errorf("%s: second Sync = %d, %v", m.name, n, err)
+		}
+	}
+	// A proposal, committed by another member.
+	if _, err := bob.c.Propose(ctx, bob.g, (*mls.Group).ProposeSelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	if _, err := carol.c.Commit(ctx, carol.g, (*mls.Group).CommitPendingProposals, collect(&evs)); err != nil {
+		t.Fatalf("carol commits bob's proposal: %v", err)
+	}
+	if len(evs) != 1 || evs[0].Kind != mlsdv1.Kind_KIND_PROPOSAL || string(evs[0].Sender) != "bob" {
+		t.Errorf("carol's catch-up before committing saw %+v, want bob's proposal", evs)
+	}
+	for _, m := range []*member{alice, bob} {
+		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agree(t, ms...)
+	if alice.g.Epoch() != 2 {
+		t.Errorf("epoch %d, want 2", alice.g.Epoch())
+	}
+	// Removal: alice removes carol, who is refused afterwards.
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		return g.RemoveMembersByIdentity(ctx, []byte("carol"))
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	_, err := carol.c.Sync(ctx, carol.g, nil)
+	if !errors.Is(err, ErrNotMember) {
+		t.Errorf("removed carol's Sync = %v, want ErrNotMember", err)
+	}
+	if _, err := carol.c.Send(ctx, carol.g, []byte("still here?"), nil); !errors.Is(err, ErrNotMember) {
+		t.Errorf("removed carol's Send = %v, want ErrNotMember", err)
+	}
+}
+
+// TestCommitConflict: bob's commit lands while alice's is in flight; alice's
+// is refused with COMMIT_CONFLICT, cleared, and retried after catching up.
+func TestCommitConflict(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	var evs []Event
+	first := true
+	posted, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		if first {
+			first = false
+			if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+				return nil, fmt.Errorf("bob's commit: %w", err)
+			}
+		}
+		return g.SelfUpdate(ctx)
+	}, collect(&evs))
+	if err != nil {
+		t.Fatalf("alice's commit: %v", err)
+	}
+	if posted.Attempts != 2 || posted.Epoch != 3 || alice.g.Epoch() != 3 {
+		t.Errorf("alice's commit: %d attempts, epoch %d (group at %d); want 2 attempts and epoch 3", posted.Attempts, posted.Epoch, alice.g.Epoch())
+	}
+	if len(evs) != 1 || evs[0].Kind != mlsdv1.Kind_KIND_COMMIT || string(evs[0].Sender) != "bob" || evs[0].Epoch != 1 {
+		t.Errorf("alice caught up with %+v, want bob's commit of epoch 1", evs)
+	}
+	for _, m := range []*member{bob, carol} {
+		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	agree(t, ms...)
+	// Exhausted attempts: every attempt loses.
+	tight, err := Dial(ctx, url, alice.c.MLS(), Options{MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := alice.g.Epoch()
+	_, err = tight.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+			return nil, err
+		}
+		return g.SelfUpdate(ctx)
+	}, nil)
+	if !errors.Is(err, ErrTooManyAttempts) {
+		t.Errorf("always losing: %v, want ErrTooManyAttempts", err)
+	}
+	if alice.g.PendingCommit() != nil {
+		t.Errorf("a losing commit is left pending")
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	if alice.g.Epoch() != before+2 {
+		t.Errorf("alice at epoch %d, want %d (bob's two commits)", alice.g.Epoch(), before+2)
+	}
+}
+
+// TestCommitRace: two members commit concurrently, many times; every
+// commit lands (retrying as needed) and all members agree.
+func TestCommitRace(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ms := group(t, url, "alice", "bob", "carol")
+	rounds := 6
+	if testing.Short() {
+		rounds = 3
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	attempts := make([]int, 2)
+	errs := make([]error, 2)
+	for i, m := range ms[:2] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				p, err := m.c.Commit(ctx, m.g, (*mls.Group).SelfUpdate, nil)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				attempts[i] += p.Attempts
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: %v", ms[i].name, err)
+		}
+	}
+	for _, m := range ms {
+		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	agree(t, ms...)
+	if want := uint64(1 + 2*rounds); ms[0].g.Epoch() != want {
+		t.Errorf("epoch %d, want %d: every commit lands once", ms[0].g.Epoch(), want)
+	}
+	t.Logf("%d commits took %d attempts", 2*rounds, attempts[0]+attempts[1])
+}
+
+// TestSendWrongEpoch: a message sealed in an epoch that has ended is
+// refused (WRONG_EPOCH); Send catches up and seals it again.
+func TestSendWrongEpoch(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	msg, err := alice.c.Send(ctx, alice.g, []byte("late"), collect(&evs))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if msg.Epoch() != 2 || len(evs) != 1 || evs[0].Kind != mlsdv1.Kind_KIND_COMMIT {
+		t.Errorf("sent in epoch %d after catching up with %d entries; want epoch 2 after bob's commit", msg.Epoch(), len(evs))
+	}
+	evs = nil
+	if _, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(evs); fmt.Sprint(got) != "[alice: late]" {
+		t.Errorf("bob read %q", got)
+	}
+}
+
+// TestRestart: a client stopped and reopened from its SQLite file goes on
+// from its cursor: nothing read twice, nothing missed.
+func TestRestart(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	send := func(texts ...string) {
+		for _, s := range texts {
+			if _, err := alice.c.Send(ctx, alice.g, []byte(s), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send("one", "two")
+	var evs []Event
+	if _, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := bob.c.Cursor(ctx, bob.g.GroupID())
+	if err != nil || cur == 0 {
+		t.Fatalf("cursor %d, %v", cur, err)
+	}
+	if err := bob.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	send("three")
+	if _, err := alice.c.Commit(ctx, alice.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	send("four")
+	bob.open(t, url)
+	if got, _ := bob.c.Cursor(ctx, bob.g.GroupID()); got != cur {
+		t.Fatalf("reopened cursor %d, want %d", got, cur)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil {
+		t.Fatalf("Sync after restart: %v", err)
+	}
+	if got := texts(evs); fmt.Sprint(got) != "[alice: one alice: two alice: three alice: four]" {
+		t.Errorf("bob read %q across the restart", got)
+	}
+	agree(t, alice, bob)
+}
+
+// TestSubscribe: entries arrive on the stream as they are posted, in order.
+func TestSubscribe(t *testing.T) {
+	url := startServer(t, ds.Options{SubscribePoll: 50 * time.Millisecond})
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make(chan string, 16)
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.c.Subscribe(sctx, bob.g, func(ev Event) error {
+			if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+				got <- string(ev.Processed.ApplicationData)
+			}
+			return nil
+		})
+	}()
+	want := []string{"a", "b", "c"}
+	for i, s := range want {
+		if i == 2 { // a commit in between
+			if _, err := alice.c.Commit(ctx, alice.g, (*mls.Group).SelfUpdate, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := alice.c.Send(ctx, alice.g, []byte(s), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range want {
+		select {
+		case g := <-got:
+			if g != w {
+				t.Errorf("received %q, want %q", g, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing received within 10 s; want %q", w)
+		}
+	}
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Subscribe returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Subscribe did not return after its context ended")
+	}
+	agree(t, alice, bob)
+}
+
+func TestReason(t *testing.T) {
+	if r := Reason(nil); r != mlsdv1.Error_REASON_UNSPECIFIED {
+		t.Errorf("Reason(nil) = %v", r)
+	}
+	if r := Reason(errors.New("x")); r != mlsdv1.Error_REASON_UNSPECIFIED {
+		t.Errorf("Reason(plain error) = %v", r)
+	}
+	ce := connect.NewError(connect.CodeAborted, errors.New("lost"))
+	d, err := connect.NewErrorDetail(&mlsdv1.Error{Reason: mlsdv1.Error_REASON_COMMIT_CONFLICT, CurrentEpoch: 7, LastSeq: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ce.AddDetail(d)
+	e := wrap("PostCommit", ce)
+	if Reason(e) != mlsdv1.Error_REASON_COMMIT_CONFLICT || Reason(ce) != mlsdv1.Error_REASON_COMMIT_CONFLICT {
+		t.Errorf("Reason = %v / %v, want COMMIT_CONFLICT", Reason(e), Reason(ce))
+	}
+	if !errors.Is(e, ErrCommitConflict) || errors.Is(e, ErrWrongEpoch) {
+		t.Errorf("errors.Is does not match the reason alone")
+	}
+	const want = "dsclient: PostCommit: aborted COMMIT_CONFLICT: lost (group at epoch 7, last seq 42)"
+	if e.Error() != want {
+		t.Errorf("Error() = %q, want %q", e.Error(), want)
+	}
+}
+
+func connectClient(url string) mlsdv1connect.DeliveryServiceClient {
+	return mlsdv1connect.NewDeliveryServiceClient(http.DefaultClient, url)
+}
