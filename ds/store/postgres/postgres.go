@@ -41,7 +41,9 @@ type Store struct {
 var _ ds.Store = (*Store)(nil)
 
 // Open connects to the database of dsn (a postgres:// URL or key=value
-// string, as pgx reads it) and applies the schema migrations it lacks.
+// string, as pgx reads it) and applies the schema migrations it lacks,
+// under an advisory lock. The pool's size is pgxpool's default unless the
+// DSN sets pool_max_conns; Watch uses one more, dedicated connection.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {

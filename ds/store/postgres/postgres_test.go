@@ -245,3 +245,14 @@ func TestLongGroupIDRefused(t *testing.T) {
 		t.Errorf("GetGroup: err = %v, want ErrNotFound", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) ds.Store {
+		s, err := Open(b.Context(), storetest.PostgresBenchDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}

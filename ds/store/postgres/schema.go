@@ -46,7 +46,9 @@ var migrations = [][]string{
 		`CREATE INDEX key_packages_available ON key_packages (identity, suite, last_resort, id) WHERE NOT taken`,
 		`CREATE INDEX key_packages_not_after ON key_packages (not_after)`,
 		// updated is the time of the last append, so that a watcher that
-		// lost its LISTEN connection can catch up (see listener).
+		// lost its LISTEN connection can catch up (see listener). It has
+		// no index: the catch-up scan is rare, and without one an append's
+		// UPDATE of the row stays a heap-only (HOT) update.
 		`CREATE TABLE groups (
 			id                   bytea PRIMARY KEY,
 			mode                 smallint NOT NULL,
@@ -58,7 +60,6 @@ var migrations = [][]string{
 			created              timestamptz NOT NULL,
 			updated              timestamptz NOT NULL DEFAULT now()
 		)`,
-		`CREATE INDEX groups_updated ON groups (updated)`,
 		`CREATE TABLE entries (
 			group_id bytea NOT NULL,
 			seq      bigint NOT NULL,

@@ -20,6 +20,11 @@ import (
 // MaxEntries bounds the limit of one Entries call.
 const MaxEntries = 10000
 
+// MaxGroupIDLen bounds the length of a group ID, as in ds/store/postgres
+// (where the limit comes from the NOTIFY payload), so that both backends
+// accept the same groups.
+const MaxGroupIDLen = 2048
+
 // Store is a ds.Store on an SQLite file. Create it with Open.
 type Store struct {
 	path   string
@@ -297,8 +302,12 @@ func (s *Store) PruneKeyPackages(ctx context.Context, now time.Time) (int, error
 	return int(n), wrap("prune key packages", err)
 }
 
-// CreateGroup implements ds.Store.
+// CreateGroup implements ds.Store. Group IDs longer than MaxGroupIDLen are
+// refused.
 func (s *Store) CreateGroup(ctx context.Context, g ds.Group) error {
+	if len(g.ID) > MaxGroupIDLen {
+		return fmt.Errorf("ds/store/sqlite: create group: group ID of %d bytes is longer than %d", len(g.ID), MaxGroupIDLen)
+	}
 	epoch, err := i64("create group", g.State.Epoch)
 	if err != nil {
 		return err

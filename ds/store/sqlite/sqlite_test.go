@@ -105,3 +105,14 @@ func TestOpenEmptyPath(t *testing.T) {
 		t.Error("Open(\"\") succeeded")
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) ds.Store {
+		s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "mlsd.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}

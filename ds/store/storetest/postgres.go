@@ -22,6 +22,11 @@ const PostgresEnv = "MLSD_TEST_POSTGRES"
 // that is a failure.
 func RequirePostgres(t *testing.T) string {
 	t.Helper()
+	return requirePostgres(t)
+}
+
+func requirePostgres(t testing.TB) string {
+	t.Helper()
 	admin := os.Getenv(PostgresEnv)
 	if admin == "" {
 		const how = PostgresEnv + " is not set: the PostgreSQL tests need a server. Set it to the DSN of a role that may CREATE DATABASE, " +
@@ -40,7 +45,18 @@ func RequirePostgres(t *testing.T) string {
 // enable it, except under CI=true, where that is a failure.
 func PostgresDSN(t *testing.T) string {
 	t.Helper()
-	admin := RequirePostgres(t)
+	return postgresDSN(t)
+}
+
+// PostgresBenchDSN is PostgresDSN for a benchmark.
+func PostgresBenchDSN(b *testing.B) string {
+	b.Helper()
+	return postgresDSN(b)
+}
+
+func postgresDSN(t testing.TB) string {
+	t.Helper()
+	admin := requirePostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, admin)
@@ -73,7 +89,7 @@ func PostgresDSN(t *testing.T) string {
 }
 
 // withDatabase returns dsn with its database replaced by name.
-func withDatabase(t *testing.T, dsn, name string) string {
+func withDatabase(t testing.TB, dsn, name string) string {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err != nil {

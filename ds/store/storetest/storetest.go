@@ -25,6 +25,13 @@ type Opener func(t *testing.T) ds.Store
 // backends keep times to the microsecond.
 var base = time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 
+// MaxGroupIDLen is the longest group ID both backends accept.
+const MaxGroupIDLen = 2048
+
+// MaxPage is the largest Entries limit the suite uses; both backends
+// accept it whole.
+const MaxPage = 1000
+
 // watchWait bounds how long a test waits for a Watch notification.
 const watchWait = 10 * time.Second
 
@@ -514,6 +521,23 @@ func testGroups(t *testing.T, open Opener) {
 	if _, err := s.GetGroup(ctx, rnd(t, 16)); !errors.Is(err, ds.ErrNotFound) {
 		t.Errorf("GetGroup(unknown): err = %v, want ErrNotFound", err)
 	}
+
+	// Group IDs up to MaxGroupIDLen bytes are stored; longer ones are
+	// refused and leave nothing behind.
+	long := ds.Group{ID: rnd(t, MaxGroupIDLen), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: rnd(t, 8)}, Created: base}
+	if err := s.CreateGroup(ctx, long); err != nil {
+		t.Errorf("CreateGroup(%d-byte ID): %v", len(long.ID), err)
+	}
+	if _, err := s.Append(ctx, entryFor(t, long.ID, 0, ds.KindApplication)); err != nil {
+		t.Errorf("Append to a group with a %d-byte ID: %v", len(long.ID), err)
+	}
+	tooLong := ds.Group{ID: rnd(t, MaxGroupIDLen+1), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: rnd(t, 8)}, Created: base}
+	if err := s.CreateGroup(ctx, tooLong); err == nil || errors.Is(err, ds.ErrGroupExists) {
+		t.Errorf("CreateGroup(%d-byte ID): err = %v, want a refusal", len(tooLong.ID), err)
+	}
+	if _, err := s.GetGroup(ctx, tooLong.ID); !errors.Is(err, ds.ErrNotFound) {
+		t.Errorf("GetGroup(refused group): err = %v, want ErrNotFound", err)
+	}
 }
 
 func testAppendCommit(t *testing.T, open Opener) {
@@ -800,7 +824,38 @@ func AppendConcurrently(t *testing.T, stores []ds.Store, workers, each int) {
 			}
 		})
 	}
+	// Meanwhile a reader never sees a gap: what is visible of the log is
+	// always seqs 1..n, so that a subscriber that advances its cursor to
+	// the last entry it read skips nothing.
+	readerDone := make(chan error, 1)
+	stopReader := make(chan struct{})
+	go func() {
+		reader := stores[len(stores)-1]
+		for i := 0; ; i++ {
+			select {
+			case <-stopReader:
+				readerDone <- nil
+				return
+			default:
+			}
+			es, err := reader.Entries(ctx, g.ID, 0, MaxPage)
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			for j, e := range es {
+				if e.Seq != uint64(j+1) {
+					readerDone <- fmt.Errorf("read %d: entry %d has seq %d: a gap is visible", i, j, e.Seq)
+					return
+				}
+			}
+		}
+	}()
 	wg.Wait()
+	close(stopReader)
+	if err := <-readerDone; err != nil {
+		t.Errorf("concurrent reader: %v", err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatalf("Append: %v", err)
