@@ -27,10 +27,12 @@ func twoMembers(t *testing.T, e *env, mode mlsdv1.HandshakeMode, allowExternal b
 // COMMIT_CONFLICT with the current epoch and last seq and changes nothing
 // (its Welcome is not delivered); after fetching and processing the
 // winner, its retry is accepted.
-func TestCommitConflict(t *testing.T) {
+func TestCommitConflict(t *testing.T) { eachBackend(t, testCommitConflict) }
+
+func testCommitConflict(t *testing.T, b backend) {
 	for _, mode := range []mlsdv1.HandshakeMode{mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED} {
 		t.Run(mode.String(), func(t *testing.T) {
-			e := newEnv(t, ds.Options{})
+			e := newEnvB(t, b, ds.Options{})
 			ctx := t.Context()
 			alice, bob := twoMembers(t, e, mode, false)
 			carol := e.login("carol")
@@ -118,7 +120,11 @@ func TestCommitConflict(t *testing.T) {
 // commit goes through a second server on the same store, whose cache is
 // empty: it rebuilds the group from the stored GroupInfo and proposals.
 func TestProposalThenCommitByReference(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+	eachBackend(t, testProposalThenCommitByReference)
+}
+
+func testProposalThenCommitByReference(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	carol := e.login("carol")
@@ -145,7 +151,7 @@ func TestProposalThenCommitByReference(t *testing.T) {
 		t.Fatalf("alice has %d pending proposals", len(alice.group.PendingProposals()))
 	}
 
-	e2 := newEnvOn(t, e.store, ds.Options{})
+	e2 := e.replica(ds.Options{})
 	alice2 := e2.newUser("alice")
 	alice2.token, alice2.mc, alice2.group = alice.token, alice.mc, alice.group
 	res, err := alice.group.CommitPendingProposals(ctx)
@@ -184,10 +190,12 @@ func TestProposalThenCommitByReference(t *testing.T) {
 
 // External joins: allowed where the group says so (GetGroupInfo for a
 // non-member, an external commit), refused elsewhere.
-func TestExternalJoin(t *testing.T) {
+func TestExternalJoin(t *testing.T) { eachBackend(t, testExternalJoin) }
+
+func testExternalJoin(t *testing.T, b backend) {
 	ctx := t.Context()
 	t.Run("allowed", func(t *testing.T) {
-		e := newEnv(t, ds.Options{})
+		e := newEnvB(t, b, ds.Options{})
 		alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, true)
 		dave := e.login("dave")
 		gi, err := dave.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
@@ -222,9 +230,48 @@ func TestExternalJoin(t *testing.T) {
 		if _, err := dave.send("hello"); err != nil {
 			t.Fatalf("dave posts as a member: %v", err)
 		}
+
+		// A join proposal (new_member_proposal): refused when posted by
+		// someone else, accepted from its owner, then committed with a
+		// Welcome that reaches erin's mailbox only.
+		erin, eve := e.login("erin"), e.login("eve")
+		ekpb, ekp := erin.keyPackage(mls.KeyPackageOptions{})
+		erin.publish(ekpb)
+		gi, err = erin.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gim, err = mls.ParseMessage(gi.Msg.GroupInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jp, err := mls.NewJoinProposal(ekp, erin.mc.Signer(), gim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		preq := &mlsdv1.PostProposalRequest{GroupId: alice.group.GroupID(), Proposal: marshal(t, jp)}
+		before := e.snap(alice.group.GroupID())
+		_, err = eve.api.PostProposal(ctx, connect.NewRequest(preq))
+		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_OWNER)
+		e.unchanged(before)
+		if _, err := erin.api.PostProposal(ctx, connect.NewRequest(preq)); err != nil {
+			t.Fatalf("join proposal: %v", err)
+		}
+		alice.process(alice.fetch(before.group.LastSeq).Messages)
+		alice.commit(alice.group.CommitPendingProposals(ctx))
+		for _, u := range []*user{alice, bob, dave, eve} {
+			w, err := u.api.FetchWelcomes(ctx, connect.NewRequest(&mlsdv1.FetchWelcomesRequest{}))
+			if err != nil || len(w.Msg.Welcomes) != 0 {
+				t.Fatalf("%s has %d Welcomes (%v)", u.name, len(w.Msg.Welcomes), err)
+			}
+		}
+		erin.join()
+		if erin.group.Epoch() != alice.group.Epoch() || len(erin.group.Members()) != 4 {
+			t.Fatalf("erin at epoch %d with %d members", erin.group.Epoch(), len(erin.group.Members()))
+		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		e := newEnv(t, ds.Options{})
+		e := newEnvB(t, b, ds.Options{})
 		alice, _ := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 		dave := e.login("dave")
 		_, err := dave.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: alice.group.GroupID()}))
@@ -242,14 +289,23 @@ func TestExternalJoin(t *testing.T) {
 		before := e.snap(alice.group.GroupID())
 		_, err = dave.postCommit(&mlsdv1.PostCommitRequest{GroupId: g.GroupID(), Commit: marshal(t, res.Commit), GroupInfo: marshal(t, res.GroupInfo), RatchetTree: tree})
 		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+		_, dkp := dave.keyPackage(mls.KeyPackageOptions{})
+		jp, err := mls.NewJoinProposal(dkp, dave.mc.Signer(), gim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dave.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: g.GroupID(), Proposal: marshal(t, jp)}))
+		wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
 		e.unchanged(before)
 	})
 }
 
 // Non-members may neither post nor read; a member may not post another
 // member's commit.
-func TestNonMember(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+func TestNonMember(t *testing.T) { eachBackend(t, testNonMember) }
+
+func testNonMember(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, true)
 	dave := e.login("dave")
@@ -293,8 +349,10 @@ func TestNonMember(t *testing.T) {
 // Hostile handshake posts: each is refused with its reason and leaves the
 // group as it was; afterwards a valid commit is still accepted (the
 // server's cached group was not damaged).
-func TestHostileHandshakes(t *testing.T) {
-	e := newEnv(t, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
+func TestHostileHandshakes(t *testing.T) { eachBackend(t, testHostileHandshakes) }
+
+func testHostileHandshakes(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	id := alice.group.GroupID()
@@ -460,8 +518,12 @@ func TestWrongEpochMessage(t *testing.T) {
 // epoch at the same time through different servers: in every round exactly
 // one commit wins, and the loser catches up and is in the winner's epoch.
 func TestConcurrentCommitsAcrossReplicas(t *testing.T) {
-	e1 := newEnv(t, ds.Options{})
-	e2 := newEnvOn(t, e1.store, ds.Options{})
+	eachBackend(t, testConcurrentCommitsAcrossReplicas)
+}
+
+func testConcurrentCommitsAcrossReplicas(t *testing.T, b backend) {
+	e1 := newEnvB(t, b, ds.Options{})
+	e2 := e1.replica(ds.Options{})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e1, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	bob2 := e2.newUser("bob")

@@ -67,7 +67,15 @@ func (s *Server) FetchMessages(ctx context.Context, req *connect.Request[mlsdv1.
 // caller, the stream sends the entries up to that commit and ends with
 // NOT_MEMBER.
 func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.SubscribeRequest], stream *connect.ServerStream[mlsdv1.Envelope]) error {
-	m := req.Msg
+	err := s.subscribe(ctx, req.Msg, stream)
+	if err != nil && s.ctx.Err() != nil {
+		// Whatever failed, it failed because the server is closing.
+		return connect.NewError(connect.CodeUnavailable, errShutdown)
+	}
+	return err
+}
+
+func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stream *connect.ServerStream[mlsdv1.Envelope]) error {
 	sess, err := mustSession(ctx)
 	if err != nil {
 		return err
@@ -141,9 +149,6 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[mlsdv1.Subs
 		}
 		select {
 		case <-ctx.Done():
-			if s.ctx.Err() != nil {
-				return connect.NewError(connect.CodeUnavailable, errShutdown)
-			}
 			return ctx.Err()
 		case <-sub.c:
 		case <-poll.C:

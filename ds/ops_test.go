@@ -19,8 +19,10 @@ import (
 // one, in order and without gaps, while two members post concurrently;
 // a member removed from the group gets the log up to its removal and then
 // NOT_MEMBER.
-func TestSubscribe(t *testing.T) {
-	e := newEnv(t, ds.Options{SubscribePoll: time.Hour}) // notifications only
+func TestSubscribe(t *testing.T) { eachBackend(t, testSubscribe) }
+
+func testSubscribe(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{SubscribePoll: time.Hour}) // notifications only
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	id := alice.group.GroupID()
@@ -38,6 +40,23 @@ func TestSubscribe(t *testing.T) {
 	}
 	if !st.Receive() || st.Msg().Seq != 0 || st.Msg().Epoch != 1 {
 		t.Fatalf("first message is not the marker: %v %v", st.Msg(), st.Err())
+	}
+	// A subscriber on another replica: on PostgreSQL it is woken by
+	// LISTEN/NOTIFY (no polling); two SQLite Stores share no notifications,
+	// so there it polls.
+	poll := time.Hour
+	if b.name == "sqlite" {
+		poll = 20 * time.Millisecond
+	}
+	e2 := e.replica(ds.Options{SubscribePoll: poll})
+	bob2 := e2.newUser("bob")
+	bob2.token = bob.token
+	st2, err := bob2.api.Subscribe(sctx, connect.NewRequest(&mlsdv1.SubscribeRequest{GroupId: id, AfterSeq: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st2.Receive() || st2.Msg().Seq != 0 {
+		t.Fatalf("replica stream: first message is not the marker: %v %v", st2.Msg(), st2.Err())
 	}
 	done := make(chan error, 2)
 	for _, u := range []*user{alice, bob} {
@@ -71,6 +90,15 @@ func TestSubscribe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for want := uint64(3); want <= last; want++ {
+		if !st2.Receive() {
+			t.Fatalf("replica stream ended before seq %d: %v", want, st2.Err())
+		}
+		if m := st2.Msg(); m.Seq != want {
+			t.Fatalf("replica stream: seq %d; want %d", m.Seq, want)
+		}
+	}
+	st2.Close()
 
 	// alice removes bob: bob's stream gets the commit, then NOT_MEMBER.
 	alice.commit(alice.group.RemoveMembers(ctx, bob.group.OwnLeafIndex()))

@@ -248,7 +248,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok\n")
 }
 
-// pruneLoop deletes expired key packages every PruneInterval (RFC 9750,
+// pruneLoop deletes expired key packages (and challenges and sessions) every PruneInterval (RFC 9750,
 // Section 5.2: a DS hands out only usable key material).
 func (s *Server) pruneLoop() {
 	t := time.NewTicker(s.opts.PruneInterval)
@@ -275,5 +275,21 @@ func (s *Server) prune() {
 	}
 	if n > 0 {
 		s.log.Info("pruned expired key packages", "count", n)
+	}
+	// Challenges and sessions, where the Store can delete them (both
+	// backends can; it is not part of the Store interface).
+	if p, ok := s.store.(interface {
+		PruneExpired(context.Context, time.Time) (int, error)
+	}); ok {
+		n, err := p.PruneExpired(ctx, s.now())
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("pruning challenges and sessions", "err", err)
+			}
+			return
+		}
+		if n > 0 {
+			s.log.Debug("pruned expired challenges and sessions", "count", n)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package ds_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -110,8 +111,10 @@ func TestAuthenticate(t *testing.T) {
 	})
 }
 
-func TestKeyPackages(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+func TestKeyPackages(t *testing.T) { eachBackend(t, testKeyPackages) }
+
+func testKeyPackages(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := e.login("alice"), e.login("bob")
 
@@ -208,8 +211,10 @@ func TestKeyPackages(t *testing.T) {
 
 // A group's life through the server: create, add by Welcome, messages in
 // order, fetch, cursor.
-func TestGroupLifecycle(t *testing.T) {
-	e := newEnv(t, ds.Options{})
+func TestGroupLifecycle(t *testing.T) { eachBackend(t, testGroupLifecycle) }
+
+func testGroupLifecycle(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
 	ctx := t.Context()
 	alice, bob := e.login("alice"), e.login("bob")
 	kp, _ := bob.keyPackage(mls.KeyPackageOptions{})
@@ -291,4 +296,80 @@ func TestGroupLifecycle(t *testing.T) {
 	// An unknown group.
 	_, err = bob.api.FetchMessages(ctx, connect.NewRequest(&mlsdv1.FetchMessagesRequest{GroupId: []byte("nope")}))
 	wantReason(t, err, connect.CodeNotFound, mlsdv1.Error_REASON_UNKNOWN_GROUP)
+}
+
+// Expired key packages are deleted by the server's timer.
+func TestPruneKeyPackages(t *testing.T) {
+	e := newEnv(t, ds.Options{PruneInterval: 10 * time.Millisecond})
+	ctx := t.Context()
+	bob := e.login("bob")
+	short, k := bob.keyPackage(mls.KeyPackageOptions{Lifetime: time.Hour})
+	bob.publish(short)
+	if _, err := e.store.KeyPackageOwner(ctx, k.Ref()); err != nil {
+		t.Fatalf("published key package: %v", err)
+	}
+	e.clock.advance(2 * time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.store.KeyPackageOwner(ctx, k.Ref())
+		if errors.Is(err, ds.ErrNotFound) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("expired key package still stored after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// CreateGroup refuses bad GroupInfos and creators who are not members,
+// and registers nothing.
+func TestCreateGroupRefused(t *testing.T) {
+	e := newEnv(t, ds.Options{})
+	ctx := t.Context()
+	alice, bob := e.login("alice"), e.login("bob")
+	g, err := alice.mc.CreateGroup(ctx, suite, mls.GroupConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi := marshal(t, must(g.ExportGroupInfo(false)))
+	giTree := marshal(t, must(g.ExportGroupInfo(true)))
+	tree := must(g.ExportRatchetTree())
+	kp, _ := bob.keyPackage(mls.KeyPackageOptions{})
+	bad := bytes.Clone(gi)
+	bad[len(bad)-3] ^= 1
+	for _, c := range []struct {
+		name   string
+		u      *user
+		req    *mlsdv1.CreateGroupRequest
+		code   connect.Code
+		reason mlsdv1.Error_Reason
+	}{
+		{"not a member", bob, &mlsdv1.CreateGroupRequest{GroupInfo: giTree}, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER},
+		{"garbage", alice, &mlsdv1.CreateGroupRequest{GroupInfo: []byte{0, 1, 0, 4, 1}}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
+		{"key package", alice, &mlsdv1.CreateGroupRequest{GroupInfo: kp}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
+		{"no tree", alice, &mlsdv1.CreateGroupRequest{GroupInfo: gi}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"forged signature", alice, &mlsdv1.CreateGroupRequest{GroupInfo: bad, RatchetTree: tree}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"bad mode", alice, &mlsdv1.CreateGroupRequest{GroupInfo: giTree, HandshakeMode: 7}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
+	} {
+		_, err := c.u.api.CreateGroup(ctx, connect.NewRequest(c.req))
+		wantReason(t, err, c.code, c.reason)
+		if _, err := e.store.GetGroup(ctx, g.GroupID()); !errors.Is(err, ds.ErrNotFound) {
+			t.Fatalf("%s: group registered (%v)", c.name, err)
+		}
+	}
+	// The GroupInfo with the tree extension registers the group.
+	if _, err := alice.api.CreateGroup(ctx, connect.NewRequest(&mlsdv1.CreateGroupRequest{GroupInfo: giTree})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

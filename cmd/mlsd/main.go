@@ -27,16 +27,13 @@ import (
 	"time"
 
 	"github.com/mlskit/mls/ds"
+	"github.com/mlskit/mls/ds/store/postgres"
 	"github.com/mlskit/mls/ds/store/sqlite"
 )
 
 // commands are the subcommands other than serving, by name (os.Args[1]).
 // bench.go adds "bench".
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{}
-
-// openPostgres opens a PostgreSQL store; set by postgres.go once the
-// backend exists.
-var openPostgres func(ctx context.Context, dsn string) (ds.Store, error)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -117,10 +114,7 @@ func backendName(pg string) string {
 // openStore opens the SQLite store, or the PostgreSQL one when dsn is set.
 func openStore(ctx context.Context, db, dsn string) (ds.Store, error) {
 	if dsn != "" {
-		if openPostgres == nil {
-			return nil, errors.New("-postgres: this mlsd was built without the PostgreSQL backend")
-		}
-		return openPostgres(ctx, dsn)
+		return postgres.Open(ctx, dsn)
 	}
 	return sqlite.Open(ctx, db)
 }
