@@ -289,22 +289,24 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	if err != nil {
 		return nil, err
 	}
+	e := s.groups.get(m.GroupId)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
+		return nil, err
+	}
+	// Who may post comes first: a non-member learns nothing, not even
+	// the epoch.
+	v := e.view.Load()
+	me, isMember := s.member(v, sess)
+	if err := nonMemberCheck(isMember, g, h); err != nil {
+		return nil, err
+	}
 	if err := epochCheck(g, h, true); err != nil {
 		return nil, err
 	}
 	if giMsg.Epoch() != g.State.Epoch+1 {
 		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo is for epoch %d, not %d, the epoch the commit creates", giMsg.Epoch(), g.State.Epoch+1)
-	}
-	e := s.groups.get(m.GroupId)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, true); err != nil {
-		return nil, err
-	}
-	v := e.view.Load()
-	me, isMember := s.member(v, sess)
-	if err := nonMemberCheck(isMember, g, h); err != nil {
-		return nil, err
 	}
 	if !v.active {
 		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the group ended with a ReInit commit")
@@ -430,6 +432,11 @@ func (s *Server) routeWelcomes(ctx context.Context, m *mlsdv1.PostCommitRequest,
 			}
 		}
 	}
+	// Each mailbox gets its own copy: bound the total, so that one commit
+	// adding many members with a large tree cannot fill the Store.
+	if total := len(refs) * (len(m.Welcome) + len(m.WelcomeRatchetTree)); total > 4*s.opts.MaxGroupInfoSize {
+		return nil, fail(mlsdv1.Error_REASON_TOO_LARGE, "Welcome copies for %d key packages would store %d bytes; at most %d", len(refs), total, 4*s.opts.MaxGroupInfoSize)
+	}
 	var out []Welcome
 	for _, r := range refs {
 		owner, err := s.store.KeyPackageOwner(ctx, r)
@@ -470,18 +477,18 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 	if err != nil {
 		return nil, err
 	}
-	if err := epochCheck(g, h, false); err != nil {
-		return nil, err
-	}
 	e := s.groups.get(m.GroupId)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, true); err != nil {
+	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
 		return nil, err
 	}
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
 	if err := nonMemberCheck(isMember, g, h); err != nil {
+		return nil, err
+	}
+	if err := epochCheck(g, h, false); err != nil {
 		return nil, err
 	}
 	var queued *mls.QueuedProposal
@@ -572,6 +579,9 @@ func (s *Server) PostMessage(ctx context.Context, req *connect.Request[mlsdv1.Po
 		g, cv, err := s.current(ctx, m.GroupId)
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := s.member(cv, sess); !ok {
+			return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
 		}
 		if err := epochCheck(g, h, false); err != nil {
 			return nil, err

@@ -2,6 +2,8 @@ package ds_test
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -16,6 +18,7 @@ import (
 func twoMembers(t *testing.T, e *env, mode mlsdv1.HandshakeMode, allowExternal bool) (alice, bob *user) {
 	t.Helper()
 	alice, bob = e.login("alice"), e.login("bob")
+	bob.private = mode == mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED
 	kp, _ := bob.keyPackage(mls.KeyPackageOptions{})
 	bob.publish(kp)
 	alice.createGroup(mode, allowExternal)
@@ -591,5 +594,181 @@ func testConcurrentCommitsAcrossReplicas(t *testing.T, b backend) {
 		if alice.group.Epoch() != epoch+1 || !bytes.Equal(alice.group.EpochAuthenticator(), bob.group.EpochAuthenticator()) {
 			t.Fatalf("round %d: alice at %d, bob at %d, not in the same epoch", round, alice.group.Epoch(), bob.group.Epoch())
 		}
+	}
+}
+
+// Encrypted handshakes: the server orders PrivateMessage proposals and
+// commits by their header, checks the content type against the RPC, and
+// learns the membership from the GroupInfo posted with each commit.
+func TestEncryptedHandshakes(t *testing.T) { eachBackend(t, testEncryptedHandshakes) }
+
+func testEncryptedHandshakes(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
+	ctx := t.Context()
+	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED, false)
+	id := alice.group.GroupID()
+	carol, dave := e.login("carol"), e.login("dave")
+	carol.private = true
+	kp, _ := carol.keyPackage(mls.KeyPackageOptions{})
+	carol.publish(kp)
+
+	// An encrypted proposal from bob, committed by alice.
+	ckp, err := bob.fetchKP(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop, _, err := bob.group.ProposeAdd(ctx, ckp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prop.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Fatalf("proposal is a %v", prop.WireFormat())
+	}
+	before := e.snap(id)
+	// Posted by a non-member, or as the wrong kind.
+	_, err = dave.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: id, Proposal: marshal(t, prop)}))
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+	_, err = bob.api.PostMessage(ctx, connect.NewRequest(&mlsdv1.PostMessageRequest{GroupId: id, Message: marshal(t, prop)}))
+	wantReason(t, err, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE)
+	e.unchanged(before)
+	if _, err := bob.api.PostProposal(ctx, connect.NewRequest(&mlsdv1.PostProposalRequest{GroupId: id, Proposal: marshal(t, prop)})); err != nil {
+		t.Fatal(err)
+	}
+	alice.process(alice.fetch(1).Messages)
+	res, err := alice.group.CommitPendingProposals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	before = e.snap(id)
+	app, err := alice.group.CreateMessage(ctx, []byte("x"))
+	if err != nil {
+		// A member with a pending commit may not send; make one from bob.
+		app, err = bob.group.CreateMessage(ctx, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldGI := marshal(t, must(bob.group.ExportGroupInfo(true)))
+	for _, c := range []struct {
+		name   string
+		u      *user
+		req    *mlsdv1.PostCommitRequest
+		code   connect.Code
+		reason mlsdv1.Error_Reason
+	}{
+		{"non-member", dave, req, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER},
+		{"application message as commit", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: marshal(t, app), GroupInfo: req.GroupInfo, RatchetTree: req.RatchetTree}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"GroupInfo of the old epoch", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: req.Commit, GroupInfo: oldGI}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		{"GroupInfo without its tree", alice, &mlsdv1.PostCommitRequest{GroupId: id, Commit: req.Commit, GroupInfo: req.GroupInfo}, connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+	} {
+		_, err := c.u.postCommit(c.req)
+		wantReason(t, err, c.code, c.reason)
+		e.unchanged(before)
+	}
+	out, err := alice.postCommit(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Epoch != 2 {
+		t.Fatalf("epoch %d", out.Epoch)
+	}
+	if err := alice.group.MergePendingCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carol.join()
+	bob.process(bob.fetch(2).Messages)
+	// The server knows carol is a member from the posted GroupInfo.
+	if _, err := carol.send("hello"); err != nil {
+		t.Fatalf("carol posts: %v", err)
+	}
+	f := bob.fetch(3)
+	if len(f.Messages) != 1 || string(f.Messages[0].Sender) != "carol" {
+		t.Fatalf("bob fetched %d messages", len(f.Messages))
+	}
+}
+
+// Every single-byte change to a commit (outside the confirmation and
+// membership tags, which only members can check) or to its GroupInfo is
+// refused as MALFORMED or INVALID_MESSAGE: never accepted, never an
+// internal error, and the store does not change.
+func TestMutatedCommits(t *testing.T) {
+	e := newEnv(t, ds.Options{})
+	ctx := t.Context()
+	alice, _ := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	res, err := alice.group.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	before := e.snap(alice.group.GroupID())
+	n := 120
+	if testing.Short() {
+		n = 30
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		r := &mlsdv1.PostCommitRequest{GroupId: req.GroupId, Commit: bytes.Clone(req.Commit), GroupInfo: bytes.Clone(req.GroupInfo), RatchetTree: req.RatchetTree}
+		target := &r.Commit
+		limit := len(r.Commit) - 66 // the two tags: 1+32 bytes each
+		if i%2 == 1 {
+			target, limit = &r.GroupInfo, len(r.GroupInfo)
+		}
+		pos := rnd.IntN(limit)
+		(*target)[pos] ^= byte(1 + rnd.IntN(255))
+		_, err := alice.postCommit(r)
+		if err == nil {
+			t.Fatalf("mutation %d (byte %d of the %s) accepted", i, pos, map[bool]string{true: "GroupInfo", false: "commit"}[i%2 == 1])
+		}
+		d := ds.ErrorReason(err)
+		if d == nil || (d.Reason != mlsdv1.Error_REASON_MALFORMED && d.Reason != mlsdv1.Error_REASON_INVALID_MESSAGE && d.Reason != mlsdv1.Error_REASON_NOT_MEMBER &&
+			d.Reason != mlsdv1.Error_REASON_UNKNOWN_GROUP && d.Reason != mlsdv1.Error_REASON_WRONG_EPOCH && d.Reason != mlsdv1.Error_REASON_COMMIT_CONFLICT) {
+			t.Fatalf("mutation %d (byte %d): %v", i, pos, err)
+		}
+	}
+	e.unchanged(before)
+	if _, err := alice.postCommit(req); err != nil {
+		t.Fatalf("the original commit after %d mutations: %v", n, err)
+	}
+}
+
+// A Welcome is stored once per recipient: a commit whose copies would
+// exceed four times MaxGroupInfoSize is refused, and nothing is stored.
+func TestWelcomeCopiesBounded(t *testing.T) {
+	e := newEnv(t, ds.Options{MaxGroupInfoSize: 4 << 10})
+	ctx := t.Context()
+	alice := e.login("alice")
+	alice.createGroup(mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	var kps []*mls.KeyPackage
+	for i := range 8 {
+		u := e.login(fmt.Sprintf("u%d", i))
+		b, _ := u.keyPackage(mls.KeyPackageOptions{})
+		u.publish(b)
+		kp, err := alice.fetchKP(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps = append(kps, kp)
+	}
+	res, err := alice.group.AddMembers(ctx, kps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := alice.commitRequest(alice.group, res)
+	if n := 8 * (len(req.Welcome) + len(req.WelcomeRatchetTree)); n <= 16<<10 || len(req.GroupInfo)+len(req.RatchetTree) > 4<<10 {
+		t.Fatalf("test setup: copies %d bytes (want > 16 KiB), GroupInfo and tree %d (want <= 4 KiB)", n, len(req.GroupInfo)+len(req.RatchetTree))
+	}
+	before := e.snap(alice.group.GroupID())
+	_, err = alice.postCommit(req)
+	wantReason(t, err, connect.CodeResourceExhausted, mlsdv1.Error_REASON_TOO_LARGE)
+	e.unchanged(before)
+	// Without the separate tree (the joiners get it from the GroupInfo
+	// extension or elsewhere) the copies fit.
+	req.WelcomeRatchetTree = nil
+	if 8*len(req.Welcome) > 16<<10 {
+		t.Fatalf("test setup: the Welcome alone is %d bytes", len(req.Welcome))
+	}
+	if _, err := alice.postCommit(req); err != nil {
+		t.Fatal(err)
 	}
 }

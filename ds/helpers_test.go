@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/ciphersuite"
@@ -31,7 +36,7 @@ const suite = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 // env is one mlsd Server on a real SQLite store, served over HTTP on a
 // loopback port.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store ds.Store
 	srv   *ds.Server
 	url   string
@@ -64,11 +69,11 @@ func (c *clock) advance(d time.Duration) {
 // another mlsd replica (or process) would.
 type backend struct {
 	name string
-	open func(t *testing.T) (ds.Store, func() ds.Store)
+	open func(t testing.TB) (ds.Store, func() ds.Store)
 }
 
 var backends = []backend{
-	{"sqlite", func(t *testing.T) (ds.Store, func() ds.Store) {
+	{"sqlite", func(t testing.TB) (ds.Store, func() ds.Store) {
 		p := filepath.Join(t.TempDir(), "mlsd.db")
 		open := func() ds.Store {
 			s, err := sqlite.Open(t.Context(), p)
@@ -82,8 +87,8 @@ var backends = []backend{
 	}},
 	// Skipped with a message when MLSD_TEST_POSTGRES is unset (a failure
 	// under CI=true): see storetest.PostgresDSN.
-	{"postgres", func(t *testing.T) (ds.Store, func() ds.Store) {
-		dsn := storetest.PostgresDSN(t)
+	{"postgres", func(t testing.TB) (ds.Store, func() ds.Store) {
+		dsn := postgresDSN(t)
 		open := func() ds.Store {
 			s, err := postgres.Open(t.Context(), dsn)
 			if err != nil {
@@ -96,6 +101,45 @@ var backends = []backend{
 	}},
 }
 
+// postgresDSN is storetest.PostgresDSN for tests, and for benchmarks a
+// fresh database made the same way (storetest's harness takes a *testing.T).
+func postgresDSN(t testing.TB) string {
+	if tt, ok := t.(*testing.T); ok {
+		return storetest.PostgresDSN(tt)
+	}
+	admin := os.Getenv(storetest.PostgresEnv)
+	if admin == "" {
+		t.Skip(storetest.PostgresEnv + " is not set: no PostgreSQL server for this benchmark")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("mlsd_bench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("%s must be a URL for benchmarks: %v", storetest.PostgresEnv, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
 // eachBackend runs f as a subtest per backend.
 func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 	for _, b := range backends {
@@ -104,7 +148,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 }
 
 // newEnvB starts a server on a fresh store of backend b.
-func newEnvB(t *testing.T, b backend, opts ds.Options) *env {
+func newEnvB(t testing.TB, b backend, opts ds.Options) *env {
 	t.Helper()
 	store, reopen := b.open(t)
 	e := newEnvOn(t, store, opts)
@@ -127,7 +171,7 @@ func (e *env) replica(opts ds.Options) *env {
 	return r
 }
 
-func openSQLite(t *testing.T) ds.Store {
+func openSQLite(t testing.TB) ds.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "mlsd.db"))
 	if err != nil {
@@ -139,12 +183,12 @@ func openSQLite(t *testing.T) ds.Store {
 
 // newEnv starts a server with opts (Now and, unless set, the rate limit
 // are filled in) on a fresh SQLite store.
-func newEnv(t *testing.T, opts ds.Options) *env {
+func newEnv(t testing.TB, opts ds.Options) *env {
 	t.Helper()
 	return newEnvOn(t, openSQLite(t), opts)
 }
 
-func newEnvOn(t *testing.T, store ds.Store, opts ds.Options) *env {
+func newEnvOn(t testing.TB, store ds.Store, opts ds.Options) *env {
 	t.Helper()
 	c := &clock{t: time.Now()}
 	if opts.Now == nil {
@@ -210,7 +254,7 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 
 // user is one MLS client with its own Connect client of the server.
 type user struct {
-	t     *testing.T
+	t     testing.TB
 	e     *env
 	name  string
 	mc    *mls.Client
@@ -218,6 +262,8 @@ type user struct {
 	token string
 	id    []byte
 	group *mls.Group
+	// private: send handshakes as PrivateMessages in the groups it joins.
+	private bool
 }
 
 func (e *env) newUser(name string, opts ...connect.ClientOption) *user {
@@ -324,7 +370,7 @@ func (u *user) fetchKP(who *user) (*mls.KeyPackage, error) {
 	return mls.ParseKeyPackage(res.Msg.KeyPackage)
 }
 
-func marshal(t *testing.T, m *mls.Message) []byte {
+func marshal(t testing.TB, m *mls.Message) []byte {
 	t.Helper()
 	if m == nil {
 		return nil
@@ -420,7 +466,9 @@ func (u *user) join() *mls.Group {
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	sw, err := u.mc.StageWelcome(u.t.Context(), msg, mls.WelcomeOptions{RatchetTree: w.RatchetTree})
+	opts := mls.WelcomeOptions{RatchetTree: w.RatchetTree}
+	opts.WireFormatPolicy.OutgoingPrivate = u.private
+	sw, err := u.mc.StageWelcome(u.t.Context(), msg, opts)
 	if err != nil {
 		u.t.Fatal(err)
 	}
@@ -497,7 +545,7 @@ func (u *user) send(text string) (uint64, error) {
 
 // wantReason checks that err is a Connect error with the code and the
 // mlsd.v1.Error reason.
-func wantReason(t *testing.T, err error, code connect.Code, reason mlsdv1.Error_Reason) *mlsdv1.Error {
+func wantReason(t testing.TB, err error, code connect.Code, reason mlsdv1.Error_Reason) *mlsdv1.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error; want %v %v", code, reason)
@@ -549,4 +597,9 @@ func (e *env) unchanged(before snapshot) {
 	if len(after.entries) != len(before.entries) {
 		e.t.Errorf("log changed: %d entries, was %d", len(after.entries), len(before.entries))
 	}
+}
+
+// quiet is a logger for benchmarks: warnings and errors only.
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

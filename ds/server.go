@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -210,6 +212,13 @@ func (s *Server) buildHandler() http.Handler {
 	path, h := mlsdv1connect.NewDeliveryServiceHandler(s,
 		connect.WithReadMaxBytes(s.readMaxBytes()),
 		connect.WithInterceptors(&interceptor{s: s}),
+		// A panic is a bug, never an answer to input: log it with the
+		// stack, count it, and answer internal.
+		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
+			s.log.ErrorContext(ctx, "panic in handler", "rpc", spec.Procedure, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			s.metrics.observe(rpcName(spec.Procedure), connect.NewError(connect.CodeInternal, nil), 0)
+			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		}),
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc("GET /healthz", s.healthz)

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/ds"
 	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
 )
@@ -109,6 +110,24 @@ func TestAuthenticate(t *testing.T) {
 		_, err = u.api.Challenge(ctx, connect.NewRequest(&mlsdv1.ChallengeRequest{Credential: u.credBytes(), SignatureKey: u.sigKey(), CipherSuite: 0x7777}))
 		wantReason(t, err, connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED)
 	})
+}
+
+// The Validator (the Authentication Service) decides who may
+// authenticate, and whose credentials a group may hold.
+func TestValidator(t *testing.T) {
+	e := newEnv(t, ds.Options{Validator: credential.ValidatorFunc(func(c credential.Credential, _ []byte) error {
+		if string(c.Identity()) == "mallory" {
+			return errors.New("mallory is banned")
+		}
+		return nil
+	})})
+	ctx := t.Context()
+	m := e.newUser("mallory")
+	_, err := m.api.Challenge(ctx, connect.NewRequest(&mlsdv1.ChallengeRequest{Credential: m.credBytes(), SignatureKey: m.sigKey(), CipherSuite: uint32(suite)}))
+	wantReason(t, err, connect.CodeUnauthenticated, mlsdv1.Error_REASON_UNAUTHENTICATED)
+	if err := e.newUser("alice").authenticate(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestKeyPackages(t *testing.T) { eachBackend(t, testKeyPackages) }
@@ -272,6 +291,14 @@ func testGroupLifecycle(t *testing.T, b backend) {
 		if string(p.ApplicationData) != "hello alice" {
 			t.Errorf("decrypted %q", p.ApplicationData)
 		}
+	}
+	// A page of at most limit entries.
+	page, err := bob.api.FetchMessages(ctx, connect.NewRequest(&mlsdv1.FetchMessagesRequest{GroupId: g.GroupID(), AfterSeq: 1, Limit: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Msg.Messages) != 2 || page.Msg.Messages[0].Seq != 2 || page.Msg.Messages[1].Seq != 3 || page.Msg.LastSeq != 4 {
+		t.Fatalf("page of 2 after 1: %d entries, last seq %d", len(page.Msg.Messages), page.Msg.LastSeq)
 	}
 	// The commit is entry 1.
 	all := alice.fetch(0)

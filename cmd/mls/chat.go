@@ -43,7 +43,7 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /send TEXT         send TEXT to the group
   /leave             ask to leave the group (another member commits it)
   /remove NAME       remove NAME from the group
-  /members           list the members
+  /members           list the members, and the epoch authenticator (equal for all members in one epoch)
   /rotate            rotate this member's keys (a self-update commit)
   /sync              read the group's log now
   /wait N [SECONDS]  wait until N more messages have arrived (default timeout 10 s)
@@ -105,6 +105,7 @@ func (l *lineWriter) printf(format string, args ...any) {
 
 // chat is one running client.
 type chat struct {
+	ctx     context.Context // the client's life: subscriptions end with it
 	out     *lineWriter
 	name    string
 	store   *sqlite.Store
@@ -125,7 +126,7 @@ type chat struct {
 const chatBucket = "mls-chat"
 
 func openChat(ctx context.Context, url, name, db string, suite mls.CipherSuite, out *lineWriter) (*chat, error) {
-	ch := &chat{out: out, name: name, timeout: 10 * time.Second, commits: make(chan *mls.Group, 16)}
+	ch := &chat{ctx: ctx, out: out, name: name, timeout: 10 * time.Second, commits: make(chan *mls.Group, 16)}
 	ch.cond = sync.NewCond(&ch.mu)
 	if db == "" {
 		dir, err := os.MkdirTemp("", "mls-chat-")
@@ -222,7 +223,7 @@ func (ch *chat) setGroup(ctx context.Context, g *mls.Group) {
 		<-done
 	}
 	ch.store.Update(ctx, func(tx storage.Tx) error { return tx.Put(chatBucket, []byte("current"), g.GroupID()) })
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(ch.ctx)
 	done = make(chan struct{})
 	ch.mu.Lock()
 	ch.group, ch.stopSub, ch.subDone = g, cancel, done
@@ -231,8 +232,8 @@ func (ch *chat) setGroup(ctx context.Context, g *mls.Group) {
 		defer close(done)
 		err := ch.ds.Subscribe(sctx, g, ch.handle)
 		if sctx.Err() == nil && err != nil {
-			if errors.Is(err, dsclient.ErrRemoved) {
-				return // said when it happened
+			if !g.IsActive() {
+				return // removed: said when it happened
 			}
 			ch.out.printf("error: %s: following the group: %v", ch.tag(g), err)
 		}
@@ -281,7 +282,7 @@ func (ch *chat) handle(ev dsclient.Event) error {
 		}
 		ch.out.printf("[%s epoch %d] %s committed: %s", g.GroupID(), p.Commit.Epoch(), p.Credential.Identity(), strings.Join(parts, ", "))
 		if removed {
-			ch.out.printf("[%s epoch %d] removed from the group by %s", g.GroupID(), g.Epoch(), p.Credential.Identity())
+			ch.out.printf("[%s epoch %d] removed from the group by %s", g.GroupID(), p.Commit.Epoch(), p.Credential.Identity())
 		}
 	}
 	return nil
@@ -500,7 +501,7 @@ func (ch *chat) command(ctx context.Context, line string) error {
 		}
 		ch.out.printf("%s asked to leave; another member commits it", ch.tag(g))
 	case "/members":
-		ch.out.printf("%s members: %s", ch.tag(g), memberNames(g))
+		ch.out.printf("%s members: %s; authenticator %x", ch.tag(g), memberNames(g), g.EpochAuthenticator())
 	case "/sync":
 		n, err := ch.ds.Sync(ctx, g, ch.handle)
 		if err != nil {

@@ -650,3 +650,39 @@ func TestDemoDropsPending(t *testing.T) {
 		"Alice   receives Bob's Update proposal and queues it (1 pending).",
 	)
 }
+
+// TestDemoDS plays the story twice through one running mlsd (-ds). The
+// service keeps the first run's group, so the second run registers its
+// own under another name; both end in agreement. Without -ds the demo runs
+// its own mlsd.
+func TestDemoDS(t *testing.T) {
+	t.Parallel()
+	url := startMLSD(t)
+	out1, end1 := demoRun(t, "-ds", url)
+	inOrder(t, out1,
+		"Delivery service: mlsd at "+url+". Every key package, handshake, message and Welcome goes through it.",
+		`Alice creates group "secure-chat" with cipher suite`,
+		"Alice registers it with the delivery service",
+		"Alice fetches them from the delivery service; each is handed out once.",
+		"The delivery service puts the Welcome (",
+		"The delivery service accepts the commit (log entry ",
+		"Charlie processes Alice's commit: it removes me (I was removed by Alice) and I become inactive.",
+		"Charlie asks the delivery service for the new messages: dsclient: FetchMessages: permission_denied NOT_MEMBER",
+		"Charlie (removed) cannot read it: "+mls.ErrInactive.Error(),
+	)
+	out2, end2 := demoRun(t, "-ds", url)
+	m := regexp.MustCompile(`Alice creates group "(secure-chat-[0-9a-f]{8})" with cipher suite`).FindStringSubmatch(out2)
+	if m == nil {
+		t.Errorf("the second run on the same service did not register a group of another name:\n%s", out2)
+	}
+	for _, end := range []runEnd{end1, end2} {
+		if end.active != 2 || end.epoch != 4 {
+			t.Errorf("run ended with %+v, want 2 members at epoch 4", end)
+		}
+	}
+	// Embedded: the demo's own mlsd on a loopback port.
+	out3, _ := demoRun(t)
+	if !regexp.MustCompile(`\nDelivery service: mlsd at http://127\.0\.0\.1:\d+, in this process, over the SQLite file .+/mlsd\.sqlite\. `).MatchString(out3) {
+		t.Errorf("the embedded run does not name its delivery service:\n%s", out3)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -594,4 +595,187 @@ func TestReason(t *testing.T) {
 
 func connectClient(url string) mlsdv1connect.DeliveryServiceClient {
 	return mlsdv1connect.NewDeliveryServiceClient(http.DefaultClient, url)
+}
+
+// TestRateLimited: calls refused with RATE_LIMITED are retried after a
+// growing pause, a bounded number of times.
+func TestRateLimited(t *testing.T) {
+	url := startServer(t, ds.Options{RatePerSecond: 20, Burst: 3})
+	ctx := context.Background()
+	alice := newMember(t, url, "alice")
+	for i := range 12 { // well past the burst: every call waits for a token
+		if _, _, err := alice.c.CountKeyPackages(ctx); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// A bucket that refills every 100 s: the retries give up.
+	slow := startServer(t, ds.Options{RatePerSecond: 0.01, Burst: 3})
+	bob := newMember(t, slow, "bob") // Challenge and Authenticate take 2 tokens
+	c, err := Dial(ctx, slow, bob.c.MLS(), Options{RateLimitWait: time.Millisecond})
+	if err != nil && !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("Dial: %v", err)
+	}
+	if err == nil {
+		for range 3 {
+			if _, _, err = c.CountKeyPackages(ctx); err != nil {
+				break
+			}
+		}
+	}
+	if !errors.Is(err, ErrRateLimited) {
+		t.Errorf("past the bucket: %v, want ErrRateLimited", err)
+	}
+}
+
+// TestGRPC: the same client over gRPC on unencrypted HTTP/2, streams
+// included.
+func TestGRPC(t *testing.T) {
+	url := startServer(t, ds.Options{SubscribePoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: p}}
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	grpcBob, err := Dial(ctx, url, bob.c.MLS(), Options{HTTPClient: hc, ConnectOptions: []connect.ClientOption{connect.WithGRPC()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go grpcBob.Subscribe(sctx, bob.g, func(ev Event) error {
+		if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+			got <- string(ev.Processed.ApplicationData)
+		}
+		return nil
+	})
+	if _, err := alice.c.Send(ctx, alice.g, []byte("over h2c"), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "over h2c" {
+			t.Errorf("received %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received over gRPC within 10 s")
+	}
+	if _, err := grpcBob.FetchKeyPackage(ctx, []byte("nobody")); !errors.Is(err, ErrNoKeyPackage) {
+		t.Errorf("gRPC error details: %v, want ErrNoKeyPackage", err)
+	}
+}
+
+// TestLostAnswer: a commit whose post's answer never arrived is merged
+// when the log shows the service took it, and cleared before the next
+// commit when it did not.
+func TestLostAnswer(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	// Accepted, answer lost: posted by hand, not merged.
+	res, err := alice.g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := commitRequest(alice.g, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(ctx, alice.c, "PostCommit", alice.c.rpc.PostCommit, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatalf("Sync with the accepted commit pending: %v", err)
+	}
+	if alice.g.PendingCommit() != nil || alice.g.Epoch() != 2 {
+		t.Fatalf("after Sync: epoch %d, pending %v; want the commit merged at epoch 2", alice.g.Epoch(), alice.g.PendingCommit() != nil)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	// Never accepted: made, not posted. The next Commit clears it.
+	if _, err := alice.g.SelfUpdate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatalf("Commit over an unposted pending commit: %v", err)
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
+	if alice.g.Epoch() != 3 {
+		t.Errorf("epoch %d, want 3", alice.g.Epoch())
+	}
+}
+
+// TestSubscribeServerRestart: mlsd stops and starts again on the same
+// database and address; a subscriber reconnects by itself and goes on from
+// its cursor, and the clients' tokens still hold (they are in the Store).
+func TestSubscribeServerRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "mlsd.db")
+	opts := ds.Options{Logger: slog.New(slog.DiscardHandler), RatePerSecond: -1, SubscribePoll: 50 * time.Millisecond}
+	listen := func(addr string) (string, func()) {
+		st, err := dssqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, stop, err := ds.Listen(ctx, addr, st, opts)
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		return url, func() { stop(); st.Close() }
+	}
+	url, stop := listen("127.0.0.1:0")
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	got := make(chan string, 8)
+	sctx, stopSub := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.c.Subscribe(sctx, bob.g, func(ev Event) error {
+			if ev.Processed != nil && ev.Processed.Kind == mls.KindApplication {
+				got <- string(ev.Processed.ApplicationData)
+			}
+			return nil
+		})
+	}()
+	receive := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("received %q, want %q", s, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%q not received within 15 s", want)
+		}
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("before"), nil); err != nil {
+		t.Fatal(err)
+	}
+	receive("before")
+	stop()
+	_, stop = listen(strings.TrimPrefix(url, "http://"))
+	defer stop()
+	if _, err := alice.c.Send(ctx, alice.g, []byte("after"), nil); err != nil {
+		t.Fatalf("Send after the restart: %v", err)
+	}
+	receive("after")
+	stopSub()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe returned %v", err)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("received %q twice or more", s)
+	default:
+	}
 }

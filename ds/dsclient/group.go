@@ -115,6 +115,13 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 		if _, err := c.sync(ctx, g, h); err != nil {
 			return nil, err
 		}
+		if g.PendingCommit() != nil {
+			// Left by an earlier post whose answer was lost, and not in
+			// the log (reading it would have merged it): never accepted.
+			if err := g.ClearPendingCommit(ctx); err != nil {
+				return nil, fmt.Errorf("dsclient: clearing an unposted commit: %w", err)
+			}
+		}
 		res, err := create(g, ctx)
 		if err != nil || res == nil {
 			return nil, err
@@ -371,8 +378,9 @@ func call0(h Handler, ev Event) error {
 // Subscribe follows the group's log until ctx is done: it reads what is
 // stored after the cursor, then handles each new entry as the service
 // streams it. A broken stream is opened again after a pause. It returns
-// ctx's error, ErrRemoved once this member is out of the group, or the
-// first error from h or from handling an entry.
+// ctx's error; an error matching ErrNotMember once the service no longer
+// counts this member in (after the commit that removed it, which h sees);
+// or the first error from h or from handling an entry.
 func (c *Client) Subscribe(ctx context.Context, g *mls.Group, h Handler) error {
 	pause := 50 * time.Millisecond
 	for ctx.Err() == nil {

@@ -2,7 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -255,4 +259,160 @@ func BenchmarkStore(b *testing.B) {
 		b.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+const crashDSNEnv = "MLSD_STORE_CRASH_DSN"
+
+func TestMain(m *testing.M) {
+	if id := os.Getenv(storetest.CrashChildEnv); id != "" {
+		os.Exit(crashChild(id, os.Getenv(crashDSNEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild appends to the group until it is killed.
+func crashChild(hexID, dsn string) int {
+	id, err := hex.DecodeString(hexID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := storetest.AppendUntilKilled(ctx, s, id, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// A replica SIGKILLed while appending (its transactions cut off) loses no
+// acknowledged message and leaves no gap; the log goes on.
+func TestCrashMidAppend(t *testing.T) {
+	storetest.RequirePostgres(t)
+	rounds, acks := 3, 200
+	if testing.Short() {
+		rounds, acks = 2, 50
+	}
+	dsn := storetest.PostgresDSN(t)
+	open := func(t *testing.T) ds.Store {
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	storetest.CrashTest(t, open, func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), crashDSNEnv+"="+dsn)
+		return cmd
+	}, rounds, acks)
+}
+
+// When the server terminates every connection of the Store (as at an
+// administrator's command or a server restart), each operation still
+// succeeds: a dead pooled connection is detected before anything ran and
+// the operation runs again on a fresh one, and the listener reconnects.
+func TestConnectionsTerminated(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	ch := make(chan []byte, 100)
+	if err := s.Watch(ctx, func(id []byte) {
+		select {
+		case ch <- append([]byte{}, id...):
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := ds.Group{ID: []byte("terminated-group"), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: []byte{1}}}
+	if err := s.CreateGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the pool with idle connections.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.Append(ctx, ds.Entry{GroupID: g.ID, Kind: ds.KindApplication, Sender: []byte("s"), Data: []byte("m")}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	ops := []struct {
+		name string
+		fn   func() error
+	}{
+		{"Append", func() error {
+			_, err := s.Append(ctx, ds.Entry{GroupID: g.ID, Kind: ds.KindApplication, Sender: []byte("s"), Data: []byte("m")})
+			return err
+		}},
+		{"GetGroup", func() error { _, err := s.GetGroup(ctx, g.ID); return err }},
+		{"Entries", func() error { _, err := s.Entries(ctx, g.ID, 0, 10); return err }},
+		{"Welcomes", func() error { _, err := s.Welcomes(ctx, []byte("nobody")); return err }},
+		{"SetCursor", func() error { return s.SetCursor(ctx, g.ID, []byte("me"), 1) }},
+		{"PutKeyPackages", func() error {
+			return s.PutKeyPackages(ctx, []ds.KeyPackage{{Ref: []byte(time.Now().String()), Identity: []byte("me"), Suite: 1, Data: []byte{1}, NotAfter: time.Now().Add(time.Hour)}})
+		}},
+		{"TakeKeyPackage", func() error { _, err := s.TakeKeyPackage(ctx, []byte("me"), 1, time.Now()); return err }},
+	}
+	others := `FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`
+	for i, op := range ops {
+		tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) `+others)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// At first the pool's connections and the listener's; later at
+		// least the one the previous operation used.
+		if want := int64(1); tag.RowsAffected() < want || i == 0 && tag.RowsAffected() < 3 {
+			t.Fatalf("%s: terminated %d connections", op.name, tag.RowsAffected())
+		}
+		// Wait until they are gone, so that their FATAL messages were sent.
+		// (The listener may reconnect meanwhile: it is not the pool's.)
+		for j := 0; ; j++ {
+			var n int
+			if err := admin.QueryRow(ctx, `SELECT count(*) `+others+` AND application_name <> $1`, listenApp).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if j == 500 {
+				t.Fatalf("%s: %d terminated connections still there after 5s", op.name, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := op.fn(); err != nil {
+			t.Errorf("%s after the server terminated the connections: %v", op.name, err)
+		}
+	}
+	// The listener came back and still delivers.
+	for i := 0; ; i++ {
+		if _, err := s.Append(ctx, ds.Entry{GroupID: g.ID, Kind: ds.KindApplication, Sender: []byte("s"), Data: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ch:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 150 {
+			t.Fatal("no Watch notification within 15s after the connections were terminated")
+		}
+	}
 }

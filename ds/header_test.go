@@ -1,0 +1,49 @@
+package ds
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestPrivateHeader(t *testing.T) {
+	// version 1, wire format 2, group_id "abc", epoch 7, content type 3.
+	b := []byte{0, 1, 0, 2, 3, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 7, 3, 0}
+	gid, epoch, ct, ok := privateHeader(b)
+	if !ok || !bytes.Equal(gid, []byte("abc")) || epoch != 7 || ct != 3 {
+		t.Fatalf("got %q %d %d %v", gid, epoch, ct, ok)
+	}
+	// A two-byte length: 0x40 0x03.
+	b2 := append([]byte{0, 1, 0, 2, 0x40, 3, 'a', 'b', 'c'}, b[8:]...)
+	if gid, epoch, ct, ok := privateHeader(b2); !ok || string(gid) != "abc" || epoch != 7 || ct != 3 {
+		t.Fatalf("two-byte length: %q %d %d %v", gid, epoch, ct, ok)
+	}
+	for _, bad := range [][]byte{
+		nil,
+		{0, 1, 0, 1, 3, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 7, 3}, // a PublicMessage
+		b[:15],                         // epoch cut short
+		{0, 1, 0, 2, 0xc0, 0, 0, 0, 0}, // 8-byte varint: invalid in MLS
+		{0, 1, 0, 2, 0x7f},             // length beyond the input
+	} {
+		if _, _, _, ok := privateHeader(bad); ok {
+			t.Errorf("privateHeader(%x) ok", bad)
+		}
+	}
+	if st, ok := publicSenderType([]byte{0, 1, 0, 1, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 4}); !ok || st != senderNewMemberCommit {
+		t.Errorf("publicSenderType: %d %v", st, ok)
+	}
+	if _, ok := publicSenderType(b); ok {
+		t.Error("publicSenderType of a PrivateMessage ok")
+	}
+}
+
+func FuzzHeaders(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 3, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 7, 3, 0})
+	f.Add([]byte{0, 1, 0, 1, 0x80, 0, 0, 1, 'g'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		gid, _, _, ok := privateHeader(b)
+		if ok && len(gid) > len(b) {
+			t.Fatal("group ID longer than the input")
+		}
+		publicSenderType(b)
+	})
+}
