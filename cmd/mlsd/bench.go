@@ -62,6 +62,10 @@ type benchConfig struct {
 	Messages int // application messages per group
 	Commits  int // self-update commits per group, before the messages
 	Size     int // bytes of each application message's plaintext
+	// Rate is the messages per second all members send together, spread
+	// evenly over them; zero means as fast as the service takes them
+	// (each member sends its next message once the last one is accepted).
+	Rate     float64
 	Duration time.Duration
 	Drain    time.Duration
 	// Logger receives the servers' logs; nil discards them.
@@ -101,6 +105,8 @@ func (c *benchConfig) check() error {
 		return fmt.Errorf("-commits %d: 0 to %d per group", c.Commits, benchMaxCommits)
 	case c.Size < benchMinSize || c.Size > benchMaxSize:
 		return fmt.Errorf("-size %d: %d to %d bytes", c.Size, benchMinSize, benchMaxSize)
+	case c.Rate < 0 || c.Rate > 1e6:
+		return fmt.Errorf("-rate %v: 0 (unpaced) to 1e6 messages/s", c.Rate)
 	case c.Duration <= 0 || c.Drain <= 0:
 		return errors.New("-duration and -drain must be positive")
 	}
@@ -119,6 +125,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.Messages, "messages", 200, "application messages per group (K), sent by its members in turn")
 	fs.IntVar(&c.Commits, "commits", 5, "self-update commits per group before the messages, for the commit latency")
 	fs.IntVar(&c.Size, "size", 128, "plaintext bytes per application message")
+	fs.Float64Var(&c.Rate, "rate", 0, "messages per second, all members together (0: each member sends as fast as the service accepts)")
 	fs.DurationVar(&c.Duration, "duration", time.Minute, "stop sending after this long")
 	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "wait at most this long for the last deliveries (and for each phase's convergence)")
 	level := fs.String("log-level", "error", "log level of the servers (to standard error)")
@@ -205,8 +212,12 @@ func perSecond(n int, d time.Duration) string {
 
 func (r *benchReport) print(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "mlsd bench: backend=%s replicas=%d groups=%d members=%d messages/group=%d commits/group=%d size=%d\n",
-		c.Backend, c.Replicas, c.Groups, c.Members, c.Messages, c.Commits, c.Size)
+	rate := "unpaced"
+	if c.Rate > 0 {
+		rate = strconv.FormatFloat(c.Rate, 'f', -1, 64) + "/s"
+	}
+	fmt.Fprintf(w, "mlsd bench: backend=%s replicas=%d groups=%d members=%d messages/group=%d commits/group=%d size=%d rate=%s\n",
+		c.Backend, c.Replicas, c.Groups, c.Members, c.Messages, c.Commits, c.Size, rate)
 	fmt.Fprintf(w, "load average before: %s\n", r.LoadBefore)
 	fmt.Fprintf(w, "setup: %d groups of %d members in %s\n", c.Groups, c.Members, r.Setup.Round(time.Millisecond))
 	fmt.Fprintf(w, "commits: %d accepted, %d lost races; latency p50 %s p99 %s max %s\n",
@@ -407,7 +418,24 @@ func runBenchConfig(ctx context.Context, cfg benchConfig) (*benchReport, error) 
 			senders.Add(1)
 			go func() {
 				defer senders.Done()
+				// With a rate, member j of group g sends every interval,
+				// its first message offset so that the sends interleave.
+				var interval time.Duration
+				var next time.Time
+				if cfg.Rate > 0 {
+					senders := cfg.Groups * cfg.Members
+					interval = time.Duration(float64(time.Second) * float64(senders) / cfg.Rate)
+					next = time.Now().Add(interval * time.Duration(m.group*cfg.Members+m.index) / time.Duration(senders))
+				}
 				for i := m.index; i < cfg.Messages && sendCtx.Err() == nil; i += cfg.Members {
+					if interval > 0 {
+						select {
+						case <-time.After(time.Until(next)):
+						case <-sendCtx.Done():
+							return
+						}
+						next = next.Add(interval)
+					}
 					run.sentAt[m.group][i].Store(int64(time.Since(run.start)))
 					if _, err := m.c.Send(sendCtx, m.g, payload(m.group, i, cfg.Size), nil); err != nil {
 						run.sentAt[m.group][i].Store(0)

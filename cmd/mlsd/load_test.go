@@ -65,6 +65,9 @@ func checkBench(t *testing.T, c benchConfig) {
 
 func TestBenchSQLite(t *testing.T) {
 	checkBench(t, tinyBench("sqlite", "", 1))
+	paced := tinyBench("sqlite", "", 1)
+	paced.Rate = 200
+	checkBench(t, paced)
 }
 
 func TestBenchPostgres(t *testing.T) {
@@ -83,7 +86,7 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("mlsd bench: %v\n%s", err, out.String())
 	}
 	for _, re := range []string{
-		`(?m)^mlsd bench: backend=sqlite replicas=1 groups=1 members=2 messages/group=4 commits/group=1 size=40$`,
+		`(?m)^mlsd bench: backend=sqlite replicas=1 groups=1 members=2 messages/group=4 commits/group=1 size=40 rate=unpaced$`,
 		`(?m)^commits: 1 accepted, 0 lost races; latency p50 [0-9.]+ms p99 [0-9.]+ms max [0-9.]+ms$`,
 		`(?m)^messages: sent 4 \(0 refused\), delivered 4 of 4, duplicated 0, unreadable 0$`,
 		`(?m)^throughput: [0-9.]+ messages/s sent \(4 in [^)]+\); [0-9.]+ deliveries/s`,
@@ -105,6 +108,7 @@ func TestBenchFlags(t *testing.T) {
 		{"-messages", "2000000"},               // beyond the bound
 		{"-size", "8"},                         // too small for the message's id
 		{"-duration", "0s"},                    // unbounded
+		{"-rate", "-1"},                        // no such rate
 		{"-replicas", "9", "-postgres", "x=y"}, // beyond the bound
 		{"stray"},
 	} {
