@@ -38,11 +38,9 @@ func (s *Server) parseGroupInfo(gi, tree []byte) (*mls.Message, error) {
 	if msg.WireFormat() != mls.WireFormatGroupInfo {
 		return nil, fail(mlsdv1.Error_REASON_MALFORMED, "a %v where a GroupInfo was expected", msg.WireFormat())
 	}
-	if len(tree) > 0 {
-		if _, err := mls.ParseRatchetTree(tree); err != nil {
-			return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "ratchet tree")
-		}
-	}
+	// The tree is decoded by mls.NewPublicGroup, under MaxTreeLeaves:
+	// mls.ParseRatchetTree has no such bound (a few MiB of blank nodes
+	// would cost hundreds of MiB).
 	return msg, nil
 }
 
@@ -127,7 +125,7 @@ func (s *Server) CreateGroup(ctx context.Context, req *connect.Request[mlsdv1.Cr
 }
 
 // GetGroupInfo serves the latest GroupInfo and tree: to members, and to
-// anyone when the group allows external joins (RFC 9750, Section 6.5:
+// anyone when the group allows external joins (RFC 9750, Section 6.4:
 // an explicit policy for external joins).
 func (s *Server) GetGroupInfo(ctx context.Context, req *connect.Request[mlsdv1.GetGroupInfoRequest]) (*connect.Response[mlsdv1.GetGroupInfoResponse], error) {
 	sess, err := mustSession(ctx)
@@ -142,7 +140,9 @@ func (s *Server) GetGroupInfo(ctx context.Context, req *connect.Request[mlsdv1.G
 		return nil, err
 	}
 	if _, ok := s.member(v, sess); !ok && !g.AllowExternalJoins {
-		return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member and the group does not allow external joins")
+		if _, ok := s.resyncOf(v, sess); !ok {
+			return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member and the group does not allow external joins")
+		}
 	}
 	return connect.NewResponse(&mlsdv1.GetGroupInfoResponse{
 		GroupInfo: g.State.GroupInfo, RatchetTree: g.State.RatchetTree, Epoch: g.State.Epoch,
@@ -204,8 +204,9 @@ func (s *Server) parseGroupMessage(groupID, raw []byte, what string) (*handshake
 // nonMemberCheck refuses a handshake message from a non-member before
 // any signature is checked: a non-member may only post an external commit
 // or a join proposal (a PublicMessage from a new_member sender), and only
-// where the group allows external joins (RFC 9750, Section 6.5).
-func nonMemberCheck(isMember bool, g Group, h *handshake) error {
+// where the group allows external joins (RFC 9750, Section 6.4), or, for an
+// external commit, to resync (see resyncOf).
+func (s *Server) nonMemberCheck(isMember bool, v *groupView, sess Session, g Group, h *handshake) error {
 	if isMember {
 		return nil
 	}
@@ -216,10 +217,42 @@ func nonMemberCheck(isMember bool, g Group, h *handshake) error {
 	if !ok || (st != senderNewMemberCommit && st != senderNewMemberProposal) {
 		return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
 	}
-	if !g.AllowExternalJoins {
-		return fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external joins")
+	if g.AllowExternalJoins {
+		return nil
 	}
-	return nil
+	if st == senderNewMemberCommit {
+		if _, ok := s.resyncOf(v, sess); ok {
+			return nil
+		}
+	}
+	return fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external joins")
+}
+
+// resyncOf returns the member whose identity is the caller's when the
+// caller is not itself a member: a client of that identity that lost its
+// state (RFC 9750, Section 6.6, Recovery After State Loss) may fetch the
+// GroupInfo and rejoin by an external commit that removes the old leaf
+// (RFC 9420, Section 12.4.3.2, "resync"), even where the group does not
+// allow external joins. The identity is the Authentication Service's
+// (Validator) word, as for every member.
+func (s *Server) resyncOf(v *groupView, sess Session) (mls.Member, bool) {
+	for _, m := range v.members {
+		if id, err := s.identityOf(m.Credential, m.SignatureKey); err == nil && bytes.Equal(id, sess.Identity) {
+			return m, true
+		}
+	}
+	return mls.Member{}, false
+}
+
+// leafOfIdentity reports whether the member at leaf has the identity.
+func (s *Server) leafOfIdentity(v *groupView, leaf uint32, identity []byte) bool {
+	for _, m := range v.members {
+		if m.Index == leaf {
+			id, err := s.identityOf(m.Credential, m.SignatureKey)
+			return err == nil && bytes.Equal(id, identity)
+		}
+	}
+	return false
 }
 
 // epochCheck refuses a message that is not for the group's current epoch
@@ -237,7 +270,7 @@ func epochCheck(g Group, h *handshake, commit bool) error {
 }
 
 // PostCommit accepts the first valid commit of an epoch (RFC 9750, Section
-// 5.2, strongly consistent delivery). With public handshakes the commit is
+// 5.2.1, strongly consistent delivery). With public handshakes the commit is
 // validated by the server's PublicGroup (RFC 9420, Section 12.4.2), merged,
 // and the posted GroupInfo and tree must be exactly the epoch it creates
 // (same GroupContext); with encrypted handshakes the header's epoch and
@@ -278,11 +311,8 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 		if welcome, err = wm.Welcome(); err != nil {
 			return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "a %v where a Welcome was expected", wm.WireFormat())
 		}
-		if len(m.WelcomeRatchetTree) > 0 {
-			if _, err := mls.ParseRatchetTree(m.WelcomeRatchetTree); err != nil {
-				return nil, failWith(mlsdv1.Error_REASON_MALFORMED, err, "Welcome ratchet tree")
-			}
-		}
+		// The Welcome's tree is the joiners' to check (RFC 9420, Section
+		// 12.4.3.1); the server only bounds its size.
 	}
 
 	g, err := s.getGroup(ctx, m.GroupId)
@@ -299,7 +329,7 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	// the epoch.
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
-	if err := nonMemberCheck(isMember, g, h); err != nil {
+	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
 		return nil, err
 	}
 	if err := epochCheck(g, h, true); err != nil {
@@ -342,14 +372,20 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 			}
 		case mls.SenderNewMemberCommit:
 			if !g.AllowExternalJoins {
-				return nil, fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external commits")
+				// Only a resync: the commit removes a leaf of the caller's
+				// identity.
+				removes := false
+				for _, q := range pp.Commit.RemoveProposals() {
+					if l, ok := q.Removed(); ok && s.leafOfIdentity(v, l, sess.Identity) {
+						removes = true
+					}
+				}
+				if !removes {
+					return nil, fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow external commits, other than a resync that removes the caller's old leaf")
+				}
 			}
 		default:
 			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "commit from a %v sender", pp.Sender.Type)
-		}
-		posted, err := s.followGroupInfo(ctx, giMsg, m.RatchetTree, true)
-		if err != nil {
-			return nil, err
 		}
 		addRefs = make(map[string]bool)
 		for _, q := range pp.Commit.AddProposals() {
@@ -364,8 +400,24 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 		if err := pg.Merge(ctx, pp.Commit); err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(pg.GroupContext(), posted.GroupContext()) {
-			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo is not the epoch the commit creates (GroupContext differs)")
+		// The posted GroupInfo and tree must be exactly the merged epoch:
+		// checked directly when the tree is the server's own, else by
+		// following the GroupInfo from scratch and comparing.
+		handled, err := groupInfoMatches(pg, giMsg, m.GroupInfo, m.RatchetTree)
+		if handled {
+			s.metrics.giChecks.WithLabelValues("direct").Inc()
+			if err != nil {
+				return nil, err
+			}
+		} else {
+			s.metrics.giChecks.WithLabelValues("rebuild").Inc()
+			posted, err := s.followGroupInfo(ctx, giMsg, m.RatchetTree, true)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(pg.GroupContext(), posted.GroupContext()) {
+				return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo is not the epoch the commit creates (GroupContext differs)")
+			}
 		}
 		if pp.Sender.Type == mls.SenderNewMemberCommit {
 			if _, ok := s.member(newView(g, pg), sess); !ok {
@@ -485,7 +537,7 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 	}
 	v := e.view.Load()
 	me, isMember := s.member(v, sess)
-	if err := nonMemberCheck(isMember, g, h); err != nil {
+	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
 		return nil, err
 	}
 	if err := epochCheck(g, h, false); err != nil {

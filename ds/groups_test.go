@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -355,7 +356,7 @@ func testNonMember(t *testing.T, b backend) {
 func TestHostileHandshakes(t *testing.T) { eachBackend(t, testHostileHandshakes) }
 
 func testHostileHandshakes(t *testing.T, b backend) {
-	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10})
+	e := newEnvB(t, b, ds.Options{MaxMessageSize: 8 << 10, MaxGroupInfoSize: 64 << 10, MaxTreeLeaves: 1 << 10})
 	ctx := t.Context()
 	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
 	id := alice.group.GroupID()
@@ -424,9 +425,13 @@ func testHostileHandshakes(t *testing.T, b backend) {
 		{"GroupInfo with a forged signature", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo = flip(reqX.GroupInfo, len(reqX.GroupInfo)-3) }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"tree of the old epoch", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = oldTree }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"garbage tree", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = []byte{7, 7, 7} }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
+		// 60 KiB of blank nodes: refused by the leaf limit before decoding.
+		{"tree of blank nodes", with(func(r *mlsdv1.PostCommitRequest) { r.RatchetTree = blankTree(60 << 10) }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
 		// Valid on its own, but not the epoch commit X creates: caught
 		// after the server merged X into its cached group.
 		{"GroupInfo of another commit", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo, r.RatchetTree = reqY.GroupInfo, reqY.RatchetTree }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
+		// The same with the commit's own tree: refused by the direct check.
+		{"GroupInfo of another commit, right tree", with(func(r *mlsdv1.PostCommitRequest) { r.GroupInfo = reqY.GroupInfo }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome for a key package the commit does not add", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = welcomeOfAdd }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_INVALID_MESSAGE},
 		{"Welcome that is not a Welcome", with(func(r *mlsdv1.PostCommitRequest) { r.Welcome = reqX.Commit }), connect.CodeInvalidArgument, mlsdv1.Error_REASON_MALFORMED},
 		{"oversized commit", with(func(r *mlsdv1.PostCommitRequest) { r.Commit = make([]byte, 9<<10) }), connect.CodeResourceExhausted, mlsdv1.Error_REASON_TOO_LARGE},
@@ -459,6 +464,13 @@ func testHostileHandshakes(t *testing.T, b backend) {
 	}
 	e.unchanged(before)
 
+	// Both ways of checking a posted GroupInfo were used.
+	_, body := get(t, e.url+"/metrics")
+	for _, path := range []string{"direct", "rebuild"} {
+		if !strings.Contains(body, `mlsd_groupinfo_checks_total{path="`+path+`"}`) {
+			t.Errorf("no GroupInfo was checked by %s", path)
+		}
+	}
 	// Commit X with its own GroupInfo is still accepted, and bob follows.
 	out, err := alice.postCommit(reqX)
 	if err != nil {
@@ -771,4 +783,69 @@ func TestWelcomeCopiesBounded(t *testing.T) {
 	if _, err := alice.postCommit(req); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Recovery after state loss (RFC 9750, Section 6.6): bob loses his state,
+// authenticates with a new signature key under the same identity, fetches
+// the GroupInfo and rejoins by an external commit that removes his old leaf,
+// although the group does not allow external joins. Without removing the
+// old leaf, the external commit is refused.
+func TestResync(t *testing.T) { eachBackend(t, testResync) }
+
+func testResync(t *testing.T, b backend) {
+	e := newEnvB(t, b, ds.Options{})
+	ctx := t.Context()
+	alice, bob := twoMembers(t, e, mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, false)
+	id := alice.group.GroupID()
+	oldLeaf := bob.group.OwnLeafIndex()
+	bob2 := e.login("bob") // a new client: same identity, new key
+	gi, err := bob2.api.GetGroupInfo(ctx, connect.NewRequest(&mlsdv1.GetGroupInfoRequest{GroupId: id}))
+	if err != nil {
+		t.Fatalf("GetGroupInfo for a resync: %v", err)
+	}
+	gim, err := mls.ParseMessage(gi.Msg.GroupInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(opts mls.ExternalJoinOptions) (*mls.Group, error) {
+		opts.RatchetTree = gi.Msg.RatchetTree
+		g, res, err := bob2.mc.JoinExternal(ctx, gim, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree := must(g.ExportRatchetTree())
+		_, err = bob2.postCommit(&mlsdv1.PostCommitRequest{GroupId: id, Commit: marshal(t, res.Commit), GroupInfo: marshal(t, res.GroupInfo), RatchetTree: tree})
+		return g, err
+	}
+	before := e.snap(id)
+	_, err = post(mls.ExternalJoinOptions{})
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+	// Removing alice instead of the old bob is no resync either.
+	aliceLeaf := alice.group.OwnLeafIndex()
+	_, err = post(mls.ExternalJoinOptions{RemoveLeaf: &aliceLeaf})
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED)
+	e.unchanged(before)
+	g, err := post(mls.ExternalJoinOptions{RemoveLeaf: &oldLeaf})
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	bob2.group = g
+	alice.process(alice.fetch(before.group.LastSeq).Messages)
+	if len(alice.group.Members()) != 2 || !bytes.Equal(alice.group.EpochAuthenticator(), g.EpochAuthenticator()) {
+		t.Fatalf("alice has %d members after the resync", len(alice.group.Members()))
+	}
+	if _, err := bob2.send("back"); err != nil {
+		t.Fatal(err)
+	}
+	// The old client is out.
+	_, err = bob.send("old me")
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+}
+
+// blankTree encodes a RatchetTree of n blank nodes and one leaf-sized
+// garbage node: cheap to send, costly to decode without a leaf limit.
+func blankTree(n int) []byte {
+	body := append(make([]byte, n), 1, 1, 0, 1)
+	l := len(body)
+	return append([]byte{byte(0x80 | l>>24), byte(l >> 16), byte(l >> 8), byte(l)}, body...)
 }

@@ -14,7 +14,7 @@ const (
 // privateHeader reads the clear header of an MLSMessage holding a
 // PrivateMessage (RFC 9420, Section 6.3): group_id, epoch and
 // content_type, which is all a delivery service learns of an encrypted
-// message and all it needs to order it (RFC 9750, Section 5.2, "the DS can
+// message and all it needs to order it (RFC 9750, Section 5.2.1, "the DS can
 // rely on the epoch and content_type fields"). The message must already
 // have been parsed by mls.ParseMessage; ok is false when b is not such a
 // message.

@@ -3,6 +3,11 @@ package ds
 import (
 	"bytes"
 	"testing"
+
+	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/ciphersuite"
+	"github.com/mlskit/mls/credential"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 func TestPrivateHeader(t *testing.T) {
@@ -45,5 +50,44 @@ func FuzzHeaders(f *testing.F) {
 			t.Fatal("group ID longer than the input")
 		}
 		publicSenderType(b)
+		if gc, tbs, _, sig, ok := groupInfoParts(b); ok && (len(gc) > len(tbs) || len(tbs)+len(sig) > len(b)) {
+			t.Fatal("groupInfoParts: parts longer than the input")
+		}
 	})
+}
+
+func TestGroupInfoParts(t *testing.T) {
+	ctx := t.Context()
+	c, err := mls.NewClient(ctx, memory.New(), credential.NewBasic([]byte("a")), nil, credential.AcceptAll, mls.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.CreateGroup(ctx, mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, mls.GroupConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, _ := g.ExportGroupInfo(false)
+	raw, _ := gi.MarshalBinary()
+	tree, _ := g.ExportRatchetTree()
+	pg, err := mls.NewPublicGroup(ctx, memory.New(), credential.AcceptAll, gi, mls.PublicGroupOptions{RatchetTree: tree})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, tbs, signer, sig, ok := groupInfoParts(raw)
+	if !ok || signer != 0 || !bytes.Equal(gc, pg.GroupContext()) || !bytes.HasPrefix(tbs, gc) {
+		t.Fatalf("parts: ok %v signer %d, GroupContext equal %v", ok, signer, bytes.Equal(gc, pg.GroupContext()))
+	}
+	s, _ := ciphersuite.Lookup(pg.CipherSuite())
+	if err := s.VerifyWithLabel(pg.Members()[0].SignatureKey, "GroupInfoTBS", tbs, sig); err != nil {
+		t.Fatalf("the GroupInfo's signature over the parsed TBS: %v", err)
+	}
+	handled, err := groupInfoMatches(pg, gi, raw, tree)
+	if !handled || err != nil {
+		t.Fatalf("groupInfoMatches of the group's own GroupInfo: %v %v", handled, err)
+	}
+	for _, bad := range [][]byte{raw[:len(raw)-1], append(bytes.Clone(raw), 0), raw[:20]} {
+		if _, _, _, _, ok := groupInfoParts(bad); ok {
+			t.Errorf("groupInfoParts of %d bytes (of %d) ok", len(bad), len(raw))
+		}
+	}
 }

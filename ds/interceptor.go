@@ -15,8 +15,8 @@ import (
 )
 
 // interceptor authenticates every request but Challenge and Authenticate
-// (RFC 9750, Section 5: the DS serves only known clients; DoS Protection),
-// applies the rate limit, turns errors into Connect errors with their
+// (RFC 9750, Section 8.1.3, DoS Protection: no anonymous client sends
+// anything to a group), applies the rate limit, turns errors into Connect errors with their
 // mlsd.v1.Error detail, and records metrics.
 type interceptor struct{ s *Server }
 

@@ -22,7 +22,7 @@ func mustSession(ctx context.Context) (Session, error) {
 }
 
 // PublishKeyPackages stores the caller's key packages (RFC 9750, Section
-// 5.2). Each is parsed and its signature verified (mls.ParseKeyPackage,
+// 5.1). Each is parsed and its signature verified (mls.ParseKeyPackage,
 // RFC 9420, Section 10.1); its credential and signature key must be the
 // caller's, so nobody publishes key packages in another's name. All or
 // none are stored.
@@ -87,7 +87,7 @@ func (s *Server) PublishKeyPackages(ctx context.Context, req *connect.Request[ml
 }
 
 // FetchKeyPackage hands out one key package of an identity and suite, once
-// (RFC 9750, Section 5.2); a last-resort one when no other is left.
+// (RFC 9750, Section 5.1); a last-resort one when no other is left.
 func (s *Server) FetchKeyPackage(ctx context.Context, req *connect.Request[mlsdv1.FetchKeyPackageRequest]) (*connect.Response[mlsdv1.FetchKeyPackageResponse], error) {
 	m := req.Msg
 	if len(m.Identity) == 0 || len(m.Identity) > maxSmallField {
@@ -108,7 +108,7 @@ func (s *Server) FetchKeyPackage(ctx context.Context, req *connect.Request[mlsdv
 
 // CountKeyPackages tells the caller how many of its key packages are left,
 // so that it publishes more before the last-resort one is used (RFC 9750,
-// Section 5.2, recommendation).
+// Section 5.1, recommendation).
 func (s *Server) CountKeyPackages(ctx context.Context, req *connect.Request[mlsdv1.CountKeyPackagesRequest]) (*connect.Response[mlsdv1.CountKeyPackagesResponse], error) {
 	sess, err := mustSession(ctx)
 	if err != nil {

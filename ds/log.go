@@ -18,7 +18,7 @@ func envelope(e Entry) *mlsdv1.Envelope {
 }
 
 // readable returns the group if the caller may read its log: a member of
-// its current epoch (RFC 9750, Section 6.5).
+// its current epoch (RFC 9750, Section 6.4).
 func (s *Server) readable(ctx context.Context, id []byte) (Group, error) {
 	sess, err := mustSession(ctx)
 	if err != nil {

@@ -20,6 +20,7 @@ type metrics struct {
 	groups    prometheus.Counter
 	conflicts prometheus.Counter
 	streams   prometheus.Gauge
+	giChecks  *prometheus.CounterVec // path
 }
 
 func newMetrics() *metrics {
@@ -44,8 +45,12 @@ func newMetrics() *metrics {
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mlsd_subscriptions", Help: "Open Subscribe streams.",
 		}),
+		giChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlsd_groupinfo_checks_total",
+			Help: "GroupInfos posted with public commits, by how they were checked: direct (the server's own tree, GroupContext and signature compared) or rebuild (followed from scratch).",
+		}, []string{"path"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.messages, m.groups, m.conflicts, m.streams,
+	m.reg.MustRegister(m.requests, m.latency, m.messages, m.groups, m.conflicts, m.streams, m.giChecks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

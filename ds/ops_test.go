@@ -222,6 +222,8 @@ func TestHealthzAndMetrics(t *testing.T) {
 		`mlsd_messages_total{kind="commit"} 2`,
 		`mlsd_messages_total{kind="welcome"} 1`,
 		`mlsd_request_duration_seconds_count{rpc="PostCommit"} 3`,
+		// Both accepted commits' GroupInfos were checked directly.
+		`mlsd_groupinfo_checks_total{path="direct"} 2`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("/metrics lacks %q", want)

@@ -8,7 +8,7 @@ import (
 // limiter is a token bucket per key (an authenticated identity, or a remote
 // address before authentication): each bucket holds at most burst tokens,
 // gains rate tokens per second, and a request spends one (RFC 9750,
-// Section 8.1.2, DoS Protection: no anonymous or single client floods the
+// Section 8.1.3, DoS Protection: no anonymous or single client floods the
 // DS). Buckets live in memory, so with several replicas a client gets the
 // rate at each of them.
 type limiter struct {

@@ -257,8 +257,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok\n")
 }
 
-// pruneLoop deletes expired key packages (and challenges and sessions) every PruneInterval (RFC 9750,
-// Section 5.2: a DS hands out only usable key material).
+// pruneLoop deletes expired key packages (and challenges and sessions)
+// every PruneInterval (RFC 9750, Section 5.1: a DS hands out only usable
+// key material).
 func (s *Server) pruneLoop() {
 	t := time.NewTicker(s.opts.PruneInterval)
 	defer t.Stop()

@@ -40,6 +40,7 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /create GROUP      create a group and make it the current one
   /invite NAME       add NAME (from a key package it published) to the group
   /join [SECONDS]    join the groups whose Welcomes are in the mailbox, waiting up to SECONDS (default 10) for one
+  /rejoin GROUP      after losing this client's state: rejoin GROUP by an external commit that replaces its old leaf
   /send TEXT         send TEXT to the group
   /leave             ask to leave the group (another member commits it)
   /remove NAME       remove NAME from the group
@@ -305,6 +306,8 @@ func describeProposal(g *mls.Group, q *mls.QueuedProposal) string {
 		return "remove " + name(leaf)
 	case mls.ProposalUpdate:
 		return "update " + name(q.Sender().Index)
+	case mls.ProposalExternalInit:
+		return "join by external commit"
 	}
 	return q.Type().String()
 }
@@ -440,6 +443,17 @@ func (ch *chat) command(ctx context.Context, line string) error {
 		return nil
 	case "/join":
 		return ch.join(ctx, arg)
+	case "/rejoin":
+		if arg == "" {
+			return errors.New("/rejoin GROUP")
+		}
+		g, posted, err := ch.ds.JoinExternal(ctx, []byte(arg), true)
+		if err != nil {
+			return err
+		}
+		ch.setGroup(ctx, g)
+		ch.out.printf("%s rejoined, replacing this identity's old leaf%s; members: %s", ch.tag(g), attempts(posted), memberNames(g))
+		return nil
 	case "/group":
 		g, err := ch.ds.MLS().LoadGroup(ctx, []byte(arg))
 		if err != nil {

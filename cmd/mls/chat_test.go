@@ -43,11 +43,13 @@ func startMLSD(t *testing.T) string {
 	return url
 }
 
-// buildMLS builds the mls command into a temporary directory.
+// buildMLS builds the mls command into a temporary directory, and mlsd
+// next to it.
 func buildMLS(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mls")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mls")
+	out, err := exec.Command("go", "build", "-o", dir, ".", "../mlsd").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -185,7 +187,9 @@ func TestChatProcesses(t *testing.T) {
 	t.Parallel()
 	bin := buildMLS(t)
 	t.Run("group", func(t *testing.T) { t.Parallel(); testChatGroup(t, bin) })
+	t.Run("mlsd-killed", func(t *testing.T) { t.Parallel(); testChatMLSDKilled(t, bin) })
 	t.Run("restart", func(t *testing.T) { t.Parallel(); testChatRestart(t, bin) })
+	t.Run("rejoin", func(t *testing.T) { t.Parallel(); testChatRejoin(t, bin) })
 }
 
 // testChatGroup: three mls chat processes and mlsd. Alice creates a group
@@ -327,4 +331,113 @@ func TestChatUsage(t *testing.T) {
 	if status != 1 || !strings.Contains(stderr, "mls chat: dsclient: Challenge: ") {
 		t.Errorf("chat against no service: status %d, stderr %q", status, stderr)
 	}
+}
+
+// testChatRejoin: Bob's state is lost (no -db: a temporary file); a new
+// Bob rejoins by an external commit that replaces his old leaf.
+func testChatRejoin(t *testing.T, bin string) {
+	url := startMLSD(t)
+	alice := startChat(t, bin, url, "alice")
+	bob := startChat(t, bin, url, "bob")
+	alice.send("/create g", "/invite bob")
+	alice.expect(`^\[g epoch 1\] invited bob$`)
+	bob.send("/join")
+	bob.expect(`^\[g epoch 1\] joined`)
+	bob.quit()
+
+	bob = startChat(t, bin, url, "bob")
+	bob.send("/rejoin g")
+	bob.expect(`^\[g epoch 2\] rejoined, replacing this identity's old leaf; members: alice, bob$`)
+	alice.expect(`^\[g epoch 2\] bob committed: join by external commit, remove bob$`)
+	bob.send("back again")
+	alice.expect(`^\[g epoch 2\] bob: back again$`)
+	e, n, a := alice.members("g")
+	if be, bn, ba := bob.members("g"); be != e || bn != n || ba != a || n != "alice, bob" {
+		t.Errorf("bob: epoch %s, members %q, %s; alice: %s, %q, %s", be, bn, ba, e, n, a)
+	}
+	alice.quit()
+	bob.quit()
+}
+
+// mlsdProc is mlsd running as a process.
+type mlsdProc struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startMLSDProc starts the mlsd binary next to bin on addr over the SQLite
+// file db, and waits for it to listen.
+func startMLSDProc(t *testing.T, bin, addr, db string) *mlsdProc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(filepath.Dir(bin), "mlsd"), "-addr", addr, "-db", db, "-log-level", "error")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &mlsdProc{cmd: cmd}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case l := <-lines:
+		url, ok := strings.CutPrefix(l, "mlsd listening on ")
+		if !ok {
+			t.Fatalf("mlsd said %q", l)
+		}
+		p.url = url
+	case <-time.After(20 * time.Second):
+		t.Fatal("mlsd did not report its address within 20 s")
+	}
+	return p
+}
+
+// testChatMLSDKilled: mlsd runs as a process and is SIGKILLed between
+// messages, then started again on the same database and port. The chat
+// clients resume from their cursors: every message arrives once.
+func testChatMLSDKilled(t *testing.T, bin string) {
+	db := filepath.Join(t.TempDir(), "mlsd.db")
+	d := startMLSDProc(t, bin, "127.0.0.1:0", db)
+	alice := startChat(t, bin, d.url, "alice")
+	bob := startChat(t, bin, d.url, "bob")
+	alice.send("/create g", "/invite bob")
+	alice.expect(`^\[g epoch 1\] invited bob$`)
+	bob.send("/join")
+	bob.expect(`^\[g epoch 1\] joined`)
+	alice.send("m1", "m2", "m3")
+	bob.send("/wait 3")
+	bob.expect(`^waited: 3 messages$`)
+
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	if again := startMLSDProc(t, bin, strings.TrimPrefix(d.url, "http://"), db); again.url != d.url {
+		t.Fatalf("mlsd came back at %s, not %s", again.url, d.url)
+	}
+
+	alice.send("m4", "/rotate", "m5", "m6")
+	alice.expect(`^\[g epoch 2\] sent: m6$`)
+	bob.send("/wait 3 20")
+	bob.expect(`^waited: 3 messages$`)
+	bob.send("/sync")
+	bob.expect(`^\[g epoch 2\] synced: 0 new entries`)
+	out := bob.output()
+	for i := 1; i <= 6; i++ {
+		if n := strings.Count(out, fmt.Sprintf("] alice: m%d\n", i)); n != 1 {
+			t.Errorf("bob read m%d %d times:\n%s", i, n, out)
+		}
+	}
+	alice.quit()
+	bob.quit()
 }

@@ -470,8 +470,9 @@ func (d *demo) addCharlieBack() {
 
 // loaded shows what each member loaded. A commit or proposals left pending
 // by a run that stopped in the middle of a step are dropped: the demo posts
-// each handshake as soon as it is made, so what is still pending in a file
-// was never posted, and no one else saw it.
+// each handshake as soon as it is made, and merges its commit as soon as
+// the delivery service takes it, so what is still pending in a file was
+// (short of a crash in that instant) never posted, and no one saw it.
 func (d *demo) loaded() {
 	d.say("%d clients open their files and load group %q (cipher suite %v).", len(d.members), d.groupID, d.suite)
 	for _, m := range d.members {
@@ -492,4 +493,5 @@ func (d *demo) loaded() {
 	if n := len(d.members) - len(characters); n > 0 {
 		d.say("...and %d more members load theirs.", n)
 	}
+	d.register()
 }

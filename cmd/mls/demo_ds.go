@@ -54,6 +54,24 @@ func (d *demo) connect(m *member) {
 	m.ds = c
 }
 
+// register gives the group to a delivery service that does not know it (a
+// new one, or one whose database was lost): Alice registers the current
+// epoch, and the members read its log from the start.
+func (d *demo) register() {
+	_, err := d.alice.ds.GroupInfo(d.ctx, d.alice.group.GroupID())
+	if !errors.Is(err, dsclient.ErrUnknownGroup) {
+		check(err, "Alice: asking the delivery service for the group")
+		return
+	}
+	check(d.alice.ds.CreateGroup(d.ctx, d.alice.group, dsclient.CreateOptions{}), "Alice: registering the group")
+	for _, m := range d.members {
+		if m != d.alice && m.active() {
+			check(m.ds.ResetCursor(d.ctx, m.group), "%s: resetting the cursor", m.name)
+		}
+	}
+	d.say("The delivery service does not know the group: Alice registers it at epoch %d.", d.alice.group.Epoch())
+}
+
 // publish has m publish a key package, and returns it with its size.
 func (d *demo) publish(m *member) (*mls.KeyPackage, int) {
 	kps, err := timed(d, "key package", func() ([]*mls.KeyPackage, error) { return m.ds.PublishKeyPackages(d.ctx, 1, false) })

@@ -362,6 +362,21 @@ func TestDemoContinues(t *testing.T) {
 		t.Errorf("run 3 ended with %+v, want 2 members at epoch 10", end3)
 	}
 
+	// Run 3b: the delivery service's database is lost (a copy of the
+	// directory without it); Alice registers the group again, and the
+	// story goes on.
+	lost := copyDir(t, dir)
+	for _, f := range []string{"mlsd.sqlite", "mlsd.sqlite-wal", "mlsd.sqlite-shm"} {
+		os.Remove(filepath.Join(lost, f))
+	}
+	out, endLost := demoRun(t, "-db", lost)
+	checkResumed(t, out, end3)
+	inOrder(t, out, fmt.Sprintf("The delivery service does not know the group: Alice registers it at epoch %d.", end3.epoch),
+		"== Step 5: Alice adds Charlie back ", "Charlie joins at leaf 2")
+	if endLost.active != 3 || endLost.epoch != 13 {
+		t.Errorf("run 3b ended with %+v, want 3 members at epoch 13", endLost)
+	}
+
 	// Run 4: Charlie comes back a second time.
 	out, end4 := demoRun(t, "-db", dir)
 	checkResumed(t, out, end3)

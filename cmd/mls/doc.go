@@ -8,8 +8,9 @@
 // The commands are:
 //
 //	bench        time group operations at N members against bounds from primitive costs (BENCHMARKS.md)
+//	chat         chat through an mlsd delivery service; state in SQLite, one command per line on standard input
 //	conformance  check the implementation against the official MLS test vectors
-//	demo         Alice, Bob and Charlie rotate keys in a real group; -db DIR continues it, -members N grows it
+//	demo         Alice, Bob and Charlie rotate keys in a real group, through mlsd (embedded, or -ds URL); -db DIR continues it, -members N grows it
 //	inspect      print an MLS message, key package, GroupInfo, Welcome, leaf node or ratchet tree as JSON
 //	interop      run the MLS working group's interop configs against live clients (cmd/mls-interop or another stack's)
 //

@@ -684,6 +684,9 @@ func TestLostAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := alice.c.setPosted(ctx, alice.g.GroupID(), req.Commit); err != nil { // as Commit does
+		t.Fatal(err)
+	}
 	if _, err := call(ctx, alice.c, "PostCommit", alice.c.rpc.PostCommit, req); err != nil {
 		t.Fatal(err)
 	}
@@ -777,5 +780,138 @@ func TestSubscribeServerRestart(t *testing.T) {
 	case s := <-got:
 		t.Errorf("received %q twice or more", s)
 	default:
+	}
+}
+
+// TestJoinExternal: a client that lost its state rejoins by a resync
+// external commit, replacing its old leaf; a stranger may join only a
+// group that allows external joins.
+func TestJoinExternal(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	ms := group(t, url, "alice", "bob")
+	alice, bob := ms[0], ms[1]
+	gid := alice.g.GroupID()
+	// Bob's device is lost: a new one, same identity, new keys.
+	bob2 := newMember(t, url, "bob")
+	g, posted, err := bob2.c.JoinExternal(ctx, gid, true)
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	bob2.g = g
+	if posted.Epoch != 2 || g.Epoch() != 2 {
+		t.Errorf("resync commit created epoch %d, group at %d; want 2", posted.Epoch, g.Epoch())
+	}
+	var evs []Event
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Processed.Kind != mls.KindCommit || len(evs[0].Processed.Commit.RemoveProposals()) != 1 {
+		t.Errorf("alice saw %+v, want the resync commit with one Remove", evs)
+	}
+	agree(t, alice, bob2)
+	if got := len(alice.g.Members()); got != 2 {
+		t.Errorf("%d members after the resync, want 2", got)
+	}
+	if _, err := bob2.c.Send(ctx, bob2.g, []byte("back"), nil); err != nil {
+		t.Fatal(err)
+	}
+	evs = nil
+	if _, err := alice.c.Sync(ctx, alice.g, collect(&evs)); err != nil || fmt.Sprint(texts(evs)) != "[bob: back]" {
+		t.Errorf("alice read %q, %v", texts(evs), err)
+	}
+	// The old device is out.
+	if _, err := bob.c.Sync(ctx, bob.g, nil); !errors.Is(err, ErrNotMember) {
+		t.Errorf("the replaced device's Sync = %v, want ErrNotMember", err)
+	}
+	// A stranger: refused here, and a resync finds no leaf of hers.
+	carol := newMember(t, url, "carol")
+	if _, _, err := carol.c.JoinExternal(ctx, gid, false); !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrExternalJoinForbidden) {
+		t.Errorf("a stranger's external join: %v, want a refusal", err)
+	}
+	// A group that allows external joins takes her.
+	open := newMember(t, url, "dave")
+	open.g, err = open.c.MLS().CreateGroup(ctx, open.c.Suite(), mls.GroupConfig{GroupID: []byte("open")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open.c.CreateGroup(ctx, open.g, CreateOptions{AllowExternalJoins: true}); err != nil {
+		t.Fatal(err)
+	}
+	if carol.g, _, err = carol.c.JoinExternal(ctx, []byte("open"), false); err != nil {
+		t.Fatalf("external join where allowed: %v", err)
+	}
+	if _, err := open.c.Sync(ctx, open.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, open, carol)
+}
+
+// TestEncryptedHandshakes: a group whose handshakes are PrivateMessages;
+// the service orders them by their header's epoch.
+func TestEncryptedHandshakes(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	private := mls.JoinConfig{WireFormatPolicy: mls.WireFormatPolicy{OutgoingPrivate: true}}
+	alice, bob, carol := newMember(t, url, "alice"), newMember(t, url, "bob"), newMember(t, url, "carol")
+	var err error
+	if alice.g, err = alice.c.MLS().CreateGroup(ctx, alice.c.Suite(), mls.GroupConfig{GroupID: []byte("secret"), JoinConfig: private}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.CreateGroup(ctx, alice.g, CreateOptions{Encrypted: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{bob, carol} {
+		if _, err := m.c.PublishKeyPackages(ctx, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := alice.c.FetchKeyPackage(ctx, []byte(m.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+			t.Fatalf("adding %s: %v", m.name, err)
+		}
+		js, err := m.c.Join(ctx, private)
+		if err != nil || len(js) != 1 || js[0].Err != nil {
+			t.Fatalf("%s: Join: %v %+v", m.name, err, js)
+		}
+		m.g = js[0].Group
+	}
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil { // carol's addition
+		t.Fatal(err)
+	}
+	// A forced conflict, as in TestCommitConflict, with encrypted commits.
+	first := true
+	posted, err := bob.c.Commit(ctx, bob.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		if first {
+			first = false
+			if _, err := carol.c.Commit(ctx, carol.g, (*mls.Group).SelfUpdate, nil); err != nil {
+				return nil, err
+			}
+		}
+		return g.SelfUpdate(ctx)
+	}, nil)
+	if err != nil || posted.Attempts != 2 {
+		t.Fatalf("bob's commit: %+v, %v; want it to land on the second attempt", posted, err)
+	}
+	if posted.Result.Commit.WireFormat() != mls.WireFormatPrivateMessage {
+		t.Errorf("the commit went out as %v", posted.Result.Commit.WireFormat())
+	}
+	if _, err := bob.c.Send(ctx, bob.g, []byte("sealed"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{alice, carol} {
+		var evs []Event
+		if _, err := m.c.Sync(ctx, m.g, collect(&evs)); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if got := fmt.Sprint(texts(evs)); got != "[bob: sealed]" {
+			t.Errorf("%s read %s", m.name, got)
+		}
+	}
+	agree(t, alice, bob, carol)
+	if alice.g.Epoch() != 4 {
+		t.Errorf("epoch %d, want 4", alice.g.Epoch())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mlskit/mls"
 	"github.com/mlskit/mls/storage"
 )
 
@@ -57,4 +58,46 @@ func (c *Client) setCursor(ctx context.Context, groupID []byte, cur cursor) erro
 func (c *Client) Cursor(ctx context.Context, groupID []byte) (uint64, error) {
 	cur, err := c.cursor(ctx, groupID)
 	return cur.Seq, err
+}
+
+// ResetCursor makes the client read g's log from its start again, skipping
+// the entries of epochs before g's current one: for a group registered
+// anew with a service that lost it, or with another service.
+func (c *Client) ResetCursor(ctx context.Context, g *mls.Group) error {
+	defer c.lock(g.GroupID())()
+	return c.setCursor(ctx, g.GroupID(), cursor{From: g.Epoch()})
+}
+
+// postedBucket holds, per group ID, the commit this client posted and has
+// no answer for yet.
+const postedBucket = "dsclient.posted"
+
+func (c *Client) posted(ctx context.Context, groupID []byte) ([]byte, error) {
+	var b []byte
+	err := c.mc.Store().View(ctx, func(tx storage.Tx) error {
+		v, err := tx.Get(postedBucket, groupID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		b = v
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dsclient: reading the posted commit: %w", err)
+	}
+	return b, nil
+}
+
+// setPosted records the commit being posted, or forgets it (nil).
+func (c *Client) setPosted(ctx context.Context, groupID, commit []byte) error {
+	err := c.mc.Store().Update(ctx, func(tx storage.Tx) error {
+		if commit == nil {
+			return tx.Delete(postedBucket, groupID)
+		}
+		return tx.Put(postedBucket, groupID, commit)
+	})
+	if err != nil {
+		return fmt.Errorf("dsclient: recording the posted commit: %w", err)
+	}
+	return nil
 }

@@ -11,7 +11,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/mlskit/mls"
+	"github.com/mlskit/mls/credential"
 	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
+	"github.com/mlskit/mls/storage/memory"
 )
 
 // Event is one entry of a group's log as this member handled it.
@@ -33,7 +35,9 @@ type Event struct {
 }
 
 // Handler is called with each entry a member handles. An error stops the
-// reading; the entry is handled again by the next call.
+// reading before the entry counts as read: a commit is not merged, and the
+// entry comes again on the next read (an application message then comes
+// with Err set, its key having been used).
 type Handler func(Event) error
 
 func (c *Client) lock(groupID []byte) func() {
@@ -131,7 +135,18 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			g.ClearPendingCommit(ctx)
 			return nil, err
 		}
+		// Kept until the answer comes, so that a lost answer is told
+		// from a lost race by the log (see handle).
+		if err := c.setPosted(ctx, g.GroupID(), req.Commit); err != nil {
+			g.ClearPendingCommit(ctx)
+			return nil, err
+		}
 		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); err == nil || r != mlsdv1.Error_REASON_UNSPECIFIED {
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
+		}
 		switch r := Reason(err); {
 		case err == nil:
 			if err := g.MergePendingCommit(ctx); err != nil {
@@ -305,38 +320,49 @@ func (c *Client) apply(ctx context.Context, g *mls.Group, cur *cursor, env *mlsd
 
 func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mlsdv1.Envelope, h Handler) error {
 	own := bytes.Equal(env.Sender, c.Identity())
+	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
+	// The epoch that counts is the message's own (RFC 9420, Section 6),
+	// not the service's label, which must match it.
+	msg, err := mls.ParseMessage(env.Message)
 	switch {
-	case env.Epoch < cur.From:
+	case err != nil && env.Epoch < cur.From:
+		return nil // sent before this member joined: none of its business
+	case err != nil && env.Kind == mlsdv1.Kind_KIND_APPLICATION && !own:
+		ev.Err = err
+		return call0(h, ev)
+	case err != nil:
+		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
+	case msg.Epoch() != env.Epoch:
+		return fmt.Errorf("%w: entry %d is labelled epoch %d but its message is of epoch %d", ErrUnexpected, env.Seq, env.Epoch, msg.Epoch())
+	}
+	epoch := msg.Epoch()
+	switch {
+	case epoch < cur.From:
 		return nil // sent before this member joined
 	case !g.IsActive():
 		return fmt.Errorf("%w (epoch %d)", ErrRemoved, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch < g.Epoch():
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch < g.Epoch():
 		return nil // merged already: this member's own, or read before a restart
-	case env.Kind == mlsdv1.Kind_KIND_COMMIT && env.Epoch > g.Epoch():
-		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, env.Epoch, g.Epoch())
-	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || env.Epoch != g.Epoch()):
+	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch > g.Epoch():
+		return fmt.Errorf("%w: a commit of epoch %d, but the group is at epoch %d", ErrUnexpected, epoch, g.Epoch())
+	case env.Kind == mlsdv1.Kind_KIND_PROPOSAL && (own || epoch != g.Epoch()):
 		return nil // this member's own (queued when made), or moot
 	case env.Kind == mlsdv1.Kind_KIND_APPLICATION && own:
 		return nil
 	}
-	ev := Event{Group: g, Seq: env.Seq, Epoch: env.Epoch, Kind: env.Kind, Sender: env.Sender}
-	msg, err := mls.ParseMessage(env.Message)
-	if err != nil {
-		if env.Kind == mlsdv1.Kind_KIND_APPLICATION {
-			ev.Err = err
-			return call0(h, ev)
-		}
-		return fmt.Errorf("dsclient: entry %d: %w", env.Seq, err)
-	}
 	ev.Message = msg
 	if env.Kind == mlsdv1.Kind_KIND_COMMIT && g.PendingCommit() != nil {
-		if own {
+		posted, err := c.posted(ctx, g.GroupID())
+		if err != nil {
+			return err
+		}
+		if own && posted != nil && bytes.Equal(posted, env.Message) {
 			// This member's commit, accepted by the service, whose answer
 			// never arrived: merge it now.
 			if err := g.MergePendingCommit(ctx); err != nil {
 				return fmt.Errorf("dsclient: merging own commit of entry %d: %w", env.Seq, err)
 			}
-			return nil
+			return c.setPosted(ctx, g.GroupID(), nil)
 		}
 		if err := g.ClearPendingCommit(ctx); err != nil {
 			return fmt.Errorf("dsclient: clearing the pending commit that lost: %w", err)
@@ -517,4 +543,74 @@ func (c *Client) join(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.J
 // service holds them, with its epoch and last seq.
 func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*mlsdv1.GetGroupInfoResponse, error) {
 	return call(ctx, c, "GetGroupInfo", c.rpc.GetGroupInfo, &mlsdv1.GetGroupInfoRequest{GroupId: groupID})
+}
+
+// JoinExternal joins the group by an external commit (RFC 9420, Section
+// 12.4.3.2) from the GroupInfo and ratchet tree the service holds, where
+// the group allows external joins. With resync, the commit also removes the
+// leaf of this client's identity: recovery after state loss (RFC 9750,
+// Section 6.7; the service allows a resync even where external joins are
+// not allowed). A commit that loses to another is made again from a fresh
+// GroupInfo, at most Options.MaxAttempts times. The joined group reads its
+// log from the epoch it joined at.
+func (c *Client) JoinExternal(ctx context.Context, groupID []byte, resync bool) (*mls.Group, *Posted, error) {
+	defer c.lock(groupID)()
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		info, err := c.GroupInfo(ctx, groupID)
+		if err != nil {
+			return nil, nil, err
+		}
+		gi, err := mls.ParseMessage(info.GroupInfo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+		}
+		opts := mls.ExternalJoinOptions{RatchetTree: info.RatchetTree}
+		if resync {
+			leaf, err := c.ownLeaf(ctx, gi, info.RatchetTree)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.RemoveLeaf = &leaf
+		}
+		g, res, err := c.mc.JoinExternal(ctx, gi, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		req := &mlsdv1.PostCommitRequest{GroupId: groupID}
+		if req.Commit, err = res.Commit.MarshalBinary(); err == nil {
+			if req.GroupInfo, err = res.GroupInfo.MarshalBinary(); err == nil {
+				req.RatchetTree, err = g.ExportRatchetTree()
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dsclient: encoding the external commit: %w", err)
+		}
+		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
+		if r := Reason(err); r == mlsdv1.Error_REASON_COMMIT_CONFLICT || r == mlsdv1.Error_REASON_WRONG_EPOCH {
+			continue // the stored state is replaced by the next attempt
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.setCursor(ctx, groupID, cursor{From: g.Epoch()}); err != nil {
+			return nil, nil, err
+		}
+		return g, &Posted{Result: res, Seq: pr.Seq, Epoch: pr.Epoch, Attempts: attempt, Size: len(req.Commit)}, nil
+	}
+	return nil, nil, ErrTooManyAttempts
+}
+
+// ownLeaf finds the leaf of this client's identity in the group of gi.
+func (c *Client) ownLeaf(ctx context.Context, gi *mls.Message, tree []byte) (uint32, error) {
+	pg, err := mls.NewPublicGroup(ctx, memory.New(), credential.AcceptAll, gi, mls.PublicGroupOptions{RatchetTree: tree})
+	if err != nil {
+		return 0, fmt.Errorf("dsclient: the service's GroupInfo: %w", err)
+	}
+	id := c.mc.Credential().Identity()
+	for _, m := range pg.Members() {
+		if bytes.Equal(m.Credential.Identity(), id) {
+			return m.Index, nil
+		}
+	}
+	return 0, fmt.Errorf("dsclient: %w: no leaf of %q to resync", mls.ErrNotFound, id)
 }
