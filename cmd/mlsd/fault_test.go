@@ -379,7 +379,7 @@ func (r *received) len() int {
 
 // Three members stream messages through an mlsd on SQLite; mlsd is SIGKILLed
 // once a third of them are out and restarted on the same database file and
-// port. Every message reaches every other member exactly once, in its
+// port (the clients know only its URL). Every message reaches every other member exactly once, in its
 // sender's order; the log has no gap and holds each message once; every
 // member's cursor ends at the log's end.
 //
@@ -392,11 +392,23 @@ func (r *received) len() int {
 // sends again only when it did not. Its messages are then in the log once
 // each, which the test checks.
 func TestCrashRestart(t *testing.T) {
-	bin := buildBin(t, "mlsd")
 	db := filepath.Join(t.TempDir(), "mlsd.db")
-	args := func(addr string) []string {
+	crashRestart(t, func(addr string) []string {
 		return []string{"-addr", addr, "-db", db, "-rate", "-1", "-log-level", "warn"}
-	}
+	})
+}
+
+// The same on PostgreSQL: what a replica had committed survives its crash.
+func TestCrashRestartPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	crashRestart(t, func(addr string) []string {
+		return []string{"-addr", addr, "-postgres", dsn, "-rate", "-1", "-log-level", "warn"}
+	})
+}
+
+// crashRestart runs the crash test on the mlsd that args starts.
+func crashRestart(t *testing.T, args func(addr string) []string) {
+	bin := buildBin(t, "mlsd")
 	d := startMlsd(t, bin, args("127.0.0.1:0")...)
 	url := d.url
 	n := 60
