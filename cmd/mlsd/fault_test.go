@@ -718,12 +718,25 @@ func TestReplicasCommitRace(t *testing.T) {
 	defer cancel()
 	subCtx, stopSub := context.WithCancel(ctx)
 	var carolGot received
+	// When Alice's post of each message returned, and when Carol read it:
+	// logged, not asserted (a lost notification would only delay delivery
+	// to the subscription's poll, DefaultSubscribePoll).
+	var lagMu sync.Mutex
+	posted := map[string]time.Time{}
+	var lags []time.Duration
 	var carolCommits atomic.Int64
 	subDone := make(chan error, 1)
 	go func() {
 		subDone <- carol.c.Subscribe(subCtx, carol.g, func(ev dsclient.Event) error {
 			if ev.Kind == mlsdv1.Kind_KIND_COMMIT {
 				carolCommits.Add(1)
+			}
+			if ev.Kind == mlsdv1.Kind_KIND_APPLICATION && ev.Processed != nil {
+				lagMu.Lock()
+				if at, ok := posted[string(ev.Processed.ApplicationData)]; ok {
+					lags = append(lags, time.Since(at))
+				}
+				lagMu.Unlock()
 			}
 			return carolGot.handler(ev)
 		})
@@ -793,9 +806,13 @@ func TestReplicasCommitRace(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A message through replica A, for Carol on replica B.
-		if _, err := alice.c.Send(ctx, alice.g, fmt.Appendf(nil, "round-%d", r), nil); err != nil {
+		text := fmt.Sprintf("round-%d", r)
+		if _, err := alice.c.Send(ctx, alice.g, []byte(text), nil); err != nil {
 			t.Fatalf("round %d: Alice's message: %v", r, err)
 		}
+		lagMu.Lock()
+		posted[text] = time.Now()
+		lagMu.Unlock()
 	}
 	for _, m := range []*fmember{alice, bob} {
 		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
@@ -847,7 +864,10 @@ func TestReplicasCommitRace(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d rounds: Alice (replica A) won %d, Bob (replica B) won %d", rounds, wins["alice"], wins["bob"])
+	lagMu.Lock()
+	t.Logf("%d rounds: Alice (replica A) won %d, Bob (replica B) won %d; Carol (replica B) read Alice's messages (replica A) %v after the post returned (p50), %v at most (%d of %d read after the post returned)",
+		rounds, wins["alice"], wins["bob"], latencies(lags).pct(50), latencies(lags).pct(100), len(lags), rounds)
+	lagMu.Unlock()
 	for _, p := range []*mlsdProc{a, b} {
 		if err := healthz(p.url); err != nil {
 			t.Error(err)
