@@ -453,7 +453,7 @@ func crashRestart(t *testing.T, args func(addr string) []string) {
 		go func() {
 			defer senders.Done()
 			for i := range n {
-				if err := sendOnce(ctx, t, m, gid, url, i, &unanswered, &landed, &resent); err != nil {
+				if err := sendOnce(ctx, m, gid, url, i, &unanswered, &landed, &resent); err != nil {
 					sendErrs <- fmt.Errorf("%s message %d: %w", m.name, i, err)
 					return
 				}
@@ -463,10 +463,26 @@ func crashRestart(t *testing.T, args func(addr string) []string) {
 		}()
 	}
 
+	sendersDone := make(chan struct{})
+	go func() {
+		senders.Wait()
+		close(sendersDone)
+	}()
+
 	// The crash, a third of the way in.
 	total := int64(n * len(ms))
-	for acked.Load() < total/3 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	for acked.Load() < total/3 {
+		select {
+		case <-sendersDone:
+			close(sendErrs)
+			for err := range sendErrs {
+				t.Error(err)
+			}
+			t.Fatal("the senders stopped before the crash")
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
 	}
 	atKill := acked.Load()
 	d.kill(t)
@@ -482,7 +498,7 @@ func crashRestart(t *testing.T, args func(addr string) []string) {
 	if d2 == nil {
 		t.Fatalf("mlsd did not restart on %s", d.addr)
 	}
-	senders.Wait()
+	<-sendersDone
 	close(sendErrs)
 	for err := range sendErrs {
 		t.Error(err)
@@ -526,7 +542,7 @@ wait:
 		next := map[string]int{}
 		for _, p := range recv[i].got {
 			copies[p]++
-			from, num, ok := strings.Cut(p, "-")
+			from, _, ok := strings.Cut(p, "-")
 			if !ok || from == m.name {
 				t.Errorf("%s received %q", m.name, p)
 				continue
@@ -536,7 +552,6 @@ wait:
 				t.Errorf("%s received %q where %q was next", m.name, p, want)
 			}
 			next[from]++
-			_ = num
 		}
 		for _, o := range ms {
 			if o == m {
@@ -610,7 +625,7 @@ func tryStartMlsd(t *testing.T, bin string, args ...string) *mlsdProc {
 // sendOnce sends message i of m and makes sure it ends up in the log once:
 // a send without an answer is resolved by counting m's messages in the log
 // once mlsd answers again.
-func sendOnce(ctx context.Context, t *testing.T, m *fmember, gid []byte, url string, i int, unanswered, landed, resent *atomic.Int64) error {
+func sendOnce(ctx context.Context, m *fmember, gid []byte, url string, i int, unanswered, landed, resent *atomic.Int64) error {
 	text := []byte(fmt.Sprintf("%s-%03d", m.name, i))
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	_, err := m.c.Send(sctx, m.g, text, nil)
