@@ -101,6 +101,14 @@ func testCommitConflict(t *testing.T, b backend) {
 			if res.Epoch != 3 || res.Seq != 3 {
 				t.Fatalf("retry: epoch %d seq %d; want 3 3", res.Epoch, res.Seq)
 			}
+			// Another identity cannot delete carol's Welcome.
+			w, err = carol.api.FetchWelcomes(ctx, connect.NewRequest(&mlsdv1.FetchWelcomesRequest{}))
+			if err != nil || len(w.Msg.Welcomes) != 1 {
+				t.Fatalf("carol has %d Welcomes (%v)", len(w.Msg.Welcomes), err)
+			}
+			if _, err := bob.api.AckWelcome(ctx, connect.NewRequest(&mlsdv1.AckWelcomeRequest{Id: w.Msg.Welcomes[0].Id})); err != nil {
+				t.Fatal(err)
+			}
 			carol.join()
 			w, err = carol.api.FetchWelcomes(ctx, connect.NewRequest(&mlsdv1.FetchWelcomesRequest{}))
 			if err != nil || len(w.Msg.Welcomes) != 0 {

@@ -52,6 +52,11 @@ const chatHelp = `Commands (a line without a leading / is sent as a message):
   /group GROUP       switch to another group this client is in
   /help              this list
   /quit              stop (so does the end of the input)
+
+Output: one line per event, such as
+  [GROUP epoch E] NAME: TEXT           a message from NAME
+  [GROUP epoch E] NAME committed: ...  another member's commit, merged (E is the new epoch)
+  error: ...                           a command failed
 `
 
 func runChat(args []string, stdout, stderr io.Writer) int {
@@ -65,6 +70,9 @@ func runChatIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	db := fs.String("db", "", "keep the state in the SQLite file `FILE`, and resume from it (default: a temporary file)")
 	suiteName := fs.String("suite", "1", "the cipher `SUITE`, by IANA name or number")
 	if ok, status := parseFlags(fs, "chat -ds URL -name NAME [-db FILE] [-suite SUITE]", args, stdout, stderr); !ok {
+		if status == 0 { // -h
+			fmt.Fprint(stdout, "\n"+chatHelp)
+		}
 		return status
 	}
 	suite, err := parseSuite(*suiteName)
@@ -542,8 +550,12 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		}
 		var last *mls.Group
 		for _, j := range js {
-			if j.Err != nil {
-				ch.out.printf("error: a Welcome could not be used: %v", j.Err)
+			switch {
+			case errors.Is(j.Err, mls.ErrNoKeyPackage):
+				ch.out.printf("error: the Welcome to %s is for a key package this client does not hold (an earlier installation's): /rejoin %s takes its place", j.GroupID, j.GroupID)
+				continue
+			case j.Err != nil:
+				ch.out.printf("error: the Welcome to %s could not be used: %v", j.GroupID, j.Err)
 				continue
 			}
 			ch.out.printf("%s joined, invited by %s; members: %s", ch.tag(j.Group), j.Staged.Sender().Credential.Identity(), memberNames(j.Group))
@@ -552,6 +564,9 @@ func (ch *chat) join(ctx context.Context, arg string) error {
 		if last != nil {
 			ch.setGroup(ctx, last)
 			return ch.topUpKeyPackages(ctx)
+		}
+		if len(js) > 0 {
+			return errors.New("no usable Welcome")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no Welcome arrived within %v", timeout)

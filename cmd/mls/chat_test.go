@@ -326,6 +326,10 @@ func TestChatUsage(t *testing.T) {
 			t.Errorf("chat %v: status %d, stderr %q, stdout %q; want 2 and %q", tc.args, status, stderr, stdout, tc.want)
 		}
 	}
+	status, stdout, _ := runCmd("chat", "-h")
+	if status != 0 || !strings.Contains(stdout, "Usage: mls chat -ds URL -name NAME") || !strings.Contains(stdout, "/invite NAME") {
+		t.Errorf("chat -h: status %d, stdout:\n%s", status, stdout)
+	}
 	// No service at the URL: exit status 1 with the error.
 	status, _, stderr := runCmd("chat", "-ds", "http://127.0.0.1:1", "-name", "a")
 	if status != 1 || !strings.Contains(stderr, "mls chat: dsclient: Challenge: ") {
@@ -334,7 +338,8 @@ func TestChatUsage(t *testing.T) {
 }
 
 // testChatRejoin: Bob's state is lost (no -db: a temporary file); a new
-// Bob rejoins by an external commit that replaces his old leaf.
+// Bob rejoins by an external commit that replaces his old leaf. Carol is
+// invited with a key package of a lost installation and rejoins too.
 func testChatRejoin(t *testing.T, bin string) {
 	url := startMLSD(t)
 	alice := startChat(t, bin, url, "alice")
@@ -351,12 +356,30 @@ func testChatRejoin(t *testing.T, bin string) {
 	alice.expect(`^\[g epoch 2\] bob committed: join by external commit, remove bob$`)
 	bob.send("back again")
 	alice.expect(`^\[g epoch 2\] bob: back again$`)
+
+	// Carol publishes key packages and loses her state before Alice
+	// invites her: her new installation cannot open the Welcome, says so,
+	// and rejoins in the place it was meant for.
+	carol := startChat(t, bin, url, "carol")
+	carol.quit()
+	alice.send("/invite carol")
+	alice.expect(`^\[g epoch 3\] invited carol$`)
+	carol = startChat(t, bin, url, "carol")
+	carol.send("/join")
+	carol.expect(`^error: the Welcome to g is for a key package this client does not hold \(an earlier installation's\): /rejoin g takes its place$`)
+	carol.expect(`^error: no usable Welcome$`)
+	carol.send("/rejoin g")
+	carol.expect(`^\[g epoch 4\] rejoined, replacing this identity's old leaf; members: alice, bob, carol$`)
+	bob.expect(`^\[g epoch 4\] carol committed: join by external commit, remove carol$`)
 	e, n, a := alice.members("g")
-	if be, bn, ba := bob.members("g"); be != e || bn != n || ba != a || n != "alice, bob" {
-		t.Errorf("bob: epoch %s, members %q, %s; alice: %s, %q, %s", be, bn, ba, e, n, a)
+	for _, p := range []*chatProc{bob, carol} {
+		if pe, pn, pa := p.members("g"); pe != e || pn != n || pa != a || n != "alice, bob, carol" {
+			t.Errorf("%s: epoch %s, members %q, %s; alice: %s, %q, %s", p.name, pe, pn, pa, e, n, a)
+		}
 	}
 	alice.quit()
 	bob.quit()
+	carol.quit()
 }
 
 // mlsdProc is mlsd running as a process.

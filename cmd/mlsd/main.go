@@ -5,6 +5,7 @@
 // HTTP/1.1 and h2c), with /healthz and /metrics.
 //
 //	mlsd [-addr 127.0.0.1:7420] [-db mlsd.db | -postgres DSN] [-server-name NAME] [-log-level info]
+//	     [-rate R -burst B] [-max-message-size N] [-max-group-info-size N] [-max-tree-leaves N] [-session-ttl D]
 //	mlsd bench ...
 //
 // With -db (the default) the state is one SQLite file; with -postgres,
@@ -70,11 +71,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 0, "requests per second per client (0: default, negative: unlimited)")
 	burst := fs.Int("burst", 0, "burst of requests per client (0: default)")
 	maxMsg := fs.Int("max-message-size", 0, "largest MLS message accepted, bytes (0: 1 MiB)")
+	maxGI := fs.Int("max-group-info-size", 0, "largest GroupInfo plus ratchet tree accepted, bytes (0: 8 MiB)")
+	maxLeaves := fs.Uint("max-tree-leaves", 0, "largest group followed, in leaves (0: 65536)")
+	sessionTTL := fs.Duration("session-ttl", 0, "lifetime of a bearer token (0: 24h)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *maxLeaves > 1<<30 {
+		return fmt.Errorf("-max-tree-leaves %d: at most %d", *maxLeaves, 1<<30)
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
@@ -90,6 +97,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	url, stop, err := ds.Listen(ctx, *addr, store, ds.Options{
 		ServerName: *name, Logger: logger, RatePerSecond: *rate, Burst: *burst, MaxMessageSize: *maxMsg,
+		MaxGroupInfoSize: *maxGI, MaxTreeLeaves: uint32(*maxLeaves), SessionTTL: *sessionTTL,
 	})
 	if err != nil {
 		return err

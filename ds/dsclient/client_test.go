@@ -27,7 +27,7 @@ import (
 // The tests run a real mlsd (ds.Listen over an SQLite ds.Store) on
 // 127.0.0.1, and clients whose MLS state is in SQLite files.
 
-func startServer(t *testing.T, opts ds.Options) string {
+func startServer(t testing.TB, opts ds.Options) string {
 	t.Helper()
 	ctx := context.Background()
 	st, err := dssqlite.Open(ctx, filepath.Join(t.TempDir(), "mlsd.db"))
@@ -63,7 +63,7 @@ type member struct {
 	g     *mls.Group
 }
 
-func newMember(t *testing.T, url, name string) *member {
+func newMember(t testing.TB, url, name string) *member {
 	t.Helper()
 	m := &member{name: name, path: filepath.Join(t.TempDir(), name+".db")}
 	m.open(t, url)
@@ -71,7 +71,7 @@ func newMember(t *testing.T, url, name string) *member {
 }
 
 // open opens (or reopens) the member's file and connects it.
-func (m *member) open(t *testing.T, url string) {
+func (m *member) open(t testing.TB, url string) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(m.path)
@@ -96,7 +96,7 @@ func (m *member) open(t *testing.T, url string) {
 }
 
 // group creates a group of alice with the others added in one commit.
-func group(t *testing.T, url string, names ...string) []*member {
+func group(t testing.TB, url string, names ...string) []*member {
 	t.Helper()
 	ctx := context.Background()
 	ms := make([]*member, len(names))
@@ -150,7 +150,7 @@ func group(t *testing.T, url string, names ...string) []*member {
 }
 
 // agree checks that the members share epoch and epoch authenticator.
-func agree(t *testing.T, ms ...*member) {
+func agree(t testing.TB, ms ...*member) {
 	t.Helper()
 	for _, m := range ms[1:] {
 		if m.g.Epoch() != ms[0].g.Epoch() || !bytes.Equal(m.g.EpochAuthenticator(), ms[0].g.EpochAuthenticator()) {

@@ -486,6 +486,9 @@ func (c *Client) streamErr(ctx context.Context, err error) error {
 
 // Joined is a Welcome taken from the mailbox.
 type Joined struct {
+	// GroupID is the joined group's, or, if Err, the one the service
+	// filed the Welcome under.
+	GroupID []byte
 	Staged *mls.StagedWelcome // nil if Err
 	Group  *mls.Group
 	// Err is why the Welcome could not be used; it is dropped from the
@@ -495,9 +498,11 @@ type Joined struct {
 
 // Join reads the client's Welcome mailbox (RFC 9420, Section 12.4.3.1),
 // joins each group it is welcomed to with the ratchet tree the committer
-// posted, and removes each Welcome from the mailbox. A Welcome for none of
-// this client's key packages (one left by an earlier installation under the
-// same identity) is dropped without a word.
+// posted, and removes each Welcome from the mailbox. A Welcome that cannot
+// be used comes back with Err set: one for none of this client's key
+// packages (published by an earlier installation under the same identity,
+// whose private keys are gone) matches mls.ErrNoKeyPackage, and
+// JoinExternal with resync takes the place it was meant for.
 func (c *Client) Join(ctx context.Context, opts mls.JoinConfig) ([]Joined, error) {
 	res, err := call(ctx, c, "FetchWelcomes", c.rpc.FetchWelcomes, &mlsdv1.FetchWelcomesRequest{})
 	if err != nil {
@@ -512,14 +517,20 @@ func (c *Client) Join(ctx context.Context, opts mls.JoinConfig) ([]Joined, error
 		if _, err := call(ctx, c, "AckWelcome", c.rpc.AckWelcome, &mlsdv1.AckWelcomeRequest{Id: w.Id}); err != nil {
 			return out, err
 		}
-		if j.Err == nil || !errors.Is(j.Err, mls.ErrNoKeyPackage) {
-			out = append(out, j)
-		}
+		out = append(out, j)
 	}
 	return out, nil
 }
 
 func (c *Client) join(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.JoinConfig) Joined {
+	j := c.joinWelcome(ctx, w, opts)
+	if j.GroupID = w.GroupId; j.Group != nil {
+		j.GroupID = j.Group.GroupID()
+	}
+	return j
+}
+
+func (c *Client) joinWelcome(ctx context.Context, w *mlsdv1.WelcomeEnvelope, opts mls.JoinConfig) Joined {
 	msg, err := mls.ParseMessage(w.Welcome)
 	if err != nil {
 		return Joined{Err: fmt.Errorf("dsclient: Welcome %d: %w", w.Id, err)}
@@ -549,7 +560,7 @@ func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*mlsdv1.GetGrou
 // 12.4.3.2) from the GroupInfo and ratchet tree the service holds, where
 // the group allows external joins. With resync, the commit also removes the
 // leaf of this client's identity: recovery after state loss (RFC 9750,
-// Section 6.7; the service allows a resync even where external joins are
+// Section 6.6; the service allows a resync even where external joins are
 // not allowed). A commit that loses to another is made again from a fresh
 // GroupInfo, at most Options.MaxAttempts times. The joined group reads its
 // log from the epoch it joined at.

@@ -11,7 +11,7 @@ import (
 
 // PublishKeyPackages creates n key packages of the client's suite, and a
 // last-resort one if lastResort (RFC 9420, Section 16.8), and publishes them
-// (RFC 9750, Section 5.2). It returns them as created.
+// (RFC 9750, Section 5.1). It returns them as created.
 func (c *Client) PublishKeyPackages(ctx context.Context, n int, lastResort bool) ([]*mls.KeyPackage, error) {
 	if n < 0 || n > 1000 {
 		return nil, fmt.Errorf("dsclient: %w: %d key packages", mls.ErrInvalidArgument, n)
