@@ -445,8 +445,10 @@ func runBenchConfig(ctx context.Context, cfg benchConfig) (*benchReport, error) 
 						continue
 					}
 					sent.Add(1)
-					if now := int64(time.Since(run.start)); now > lastAnswer.Load() {
-						lastAnswer.Store(now) // racy max, good enough for a duration
+					for now := int64(time.Since(run.start)); ; {
+						if last := lastAnswer.Load(); now <= last || lastAnswer.CompareAndSwap(last, now) {
+							break
+						}
 					}
 				}
 			}()
