@@ -170,8 +170,8 @@ func openChat(ctx context.Context, url, name, db string, suite mls.CipherSuite, 
 	if id := ch.storedCurrent(ctx); id != nil {
 		g, err := mc.LoadGroup(ctx, id)
 		if err == nil && g.IsActive() {
-			ch.setGroup(ctx, g)
 			out.printf("%s resumed at seq %d; members: %s", ch.tag(g), ch.cursor(ctx, g), memberNames(g))
+			ch.setGroup(ctx, g) // then what came meanwhile
 		}
 	}
 	return ch, nil
@@ -222,7 +222,7 @@ func (ch *chat) cursor(ctx context.Context, g *mls.Group) uint64 {
 }
 
 // setGroup makes g the current group and follows its log in the
-// background.
+// background. Callers print what they did first: the events follow.
 func (ch *chat) setGroup(ctx context.Context, g *mls.Group) {
 	ch.mu.Lock()
 	stop, done := ch.stopSub, ch.subDone
@@ -446,8 +446,8 @@ func (ch *chat) command(ctx context.Context, line string) error {
 			ch.ds.MLS().DeleteGroup(ctx, g.GroupID())
 			return err
 		}
-		ch.setGroup(ctx, g)
 		ch.out.printf("%s created", ch.tag(g))
+		ch.setGroup(ctx, g)
 		return nil
 	case "/join":
 		return ch.join(ctx, arg)
@@ -459,16 +459,16 @@ func (ch *chat) command(ctx context.Context, line string) error {
 		if err != nil {
 			return err
 		}
-		ch.setGroup(ctx, g)
 		ch.out.printf("%s rejoined, replacing this identity's old leaf%s; members: %s", ch.tag(g), attempts(posted), memberNames(g))
+		ch.setGroup(ctx, g)
 		return nil
 	case "/group":
 		g, err := ch.ds.MLS().LoadGroup(ctx, []byte(arg))
 		if err != nil {
 			return err
 		}
-		ch.setGroup(ctx, g)
 		ch.out.printf("%s current group; members: %s", ch.tag(g), memberNames(g))
+		ch.setGroup(ctx, g)
 		return nil
 	case "/wait":
 		return ch.wait(arg)

@@ -695,6 +695,15 @@ func TestDemoDS(t *testing.T) {
 			t.Errorf("run ended with %+v, want 2 members at epoch 4", end)
 		}
 	}
+	// With -db, a later run continues its group (registered under the
+	// suffixed name) on the same service.
+	dir := t.TempDir()
+	_, endA := demoRun(t, "-ds", url, "-db", dir)
+	outB, endB := demoRun(t, "-ds", url, "-db", dir)
+	checkResumed(t, outB, endA)
+	if endB.epoch != endA.epoch+3 || strings.Contains(outB, "does not know the group") {
+		t.Errorf("continued run ended at %+v after %+v, or re-registered the group:\n%s", endB, endA, outB)
+	}
 	// Embedded: the demo's own mlsd on a loopback port.
 	out3, _ := demoRun(t)
 	if !regexp.MustCompile(`\nDelivery service: mlsd at http://127\.0\.0\.1:\d+, in this process, over the SQLite file .+/mlsd\.sqlite\. `).MatchString(out3) {

@@ -470,6 +470,27 @@ func TestSendWrongEpoch(t *testing.T) {
 	if got := texts(evs); fmt.Sprint(got) != "[alice: late]" {
 		t.Errorf("bob read %q", got)
 	}
+	// A proposal made in an ended epoch: withdrawn, made again, posted.
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).SelfUpdate, nil); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	if _, err := alice.c.Propose(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.Message, mls.ProposalRef, error) {
+		tries++
+		return g.ProposeSelfUpdate(ctx)
+	}, nil); err != nil {
+		t.Fatalf("Propose: %v", err)
+	}
+	if q := alice.g.PendingProposals(); tries != 2 || len(q) != 1 || alice.g.Epoch() != 3 {
+		t.Errorf("%d tries, %d pending proposals at epoch %d; want 2 tries and 1 proposal at epoch 3", tries, len(q), alice.g.Epoch())
+	}
+	if _, err := bob.c.Commit(ctx, bob.g, (*mls.Group).CommitPendingProposals, nil); err != nil {
+		t.Fatalf("bob commits alice's proposal: %v", err)
+	}
+	if _, err := alice.c.Sync(ctx, alice.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, alice, bob)
 }
 
 // TestRestart: a client stopped and reopened from its SQLite file goes on
@@ -913,5 +934,35 @@ func TestEncryptedHandshakes(t *testing.T) {
 	agree(t, alice, bob, carol)
 	if alice.g.Epoch() != 4 {
 		t.Errorf("epoch %d, want 4", alice.g.Epoch())
+	}
+}
+
+// TestJoinLostKeyPackage: a Welcome for a key package of a lost
+// installation is returned with mls.ErrNoKeyPackage and its group, and
+// leaves the mailbox.
+func TestJoinLostKeyPackage(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx := context.Background()
+	alice := group(t, url, "alice")[0]
+	if _, err := newMember(t, url, "bob").c.PublishKeyPackages(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := alice.c.FetchKeyPackage(ctx, []byte("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) { return g.AddMembers(ctx, kp) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	bob2 := newMember(t, url, "bob") // the first installation is gone
+	js, err := bob2.c.Join(ctx, mls.JoinConfig{})
+	if err != nil || len(js) != 1 || !errors.Is(js[0].Err, mls.ErrNoKeyPackage) || !bytes.Equal(js[0].GroupID, alice.g.GroupID()) || js[0].Group != nil {
+		t.Fatalf("Join = %+v, %v; want one Welcome failing with ErrNoKeyPackage for %q", js, err, alice.g.GroupID())
+	}
+	if groups, _ := bob2.c.MLS().Groups(ctx); len(groups) != 0 {
+		t.Errorf("the failed Welcome left groups %q", groups)
+	}
+	if js, err := bob2.c.Join(ctx, mls.JoinConfig{}); err != nil || len(js) != 0 {
+		t.Errorf("second Join = %+v, %v; want an empty mailbox", js, err)
 	}
 }

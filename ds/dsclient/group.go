@@ -125,6 +125,9 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			if err := g.ClearPendingCommit(ctx); err != nil {
 				return nil, fmt.Errorf("dsclient: clearing an unposted commit: %w", err)
 			}
+			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
+				return nil, err
+			}
 		}
 		res, err := create(g, ctx)
 		if err != nil || res == nil {
@@ -199,9 +202,10 @@ func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitReque
 // or LeaveGroup.
 type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRef, error)
 
-// Propose creates a proposal with create and posts it. When the group moved
-// on meanwhile (WRONG_EPOCH), the proposal is withdrawn, the log read, and
-// the proposal created again, at most Options.MaxAttempts times.
+// Propose creates a proposal with create and posts it. A refused proposal
+// is withdrawn from the member's queue; when the group moved on meanwhile
+// (WRONG_EPOCH), the log is read and the proposal created again, at most
+// Options.MaxAttempts times.
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
 	for attempt := 1; attempt <= c.attempts; attempt++ {
@@ -217,11 +221,17 @@ func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, 
 		if err == nil {
 			return msg, nil
 		}
-		if r := Reason(err); r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
-			return nil, err
+		r := Reason(err)
+		if r == mlsdv1.Error_REASON_UNSPECIFIED {
+			return nil, err // unknown outcome: the proposal stays queued
 		}
-		if err := g.RemovePendingProposal(ctx, ref); err != nil && !errors.Is(err, mls.ErrNotFound) {
-			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", err)
+		// Refused: withdrawn, so that no commit of this member refers to
+		// a proposal the others never got.
+		if rerr := g.RemovePendingProposal(ctx, ref); rerr != nil && !errors.Is(rerr, mls.ErrNotFound) {
+			return nil, fmt.Errorf("dsclient: withdrawing the proposal: %w", rerr)
+		}
+		if r != mlsdv1.Error_REASON_WRONG_EPOCH && r != mlsdv1.Error_REASON_COMMIT_CONFLICT {
+			return nil, err
 		}
 		if _, err := c.sync(ctx, g, h); err != nil {
 			return nil, err
@@ -489,8 +499,8 @@ type Joined struct {
 	// GroupID is the joined group's, or, if Err, the one the service
 	// filed the Welcome under.
 	GroupID []byte
-	Staged *mls.StagedWelcome // nil if Err
-	Group  *mls.Group
+	Staged  *mls.StagedWelcome // nil if Err
+	Group   *mls.Group
 	// Err is why the Welcome could not be used; it is dropped from the
 	// mailbox all the same (a Welcome that fails now will never succeed).
 	Err error
