@@ -966,3 +966,97 @@ func TestJoinLostKeyPackage(t *testing.T) {
 		t.Errorf("second Join = %+v, %v; want an empty mailbox", js, err)
 	}
 }
+
+// TestCommitReadsOldEpochFirst: entries of the old epoch that the log
+// holds before a member's accepted commit (posted after the member's last
+// read) are handled by Commit before it merges the commit, while they can
+// still be decrypted; the cursor then moves past the commit. The same when
+// the answer to the post was lost and Sync finds the commit in the log.
+func TestCommitReadsOldEpochFirst(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	posted, err := bob.c.Commit(ctx, bob.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		// After Bob's read of the log, before his post.
+		if _, err := alice.c.Send(ctx, alice.g, []byte("before-1"), nil); err != nil {
+			return nil, err
+		}
+		if _, err := carol.c.Propose(ctx, carol.g, (*mls.Group).ProposeSelfUpdate, nil); err != nil {
+			return nil, err
+		}
+		if _, err := alice.c.Send(ctx, alice.g, []byte("before-2"), nil); err != nil {
+			return nil, err
+		}
+		return g.SelfUpdate(ctx)
+	}, collect(&evs))
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if posted.Epoch != 2 || bob.g.Epoch() != 2 || bob.g.PendingCommit() != nil {
+		t.Fatalf("after Commit: posted %+v, Bob at epoch %d, pending %v; want epoch 2, merged", posted, bob.g.Epoch(), bob.g.PendingCommit() != nil)
+	}
+	for _, ev := range evs {
+		if ev.Err != nil {
+			t.Errorf("entry %d (epoch %d): %v", ev.Seq, ev.Epoch, ev.Err)
+		}
+	}
+	if got, want := texts(evs), []string{"alice: before-1", "alice: before-2"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Commit's handler got messages %q, want %q", got, want)
+	}
+	if len(evs) != 3 || evs[1].Kind != mlsdv1.Kind_KIND_PROPOSAL || string(evs[1].Sender) != "carol" {
+		t.Errorf("Commit's handler got %d events, want message, Carol's proposal, message", len(evs))
+	}
+	if cur, err := bob.c.Cursor(ctx, bob.g.GroupID()); err != nil || cur != posted.Seq {
+		t.Errorf("Bob's cursor %d (%v), want the commit's seq %d", cur, err, posted.Seq)
+	}
+	evs = nil
+	if n, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil || n != 0 || len(evs) != 0 {
+		t.Errorf("Sync after Commit: %d entries, %d events, %v; want none", n, len(evs), err)
+	}
+	for _, m := range []*member{alice, carol} {
+		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	agree(t, alice, bob, carol)
+
+	// The answer lost: Bob's commit is posted by hand after Carol's
+	// message; Sync reads the message, then merges the commit.
+	res, err := bob.g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.Send(ctx, carol.g, []byte("before-3"), nil); err != nil {
+		t.Fatal(err)
+	}
+	req, err := commitRequest(bob.g, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.c.setPosted(ctx, bob.g.GroupID(), req.Commit); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := call(ctx, bob.c, "PostCommit", bob.c.rpc.PostCommit, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs = nil
+	if _, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil {
+		t.Fatalf("Sync with the accepted commit pending: %v", err)
+	}
+	if got, want := texts(evs), []string{"carol: before-3"}; fmt.Sprint(got) != fmt.Sprint(want) || len(evs) != 1 {
+		t.Errorf("Sync's handler got %d events, messages %q; want %q", len(evs), got, want)
+	}
+	if bob.g.Epoch() != 3 || bob.g.PendingCommit() != nil {
+		t.Errorf("after Sync: epoch %d, pending %v; want the commit merged at epoch 3", bob.g.Epoch(), bob.g.PendingCommit() != nil)
+	}
+	if cur, err := bob.c.Cursor(ctx, bob.g.GroupID()); err != nil || cur != pr.Seq {
+		t.Errorf("Bob's cursor %d (%v), want the commit's seq %d", cur, err, pr.Seq)
+	}
+}

@@ -108,7 +108,9 @@ type CommitFunc func(*mls.Group, context.Context) (*mls.CommitResult, error)
 
 // Commit catches up with the group's log, creates a commit with create and
 // posts it with the new epoch's GroupInfo and ratchet tree and the Welcome.
-// When the service accepts it, the commit is merged. When another commit
+// When the service accepts it, the entries the log holds before it (posted
+// in the old epoch since the last read) are handled, h seeing them, and
+// then the commit is merged. When another commit
 // won the epoch (COMMIT_CONFLICT, or WRONG_EPOCH), the pending commit is
 // cleared, the log read on from the cursor (h sees what comes), and the
 // operation tried again, at most Options.MaxAttempts times
@@ -145,15 +147,18 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			return nil, err
 		}
 		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
-		if r := Reason(err); err == nil || r != mlsdv1.Error_REASON_UNSPECIFIED {
+		if r := Reason(err); err != nil && r != mlsdv1.Error_REASON_UNSPECIFIED {
 			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
 				return nil, err
 			}
 		}
 		switch r := Reason(err); {
 		case err == nil:
-			if err := g.MergePendingCommit(ctx); err != nil {
-				return nil, fmt.Errorf("dsclient: merging the accepted commit: %w", err)
+			// The record of the posted commit stays until it is merged:
+			// if reading up to it fails, the next read of the log merges
+			// it (see handle).
+			if err := c.mergeAccepted(ctx, g, pr.Seq, h); err != nil {
+				return nil, err
 			}
 			return &Posted{Result: res, Seq: pr.Seq, Epoch: pr.Epoch, Attempts: attempt, Size: len(req.Commit)}, nil
 		case r == mlsdv1.Error_REASON_COMMIT_CONFLICT || r == mlsdv1.Error_REASON_WRONG_EPOCH:
@@ -171,6 +176,59 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 		}
 	}
 	return nil, ErrTooManyAttempts
+}
+
+// mergeAccepted merges this member's pending commit, which the service
+// accepted at seq. The entries the log holds between the cursor and seq
+// were posted in the commit's own epoch after this member last read it:
+// application messages of others, proposals. They are handled first, with
+// the commit still pending, for once it is merged the old epoch's keys are
+// gone and they could no longer be read (RFC 9420, Section 14: the commit
+// ends the epoch for everyone at the same place in the log). Then the
+// commit is merged and the cursor moves past it.
+func (c *Client) mergeAccepted(ctx context.Context, g *mls.Group, seq uint64, h Handler) error {
+	gid := g.GroupID()
+	cur, err := c.cursor(ctx, gid)
+	if err != nil {
+		return err
+	}
+	if cur.Seq >= seq {
+		return fmt.Errorf("%w: the commit was accepted at seq %d, but the cursor is already at %d", ErrUnexpected, seq, cur.Seq)
+	}
+	for page := 0; cur.Seq+1 < seq; page++ {
+		if page == maxPages {
+			return fmt.Errorf("%w: more than %d pages before the commit at seq %d", ErrUnexpected, maxPages, seq)
+		}
+		res, err := call(ctx, c, "FetchMessages", c.rpc.FetchMessages, &mlsdv1.FetchMessagesRequest{GroupId: gid, AfterSeq: cur.Seq})
+		if err != nil {
+			return err
+		}
+		before := cur.Seq
+		for _, env := range res.Messages {
+			if env.Seq >= seq {
+				break
+			}
+			if err := c.apply(ctx, g, &cur, env, h); err != nil {
+				return err
+			}
+		}
+		if cur.Seq == before {
+			return fmt.Errorf("%w: the log has no entries after seq %d before the commit at seq %d", ErrUnexpected, cur.Seq, seq)
+		}
+	}
+	if err := g.MergePendingCommit(ctx); err != nil {
+		return fmt.Errorf("dsclient: merging the accepted commit: %w", err)
+	}
+	if err := c.setPosted(ctx, gid, nil); err != nil {
+		return err
+	}
+	cur.Seq = seq
+	if err := c.setCursor(ctx, gid, cur); err != nil {
+		return err
+	}
+	// Best effort: the next read acknowledges it otherwise.
+	_, _ = call(ctx, c, "Ack", c.rpc.Ack, &mlsdv1.AckRequest{GroupId: gid, Seq: seq})
+	return nil
 }
 
 func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitRequest, error) {
