@@ -331,12 +331,24 @@ func TestGroupMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	agree(t, alice, bob)
-	_, err := carol.c.Sync(ctx, carol.g, nil)
-	if !errors.Is(err, ErrNotMember) {
-		t.Errorf("removed carol's Sync = %v, want ErrNotMember", err)
+	// Carol, offline at her removal, reads the log up to the commit that
+	// removed her (the service lets her), and learns of it.
+	evs = nil
+	n, err := carol.c.Sync(ctx, carol.g, collect(&evs))
+	if !errors.Is(err, ErrRemoved) || !errors.Is(err, mls.ErrInactive) {
+		t.Errorf("removed carol's Sync = %v, want ErrRemoved", err)
 	}
-	if _, err := carol.c.Send(ctx, carol.g, []byte("still here?"), nil); !errors.Is(err, ErrNotMember) {
-		t.Errorf("removed carol's Send = %v, want ErrNotMember", err)
+	if n != 1 || len(evs) != 1 || evs[0].Processed == nil || evs[0].Processed.Kind != mls.KindCommit || string(evs[0].Sender) != "alice" {
+		t.Errorf("removed carol's Sync handled %d entries, events %+v; want Alice's commit", n, evs)
+	}
+	if carol.g.IsActive() {
+		t.Error("carol's group is still active after her removal")
+	}
+	if n, err := carol.c.Sync(ctx, carol.g, nil); n != 0 || !errors.Is(err, ErrRemoved) {
+		t.Errorf("removed carol's second Sync = %d, %v; want 0, ErrRemoved", n, err)
+	}
+	if _, err := carol.c.Send(ctx, carol.g, []byte("still here?"), nil); !errors.Is(err, ErrRemoved) {
+		t.Errorf("removed carol's Send = %v, want ErrRemoved", err)
 	}
 }
 
@@ -1059,4 +1071,77 @@ func TestCommitReadsOldEpochFirst(t *testing.T) {
 	if cur, err := bob.c.Cursor(ctx, bob.g.GroupID()); err != nil || cur != pr.Seq {
 		t.Errorf("Bob's cursor %d (%v), want the commit's seq %d", cur, err, pr.Seq)
 	}
+}
+
+// TestSubscribeRemoved: a member removed while following the log, and one
+// that opens its subscription only after its removal, both see the commit
+// that removed them (and the message before it), and Subscribe returns
+// ErrRemoved.
+func TestSubscribeRemoved(t *testing.T) {
+	url := startServer(t, ds.Options{SubscribePoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	type result struct {
+		evs []Event
+		err error
+	}
+	done := make(chan result, 1)
+	ready := make(chan struct{})
+	go func() {
+		var evs []Event
+		err := bob.c.Subscribe(ctx, bob.g, func(ev Event) error {
+			evs = append(evs, ev)
+			if ev.Kind == mlsdv1.Kind_KIND_APPLICATION && ev.Processed != nil && string(ev.Processed.ApplicationData) == "ready" {
+				close(ready)
+			}
+			return nil
+		})
+		done <- result{evs, err}
+	}()
+	if _, err := alice.c.Send(ctx, alice.g, []byte("ready"), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("Bob's subscription did not start")
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("last words"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		return g.RemoveMembersByIdentity(ctx, []byte("bob"), []byte("carol"))
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("after"), nil); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, r result) {
+		t.Helper()
+		if !errors.Is(r.err, ErrRemoved) {
+			t.Errorf("%s's Subscribe returned %v, want ErrRemoved", name, r.err)
+		}
+		if len(r.evs) < 2 {
+			t.Fatalf("%s saw %d events, want the message and the commit last", name, len(r.evs))
+		}
+		last := r.evs[len(r.evs)-1]
+		if last.Processed == nil || last.Processed.Kind != mls.KindCommit {
+			t.Errorf("%s's last event: %+v, want the commit", name, last)
+		}
+		if got := texts(r.evs[len(r.evs)-2:]); fmt.Sprint(got) != "[alice: last words]" {
+			t.Errorf("%s read %q before the commit, want Alice's last words", name, got)
+		}
+	}
+	select {
+	case r := <-done:
+		check("bob", r)
+	case <-ctx.Done():
+		t.Fatal("Bob's Subscribe did not return after his removal")
+	}
+	var evs []Event
+	err := carol.c.Subscribe(ctx, carol.g, collect(&evs))
+	check("carol", result{evs, err})
 }

@@ -266,6 +266,9 @@ type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRe
 // Options.MaxAttempts times.
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
+	if !g.IsActive() {
+		return nil, removed(g)
+	}
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		msg, ref, err := create(g, ctx)
 		if err != nil {
@@ -303,6 +306,9 @@ func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, 
 // encrypts again in the new epoch, at most Options.MaxAttempts times.
 func (c *Client) Send(ctx context.Context, g *mls.Group, plaintext []byte, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
+	if !g.IsActive() {
+		return nil, removed(g)
+	}
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		msg, err := g.Seal(ctx, plaintext, nil)
 		if err != nil {
@@ -342,6 +348,9 @@ func (c *Client) Sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 const maxPages = 100000
 
 func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error) {
+	if !g.IsActive() {
+		return 0, removed(g)
+	}
 	gid := g.GroupID()
 	cur, err := c.cursor(ctx, gid)
 	if err != nil {
@@ -358,8 +367,11 @@ func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 				return n, err
 			}
 			n++
+			if !g.IsActive() {
+				break // the commit that removed this member: nothing follows
+			}
 		}
-		if len(res.Messages) == 0 || cur.Seq >= res.LastSeq {
+		if len(res.Messages) == 0 || cur.Seq >= res.LastSeq || !g.IsActive() {
 			break
 		}
 	}
@@ -367,6 +379,9 @@ func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 		if _, err := call(ctx, c, "Ack", c.rpc.Ack, &mlsdv1.AckRequest{GroupId: gid, Seq: cur.Seq}); err != nil && !errors.Is(err, ErrNotMember) {
 			return n, err
 		}
+	}
+	if !g.IsActive() {
+		return n, removed(g)
 	}
 	return n, nil
 }
@@ -408,7 +423,7 @@ func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mls
 	case epoch < cur.From:
 		return nil // sent before this member joined
 	case !g.IsActive():
-		return fmt.Errorf("%w (epoch %d)", ErrRemoved, g.Epoch())
+		return removed(g)
 	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch < g.Epoch():
 		return nil // merged already: this member's own, or read before a restart
 	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch > g.Epoch():
@@ -460,6 +475,12 @@ func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mls
 		}
 	}
 	return call0(h, ev)
+}
+
+// removed is the error of an operation on a group this member was removed
+// from (it matches ErrRemoved and mls.ErrInactive).
+func removed(g *mls.Group) error {
+	return fmt.Errorf("%w (epoch %d): %w", ErrRemoved, g.Epoch(), mls.ErrInactive)
 }
 
 func call0(h Handler, ev Event) error {
@@ -533,6 +554,19 @@ func (c *Client) follow(ctx context.Context, g *mls.Group, h Handler) error {
 		unlock()
 		if err != nil {
 			return err
+		}
+		if !g.IsActive() {
+			return removed(g)
+		}
+	}
+	if err := stream.Err(); errors.Is(wrap("Subscribe", err), ErrNotMember) {
+		// Removed by a commit the stream has not sent: read the log,
+		// which a removed member may read up to that commit.
+		unlock := c.lock(g.GroupID())
+		_, serr := c.sync(ctx, g, h)
+		unlock()
+		if serr != nil {
+			return serr
 		}
 	}
 	return c.streamErr(ctx, stream.Err())
