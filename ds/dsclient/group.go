@@ -338,7 +338,11 @@ func (c *Client) Send(ctx context.Context, g *mls.Group, plaintext []byte, h Han
 // member's own entries, which it has already applied, are skipped. The
 // cursor moves past each entry once handled, in the client's store, and is
 // acknowledged to the service at the end. Sync returns the number of
-// entries handled.
+// entries handled. When an entry is the commit that removed this member
+// (the service lets a removed member read the log up to it), h sees it, it
+// is merged, and Sync stops there with an error matching ErrRemoved, as
+// does every later Sync of the group (the service's refusal, which matches
+// ErrNotMember too).
 func (c *Client) Sync(ctx context.Context, g *mls.Group, h Handler) (int, error) {
 	defer c.lock(g.GroupID())()
 	return c.sync(ctx, g, h)
@@ -348,13 +352,19 @@ func (c *Client) Sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 const maxPages = 100000
 
 func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error) {
-	if !g.IsActive() {
-		return 0, removed(g)
-	}
 	gid := g.GroupID()
 	cur, err := c.cursor(ctx, gid)
 	if err != nil {
 		return 0, err
+	}
+	if !g.IsActive() {
+		// Removed already: the service, asked all the same, refuses
+		// (it lets a removed member read up to its removal only).
+		_, err := call(ctx, c, "FetchMessages", c.rpc.FetchMessages, &mlsdv1.FetchMessagesRequest{GroupId: gid, AfterSeq: cur.Seq, Limit: 1})
+		if errors.Is(err, ErrNotMember) {
+			return 0, fmt.Errorf("%w (%w)", err, ErrRemoved)
+		}
+		return 0, removed(g)
 	}
 	start, n := cur.Seq, 0
 	for range maxPages {
@@ -493,9 +503,11 @@ func call0(h Handler, ev Event) error {
 // Subscribe follows the group's log until ctx is done: it reads what is
 // stored after the cursor, then handles each new entry as the service
 // streams it. A broken stream is opened again after a pause. It returns
-// ctx's error; an error matching ErrNotMember once the service no longer
-// counts this member in (after the commit that removed it, which h sees);
-// or the first error from h or from handling an entry.
+// ctx's error; an error matching ErrRemoved once the commit that removed
+// this member is merged (h sees it, whether it came while following or
+// was read later); one matching ErrNotMember when the service no longer
+// counts this member in otherwise (its leaf replaced by a resync from
+// another device); or the first error from h or from handling an entry.
 func (c *Client) Subscribe(ctx context.Context, g *mls.Group, h Handler) error {
 	pause := 50 * time.Millisecond
 	for ctx.Err() == nil {
