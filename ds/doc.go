@@ -42,7 +42,10 @@
 // non-member may post an external commit or a join proposal where the
 // group allows external joins, and a client of a member's identity that
 // lost its state may resync (an external commit removing its old leaf)
-// anywhere (RFC 9750, Section 6.6).
+// anywhere (RFC 9750, Section 6.6). An identity that a commit removed
+// (no leaf of it left) may still read the log up to and including that
+// commit, so that a member offline at its removal learns of it; it gets
+// NOT_MEMBER after it.
 //
 // Errors are Connect errors whose code gives the class and whose first
 // detail is an mlsd.v1.Error with the reason; ErrorReason extracts it.

@@ -434,6 +434,7 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 		}
 		return nil, err
 	}
+	nextView := newView(g, next)
 	seq, err := s.store.AppendCommit(ctx, Commit{
 		Entry: Entry{
 			GroupID: bytes.Clone(m.GroupId), Epoch: g.State.Epoch, Kind: KindCommit,
@@ -441,6 +442,7 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 		},
 		NewState: GroupState{Epoch: g.State.Epoch + 1, GroupInfo: bytes.Clone(m.GroupInfo), RatchetTree: bytes.Clone(m.RatchetTree)},
 		Welcomes: welcomes,
+		Removed:  s.removedIdentities(v, nextView),
 	})
 	if err != nil {
 		e.drop()
@@ -449,7 +451,7 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	g.State.Epoch++
 	g.LastSeq = seq
 	e.pg, e.epoch, e.propSeq, e.seenSeq = next, g.State.Epoch, seq, seq
-	e.view.Store(newView(g, next))
+	e.view.Store(nextView)
 	s.metrics.message(KindCommit)
 	for range welcomes {
 		s.metrics.messages.WithLabelValues("welcome").Inc()

@@ -2,10 +2,13 @@ package ds_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -856,4 +859,118 @@ func blankTree(n int) []byte {
 	body := append(make([]byte, n), 1, 1, 0, 1)
 	l := len(body)
 	return append([]byte{byte(0x80 | l>>24), byte(l >> 16), byte(l >> 8), byte(l)}, body...)
+}
+
+// A member removed while it was not reading may still read the log up to
+// and including the commit that removed it (how else would it learn?), and
+// nothing after: FetchMessages and Subscribe, opened before or after the
+// removal. A member that only updates its leaf keeps its rights; one added
+// back reads as a member again. Both handshake modes (the encrypted one
+// learns the membership from the posted GroupInfo).
+func TestRemovedReadsItsRemoval(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, mode := range []mlsdv1.HandshakeMode{mlsdv1.HandshakeMode_HANDSHAKE_MODE_PUBLIC, mlsdv1.HandshakeMode_HANDSHAKE_MODE_ENCRYPTED} {
+			t.Run(mode.String(), func(t *testing.T) { testRemovedReadsItsRemoval(t, b, mode) })
+		}
+	})
+}
+
+func testRemovedReadsItsRemoval(t *testing.T, b backend, mode mlsdv1.HandshakeMode) {
+	e := newEnvB(t, b, ds.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	alice, bob := twoMembers(t, e, mode, false)
+	id := alice.group.GroupID()
+	carol, dave := e.login("carol"), e.login("dave")
+	carol.private = bob.private
+	kp, _ := carol.keyPackage(mls.KeyPackageOptions{})
+	carol.publish(kp)
+	alice.add(carol) // seq 2
+	bob.process(bob.fetch(1).Messages)
+
+	live, err := carol.api.Subscribe(ctx, connect.NewRequest(&mlsdv1.SubscribeRequest{GroupId: id, AfterSeq: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !live.Receive() || live.Msg().Seq != 0 {
+		t.Fatalf("first message is not the marker: %v %v", live.Msg(), live.Err())
+	}
+	if _, err := alice.send("m1"); err != nil { // seq 3
+		t.Fatal(err)
+	}
+	removal := alice.commit(alice.group.RemoveMembersByIdentity(ctx, []byte("carol")))
+	if removal.Seq != 4 {
+		t.Fatalf("the removal is seq %d, want 4", removal.Seq)
+	}
+	if _, err := alice.send("m2"); err != nil { // seq 5
+		t.Fatal(err)
+	}
+	alice.commit(alice.group.SelfUpdate(ctx)) // seq 6
+
+	// The stream open at the removal.
+	wantStream := func(st *connect.ServerStreamForClient[mlsdv1.Envelope], seqs ...uint64) {
+		t.Helper()
+		var got []uint64
+		for st.Receive() {
+			if s := st.Msg().Seq; s != 0 {
+				got = append(got, s)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(seqs) {
+			t.Errorf("the stream sent seqs %v, want %v", got, seqs)
+		}
+		wantReason(t, st.Err(), connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+	}
+	wantStream(live, 3, 4)
+
+	// Reading later: up to the removal, which Carol processes.
+	f := carol.fetch(2)
+	if len(f.Messages) != 2 || f.Messages[0].Seq != 3 || f.Messages[1].Seq != 4 || f.LastSeq != 4 {
+		t.Fatalf("Carol's fetch after her removal: %d entries, last seq %d; want 3 and 4, last seq 4", len(f.Messages), f.LastSeq)
+	}
+	carol.process(f.Messages)
+	if carol.group.IsActive() {
+		t.Error("Carol's group is active after processing her removal")
+	}
+	_, err = carol.api.FetchMessages(ctx, connect.NewRequest(&mlsdv1.FetchMessagesRequest{GroupId: id, AfterSeq: 4}))
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+	page, err := carol.api.FetchMessages(ctx, connect.NewRequest(&mlsdv1.FetchMessagesRequest{GroupId: id, AfterSeq: 3, Limit: 10}))
+	if err != nil || len(page.Msg.Messages) != 1 || page.Msg.Messages[0].Seq != 4 {
+		t.Errorf("Carol's fetch after seq 3: %v, %v; want seq 4 alone", page, err)
+	}
+	st, err := carol.api.Subscribe(ctx, connect.NewRequest(&mlsdv1.SubscribeRequest{GroupId: id, AfterSeq: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStream(st, 3, 4)
+	st, err = carol.api.Subscribe(ctx, connect.NewRequest(&mlsdv1.SubscribeRequest{GroupId: id, AfterSeq: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStream(st)
+	// Removal is no licence to post.
+	_, err = carol.api.PostMessage(ctx, connect.NewRequest(&mlsdv1.PostMessageRequest{GroupId: id, Message: f.Messages[0].Message}))
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+	// A stranger is refused as before.
+	_, err = dave.api.FetchMessages(ctx, connect.NewRequest(&mlsdv1.FetchMessagesRequest{GroupId: id}))
+	wantReason(t, err, connect.CodePermissionDenied, mlsdv1.Error_REASON_NOT_MEMBER)
+
+	// The Store's records: Carol's removal; none for Alice, whose update
+	// changed her leaf, nor for Bob.
+	if seq, err := e.store.RemovedAt(ctx, id, []byte("carol")); err != nil || seq != 4 {
+		t.Errorf("RemovedAt(carol) = %d, %v; want 4", seq, err)
+	}
+	for _, who := range []string{"alice", "bob", "dave"} {
+		if _, err := e.store.RemovedAt(ctx, id, []byte(who)); !errors.Is(err, ds.ErrNotFound) {
+			t.Errorf("RemovedAt(%s) = %v, want ErrNotFound", who, err)
+		}
+	}
+
+	// Added back, Carol reads as a member.
+	kp, _ = carol.keyPackage(mls.KeyPackageOptions{})
+	carol.publish(kp)
+	alice.add(carol) // seq 7
+	if f := carol.fetch(4); len(f.Messages) != 3 || f.LastSeq != 7 {
+		t.Errorf("Carol, added back, fetched %d entries after seq 4, last seq %d; want 3, 7", len(f.Messages), f.LastSeq)
+	}
 }

@@ -2,11 +2,14 @@ package ds
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/mlskit/mls"
 	mlsdv1 "github.com/mlskit/mls/proto/mlsd/v1"
 )
 
@@ -17,31 +20,81 @@ func envelope(e Entry) *mlsdv1.Envelope {
 	}
 }
 
-// readable returns the group if the caller may read its log: a member of
-// its current epoch (RFC 9750, Section 6.4).
-func (s *Server) readable(ctx context.Context, id []byte) (Group, error) {
+// readable returns the group if the caller may read its log after
+// afterSeq: a member of its current epoch (RFC 9750, Section 6.4), or an
+// identity that a commit removed, which may read up to and including that
+// commit, so that a member offline at its removal learns of it. upTo is 0
+// for a member, else the seq of that commit (greater than afterSeq).
+func (s *Server) readable(ctx context.Context, id []byte, afterSeq uint64) (g Group, upTo uint64, err error) {
 	sess, err := mustSession(ctx)
 	if err != nil {
-		return Group{}, err
+		return Group{}, 0, err
 	}
 	if err := checkGroupID(id); err != nil {
-		return Group{}, err
+		return Group{}, 0, err
 	}
 	g, v, err := s.current(ctx, id)
 	if err != nil {
-		return g, err
+		return g, 0, err
 	}
-	if _, ok := s.member(v, sess); !ok {
-		return g, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	if _, ok := s.member(v, sess); ok {
+		return g, 0, nil
 	}
-	return g, nil
+	upTo, err = s.store.RemovedAt(ctx, id, sess.Identity)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return g, 0, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is not a member of the group")
+	case err != nil:
+		return g, 0, err
+	case afterSeq >= upTo:
+		return g, 0, removedError(upTo)
+	}
+	return g, upTo, nil
+}
+
+func removedError(seq uint64) error {
+	return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is no longer a member of the group: the commit at seq %d removed it", seq)
+}
+
+// removedIdentities returns the identities of before's members that have
+// no leaf in after: those a commit removes. A member that updates its
+// leaf, or a client that rejoins by a resync commit, keeps its identity.
+// Only the leaves whose signature key is gone are looked at (a signature
+// key is unique in a group, RFC 9420, Section 7.3).
+func (s *Server) removedIdentities(before, after *groupView) [][]byte {
+	var gone []mls.Member
+	for k, m := range before.members {
+		if _, ok := after.members[k]; !ok {
+			gone = append(gone, m)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	kept := make(map[string]bool, len(after.members))
+	for _, m := range after.members {
+		if id, err := s.identityOf(m.Credential, m.SignatureKey); err == nil {
+			kept[string(id)] = true
+		}
+	}
+	var out [][]byte
+	for _, m := range gone {
+		id, err := s.identityOf(m.Credential, m.SignatureKey)
+		if err != nil || kept[string(id)] {
+			continue
+		}
+		kept[string(id)] = true // listed once
+		out = append(out, id)
+	}
+	return out
 }
 
 // FetchMessages returns a page of a group's log after a cursor, oldest
-// first.
+// first. An identity that a commit removed reads up to that commit; its
+// LastSeq is that commit's.
 func (s *Server) FetchMessages(ctx context.Context, req *connect.Request[mlsdv1.FetchMessagesRequest]) (*connect.Response[mlsdv1.FetchMessagesResponse], error) {
 	m := req.Msg
-	g, err := s.readable(ctx, m.GroupId)
+	g, upTo, err := s.readable(ctx, m.GroupId, m.AfterSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -50,13 +103,23 @@ func (s *Server) FetchMessages(ctx context.Context, req *connect.Request[mlsdv1.
 		limit = DefaultFetchLimit
 	}
 	limit = min(limit, MaxFetchLimit)
+	last := g.LastSeq
+	if upTo > 0 {
+		if n := upTo - m.AfterSeq; n < uint64(limit) {
+			limit = int(n)
+		}
+		last = min(last, upTo)
+	}
 	entries, err := s.store.Entries(ctx, m.GroupId, m.AfterSeq, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := &mlsdv1.FetchMessagesResponse{Epoch: g.State.Epoch, LastSeq: g.LastSeq, Messages: make([]*mlsdv1.Envelope, len(entries))}
-	for i, e := range entries {
-		out.Messages[i] = envelope(e)
+	out := &mlsdv1.FetchMessagesResponse{Epoch: g.State.Epoch, LastSeq: last, Messages: make([]*mlsdv1.Envelope, 0, len(entries))}
+	for _, e := range entries {
+		if upTo > 0 && e.Seq > upTo {
+			break
+		}
+		out.Messages = append(out.Messages, envelope(e))
 	}
 	return connect.NewResponse(out), nil
 }
@@ -80,7 +143,7 @@ func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stre
 	if err != nil {
 		return err
 	}
-	g, err := s.readable(ctx, m.GroupId)
+	g, upTo, err := s.readable(ctx, m.GroupId, m.AfterSeq)
 	if err != nil {
 		return err
 	}
@@ -97,6 +160,9 @@ func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stre
 		return err
 	}
 	cursor := m.AfterSeq
+	// untilEpoch, when the caller is not a member and no commit removed
+	// its identity: the epoch from which it may read nothing.
+	var untilEpoch uint64
 	poll := time.NewTicker(s.opts.SubscribePoll)
 	defer poll.Stop()
 	lastSend := time.Now()
@@ -110,28 +176,31 @@ func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stre
 			if len(entries) == 0 {
 				break
 			}
-			sawCommit := false
-			for _, e := range entries {
-				if e.Kind == KindCommit {
-					sawCommit = true
-				}
-			}
 			// After a commit, check that the caller is still a member; if
 			// not, it gets the log up to the commit that removed it.
-			removedAt := uint64(0)
-			removed := false
-			if sawCommit {
+			if upTo == 0 && untilEpoch == 0 && slices.ContainsFunc(entries, func(e Entry) bool { return e.Kind == KindCommit }) {
 				_, v, err := s.current(ctx, m.GroupId)
 				if err != nil {
 					return err
 				}
 				epoch = v.epoch
 				if _, ok := s.member(v, sess); !ok {
-					removed, removedAt = true, v.epoch
+					seq, err := s.store.RemovedAt(ctx, m.GroupId, sess.Identity)
+					switch {
+					case err == nil && seq > cursor:
+						upTo = seq
+					case err == nil || errors.Is(err, ErrNotFound):
+						// Not removed by identity (its leaf was replaced,
+						// as by a resync from another device): the epochs
+						// it was a member of.
+						untilEpoch = v.epoch
+					default:
+						return err
+					}
 				}
 			}
 			for _, e := range entries {
-				if removed && e.Epoch >= removedAt {
+				if (upTo > 0 && e.Seq > upTo) || (untilEpoch > 0 && e.Epoch >= untilEpoch) {
 					break
 				}
 				if err := stream.Send(envelope(e)); err != nil {
@@ -140,7 +209,10 @@ func (s *Server) subscribe(ctx context.Context, m *mlsdv1.SubscribeRequest, stre
 				cursor = e.Seq
 			}
 			lastSend = time.Now()
-			if removed {
+			switch {
+			case upTo > 0 && cursor >= upTo:
+				return removedError(upTo)
+			case untilEpoch > 0:
 				return fail(mlsdv1.Error_REASON_NOT_MEMBER, "the caller is no longer a member of the group")
 			}
 			if len(entries) < DefaultFetchLimit {

@@ -54,7 +54,8 @@ type Store interface {
 
 	// AppendCommit appends a commit for epoch c.Epoch to the group's log and,
 	// in the same transaction, moves the group to c.NewState (epoch
-	// c.Epoch+1) and stores c.Welcomes. It fails with a *ConflictError
+	// c.Epoch+1), stores c.Welcomes and records, for each identity of
+	// c.Removed, that this commit removed it (see RemovedAt). It fails with a *ConflictError
 	// wrapping ErrConflict, and changes nothing, when the group is no longer
 	// at c.Epoch (another commit won). A unique (group, epoch) constraint on
 	// commits backs this up.
@@ -63,6 +64,10 @@ type Store interface {
 	// It fails with a *ConflictError wrapping ErrWrongEpoch, and changes
 	// nothing, when the group is not at e.Epoch.
 	Append(ctx context.Context, e Entry) (seq uint64, err error)
+	// RemovedAt returns the seq of the commit that last removed identity
+	// from the group (listed in its Commit.Removed), or ErrNotFound when no
+	// commit did. Such an identity may still read the log up to that commit.
+	RemovedAt(ctx context.Context, groupID, identity []byte) (seq uint64, err error)
 	// Entries returns up to limit entries of the group's log with seq >
 	// afterSeq, in order.
 	Entries(ctx context.Context, groupID []byte, afterSeq uint64, limit int) ([]Entry, error)
@@ -188,6 +193,10 @@ type Commit struct {
 	Entry               // Kind is KindCommit; Epoch the epoch it was sent in
 	NewState GroupState // Epoch is Entry.Epoch+1
 	Welcomes []Welcome
+	// Removed lists the identities that were members before the commit
+	// and have no leaf after it: they may read the log up to and including
+	// this commit, which tells them of their removal (RFC 9750, Section 6.4).
+	Removed [][]byte
 }
 
 // Welcome is a Welcome in the mailbox of the identity that published the

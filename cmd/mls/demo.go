@@ -131,8 +131,6 @@ type member struct {
 	client *mls.Client
 	group  *mls.Group
 	ds     *dsclient.Client
-	// following, if set, takes the next entry from a stream (see follow).
-	following func(dsclient.Handler) error
 }
 
 func (m *member) active() bool { return m != nil && m.group != nil && m.group.IsActive() }
@@ -433,8 +431,6 @@ func (d *demo) removeCharlie() {
 	check(os.WriteFile(d.backup, b, 0o600), "backing up Charlie")
 	d.say("Charlie's device is backed up at epoch %d: a copy of his SQLite file.", d.charlie.group.Epoch())
 	leaf := d.charlie.group.OwnLeafIndex()
-	d.follow(d.charlie)
-	d.say("Charlie's device is online, following the group's log on a stream.")
 	d.commit(d.alice, "remove", fmt.Sprintf("Alice commits Remove(Charlie, leaf %d)", leaf), func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
 		return g.RemoveMembers(ctx, leaf)
 	})

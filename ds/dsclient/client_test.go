@@ -331,12 +331,24 @@ func TestGroupMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	agree(t, alice, bob)
-	_, err := carol.c.Sync(ctx, carol.g, nil)
-	if !errors.Is(err, ErrNotMember) {
-		t.Errorf("removed carol's Sync = %v, want ErrNotMember", err)
+	// Carol, offline at her removal, reads the log up to the commit that
+	// removed her (the service lets her), and learns of it.
+	evs = nil
+	n, err := carol.c.Sync(ctx, carol.g, collect(&evs))
+	if !errors.Is(err, ErrRemoved) || !errors.Is(err, mls.ErrInactive) {
+		t.Errorf("removed carol's Sync = %v, want ErrRemoved", err)
 	}
-	if _, err := carol.c.Send(ctx, carol.g, []byte("still here?"), nil); !errors.Is(err, ErrNotMember) {
-		t.Errorf("removed carol's Send = %v, want ErrNotMember", err)
+	if n != 1 || len(evs) != 1 || evs[0].Processed == nil || evs[0].Processed.Kind != mls.KindCommit || string(evs[0].Sender) != "alice" {
+		t.Errorf("removed carol's Sync handled %d entries, events %+v; want Alice's commit", n, evs)
+	}
+	if carol.g.IsActive() {
+		t.Error("carol's group is still active after her removal")
+	}
+	if n, err := carol.c.Sync(ctx, carol.g, nil); n != 0 || !errors.Is(err, ErrRemoved) {
+		t.Errorf("removed carol's second Sync = %d, %v; want 0, ErrRemoved", n, err)
+	}
+	if _, err := carol.c.Send(ctx, carol.g, []byte("still here?"), nil); !errors.Is(err, ErrRemoved) {
+		t.Errorf("removed carol's Send = %v, want ErrRemoved", err)
 	}
 }
 
@@ -965,4 +977,171 @@ func TestJoinLostKeyPackage(t *testing.T) {
 	if js, err := bob2.c.Join(ctx, mls.JoinConfig{}); err != nil || len(js) != 0 {
 		t.Errorf("second Join = %+v, %v; want an empty mailbox", js, err)
 	}
+}
+
+// TestCommitReadsOldEpochFirst: entries of the old epoch that the log
+// holds before a member's accepted commit (posted after the member's last
+// read) are handled by Commit before it merges the commit, while they can
+// still be decrypted; the cursor then moves past the commit. The same when
+// the answer to the post was lost and Sync finds the commit in the log.
+func TestCommitReadsOldEpochFirst(t *testing.T) {
+	url := startServer(t, ds.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	if _, err := bob.c.Sync(ctx, bob.g, nil); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	posted, err := bob.c.Commit(ctx, bob.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		// After Bob's read of the log, before his post.
+		if _, err := alice.c.Send(ctx, alice.g, []byte("before-1"), nil); err != nil {
+			return nil, err
+		}
+		if _, err := carol.c.Propose(ctx, carol.g, (*mls.Group).ProposeSelfUpdate, nil); err != nil {
+			return nil, err
+		}
+		if _, err := alice.c.Send(ctx, alice.g, []byte("before-2"), nil); err != nil {
+			return nil, err
+		}
+		return g.SelfUpdate(ctx)
+	}, collect(&evs))
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if posted.Epoch != 2 || bob.g.Epoch() != 2 || bob.g.PendingCommit() != nil {
+		t.Fatalf("after Commit: posted %+v, Bob at epoch %d, pending %v; want epoch 2, merged", posted, bob.g.Epoch(), bob.g.PendingCommit() != nil)
+	}
+	for _, ev := range evs {
+		if ev.Err != nil {
+			t.Errorf("entry %d (epoch %d): %v", ev.Seq, ev.Epoch, ev.Err)
+		}
+	}
+	if got, want := texts(evs), []string{"alice: before-1", "alice: before-2"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Commit's handler got messages %q, want %q", got, want)
+	}
+	if len(evs) != 3 || evs[1].Kind != mlsdv1.Kind_KIND_PROPOSAL || string(evs[1].Sender) != "carol" {
+		t.Errorf("Commit's handler got %d events, want message, Carol's proposal, message", len(evs))
+	}
+	if cur, err := bob.c.Cursor(ctx, bob.g.GroupID()); err != nil || cur != posted.Seq {
+		t.Errorf("Bob's cursor %d (%v), want the commit's seq %d", cur, err, posted.Seq)
+	}
+	evs = nil
+	if n, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil || n != 0 || len(evs) != 0 {
+		t.Errorf("Sync after Commit: %d entries, %d events, %v; want none", n, len(evs), err)
+	}
+	for _, m := range []*member{alice, carol} {
+		if _, err := m.c.Sync(ctx, m.g, nil); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	agree(t, alice, bob, carol)
+
+	// The answer lost: Bob's commit is posted by hand after Carol's
+	// message; Sync reads the message, then merges the commit.
+	res, err := bob.g.SelfUpdate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.Send(ctx, carol.g, []byte("before-3"), nil); err != nil {
+		t.Fatal(err)
+	}
+	req, err := commitRequest(bob.g, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.c.setPosted(ctx, bob.g.GroupID(), req.Commit); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := call(ctx, bob.c, "PostCommit", bob.c.rpc.PostCommit, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs = nil
+	if _, err := bob.c.Sync(ctx, bob.g, collect(&evs)); err != nil {
+		t.Fatalf("Sync with the accepted commit pending: %v", err)
+	}
+	if got, want := texts(evs), []string{"carol: before-3"}; fmt.Sprint(got) != fmt.Sprint(want) || len(evs) != 1 {
+		t.Errorf("Sync's handler got %d events, messages %q; want %q", len(evs), got, want)
+	}
+	if bob.g.Epoch() != 3 || bob.g.PendingCommit() != nil {
+		t.Errorf("after Sync: epoch %d, pending %v; want the commit merged at epoch 3", bob.g.Epoch(), bob.g.PendingCommit() != nil)
+	}
+	if cur, err := bob.c.Cursor(ctx, bob.g.GroupID()); err != nil || cur != pr.Seq {
+		t.Errorf("Bob's cursor %d (%v), want the commit's seq %d", cur, err, pr.Seq)
+	}
+}
+
+// TestSubscribeRemoved: a member removed while following the log, and one
+// that opens its subscription only after its removal, both see the commit
+// that removed them (and the message before it), and Subscribe returns
+// ErrRemoved.
+func TestSubscribeRemoved(t *testing.T) {
+	url := startServer(t, ds.Options{SubscribePoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ms := group(t, url, "alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	type result struct {
+		evs []Event
+		err error
+	}
+	done := make(chan result, 1)
+	ready := make(chan struct{})
+	go func() {
+		var evs []Event
+		err := bob.c.Subscribe(ctx, bob.g, func(ev Event) error {
+			evs = append(evs, ev)
+			if ev.Kind == mlsdv1.Kind_KIND_APPLICATION && ev.Processed != nil && string(ev.Processed.ApplicationData) == "ready" {
+				close(ready)
+			}
+			return nil
+		})
+		done <- result{evs, err}
+	}()
+	if _, err := alice.c.Send(ctx, alice.g, []byte("ready"), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("Bob's subscription did not start")
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("last words"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Commit(ctx, alice.g, func(g *mls.Group, ctx context.Context) (*mls.CommitResult, error) {
+		return g.RemoveMembersByIdentity(ctx, []byte("bob"), []byte("carol"))
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Send(ctx, alice.g, []byte("after"), nil); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, r result) {
+		t.Helper()
+		if !errors.Is(r.err, ErrRemoved) {
+			t.Errorf("%s's Subscribe returned %v, want ErrRemoved", name, r.err)
+		}
+		if len(r.evs) < 2 {
+			t.Fatalf("%s saw %d events, want the message and the commit last", name, len(r.evs))
+		}
+		last := r.evs[len(r.evs)-1]
+		if last.Processed == nil || last.Processed.Kind != mls.KindCommit {
+			t.Errorf("%s's last event: %+v, want the commit", name, last)
+		}
+		if got := texts(r.evs[len(r.evs)-2:]); fmt.Sprint(got) != "[alice: last words]" {
+			t.Errorf("%s read %q before the commit, want Alice's last words", name, got)
+		}
+	}
+	select {
+	case r := <-done:
+		check("bob", r)
+	case <-ctx.Done():
+		t.Fatal("Bob's Subscribe did not return after his removal")
+	}
+	var evs []Event
+	err := carol.c.Subscribe(ctx, carol.g, collect(&evs))
+	check("carol", result{evs, err})
 }

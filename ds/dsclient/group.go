@@ -108,7 +108,9 @@ type CommitFunc func(*mls.Group, context.Context) (*mls.CommitResult, error)
 
 // Commit catches up with the group's log, creates a commit with create and
 // posts it with the new epoch's GroupInfo and ratchet tree and the Welcome.
-// When the service accepts it, the commit is merged. When another commit
+// When the service accepts it, the entries the log holds before it (posted
+// in the old epoch since the last read) are handled, h seeing them, and
+// then the commit is merged. When another commit
 // won the epoch (COMMIT_CONFLICT, or WRONG_EPOCH), the pending commit is
 // cleared, the log read on from the cursor (h sees what comes), and the
 // operation tried again, at most Options.MaxAttempts times
@@ -145,15 +147,18 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 			return nil, err
 		}
 		pr, err := call(ctx, c, "PostCommit", c.rpc.PostCommit, req)
-		if r := Reason(err); err == nil || r != mlsdv1.Error_REASON_UNSPECIFIED {
+		if r := Reason(err); err != nil && r != mlsdv1.Error_REASON_UNSPECIFIED {
 			if err := c.setPosted(ctx, g.GroupID(), nil); err != nil {
 				return nil, err
 			}
 		}
 		switch r := Reason(err); {
 		case err == nil:
-			if err := g.MergePendingCommit(ctx); err != nil {
-				return nil, fmt.Errorf("dsclient: merging the accepted commit: %w", err)
+			// The record of the posted commit stays until it is merged:
+			// if reading up to it fails, the next read of the log merges
+			// it (see handle).
+			if err := c.mergeAccepted(ctx, g, pr.Seq, h); err != nil {
+				return nil, err
 			}
 			return &Posted{Result: res, Seq: pr.Seq, Epoch: pr.Epoch, Attempts: attempt, Size: len(req.Commit)}, nil
 		case r == mlsdv1.Error_REASON_COMMIT_CONFLICT || r == mlsdv1.Error_REASON_WRONG_EPOCH:
@@ -171,6 +176,59 @@ func (c *Client) Commit(ctx context.Context, g *mls.Group, create CommitFunc, h 
 		}
 	}
 	return nil, ErrTooManyAttempts
+}
+
+// mergeAccepted merges this member's pending commit, which the service
+// accepted at seq. The entries the log holds between the cursor and seq
+// were posted in the commit's own epoch after this member last read it:
+// application messages of others, proposals. They are handled first, with
+// the commit still pending, for once it is merged the old epoch's keys are
+// gone and they could no longer be read (RFC 9420, Section 14: the commit
+// ends the epoch for everyone at the same place in the log). Then the
+// commit is merged and the cursor moves past it.
+func (c *Client) mergeAccepted(ctx context.Context, g *mls.Group, seq uint64, h Handler) error {
+	gid := g.GroupID()
+	cur, err := c.cursor(ctx, gid)
+	if err != nil {
+		return err
+	}
+	if cur.Seq >= seq {
+		return fmt.Errorf("%w: the commit was accepted at seq %d, but the cursor is already at %d", ErrUnexpected, seq, cur.Seq)
+	}
+	for page := 0; cur.Seq+1 < seq; page++ {
+		if page == maxPages {
+			return fmt.Errorf("%w: more than %d pages before the commit at seq %d", ErrUnexpected, maxPages, seq)
+		}
+		res, err := call(ctx, c, "FetchMessages", c.rpc.FetchMessages, &mlsdv1.FetchMessagesRequest{GroupId: gid, AfterSeq: cur.Seq})
+		if err != nil {
+			return err
+		}
+		before := cur.Seq
+		for _, env := range res.Messages {
+			if env.Seq >= seq {
+				break
+			}
+			if err := c.apply(ctx, g, &cur, env, h); err != nil {
+				return err
+			}
+		}
+		if cur.Seq == before {
+			return fmt.Errorf("%w: the log has no entries after seq %d before the commit at seq %d", ErrUnexpected, cur.Seq, seq)
+		}
+	}
+	if err := g.MergePendingCommit(ctx); err != nil {
+		return fmt.Errorf("dsclient: merging the accepted commit: %w", err)
+	}
+	if err := c.setPosted(ctx, gid, nil); err != nil {
+		return err
+	}
+	cur.Seq = seq
+	if err := c.setCursor(ctx, gid, cur); err != nil {
+		return err
+	}
+	// Best effort: the next read acknowledges it otherwise.
+	_, _ = call(ctx, c, "Ack", c.rpc.Ack, &mlsdv1.AckRequest{GroupId: gid, Seq: seq})
+	return nil
 }
 
 func commitRequest(g *mls.Group, res *mls.CommitResult) (*mlsdv1.PostCommitRequest, error) {
@@ -208,6 +266,9 @@ type ProposeFunc func(*mls.Group, context.Context) (*mls.Message, mls.ProposalRe
 // Options.MaxAttempts times.
 func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
+	if !g.IsActive() {
+		return nil, removed(g)
+	}
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		msg, ref, err := create(g, ctx)
 		if err != nil {
@@ -245,6 +306,9 @@ func (c *Client) Propose(ctx context.Context, g *mls.Group, create ProposeFunc, 
 // encrypts again in the new epoch, at most Options.MaxAttempts times.
 func (c *Client) Send(ctx context.Context, g *mls.Group, plaintext []byte, h Handler) (*mls.Message, error) {
 	defer c.lock(g.GroupID())()
+	if !g.IsActive() {
+		return nil, removed(g)
+	}
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		msg, err := g.Seal(ctx, plaintext, nil)
 		if err != nil {
@@ -274,7 +338,11 @@ func (c *Client) Send(ctx context.Context, g *mls.Group, plaintext []byte, h Han
 // member's own entries, which it has already applied, are skipped. The
 // cursor moves past each entry once handled, in the client's store, and is
 // acknowledged to the service at the end. Sync returns the number of
-// entries handled.
+// entries handled. When an entry is the commit that removed this member
+// (the service lets a removed member read the log up to it), h sees it, it
+// is merged, and Sync stops there with an error matching ErrRemoved, as
+// does every later Sync of the group (the service's refusal, which matches
+// ErrNotMember too).
 func (c *Client) Sync(ctx context.Context, g *mls.Group, h Handler) (int, error) {
 	defer c.lock(g.GroupID())()
 	return c.sync(ctx, g, h)
@@ -289,6 +357,15 @@ func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	if !g.IsActive() {
+		// Removed already: the service, asked all the same, refuses
+		// (it lets a removed member read up to its removal only).
+		_, err := call(ctx, c, "FetchMessages", c.rpc.FetchMessages, &mlsdv1.FetchMessagesRequest{GroupId: gid, AfterSeq: cur.Seq, Limit: 1})
+		if errors.Is(err, ErrNotMember) {
+			return 0, fmt.Errorf("%w (%w)", err, ErrRemoved)
+		}
+		return 0, removed(g)
+	}
 	start, n := cur.Seq, 0
 	for range maxPages {
 		res, err := call(ctx, c, "FetchMessages", c.rpc.FetchMessages, &mlsdv1.FetchMessagesRequest{GroupId: gid, AfterSeq: cur.Seq})
@@ -300,8 +377,11 @@ func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 				return n, err
 			}
 			n++
+			if !g.IsActive() {
+				break // the commit that removed this member: nothing follows
+			}
 		}
-		if len(res.Messages) == 0 || cur.Seq >= res.LastSeq {
+		if len(res.Messages) == 0 || cur.Seq >= res.LastSeq || !g.IsActive() {
 			break
 		}
 	}
@@ -309,6 +389,9 @@ func (c *Client) sync(ctx context.Context, g *mls.Group, h Handler) (int, error)
 		if _, err := call(ctx, c, "Ack", c.rpc.Ack, &mlsdv1.AckRequest{GroupId: gid, Seq: cur.Seq}); err != nil && !errors.Is(err, ErrNotMember) {
 			return n, err
 		}
+	}
+	if !g.IsActive() {
+		return n, removed(g)
 	}
 	return n, nil
 }
@@ -350,7 +433,7 @@ func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mls
 	case epoch < cur.From:
 		return nil // sent before this member joined
 	case !g.IsActive():
-		return fmt.Errorf("%w (epoch %d)", ErrRemoved, g.Epoch())
+		return removed(g)
 	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch < g.Epoch():
 		return nil // merged already: this member's own, or read before a restart
 	case env.Kind == mlsdv1.Kind_KIND_COMMIT && epoch > g.Epoch():
@@ -404,6 +487,12 @@ func (c *Client) handle(ctx context.Context, g *mls.Group, cur *cursor, env *mls
 	return call0(h, ev)
 }
 
+// removed is the error of an operation on a group this member was removed
+// from (it matches ErrRemoved and mls.ErrInactive).
+func removed(g *mls.Group) error {
+	return fmt.Errorf("%w (epoch %d): %w", ErrRemoved, g.Epoch(), mls.ErrInactive)
+}
+
 func call0(h Handler, ev Event) error {
 	if h == nil {
 		return nil
@@ -414,9 +503,11 @@ func call0(h Handler, ev Event) error {
 // Subscribe follows the group's log until ctx is done: it reads what is
 // stored after the cursor, then handles each new entry as the service
 // streams it. A broken stream is opened again after a pause. It returns
-// ctx's error; an error matching ErrNotMember once the service no longer
-// counts this member in (after the commit that removed it, which h sees);
-// or the first error from h or from handling an entry.
+// ctx's error; an error matching ErrRemoved once the commit that removed
+// this member is merged (h sees it, whether it came while following or
+// was read later); one matching ErrNotMember when the service no longer
+// counts this member in otherwise (its leaf replaced by a resync from
+// another device); or the first error from h or from handling an entry.
 func (c *Client) Subscribe(ctx context.Context, g *mls.Group, h Handler) error {
 	pause := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -475,6 +566,19 @@ func (c *Client) follow(ctx context.Context, g *mls.Group, h Handler) error {
 		unlock()
 		if err != nil {
 			return err
+		}
+		if !g.IsActive() {
+			return removed(g)
+		}
+	}
+	if err := stream.Err(); errors.Is(wrap("Subscribe", err), ErrNotMember) {
+		// Removed by a commit the stream has not sent: read the log,
+		// which a removed member may read up to that commit.
+		unlock := c.lock(g.GroupID())
+		_, serr := c.sync(ctx, g, h)
+		unlock()
+		if serr != nil {
+			return serr
 		}
 	}
 	return c.streamErr(ctx, stream.Err())

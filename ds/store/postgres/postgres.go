@@ -359,6 +359,10 @@ func (s *Store) AppendCommit(ctx context.Context, c ds.Commit) (uint64, error) {
 			b.Queue(`INSERT INTO welcomes (identity, key_package_ref, group_id, data, ratchet_tree) VALUES ($1, $2, $3, $4, $5)`,
 				blob(w.Identity), blob(w.KeyPackageRef), blob(w.GroupID), blob(w.Data), blob(w.RatchetTree))
 		}
+		for _, id := range c.Removed {
+			b.Queue(`INSERT INTO removals (group_id, identity, seq) VALUES ($1, $2, $3)
+				ON CONFLICT (group_id, identity) DO UPDATE SET seq = excluded.seq`, blob(c.GroupID), blob(id), int64(seq))
+		}
 		queueNotify(b, c.GroupID)
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -494,6 +498,22 @@ func (s *Store) Cursor(ctx context.Context, groupID, identity []byte) (uint64, e
 	}
 	if err != nil {
 		return 0, wrap("cursor", err)
+	}
+	return uint64(v), nil
+}
+
+// RemovedAt implements ds.Store.
+func (s *Store) RemovedAt(ctx context.Context, groupID, identity []byte) (uint64, error) {
+	if len(groupID) > MaxGroupIDLen {
+		return 0, ds.ErrNotFound
+	}
+	var v int64
+	err := s.queryRow(ctx, `SELECT seq FROM removals WHERE group_id = $1 AND identity = $2`, blob(groupID), blob(identity)).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ds.ErrNotFound
+	}
+	if err != nil {
+		return 0, wrap("removed at", err)
 	}
 	return uint64(v), nil
 }

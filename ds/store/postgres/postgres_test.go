@@ -416,3 +416,50 @@ func TestConnectionsTerminated(t *testing.T) {
 		}
 	}
 }
+
+// A database of schema version 1 (before the removals table) is upgraded
+// on Open, its data kept, and removals recorded from then on.
+func TestUpgradeFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	dsn := storetest.PostgresDSN(t)
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ds.Group{ID: []byte("g1"), Mode: ds.HandshakePublic, State: ds.GroupState{GroupInfo: []byte("gi"), RatchetTree: []byte("tree")}, Created: time.Now()}
+	if err := s.CreateGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, stmt := range []string{`DROP TABLE removals`, `DELETE FROM schema_migrations WHERE version > 1`} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err = Open(ctx, dsn); err != nil {
+		t.Fatalf("Open of a version 1 database: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.GetGroup(ctx, g.ID); err != nil || string(got.State.GroupInfo) != "gi" {
+		t.Fatalf("the group after the upgrade: %+v, %v", got, err)
+	}
+	if _, err := s.RemovedAt(ctx, g.ID, []byte("carol")); !errors.Is(err, ds.ErrNotFound) {
+		t.Errorf("RemovedAt after the upgrade: %v, want ErrNotFound", err)
+	}
+	c := ds.Commit{
+		Entry:    ds.Entry{GroupID: g.ID, Kind: ds.KindCommit, Sender: []byte("alice"), Data: []byte("commit"), Received: time.Now()},
+		NewState: ds.GroupState{Epoch: 1, GroupInfo: []byte("gi1"), RatchetTree: []byte("tree1")},
+		Removed:  [][]byte{[]byte("carol")},
+	}
+	if seq, err := s.AppendCommit(ctx, c); err != nil || seq != 1 {
+		t.Fatalf("AppendCommit = %d, %v", seq, err)
+	}
+	if seq, err := s.RemovedAt(ctx, g.ID, []byte("carol")); err != nil || seq != 1 {
+		t.Errorf("RemovedAt = %d, %v; want 1", seq, err)
+	}
+}

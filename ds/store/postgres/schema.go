@@ -96,6 +96,16 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX welcomes_identity ON welcomes (identity, id)`,
 	},
+	// Version 2: the commit that last removed an identity from a group,
+	// which that identity may still read (ds.Store.RemovedAt).
+	{
+		`CREATE TABLE removals (
+			group_id bytea NOT NULL,
+			identity bytea NOT NULL,
+			seq      bigint NOT NULL,
+			PRIMARY KEY (group_id, identity)
+		)`,
+	},
 }
 
 // SchemaVersion is the schema version this package writes.

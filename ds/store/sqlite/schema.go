@@ -94,6 +94,16 @@ var migrations = [][]string{
 			)`,
 		`CREATE INDEX welcomes_identity ON welcomes (identity, id)`,
 	},
+	// Version 2: the commit that last removed an identity from a group,
+	// which that identity may still read (ds.Store.RemovedAt).
+	{
+		`CREATE TABLE removals (
+				group_id BLOB NOT NULL,
+				identity BLOB NOT NULL,
+				seq      INTEGER NOT NULL,
+				PRIMARY KEY (group_id, identity)
+			) WITHOUT ROWID`,
+	},
 }
 
 // SchemaVersion is the schema version this package writes.

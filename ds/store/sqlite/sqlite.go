@@ -439,6 +439,13 @@ func (s *Store) AppendCommit(ctx context.Context, c ds.Commit) (uint64, error) {
 				return wrap(op, err)
 			}
 		}
+		for _, id := range c.Removed {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO removals (group_id, identity, seq) VALUES (?, ?, ?)
+				ON CONFLICT (group_id, identity) DO UPDATE SET seq = excluded.seq`,
+				blob(c.GroupID), blob(id), int64(seq)); err != nil {
+				return wrap(op, err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -547,6 +554,19 @@ func (s *Store) Cursor(ctx context.Context, groupID, identity []byte) (uint64, e
 	}
 	if err != nil {
 		return 0, wrap("cursor", err)
+	}
+	return uint64(v), nil
+}
+
+// RemovedAt implements ds.Store.
+func (s *Store) RemovedAt(ctx context.Context, groupID, identity []byte) (uint64, error) {
+	var v int64
+	err := s.r.QueryRowContext(ctx, `SELECT seq FROM removals WHERE group_id = ? AND identity = ?`, blob(groupID), blob(identity)).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ds.ErrNotFound
+	}
+	if err != nil {
+		return 0, wrap("removed at", err)
 	}
 	return uint64(v), nil
 }

@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"EntriesPaging", testEntriesPaging},
 		{"Proposals", testProposals},
 		{"Cursors", testCursors},
+		{"Removals", testRemovals},
 		{"Welcomes", testWelcomes},
 		{"Watch", testWatch},
 		{"Restart", testRestart},
@@ -1013,6 +1014,61 @@ func testCursors(t *testing.T, open Opener) {
 	if got, err := s.Cursor(ctx, rnd(t, 16), alice); err != nil || got != 0 {
 		t.Errorf("Cursor(other group) = %d, %v; want 0", got, err)
 	}
+}
+
+// testRemovals: AppendCommit records the identities a commit removes, with
+// its seq; a later removal of the same identity replaces the record; a
+// losing commit records nothing.
+func testRemovals(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := t.Context()
+	g := newGroup(t, s)
+	other := newGroup(t, s)
+	carol, dave := []byte("carol"), []byte("dave")
+	want := func(groupID, id []byte, seq uint64) {
+		t.Helper()
+		got, err := s.RemovedAt(ctx, groupID, id)
+		if seq == 0 {
+			if !errors.Is(err, ds.ErrNotFound) {
+				t.Errorf("RemovedAt(%s) = %d, %v; want ErrNotFound", id, got, err)
+			}
+			return
+		}
+		if err != nil || got != seq {
+			t.Errorf("RemovedAt(%s) = %d, %v; want %d", id, got, err, seq)
+		}
+	}
+	want(g.ID, carol, 0)
+	if _, err := s.Append(ctx, entryFor(t, g.ID, 0, ds.KindApplication)); err != nil {
+		t.Fatal(err)
+	}
+	c := commitFor(t, g.ID, 0)
+	c.Removed = [][]byte{carol, dave}
+	if seq, err := s.AppendCommit(ctx, c); err != nil || seq != 2 {
+		t.Fatalf("AppendCommit = %d, %v; want 2", seq, err)
+	}
+	want(g.ID, carol, 2)
+	want(g.ID, dave, 2)
+	want(other.ID, carol, 0)
+	want(rnd(t, 16), carol, 0)
+	// A losing commit records nothing.
+	lose := commitFor(t, g.ID, 0)
+	lose.Removed = [][]byte{[]byte("erin")}
+	if _, err := s.AppendCommit(ctx, lose); err == nil {
+		t.Fatal("AppendCommit(stale epoch) succeeded")
+	}
+	want(g.ID, []byte("erin"), 0)
+	// Carol, added back and removed again: the newer commit counts.
+	if _, err := s.AppendCommit(ctx, commitFor(t, g.ID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c = commitFor(t, g.ID, 2)
+	c.Removed = [][]byte{carol}
+	if seq, err := s.AppendCommit(ctx, c); err != nil || seq != 4 {
+		t.Fatalf("AppendCommit = %d, %v; want 4", seq, err)
+	}
+	want(g.ID, carol, 4)
+	want(g.ID, dave, 2)
 }
 
 func testWelcomes(t *testing.T, open Opener) {
