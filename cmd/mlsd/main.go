@@ -53,9 +53,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cmd, ok := commands[args[0]]; ok {
 			return cmd(ctx, args[1:], stdout, stderr)
 		}
-		if args[0] == "bench" {
-			return errors.New("bench: not yet built")
-		}
 	}
 	return serve(ctx, args, stdout, stderr)
 }

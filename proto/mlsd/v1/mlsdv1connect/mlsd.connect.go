@@ -123,7 +123,10 @@ type DeliveryServiceClient interface {
 	// Application messages.
 	PostMessage(context.Context, *connect.Request[v1.PostMessageRequest]) (*connect.Response[v1.PostMessageResponse], error)
 	// Reading a group's ordered log: from a cursor, or as a stream that first
-	// sends what is stored after the cursor and then every new entry.
+	// sends what is stored after the cursor and then every new entry. A
+	// member that was removed may read up to and including the commit that
+	// removed it, so that it learns of its removal; after that it gets
+	// NOT_MEMBER.
 	FetchMessages(context.Context, *connect.Request[v1.FetchMessagesRequest]) (*connect.Response[v1.FetchMessagesResponse], error)
 	// Subscribe's first message is a marker Envelope with seq 0 (and only
 	// group_id and epoch set): the subscription is live, and every entry after
@@ -385,7 +388,10 @@ type DeliveryServiceHandler interface {
 	// Application messages.
 	PostMessage(context.Context, *connect.Request[v1.PostMessageRequest]) (*connect.Response[v1.PostMessageResponse], error)
 	// Reading a group's ordered log: from a cursor, or as a stream that first
-	// sends what is stored after the cursor and then every new entry.
+	// sends what is stored after the cursor and then every new entry. A
+	// member that was removed may read up to and including the commit that
+	// removed it, so that it learns of its removal; after that it gets
+	// NOT_MEMBER.
 	FetchMessages(context.Context, *connect.Request[v1.FetchMessagesRequest]) (*connect.Response[v1.FetchMessagesResponse], error)
 	// Subscribe's first message is a marker Envelope with seq 0 (and only
 	// group_id and epoch set): the subscription is live, and every entry after
