@@ -371,9 +371,13 @@ func testChatRejoin(t *testing.T, bin string) {
 	carol.send("/rejoin g")
 	carol.expect(`^\[g epoch 4\] rejoined, replacing this identity's old leaf; members: alice, bob, carol$`)
 	bob.expect(`^\[g epoch 4\] carol committed: join by external commit, remove carol$`)
-	// Alice follows the log in the background too: wait until she has read
-	// Carol's commit before comparing her view with the others'.
-	alice.expect(`^\[g epoch 4\] carol committed: join by external commit, remove carol$`)
+	// Every client follows the log in the background and prints a commit
+	// before it has merged it: wait until each has reached epoch 4 before
+	// comparing their views.
+	for _, p := range []*chatProc{alice, bob, carol} {
+		p.send("/epoch 4")
+		p.expect(`^\[g epoch 4\] reached$`)
+	}
 	e, n, a := alice.members("g")
 	for _, p := range []*chatProc{bob, carol} {
 		if pe, pn, pa := p.members("g"); pe != e || pn != n || pa != a || n != "alice, bob, carol" {
