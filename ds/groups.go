@@ -255,6 +255,25 @@ func (s *Server) leafOfIdentity(v *groupView, leaf uint32, identity []byte) bool
 	return false
 }
 
+// admitHandshake brings the group's cached PublicGroup (locked by the
+// caller) up to the Store's epoch g and makes the checks every handshake
+// post starts with. Who may post comes first, so a non-member learns
+// nothing, not even the epoch (RFC 9750, Section 6.4); then the epoch.
+func (s *Server) admitHandshake(ctx context.Context, e *groupEntry, g Group, sess Session, h *handshake, commit bool) (*groupView, mls.Member, bool, error) {
+	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
+		return nil, mls.Member{}, false, err
+	}
+	v := e.view.Load()
+	me, isMember := s.member(v, sess)
+	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
+		return nil, mls.Member{}, false, err
+	}
+	if err := epochCheck(g, h, commit); err != nil {
+		return nil, mls.Member{}, false, err
+	}
+	return v, me, isMember, nil
+}
+
 // epochCheck refuses a message that is not for the group's current epoch
 // (a commit: COMMIT_CONFLICT when another commit already ended its epoch).
 func epochCheck(g Group, h *handshake, commit bool) error {
@@ -322,17 +341,8 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 	e := s.groups.get(m.GroupId)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
-		return nil, err
-	}
-	// Who may post comes first: a non-member learns nothing, not even
-	// the epoch.
-	v := e.view.Load()
-	me, isMember := s.member(v, sess)
-	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
-		return nil, err
-	}
-	if err := epochCheck(g, h, true); err != nil {
+	v, me, isMember, err := s.admitHandshake(ctx, e, g, sess, h, true)
+	if err != nil {
 		return nil, err
 	}
 	if giMsg.Epoch() != g.State.Epoch+1 {
@@ -534,15 +544,8 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 	e := s.groups.get(m.GroupId)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := s.sync(ctx, e, g, h.epoch == g.State.Epoch); err != nil {
-		return nil, err
-	}
-	v := e.view.Load()
-	me, isMember := s.member(v, sess)
-	if err := s.nonMemberCheck(isMember, v, sess, g, h); err != nil {
-		return nil, err
-	}
-	if err := epochCheck(g, h, false); err != nil {
+	_, me, isMember, err := s.admitHandshake(ctx, e, g, sess, h, false)
+	if err != nil {
 		return nil, err
 	}
 	var queued *mls.QueuedProposal
