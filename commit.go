@@ -508,13 +508,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, classify(err)
 	}
-	sc.groupInfo = wrapGroupInfoRaw(gi, giRaw)
+	sc.groupInfo, sc.treeInGroupInfo = wrapGroupInfoRaw(gi, giRaw), g.cfg.UseRatchetTreeExtension
 	if len(a.Added) > 0 {
 		w, err := g.welcomeFor(next, sc.groupInfo.encodedBody(), keys, a, cp)
 		if err != nil {
 			return nil, err
 		}
-		sc.welcome = wrapWelcome(w)
+		sc.welcome, sc.welcomeSecret = wrapWelcome(w), keys.welcome
 	}
 	return sc, nil
 }
@@ -643,6 +643,13 @@ type StagedCommit struct {
 	commit    *Message
 	welcome   *Message
 	groupInfo *Message
+	// Of this member's own pending commit, what lets its record leave out
+	// the copies of the tree (state.PendingRecord): welcomeSecret seals
+	// groupInfo into welcome (nil if the welcome is not to be sealed
+	// again, as one restored from an old record), and treeInGroupInfo says
+	// that groupInfo's ratchet_tree extension is diff's tree.
+	welcomeSecret   *keyschedule.WelcomeSecret
+	treeInGroupInfo bool
 }
 
 // Epoch returns the epoch the group enters when the commit is merged.

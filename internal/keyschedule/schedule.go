@@ -175,6 +175,17 @@ func (x *IntermediateSecret) Epoch(groupContext []byte) (*EpochSecrets, error) {
 // GroupInfo of a Welcome (Section 12.4.3.1).
 type WelcomeSecret struct{ v secret }
 
+// NewWelcomeSecret wraps a copy of b (from WelcomeSecret.Bytes), which must
+// be KDF.Nh bytes. A committer keeps its pending commit's welcome_secret so
+// that it can seal the Welcome's GroupInfo again after a restart.
+func NewWelcomeSecret(s *ciphersuite.Suite, b []byte) (*WelcomeSecret, error) {
+	v, err := newSecret(s, "welcome_secret", b)
+	if err != nil {
+		return nil, err
+	}
+	return &WelcomeSecret{v}, nil
+}
+
 // Suite returns the secret's cipher suite.
 func (x *WelcomeSecret) Suite() *ciphersuite.Suite { return x.v.s }
 
