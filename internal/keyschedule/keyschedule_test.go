@@ -325,6 +325,9 @@ func TestWelcomeGroupInfo(t *testing.T) {
 		if ct2, err := w2.SealGroupInfo(gi); err != nil || !bytes.Equal(ct2, ct) {
 			t.Errorf("%v: restored welcome_secret seals differently: %v", id, err)
 		}
+		if ct3, err := w2.AppendSealedGroupInfo([]byte("room"), gi); err != nil || string(ct3[:4]) != "room" || !bytes.Equal(ct3[4:], ct) {
+			t.Errorf("%v: AppendSealedGroupInfo: %v", id, err)
+		}
 		if _, err := NewWelcomeSecret(s, w.Bytes()[1:]); err == nil {
 			t.Errorf("%v: NewWelcomeSecret accepted a short secret", id)
 		}
