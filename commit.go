@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/credential"
 	"github.com/mlskit/mls/internal/framing"
 	"github.com/mlskit/mls/internal/group"
@@ -508,13 +509,13 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	if err != nil {
 		return nil, classify(err)
 	}
-	sc.groupInfo = wrapGroupInfoRaw(gi, giRaw)
+	sc.groupInfo, sc.treeInGroupInfo = wrapGroupInfoRaw(gi, giRaw), g.cfg.UseRatchetTreeExtension
 	if len(a.Added) > 0 {
 		w, err := g.welcomeFor(next, sc.groupInfo.encodedBody(), keys, a, cp)
 		if err != nil {
 			return nil, err
 		}
-		sc.welcome = wrapWelcome(w)
+		sc.welcome, sc.welcomeSecret = wrapWelcome(w), keys.welcome
 	}
 	return sc, nil
 }
@@ -541,7 +542,17 @@ func (g *Group) protect(st *epochState, ac *message.AuthenticatedContent) (*Mess
 // new epoch.
 func (g *Group) welcomeFor(next *epochState, giRaw []byte, keys *epochKeys, a *group.Applied, cp *tree.CreatedPath) (*message.Welcome, error) {
 	s := next.Suite
-	encGI, err := keys.welcome.SealGroupInfo(giRaw)
+	// encrypted_group_info is the context of every EncryptWithLabel below
+	// (Section 12.4.3.1): it is sealed after room for the EncryptContext
+	// framing, so that with the tree in the GroupInfo the HPKE info is not
+	// a copy of it.
+	room := ciphersuite.LabeledPrefixRoom(labelWelcome)
+	buf, err := keys.welcome.AppendSealedGroupInfo(make([]byte, room), giRaw)
+	if err != nil {
+		return nil, err
+	}
+	encGI := buf[room:len(buf):len(buf)]
+	info, err := ciphersuite.PutLabeledPrefix(buf, room, labelWelcome)
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +575,7 @@ func (g *Group) welcomeFor(next *epochState, giRaw []byte, keys *epochKeys, a *g
 			errs[i] = err
 			return
 		}
-		kem, ct, err := s.EncryptWithLabel(kp.InitKey, "Welcome", encGI, raw)
+		kem, ct, err := s.EncryptWithLabelFramed(kp.InitKey, labelWelcome, info, raw)
 		if err != nil {
 			errs[i] = err
 			return
@@ -643,6 +654,13 @@ type StagedCommit struct {
 	commit    *Message
 	welcome   *Message
 	groupInfo *Message
+	// Of this member's own pending commit, what lets its record leave out
+	// the copies of the tree (state.PendingRecord): welcomeSecret seals
+	// groupInfo into welcome (nil if the welcome is not to be sealed
+	// again, as one restored from an old record), and treeInGroupInfo says
+	// that groupInfo's ratchet_tree extension is diff's tree.
+	welcomeSecret   *keyschedule.WelcomeSecret
+	treeInGroupInfo bool
 }
 
 // Epoch returns the epoch the group enters when the commit is merged.

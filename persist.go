@@ -257,15 +257,118 @@ func pendingRecord(sc *StagedCommit) (*state.PendingRecord, error) {
 	if now, was := sc.diff.Leaf(sc.base.own), sc.base.ownLeaf(); now != nil && was != nil && !bytes.Equal(now.SignatureKey, was.SignatureKey) {
 		r.NewSignatureKey = now.SignatureKey
 	}
-	for i, m := range []*Message{sc.commit, sc.welcome, sc.groupInfo} {
-		if i > 0 && m == nil {
-			continue
-		}
-		if r.Messages[i], err = m.encoded(); err != nil {
+	if r.Messages[0], err = sc.commit.encoded(); err != nil {
+		return nil, err
+	}
+	if r.Messages[1], r.WelcomeSecret, err = sc.welcomeRecord(); err != nil {
+		return nil, err
+	}
+	if sc.groupInfo != nil {
+		r.TreeElided = sc.treeInGroupInfo
+		if r.Messages[2], err = sc.groupInfoRecord(); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// welcomeRecord returns the stored form of the pending commit's Welcome,
+// if any: without its encrypted_group_info, which sealing the GroupInfo
+// with the welcome_secret returned gives again, and which holds the whole
+// tree when the group uses the ratchet_tree extension.
+func (sc *StagedCommit) welcomeRecord() (welcome, welcomeSecret []byte, err error) {
+	if sc.welcome == nil {
+		return nil, nil, nil
+	}
+	if sc.welcomeSecret == nil {
+		b, err := sc.welcome.encoded()
+		return b, nil, err
+	}
+	w := *sc.welcome.m.Welcome
+	w.EncryptedGroupInfo = []byte{}
+	b, err := message.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatWelcome, Welcome: &w})
+	return b, sc.welcomeSecret.Bytes(), err
+}
+
+// groupInfoRecord returns the stored form of the pending commit's
+// GroupInfo: if it carries the tree (treeInGroupInfo), with an empty
+// ratchet_tree extension, which encoding the diff's tree fills again.
+func (sc *StagedCommit) groupInfoRecord() ([]byte, error) {
+	if !sc.treeInGroupInfo {
+		return sc.groupInfo.encoded()
+	}
+	gi := *sc.groupInfo.m.GroupInfo
+	gi.Extensions = slices.Clone(gi.Extensions)
+	i := ratchetTreeExtension(gi.Extensions)
+	if i < 0 {
+		return nil, errors.New("mls: pending GroupInfo without its ratchet_tree extension")
+	}
+	gi.Extensions[i].Data = []byte{}
+	return message.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatGroupInfo, GroupInfo: &gi})
+}
+
+// ratchetTreeExtension returns the index of the ratchet_tree extension in
+// exts, or -1.
+func ratchetTreeExtension(exts []message.Extension) int {
+	return slices.IndexFunc(exts, func(x message.Extension) bool { return x.Type == message.ExtensionRatchetTree })
+}
+
+// restoreMessages sets the messages of a restored pending commit from its
+// record, filling in what pendingRecord left out: the GroupInfo's
+// ratchet_tree extension from sc.diff, checked against the GroupInfo's
+// signature, and the Welcome's encrypted_group_info.
+func (sc *StagedCommit) restoreMessages(r *state.PendingRecord) error {
+	var msgs [3]*Message
+	var err error
+	for i, b := range r.Messages {
+		if b == nil {
+			continue
+		}
+		if msgs[i], err = ParseMessage(b); err != nil {
+			return err
+		}
+	}
+	if msgs[0] == nil || msgs[0].WireFormat() != WireFormatPublicMessage && msgs[0].WireFormat() != WireFormatPrivateMessage ||
+		msgs[1] != nil && msgs[1].WireFormat() != WireFormatWelcome || msgs[2] != nil && msgs[2].WireFormat() != WireFormatGroupInfo {
+		return errors.New("pending commit messages of the wrong kinds")
+	}
+	sc.commit, sc.welcome, sc.groupInfo, sc.treeInGroupInfo = msgs[0], msgs[1], msgs[2], r.TreeElided
+	s := sc.base.Suite
+	if gim := sc.groupInfo; gim != nil {
+		gim.raw = r.Messages[2]
+		if r.TreeElided {
+			gi := gim.m.GroupInfo
+			i := ratchetTreeExtension(gi.Extensions)
+			if i < 0 || len(gi.Extensions[i].Data) != 0 {
+				return errors.New("pending GroupInfo without an empty ratchet_tree extension")
+			}
+			if gi.Extensions[i].Data, err = sc.diff.EncodeRatchetTree(); err != nil {
+				return err
+			}
+			if gim.raw, err = message.Marshal(&gim.m); err != nil {
+				return err
+			}
+			signer := sc.diff.Leaf(tree.LeafIndex(gi.Signer))
+			if signer == nil {
+				return fmt.Errorf("pending GroupInfo signed by blank leaf %d", gi.Signer)
+			}
+			if err := gi.VerifySignature(s, signer.SignatureKey); err != nil {
+				return fmt.Errorf("pending GroupInfo with the tree filled in: %w", err)
+			}
+		}
+	}
+	if r.WelcomeSecret == nil {
+		return nil
+	}
+	w := sc.welcome.m.Welcome
+	if len(w.EncryptedGroupInfo) != 0 {
+		return errors.New("pending Welcome with both a welcome_secret and an encrypted_group_info")
+	}
+	if sc.welcomeSecret, err = keyschedule.NewWelcomeSecret(s, r.WelcomeSecret); err != nil {
+		return err
+	}
+	w.EncryptedGroupInfo, err = sc.welcomeSecret.SealGroupInfo(sc.groupInfo.encodedBody())
+	return err
 }
 
 // record returns the past-epoch record of p, its members in leaf order.
@@ -500,20 +603,9 @@ func (g *Group) restorePending(r *state.PendingRecord) (*StagedCommit, error) {
 		return nil, fmt.Errorf("%d Add proposals for %d added leaves", len(a.AddedKPs), len(a.Added))
 	}
 	sc := &StagedCommit{base: base, diff: d, next: next, a: a, props: props, sender: r.Sender, own: true}
-	var msgs [3]*Message
-	for i, b := range r.Messages {
-		if b == nil {
-			continue
-		}
-		if msgs[i], err = ParseMessage(b); err != nil {
-			return nil, err
-		}
+	if err := sc.restoreMessages(r); err != nil {
+		return nil, err
 	}
-	if msgs[0] == nil || msgs[0].WireFormat() != WireFormatPublicMessage && msgs[0].WireFormat() != WireFormatPrivateMessage ||
-		msgs[1] != nil && msgs[1].WireFormat() != WireFormatWelcome || msgs[2] != nil && msgs[2].WireFormat() != WireFormatGroupInfo {
-		return nil, errors.New("pending commit messages of the wrong kinds")
-	}
-	sc.commit, sc.welcome, sc.groupInfo = msgs[0], msgs[1], msgs[2]
 	if len(r.NewSignatureKey) > 0 && !bytes.Equal(d.Leaf(base.own).SignatureKey, r.NewSignatureKey) {
 		return nil, errors.New("new signature key does not match the new leaf")
 	}

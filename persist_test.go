@@ -603,7 +603,9 @@ func richState(tb testing.TB) (*psMember, []byte) {
 	ctx := context.Background()
 	kind := psKind{"memory", false}
 	alice, bob, charlie := newPSMember(tb, kind, "", "alice"), newPSMember(tb, kind, "", "bob"), newPSMember(tb, kind, "", "charlie")
-	cfg := GroupConfig{JoinConfig: JoinConfig{MaxPastEpochs: 1}}
+	// With the ratchet_tree extension, the pending commit's record leaves
+	// the tree out of its GroupInfo (state.PendingRecord).
+	cfg := GroupConfig{JoinConfig: JoinConfig{MaxPastEpochs: 1, UseRatchetTreeExtension: true}}
 	var err error
 	if alice.g, err = ClientOf(alice.store, alice.id).CreateGroup(ctx, psSuite, cfg); err != nil {
 		tb.Fatal(err)

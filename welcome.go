@@ -18,6 +18,10 @@ import (
 	"github.com/mlskit/mls/storage"
 )
 
+// labelWelcome is the label of the EncryptWithLabel that encrypts a new
+// member's GroupSecrets (RFC 9420, Section 12.4.3.1).
+const labelWelcome = "Welcome"
+
 // WelcomeOptions are the inputs of StageWelcome besides the Welcome.
 type WelcomeOptions struct {
 	// JoinConfig holds the joiner's own settings for the group.
@@ -91,7 +95,7 @@ func stageWelcome(ctx context.Context, c *Client, welcome *Message, opts Welcome
 	if kp.CipherSuite != w.CipherSuite {
 		return nil, invalid("WelcomeSuite", "12.4.3.1", "welcome for suite 0x%04x, key package for 0x%04x", uint16(w.CipherSuite), uint16(kp.CipherSuite))
 	}
-	gsRaw, err := s.DecryptWithLabel(rec.InitPriv, "Welcome", w.EncryptedGroupInfo, egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
+	gsRaw, err := s.DecryptWithLabel(rec.InitPriv, labelWelcome, w.EncryptedGroupInfo, egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group secrets: %w", ErrDecrypt, err)
 	}

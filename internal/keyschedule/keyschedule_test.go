@@ -317,6 +317,20 @@ func TestWelcomeGroupInfo(t *testing.T) {
 		if pt, err := m2.Welcome().OpenGroupInfo(ct); err != nil || !bytes.Equal(pt, gi) {
 			t.Errorf("%v: OpenGroupInfo: %v", id, err)
 		}
+		// A welcome_secret restored from its bytes seals the same.
+		w2, err := NewWelcomeSecret(s, w.Bytes())
+		if err != nil || !w2.Equal(w) {
+			t.Fatalf("%v: NewWelcomeSecret: %v", id, err)
+		}
+		if ct2, err := w2.SealGroupInfo(gi); err != nil || !bytes.Equal(ct2, ct) {
+			t.Errorf("%v: restored welcome_secret seals differently: %v", id, err)
+		}
+		if ct3, err := w2.AppendSealedGroupInfo([]byte("room"), gi); err != nil || string(ct3[:4]) != "room" || !bytes.Equal(ct3[4:], ct) {
+			t.Errorf("%v: AppendSealedGroupInfo: %v", id, err)
+		}
+		if _, err := NewWelcomeSecret(s, w.Bytes()[1:]); err == nil {
+			t.Errorf("%v: NewWelcomeSecret accepted a short secret", id)
+		}
 		ct[0] ^= 1
 		if _, err := w.OpenGroupInfo(ct); !errors.Is(err, ciphersuite.ErrDecrypt) {
 			t.Errorf("%v: tampered GroupInfo: %v", id, err)

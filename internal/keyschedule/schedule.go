@@ -175,6 +175,17 @@ func (x *IntermediateSecret) Epoch(groupContext []byte) (*EpochSecrets, error) {
 // GroupInfo of a Welcome (Section 12.4.3.1).
 type WelcomeSecret struct{ v secret }
 
+// NewWelcomeSecret wraps a copy of b (from WelcomeSecret.Bytes), which must
+// be KDF.Nh bytes. A committer keeps its pending commit's welcome_secret so
+// that it can seal the Welcome's GroupInfo again after a restart.
+func NewWelcomeSecret(s *ciphersuite.Suite, b []byte) (*WelcomeSecret, error) {
+	v, err := newSecret(s, "welcome_secret", b)
+	if err != nil {
+		return nil, err
+	}
+	return &WelcomeSecret{v}, nil
+}
+
 // Suite returns the secret's cipher suite.
 func (x *WelcomeSecret) Suite() *ciphersuite.Suite { return x.v.s }
 
@@ -204,9 +215,17 @@ func (x *WelcomeSecret) KeyNonce() (key, nonce []byte) {
 // with the welcome key and nonce and empty additional data (RFC 9420,
 // Section 12.4.3.1).
 func (x *WelcomeSecret) SealGroupInfo(groupInfo []byte) ([]byte, error) {
+	return x.AppendSealedGroupInfo(nil, groupInfo)
+}
+
+// AppendSealedGroupInfo is SealGroupInfo appending encrypted_group_info to
+// dst, which it grows at most once: a caller can leave room in front of it
+// for the EncryptContext it is the context of (RFC 9420, Section
+// 12.4.3.1), and a GroupInfo with the ratchet tree is not copied again.
+func (x *WelcomeSecret) AppendSealedGroupInfo(dst, groupInfo []byte) ([]byte, error) {
 	key, nonce := x.KeyNonce()
 	defer clear(key)
-	return x.v.s.Seal(key, nonce, nil, groupInfo)
+	return x.v.s.AppendSeal(dst, key, nonce, nil, groupInfo)
 }
 
 // OpenGroupInfo decrypts encrypted_group_info; a failure wraps

@@ -255,3 +255,28 @@ func TestKeyPackageFromWelcomeVectors(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupInfoSignMessage: SignMessage, which frames GroupInfoTBS for
+// signing in place, signs what Sign signs and returns the encoding of the
+// MLSMessage, for extensions whose lengths take 1, 2 and 4 octets.
+func TestGroupInfoSignMessage(t *testing.T) {
+	for _, id := range []ciphersuite.ID{1, 2} {
+		s, signer, pub := testSigner(t, id, 7)
+		for _, n := range []int{0, 100, 20000} {
+			gi := sampleGroupInfo()
+			gi.Signature = nil
+			gi.Extensions = append(gi.Extensions, Extension{Type: ExtensionRatchetTree, Data: b(n, 0x44)})
+			raw, err := gi.SignMessage(s, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gi.VerifySignature(s, pub); err != nil {
+				t.Errorf("%v, %d bytes: %v", id, n, err)
+			}
+			want, err := Marshal(&MLSMessage{Version: MLS10, WireFormat: WireFormatGroupInfo, GroupInfo: gi})
+			if err != nil || !bytes.Equal(raw, want) {
+				t.Errorf("%v, %d bytes: SignMessage is not the MLSMessage's encoding (%v)", id, n, err)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package message
 
 import (
 	"crypto"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -185,27 +186,40 @@ func (g *GroupInfo) Sign(s *ciphersuite.Suite, signer crypto.Signer) error {
 // of the MLSMessage that carries it (RFC 9420, Sections 6 and 12.4.3):
 // GroupInfoTBS is encoded once, into a buffer sized for the whole
 // message, and the signature appended to it, so that a GroupInfo carrying
-// the ratchet tree is not encoded again to be sent. The bytes after the
-// first four (version and wire_format) are the GroupInfo's encoding.
+// the ratchet tree is neither copied to be signed nor encoded again to be
+// sent. The bytes after the first four (version and wire_format) are the
+// GroupInfo's encoding.
 func (g *GroupInfo) SignMessage(s *ciphersuite.Suite, signer crypto.Signer) ([]byte, error) {
 	if err := g.check(); err != nil {
 		return nil, err
 	}
-	e := wire.NewEncoder(make([]byte, 0, g.sizeHint()+4+8+5000))
-	e.U16(uint16(MLS10))
-	e.U16(uint16(WireFormatGroupInfo))
+	// GroupInfoTBS goes after room for the SignContent framing (RFC 9420,
+	// Section 5.1.2), which is written in front of it once its length is
+	// known; once signed, the MLSMessage header takes the last four bytes
+	// of that room.
+	room := ciphersuite.LabeledPrefixRoom(labelGroupInfoTBS)
+	e := wire.NewEncoder(make([]byte, room, room+g.sizeHint()+8+5000))
 	g.encodeTBS(e)
 	b, err := e.Bytes()
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.SignWithLabel(signer, labelGroupInfoTBS, b[4:])
+	sc, err := ciphersuite.PutLabeledPrefix(b, room, labelGroupInfoTBS)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.SignWithLabelFramed(signer, labelGroupInfoTBS, sc)
 	if err != nil {
 		return nil, fmt.Errorf("mls: signing GroupInfo: %w", err)
 	}
 	g.Signature = sig
+	binary.BigEndian.PutUint16(b[room-4:], uint16(MLS10))
+	binary.BigEndian.PutUint16(b[room-2:], uint16(WireFormatGroupInfo))
 	e.Opaque(sig)
-	return e.Bytes()
+	if b, err = e.Bytes(); err != nil {
+		return nil, err
+	}
+	return b[room-4:], nil
 }
 
 // sizeHint is about the encoded size of the GroupInfo, for sizing buffers.

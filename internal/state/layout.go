@@ -34,9 +34,15 @@ const (
 	// commit or past epochs; it is not read any more.
 	GroupRecordV2 = 2
 	// GroupRecordV3 is the version of group records that also hold the
-	// resumption PSK retention (after skip_lifetime, as an int32). It is
-	// the version written; version 2 group records are still read.
+	// resumption PSK retention (after skip_lifetime, as an int32).
 	GroupRecordV3 = 3
+	// GroupRecordV4 is the version of group records whose pending commit
+	// leaves out what can be derived again: the Welcome's
+	// encrypted_group_info (sealed again with the stored welcome_secret)
+	// and the ratchet tree in the GroupInfo's ratchet_tree extension
+	// (encoded again from the tree). It is the version written; versions 2
+	// and 3 are still read.
+	GroupRecordV4 = 4
 	// NodeRecordVersion is the version of node records.
 	NodeRecordVersion = 1
 	// KeyPackageRecordVersion is the version of key package records.

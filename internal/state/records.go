@@ -63,7 +63,8 @@ func (h *Header) decode(d *wire.Decoder) {
 // GroupRecord is the record of a group's current state:
 //
 //	struct {
-//	    uint8 version = 3;            /* 2: no resumption_psk_retention */
+//	    uint8 version = 4;            /* 2: no resumption_psk_retention;
+//	                                     2, 3: the PendingCommit of version 3 */
 //	    /* header */
 //	    uint64 epoch;
 //	    opaque group_context<V>;
@@ -89,7 +90,7 @@ func (h *Header) decode(d *wire.Decoder) {
 //	    uint32 max_past_epochs; uint32 out_of_order_tolerance;
 //	    uint32 max_forward_distance; bool ratchet_tree_extension;
 //	    bool skip_lifetime_check;
-//	    int32 resumption_psk_retention;   /* version 3 */
+//	    int32 resumption_psk_retention;   /* versions 3 and 4 */
 //	} JoinConfigState;
 //
 //	struct {
@@ -122,7 +123,7 @@ type Config struct {
 	ResumptionPSKRetention int32 // 0 in a version 2 record
 }
 
-// Marshal encodes the record (as version 3), with its checksum.
+// Marshal encodes the record (as version 4), with its checksum.
 func (r *GroupRecord) Marshal() ([]byte, error) {
 	// Sized for the pending commit's messages, which carry the ratchet tree
 	// when the group uses the ratchet_tree extension, so that they are
@@ -135,7 +136,7 @@ func (r *GroupRecord) Marshal() ([]byte, error) {
 		}
 	}
 	e := wire.NewEncoder(make([]byte, 0, hint))
-	e.U8(GroupRecordV3)
+	e.U8(GroupRecordV4)
 	r.Header.encode(e)
 	c := &r.Config
 	e.Bool(c.OutgoingPrivate)
@@ -175,7 +176,7 @@ func (r *GroupRecord) Marshal() ([]byte, error) {
 	return Seal(b), nil
 }
 
-// Unmarshal decodes a record that Marshal encoded (version 2 or 3),
+// Unmarshal decodes a record that Marshal encoded (version 2, 3 or 4),
 // checksum included. It checks the structure only; whether the parts fit
 // together is for the caller to check.
 func (r *GroupRecord) Unmarshal(b []byte) error {
@@ -187,8 +188,8 @@ func (r *GroupRecord) Unmarshal(b []byte) error {
 	d := wire.NewDecoder(body)
 	d.Struct("GroupRecord")
 	v := d.U8("version")
-	if d.Err() == nil && v != GroupRecordV2 && v != GroupRecordV3 {
-		d.Failf("version", "unsupported record version %d (this code reads versions %d and %d)", v, GroupRecordV2, GroupRecordV3)
+	if d.Err() == nil && (v < GroupRecordV2 || v > GroupRecordV4) {
+		d.Failf("version", "unsupported record version %d (this code reads versions %d to %d)", v, GroupRecordV2, GroupRecordV4)
 	}
 	r.Header.decode(d)
 	c := &r.Config
@@ -200,7 +201,7 @@ func (r *GroupRecord) Unmarshal(b []byte) error {
 	c.MaxForwardDistance = d.U32("max_forward")
 	c.RatchetTreeExtension = d.Bool("ratchet_tree_extension")
 	c.SkipLifetimeCheck = d.Bool("skip_lifetime")
-	if v == GroupRecordV3 {
+	if v >= GroupRecordV3 {
 		c.ResumptionPSKRetention = int32(d.U32("resumption_psk_retention"))
 	}
 	r.Active = d.Bool("active")
@@ -223,7 +224,7 @@ func (r *GroupRecord) Unmarshal(b []byte) error {
 	})
 	if d.Optional("pending") {
 		r.Pending = &PendingRecord{}
-		r.Pending.decode(d)
+		r.Pending.decode(d, v)
 	}
 	return d.Finish()
 }
@@ -336,12 +337,23 @@ func decodeProposal(d *wire.Decoder) Proposal {
 //	    opaque commit<V>;            /* MLSMessage */
 //	    optional<opaque welcome<V>>;
 //	    optional<opaque group_info<V>>;
+//	    opaque welcome_secret<V>;    /* version 4; empty: the Welcome is whole */
+//	    bool tree_elided;            /* version 4 */
 //	} PendingCommit;
 //
 //	struct {
 //	    uint32 leaves; uint32 limit;
 //	    struct { uint32 node; optional<Node> value; } nodes<V>;
 //	} TreeChanges;
+//
+// In version 4, if welcome_secret is not empty, the Welcome's
+// encrypted_group_info is empty: it is the GroupInfo sealed with
+// welcome_secret (RFC 9420, Section 12.4.3.1), which is deterministic. (A
+// pending commit restored from a version 3 record keeps its whole
+// Welcome.) If tree_elided, the data of the GroupInfo's
+// ratchet_tree extension (Section 12.4.3.3) is empty too: it is the
+// encoding of the tree after the commit. Both would otherwise hold the
+// whole tree, once in the clear and once encrypted.
 type PendingRecord struct {
 	GroupContext    []byte
 	Private         PrivateRecord
@@ -361,6 +373,13 @@ type PendingRecord struct {
 	// Messages are the commit, the Welcome and the GroupInfo as
 	// MLSMessages; the last two are nil when absent.
 	Messages [3][]byte
+	// WelcomeSecret, if not nil, is the welcome_secret that seals the
+	// GroupInfo into the Welcome's empty encrypted_group_info; if nil, the
+	// Welcome is whole (always in a version 2 or 3 record).
+	WelcomeSecret []byte
+	// TreeElided: the GroupInfo's ratchet_tree extension is empty and is
+	// the encoding of the tree after the commit.
+	TreeElided bool
 }
 
 func (r *PendingRecord) encode(e *wire.Encoder) {
@@ -407,9 +426,12 @@ func (r *PendingRecord) encode(e *wire.Encoder) {
 		}
 		e.Opaque(m)
 	}
+	e.Opaque(r.WelcomeSecret)
+	e.Bool(r.TreeElided)
 }
 
-func (r *PendingRecord) decode(d *wire.Decoder) {
+// decode decodes the PendingCommit of a group record of version v.
+func (r *PendingRecord) decode(d *wire.Decoder, v uint8) {
 	r.GroupContext = d.Opaque("group_context")
 	r.Private.decode(d)
 	r.EpochSecrets = d.Opaque("epoch_secrets")
@@ -440,6 +462,19 @@ func (r *PendingRecord) decode(d *wire.Decoder) {
 	}
 	if d.Optional("group_info") {
 		r.Messages[2] = d.Opaque("group_info")
+	}
+	if v < GroupRecordV4 {
+		return
+	}
+	if ws := d.Opaque("welcome_secret"); len(ws) > 0 {
+		r.WelcomeSecret = ws
+	}
+	r.TreeElided = d.Bool("tree_elided")
+	if d.Err() == nil && r.WelcomeSecret != nil && (r.Messages[1] == nil || r.Messages[2] == nil) {
+		d.Failf("welcome_secret", "a welcome_secret without a Welcome and its GroupInfo")
+	}
+	if d.Err() == nil && r.TreeElided && r.Messages[2] == nil {
+		d.Failf("tree_elided", "the tree is elided from a GroupInfo that is absent")
 	}
 }
 

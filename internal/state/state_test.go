@@ -115,7 +115,9 @@ func sampleGroupRecord() *GroupRecord {
 			ExternalLeaf: 0, NeedsPath: true, SelfRemoved: false,
 			Sender:          message.Sender{Type: message.SenderMember, LeafIndex: 1},
 			NewSignatureKey: []byte("sig"),
-			Messages:        [3][]byte{[]byte("commit"), nil, []byte("gi")},
+			Messages:        [3][]byte{[]byte("commit"), []byte("welcome"), []byte("gi")},
+			WelcomeSecret:   []byte("ws"),
+			TreeElided:      true,
 		},
 	}
 }
@@ -196,49 +198,91 @@ func TestRecordBytes(t *testing.T) {
 	if got, want := hex.EncodeToString(pb[:len(pb)-4]), "02"+"0000000000000002"+"0101"+"0102"+"00000002"+"00000005"+"000003e8"+"00"; got != want {
 		t.Errorf("PastRecord = %s, want %s", got, want)
 	}
-	// The group record starts with version 3 and the header.
+	// The group record starts with version 4 and the header.
 	g := &GroupRecord{Header: Header{Epoch: 1, GroupContext: []byte{9}, TreeHash: []byte{8}, Leaves: 1}}
 	gb, err := g.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := hex.EncodeToString(gb[:1+8+2+2+4+1]), "03"+"0000000000000001"+"0109"+"0108"+"00000001"+"00"; got != want {
+	if got, want := hex.EncodeToString(gb[:1+8+2+2+4+1]), "04"+"0000000000000001"+"0109"+"0108"+"00000001"+"00"; got != want {
 		t.Errorf("GroupRecord header = %s, want %s", got, want)
 	}
 }
 
-// TestGroupRecordV2: a version 2 group record (without the resumption PSK
-// retention) is still read; versions 1 and 4 are refused.
-func TestGroupRecordV2(t *testing.T) {
-	want := sampleGroupRecord()
-	want.Config.ResumptionPSKRetention = 0
+// v3Pending is sampleGroupRecord with a pending commit that a version 3
+// record can hold: a whole Welcome (no welcome_secret), no elided tree.
+func v3Pending() *GroupRecord {
+	r := sampleGroupRecord()
+	p := r.Pending
+	p.WelcomeSecret, p.TreeElided = nil, false
+	return r
+}
+
+// TestGroupRecordV3: version 2 and 3 group records (without the
+// resumption PSK retention, and with the pending commit of version 3) are
+// still read; versions 0, 1 and 5 are refused.
+func TestGroupRecordV3(t *testing.T) {
+	want := v3Pending()
 	b, err := want.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := bytes.Clone(b[:len(b)-4])
-	// The retention is the int32 after the config's last bool: find it
-	// by encoding the record with a distinctive value.
-	marked := sampleGroupRecord()
+	// Version 3 is version 4 without the empty welcome_secret and the
+	// false tree_elided at the end.
+	if !bytes.HasSuffix(body, []byte{0, 0}) {
+		t.Fatal("version 4 record does not end in an empty welcome_secret and tree_elided = false")
+	}
+	v3 := append([]byte{GroupRecordV3}, body[1:len(body)-2]...)
+	var got GroupRecord
+	if err := got.Unmarshal(Seal(bytes.Clone(v3))); err != nil {
+		t.Fatalf("version 3: %v", err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("version 3 decoded %+v, want %+v", got, want)
+	}
+	// Version 2 also lacks the retention, the int32 after the config's
+	// last bool: find it by encoding the record with a distinctive value.
+	marked := v3Pending()
 	marked.Config.ResumptionPSKRetention = 0x7a7b7c7d
 	mb, _ := marked.Marshal()
 	at := bytes.Index(mb, []byte{0x7a, 0x7b, 0x7c, 0x7d})
-	if at < 0 || !bytes.Equal(body[at:at+4], []byte{0, 0, 0, 0}) {
+	if at < 0 || !bytes.Equal(v3[at:at+4], []byte{0xff, 0xff, 0xff, 0xff}) {
 		t.Fatal("cannot find the retention field")
 	}
-	v2 := append(append([]byte{GroupRecordV2}, body[1:at]...), body[at+4:]...)
-	var got GroupRecord
+	v2 := append(append([]byte{GroupRecordV2}, v3[1:at]...), v3[at+4:]...)
+	want.Config.ResumptionPSKRetention = 0
 	if err := got.Unmarshal(Seal(v2)); err != nil {
 		t.Fatalf("version 2: %v", err)
 	}
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("version 2 decoded %+v, want %+v", got, want)
 	}
-	for _, v := range []byte{0, 1, 4} {
+	for _, v := range []byte{0, 1, 5} {
 		bad := bytes.Clone(body)
 		bad[0] = v
 		if err := got.Unmarshal(Seal(bad)); err == nil || !bytes.Contains([]byte(err.Error()), []byte(fmt.Sprintf("version %d", v))) {
 			t.Errorf("version %d: %v", v, err)
+		}
+	}
+}
+
+// TestPendingWelcomeSecret: in a version 4 record a welcome_secret goes
+// with a Welcome and its GroupInfo, and an elided tree with a GroupInfo.
+func TestPendingWelcomeSecret(t *testing.T) {
+	for name, f := range map[string]func(p *PendingRecord){
+		"welcome_secret without Welcome":   func(p *PendingRecord) { p.Messages[1] = nil },
+		"welcome_secret without GroupInfo": func(p *PendingRecord) { p.Messages[2], p.TreeElided = nil, false },
+		"tree elided without GroupInfo":    func(p *PendingRecord) { p.Messages[2], p.WelcomeSecret = nil, nil },
+	} {
+		r := sampleGroupRecord()
+		f(r.Pending)
+		b, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := (&GroupRecord{}).Unmarshal(b); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

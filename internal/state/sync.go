@@ -86,7 +86,7 @@ func ReadHeader(tx storage.Tx, groupID []byte) (*Header, error) {
 	}
 	d := wire.NewDecoder(body)
 	var h Header
-	if v := d.U8("version"); v != GroupRecordV2 && v != GroupRecordV3 {
+	if v := d.U8("version"); v < GroupRecordV2 || v > GroupRecordV4 {
 		return nil, nil
 	}
 	h.decode(d)
