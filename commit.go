@@ -400,7 +400,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 	}
 	gc := st.NextContext(a)
 	commitSecret := make([]byte, s.HashSize())
-	priv := st.priv.Prune(d)
+	var priv *tree.PrivateState
 	var cp *tree.CreatedPath
 	var up *message.UpdatePath
 	signer := g.signer
@@ -444,6 +444,7 @@ func (g *Group) createCommit(ctx context.Context, opts CommitOptions) (*StagedCo
 		priv = cp.PrivateState()
 	} else {
 		gc.TreeHash = d.TreeHash()
+		priv = st.priv.Prune(d)
 	}
 	aad := opts.AuthenticatedData
 	if aad == nil {

@@ -268,9 +268,11 @@ func sameExtensions(a, b []message.Extension) bool {
 // signature (RFC 9420, Section 12.4.3.1). The order bounds what a hostile
 // tree can cost: the tree is first decoded without allocating for its
 // blank nodes and stopping at the client's leaf limit
-// (ClientOptions.MaxTreeLeaves), then the signer's leaf is looked up in it and the GroupInfo signature verified with its key, and
-// only then is the tree built and hashed (one hash per node). A tree over
-// the limit, or that does not decode, is ErrMalformed.
+// (ClientOptions.MaxTreeLeaves), then the signer's leaf is looked up in
+// it and the GroupInfo signature verified with its key (the leaf
+// signature checks start alongside, and stop if it fails), and only then
+// is the tree built and hashed (one hash per node). A tree over the
+// limit, or that does not decode, is ErrMalformed.
 func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, given []byte) (*tree.Tree, *tree.LeafSignatures, error) {
 	if err := message.CheckExtensions(gi.Extensions); err != nil {
 		return nil, nil, fmt.Errorf("%w: group info extensions: %w", ErrMalformed, err)
@@ -295,13 +297,15 @@ func joinTree(s *ciphersuite.Suite, cfg *JoinConfig, gi *message.GroupInfo, give
 	if !found || gi.Signer >= 1<<31 || rt.Nodes[k].Node.Leaf == nil {
 		return nil, nil, invalid("GroupInfoSigner", "12.4.3.1", "group info signer %d is not a member", gi.Signer)
 	}
+	// The leaf signatures, most of the cost of a join, are checked in the
+	// background while the GroupInfo signature is checked (a bad one stops
+	// them) and the tree is built, hashed and validated; joinState collects
+	// the results (Tree.Validate).
+	sigs := tree.VerifyLeafSignatures(s, rt, gi.GroupContext.GroupID)
 	if err := gi.VerifySignature(s, rt.Nodes[k].Node.Leaf.SignatureKey); err != nil {
+		sigs.Stop()
 		return nil, nil, invalidErr("GroupInfoSignature", "12.4.3.1", err, "group info signature")
 	}
-	// The leaf signatures, most of the cost of a join, are checked in the
-	// background while the tree is built, hashed and validated; joinState
-	// collects the results (Tree.Validate).
-	sigs := tree.VerifyLeafSignatures(s, rt, gi.GroupContext.GroupID)
 	t, err := tree.FromSparse(s, rt, maxLeaves)
 	if err != nil {
 		sigs.Stop()

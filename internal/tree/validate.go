@@ -377,18 +377,39 @@ func (d *Diff) linksTo(c NodeIndex, ph []byte, p NodeIndex) bool {
 
 // verifyLeaves validates every non-blank leaf (RFC 9420, Section 7.3) on
 // GOMAXPROCS workers and returns the error of the lowest failing leaf.
+// With signatures checked in the background (opts.Signatures), the other
+// checks of every leaf run while those are still busy, and only then are
+// their results collected, so that no core idles after the last signature.
 func (d *Diff) verifyLeaves(opts *Options) error {
-	n := d.nLeaves
-	// Leaf signatures checked in the background: the lowest failing leaf
-	// among them; every leaf below it passed.
-	var pre *LeafSignatures
-	sigLowest := ^uint32(0)
-	var sigErr error
+	var bg *LeafSignatures
 	if opts != nil && opts.Signatures != nil && bytes.Equal(opts.Signatures.groupID, opts.GroupID) {
-		if lowest, err, ok := opts.Signatures.result(); ok {
-			pre, sigLowest, sigErr = opts.Signatures, lowest, err
-		}
+		bg = opts.Signatures
 	}
+	lowest, err := d.checkLeaves(opts, bg)
+	if bg == nil {
+		return err
+	}
+	// Every leaf bg checked below its lowest failure passed. A leaf's other
+	// checks precede its signature.
+	sigLowest, sigErr, ok := bg.result()
+	switch {
+	case ok && sigLowest >= lowest:
+		return err
+	case ok && sigLowest < d.nLeaves && bg.covers(LeafIndex(sigLowest), d.node(LeafIndex(sigLowest).Node()).leaf):
+		return sigErr
+	}
+	// Stopped before finishing, or failed at a leaf that is not this
+	// tree's (so the leaves above it are unchecked): check every signature
+	// here.
+	_, err = d.checkLeaves(opts, nil)
+	return err
+}
+
+// checkLeaves validates every non-blank leaf on GOMAXPROCS workers, except
+// the signatures that bg checks, and returns the lowest failing leaf (^0 if
+// none) and its error.
+func (d *Diff) checkLeaves(opts *Options, bg *LeafSignatures) (uint32, error) {
+	n := d.nLeaves
 	const chunk = 64
 	workers := runtime.GOMAXPROCS(0)
 	if chunks := int((n + chunk - 1) / chunk); workers > chunks {
@@ -429,12 +450,8 @@ func (d *Diff) verifyLeaves(opts *Options) error {
 						continue
 					}
 					err := d.checkLeaf(ln, at, true, opts)
-					switch {
-					case err != nil:
-					case pre == nil || !pre.covers(at, ln):
+					if err == nil && (bg == nil || !bg.covers(at, ln)) {
 						err = checkLeafSignature(suite, ln, at, opts)
-					case i == sigLowest:
-						err = sigErr
 					}
 					if err != nil {
 						recordF(i, err)
@@ -445,7 +462,7 @@ func (d *Diff) verifyLeaves(opts *Options) error {
 		})
 	}
 	wg.Wait()
-	return lowErr
+	return lowest, lowErr
 }
 
 // duplicateKey returns the first duplicate encryption or signature key. The
