@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,5 +80,21 @@ func TestBenchCommand(t *testing.T) {
 		if status, _, _ := runCmd(append([]string{"bench", "-quiet"}, bad...)...); status != 2 {
 			t.Errorf("bench %v: status %d, want 2", bad, status)
 		}
+	}
+}
+
+// TestBoundCountsSeals: a removal's bound counts the encryptions of the
+// measured commit (the blanked path widens a resolution), each 1 ms here,
+// spread over the cores; without a count it is an update's log N.
+func TestBoundCountsSeals(t *testing.T) {
+	p := &primitives{seal: 1e-3}
+	full := groupShape{n: 100000}
+	base := p.bound("remove", full)
+	if want := 17e-3 / float64(runtime.GOMAXPROCS(0)); math.Abs(base-want) > 1e-9 {
+		t.Fatalf("bound without a count: %v, want %v (17 encryptions)", base, want)
+	}
+	full.seals = 25
+	if got, want := p.bound("remove", full), 25e-3/float64(runtime.GOMAXPROCS(0)); math.Abs(got-want) > 1e-9 {
+		t.Fatalf("bound with 25 encryptions: %v, want %v", got, want)
 	}
 }
