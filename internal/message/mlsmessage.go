@@ -1,6 +1,7 @@
 package message
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/mlskit/mls/internal/wire"
@@ -29,7 +30,29 @@ func (m *MLSMessage) Encode(e *wire.Encoder) {
 // Decode reads an MLSMessage (RFC 9420, Section 6). A version other than
 // mls10 is ErrUnsupportedVersion; a wire format other than the five of
 // Section 17.2 is ErrUnknownValue (its body cannot be parsed).
-func (m *MLSMessage) Decode(d *wire.Decoder) {
+func (m *MLSMessage) Decode(d *wire.Decoder) { m.decode(d) }
+
+// UnmarshalMLSMessageContent is UnmarshalMLSMessage that also returns, for
+// a PublicMessage, a copy of the bytes that encode its FramedContent as
+// read (nil for other wire formats). The membership tag, the signature and
+// the confirmed transcript hash of a PublicMessage all cover these bytes
+// (RFC 9420, Sections 6.1, 6.2 and 8.2), so a receiver can build their
+// inputs around them instead of encoding the content again: for a commit
+// with an UpdatePath in a fresh tree they are O(N) bytes. The returned
+// bytes encode the returned message's Content until the caller changes it.
+func UnmarshalMLSMessageContent(b []byte) (*MLSMessage, []byte, error) {
+	m := new(MLSMessage)
+	d := wire.NewDecoder(b)
+	content := m.decode(d)
+	if err := d.Finish(); err != nil {
+		return nil, nil, err
+	}
+	return m, bytes.Clone(content), nil
+}
+
+// decode is Decode that also returns, for a PublicMessage, the bytes of
+// d's input that encode its FramedContent (not a copy).
+func (m *MLSMessage) decode(d *wire.Decoder) (content []byte) {
 	defer d.Struct(d.Struct("MLSMessage"))
 	*m = MLSMessage{}
 	m.Version = ProtocolVersion(d.U16("version"))
@@ -44,7 +67,7 @@ func (m *MLSMessage) Decode(d *wire.Decoder) {
 	switch m.WireFormat {
 	case WireFormatPublicMessage:
 		m.PublicMessage = new(PublicMessage)
-		m.PublicMessage.Decode(d)
+		content = m.PublicMessage.decode(d)
 	case WireFormatPrivateMessage:
 		m.PrivateMessage = new(PrivateMessage)
 		m.PrivateMessage.Decode(d)
@@ -60,6 +83,7 @@ func (m *MLSMessage) Decode(d *wire.Decoder) {
 	default:
 		failUnknown(d, "wire_format", uint64(m.WireFormat))
 	}
+	return content
 }
 
 func (m *MLSMessage) check() error {
