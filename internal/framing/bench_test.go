@@ -121,7 +121,7 @@ func BenchmarkPrivateMessageProtect1KB(b *testing.B) {
 // bigCommit is a signed commit whose UpdatePath encrypts a path secret to
 // n nodes, as a self-update in a fresh tree of n members does (about 82
 // bytes a node with X25519 and AES-128-GCM).
-func bigCommit(b *testing.B, e *env, n int) *message.AuthenticatedContent {
+func bigCommit(b testing.TB, e *env, n int) *message.AuthenticatedContent {
 	fc := e.content(message.ContentCommit)
 	nodes := make([]message.UpdatePathNode, 14)
 	per := n / len(nodes)
@@ -132,7 +132,14 @@ func bigCommit(b *testing.B, e *env, n int) *message.AuthenticatedContent {
 			nodes[i].EncryptedPathSecret[j] = message.HPKECiphertext{KEMOutput: make([]byte, 32), Ciphertext: make([]byte, 48)}
 		}
 	}
-	fc.Commit.Path = &message.UpdatePath{Nodes: nodes}
+	fc.Commit.Path = &message.UpdatePath{Nodes: nodes, LeafNode: message.LeafNode{
+		EncryptionKey: make([]byte, 32),
+		SignatureKey:  e.pub,
+		Credential:    message.Credential{Type: message.CredentialBasic, Identity: []byte("alice")},
+		Source:        message.LeafNodeSourceCommit,
+		ParentHash:    make([]byte, e.s.HashSize()),
+		Signature:     make([]byte, 64),
+	}}
 	return e.sign(b, message.WireFormatPublicMessage, fc)
 }
 
