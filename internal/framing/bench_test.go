@@ -180,3 +180,75 @@ func BenchmarkUnprotectPublic10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReceiveCommit10k measures the framing part of receiving the
+// commit of BenchmarkConfirmedTranscriptHash10k: check the membership tag
+// (PublicMessage) or decrypt it (PrivateMessage), verify the signature and
+// compute the confirmed transcript hash.
+func BenchmarkReceiveCommit10k(b *testing.B) {
+	e := newEnv(b, ciphersuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+	ac := bigCommit(b, e, 10000)
+	interim := make([]byte, e.s.HashSize())
+	pub, err := ProtectPublic(e.s, ac, e.membershipKey, e.groupContext)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("PublicMessage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			u, err := UnprotectPublic(e.s, pub, e.membershipKey, e.groupContext)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := u.Verify(e.pub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("VerifyPublic", func(b *testing.B) {
+		m, content, err := message.UnmarshalMLSMessageContent(message.MustMarshal(message.NewPublicMessage(pub)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		k := &PublicKeys{MembershipKey: e.membershipKey, GroupContext: e.groupContext, SignatureKey: e.pub, Interim: interim}
+		b.ReportAllocs()
+		for b.Loop() {
+			got, err := VerifyPublic(e.s, m.PublicMessage, content, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	acPriv, err := SignContent(e.s, e.signer, message.WireFormatPrivateMessage, &ac.Content, e.groupContext)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acPriv.Auth.ConfirmationTag = ac.Auth.ConfirmationTag
+	priv, err := ProtectPrivate(e.s, acPriv, e.send, e.senderDataSecret, 0, e.rnd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("PrivateMessage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := UnprotectPrivate(e.s, priv, e.recv, e.senderDataSecret, e.groupContext)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := d.Verify(e.pub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -254,13 +254,18 @@ func (u *Unverified) Content() *message.FramedContent { return &u.ac.Content }
 func (u *Unverified) Verify(pub []byte) (*message.AuthenticatedContent, error) {
 	f := u.framed
 	if f == nil {
-		fr, err := frameSigned(u.suite, &u.ac, u.groupContext, nil)
+		p := getScratch()
+		fr, err := frameSigned(u.suite, &u.ac, u.groupContext, *p)
+		if err == nil {
+			err = fr.verify(u.suite, pub, u.ac.Auth.Signature)
+		}
 		if err != nil {
+			putScratch(p, fr.b)
 			return nil, err
 		}
+		fr = fr.owned(p)
 		f = &fr
-	}
-	if err := f.verify(u.suite, pub, u.ac.Auth.Signature); err != nil {
+	} else if err := f.verify(u.suite, pub, u.ac.Auth.Signature); err != nil {
 		return nil, err
 	}
 	u.verified = true

@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"errors"
 	"sync"
@@ -99,6 +100,16 @@ func frame(op string, buf []byte, wf message.WireFormat, fc *message.FramedConte
 	return f, nil
 }
 
+// owned returns f with its buffer, grown in p from the pool, copied once
+// at its final size, and gives p back: for a framed buffer that outlives
+// the call (Unverified, and the encoded content that Verify records).
+func (f framed) owned(p *[]byte) framed {
+	b := f.b
+	f.b = bytes.Clone(b)
+	putScratch(p, b)
+	return f
+}
+
 // tagOK reports whether tag is MAC(membershipKey, AuthenticatedContentTBM)
 // (RFC 9420, Section 6.2), compared in constant time.
 func (f *framed) tagOK(s *ciphersuite.Suite, membershipKey, tag []byte) bool {
@@ -125,36 +136,45 @@ type checks struct {
 
 // checkFramed checks the membership tag (if c.membershipKey is set) and
 // the signature over f, and computes the confirmed transcript hash (if
-// c.interim is set). The result is that of checking the tag, then the
-// signature, then hashing; but for a large f the signature is verified on
-// another goroutine while the tag and the hash are computed over the same
-// bytes. tagOK is false if the tag is wrong, whatever the signature;
-// confirmed is nil unless both checks pass.
+// c.interim is set), in this order. tagOK is false if the tag is wrong,
+// whatever the signature; confirmed is nil unless both checks pass.
 func (f *framed) checkFramed(s *ciphersuite.Suite, c *checks) (tagOK bool, confirmed []byte, sigErr error) {
-	tag := func() bool { return c.membershipKey == nil || f.tagOK(s, c.membershipKey, c.tag) }
-	hash := func() []byte {
-		if c.interim == nil {
-			return nil
-		}
-		return f.confirmedTranscriptHash(s, c.interim)
+	if len(f.b) >= concurrentMin {
+		return checkConcurrently(s, *f, *c)
 	}
-	if len(f.b) < concurrentMin {
-		if tagOK = tag(); !tagOK {
-			return false, nil, nil
-		}
-		if sigErr = f.verify(s, c.pub, c.signature); sigErr != nil {
-			return true, nil, sigErr
-		}
-		return true, hash(), nil
+	if !f.checkTag(s, c) {
+		return false, nil, nil
 	}
+	if err := f.verify(s, c.pub, c.signature); err != nil {
+		return true, nil, err
+	}
+	return true, f.hash(s, c), nil
+}
+
+// checkConcurrently is checkFramed with the signature verified on another
+// goroutine while the tag and the hash are computed over the same bytes.
+// The result is the same. It takes copies, which the goroutine shares, so
+// that the sequential path allocates nothing for it.
+func checkConcurrently(s *ciphersuite.Suite, f framed, c checks) (tagOK bool, confirmed []byte, sigErr error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { sigErr = f.verify(s, c.pub, c.signature) })
-	if tagOK = tag(); tagOK {
-		confirmed = hash()
+	if tagOK = f.checkTag(s, &c); tagOK {
+		confirmed = f.hash(s, &c)
 	}
 	wg.Wait()
 	if !tagOK || sigErr != nil {
 		return tagOK, nil, sigErr
 	}
 	return true, confirmed, nil
+}
+
+func (f *framed) checkTag(s *ciphersuite.Suite, c *checks) bool {
+	return c.membershipKey == nil || f.tagOK(s, c.membershipKey, c.tag)
+}
+
+func (f *framed) hash(s *ciphersuite.Suite, c *checks) []byte {
+	if c.interim == nil {
+		return nil
+	}
+	return f.confirmedTranscriptHash(s, c.interim)
 }

@@ -1,7 +1,6 @@
 package framing
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -86,13 +85,16 @@ func UnprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membership
 		return nil, err
 	}
 	fc := &pm.Content
-	f, err := frame(op, nil, message.WireFormatPublicMessage, fc, nil, &pm.Auth, groupContext)
+	p := getScratch()
+	f, err := frame(op, *p, message.WireFormatPublicMessage, fc, nil, &pm.Auth, groupContext)
+	if err == nil && fc.Sender.Type == message.SenderMember && !f.tagOK(s, membershipKey, pm.MembershipTag) {
+		err = newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
+	}
 	if err != nil {
+		putScratch(p, f.b)
 		return nil, err
 	}
-	if fc.Sender.Type == message.SenderMember && !f.tagOK(s, membershipKey, pm.MembershipTag) {
-		return nil, newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
-	}
+	f = f.owned(p)
 	return &Unverified{
 		suite:        s,
 		groupContext: groupContext,
@@ -156,7 +158,8 @@ type PublicKeys struct {
 	// Interim, if not nil, is the epoch's interim transcript hash: for a
 	// commit VerifyPublic then also computes the confirmed transcript
 	// hash from the bytes it verifies (RFC 9420, Section 8.2) and records
-	// it on the result, where ConfirmedTranscriptHash finds it.
+	// it on the result, where ConfirmedTranscriptHash finds it. The
+	// result keeps Interim, which must not be modified.
 	Interim []byte
 }
 
@@ -208,7 +211,7 @@ func VerifyPublic(s *ciphersuite.Suite, pm *message.PublicMessage, content []byt
 		Auth:       pm.Auth,
 	}
 	if confirmed != nil {
-		ac.SetConfirmedTranscriptHash(s, bytes.Clone(k.Interim), confirmed)
+		ac.SetConfirmedTranscriptHash(s, k.Interim, confirmed)
 	}
 	return ac, nil
 }
