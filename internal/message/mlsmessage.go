@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/mlskit/mls/internal/wire"
@@ -33,21 +34,29 @@ func (m *MLSMessage) Encode(e *wire.Encoder) {
 func (m *MLSMessage) Decode(d *wire.Decoder) { m.decode(d) }
 
 // UnmarshalMLSMessageContent is UnmarshalMLSMessage that also returns, for
-// a PublicMessage, a copy of the bytes that encode its FramedContent as
-// read (nil for other wire formats). The membership tag, the signature and
-// the confirmed transcript hash of a PublicMessage all cover these bytes
+// a PublicMessage, the bytes that encode its FramedContent as read (nil
+// for other wire formats). The membership tag, the signature and the
+// confirmed transcript hash of a PublicMessage all cover these bytes
 // (RFC 9420, Sections 6.1, 6.2 and 8.2), so a receiver can build their
 // inputs around them instead of encoding the content again: for a commit
-// with an UpdatePath in a fresh tree they are O(N) bytes. The returned
-// bytes encode the returned message's Content until the caller changes it.
+// with an UpdatePath in a fresh tree they are O(N) bytes. They encode the
+// returned message's Content until the caller changes it.
+//
+// A PublicMessage is decoded from one copy of b, which the content bytes
+// and the HPKE ciphertexts of an UpdatePath share (wire.NewOwnedDecoder);
+// the message still shares no memory with b.
 func UnmarshalMLSMessageContent(b []byte) (*MLSMessage, []byte, error) {
+	if len(b) < 4 || WireFormat(binary.BigEndian.Uint16(b[2:])) != WireFormatPublicMessage {
+		m, err := UnmarshalMLSMessage(b)
+		return m, nil, err
+	}
 	m := new(MLSMessage)
-	d := wire.NewDecoder(b)
+	d := wire.NewOwnedDecoder(bytes.Clone(b))
 	content := m.decode(d)
 	if err := d.Finish(); err != nil {
 		return nil, nil, err
 	}
-	return m, bytes.Clone(content), nil
+	return m, content, nil
 }
 
 // decode is Decode that also returns, for a PublicMessage, the bytes of
