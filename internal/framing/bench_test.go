@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -181,13 +182,20 @@ func BenchmarkUnprotectPublic10k(b *testing.B) {
 	}
 }
 
-// BenchmarkReceiveCommit10k measures the framing part of receiving the
-// commit of BenchmarkConfirmedTranscriptHash10k: check the membership tag
-// (PublicMessage) or decrypt it (PrivateMessage), verify the signature and
-// compute the confirmed transcript hash.
-func BenchmarkReceiveCommit10k(b *testing.B) {
+// BenchmarkReceiveCommit measures the framing part of receiving a commit
+// whose UpdatePath encrypts to 14 members (as in a full tree) or 10,000
+// (a fresh tree, the commit of BenchmarkConfirmedTranscriptHash10k): check
+// the membership tag (PublicMessage) or decrypt it (PrivateMessage), verify
+// the signature and compute the confirmed transcript hash.
+func BenchmarkReceiveCommit(b *testing.B) {
+	for _, n := range []int{14, 10000} {
+		b.Run(fmt.Sprintf("path=%d", n), func(b *testing.B) { benchReceiveCommit(b, n) })
+	}
+}
+
+func benchReceiveCommit(b *testing.B, n int) {
 	e := newEnv(b, ciphersuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
-	ac := bigCommit(b, e, 10000)
+	ac := bigCommit(b, e, n)
 	interim := make([]byte, e.s.HashSize())
 	pub, err := ProtectPublic(e.s, ac, e.membershipKey, e.groupContext)
 	if err != nil {
