@@ -18,8 +18,8 @@ var signPrefixRoom = len(ciphersuite.AppendSignContentPrefix(nil, signLabel, wir
 // concurrentMin is the size from which checkFramed verifies the signature
 // on another goroutine while it MACs and hashes the same bytes: a commit
 // with an UpdatePath in a fresh tree is O(N) bytes (RFC 9420, Section
-// 7.6), and hashing them is most of the cost of the three. Below it the
-// goroutine would cost more than it saves.
+// 7.6), and hashing them is then most of the cost of each of the three.
+// Below it the goroutine would cost more than it saves.
 const concurrentMin = 32 << 10
 
 // framed lays out in one buffer everything that covers the content of a
