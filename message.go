@@ -43,6 +43,12 @@ type Message struct {
 	// signed GroupInfo, which carries the ratchet tree when the group uses
 	// the ratchet_tree extension); nil otherwise. Neither is modified.
 	raw []byte
+	// content is, for a PublicMessage that ParseMessage read, the
+	// encoding of its FramedContent as received; nil otherwise. The
+	// membership tag, the signature and the transcript hash are checked
+	// around these bytes instead of encoding the content again, so m's
+	// content is never modified once content is set.
+	content []byte
 }
 
 // ParseMessage decodes an MLSMessage. It checks structure only; Process,
@@ -50,11 +56,11 @@ type Message struct {
 // give an error matching ErrMalformed (the *wire.Error with the failing
 // structure, field and offset stays in the chain for errors.As).
 func ParseMessage(b []byte) (*Message, error) {
-	m, err := message.UnmarshalMLSMessage(b)
+	m, content, err := message.UnmarshalMLSMessageContent(b)
 	if err != nil {
 		return nil, malformed(err)
 	}
-	return &Message{m: *m}, nil
+	return &Message{m: *m, content: content}, nil
 }
 
 // MarshalBinary encodes the message.

@@ -85,7 +85,7 @@ func (g *Group) process(ctx context.Context, msg *Message) (*Processed, error) {
 	st := g.st
 	switch {
 	case msg.m.PublicMessage != nil:
-		return g.processPublic(ctx, st, msg.m.PublicMessage)
+		return g.processPublic(ctx, st, msg.m.PublicMessage, msg.content)
 	case msg.m.PrivateMessage != nil:
 		return g.processPrivate(ctx, st, msg.m.PrivateMessage)
 	}
@@ -108,14 +108,16 @@ func unprotectError(err error) error {
 	return invalidErr("ValSem006", "6.3", &classError{ErrDecrypt, err}, "PrivateMessage")
 }
 
-func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.PublicMessage) (*Processed, error) {
+// processPublic handles a PublicMessage; content is the encoding of its
+// FramedContent as received, or nil (Message.content).
+func (g *Group) processPublic(ctx context.Context, st *epochState, pm *message.PublicMessage, content []byte) (*Processed, error) {
 	// Non-members cannot encrypt, so the policy binds members only, as in
 	// OpenMLS: external commits and proposals are always PublicMessages
 	// (RFC 9420, Sections 12.1.8 and 12.4.3.2).
 	if g.cfg.WireFormatPolicy.Incoming == AcceptPrivateOnly && pm.Content.Sender.Type == message.SenderMember {
 		return nil, invalidErr("WireFormatPolicy", "6", ErrWireFormat, "PublicMessage from a member")
 	}
-	ac, cred, err := st.VerifyPublic(pm, st.keys.MembershipKey())
+	ac, cred, err := st.VerifyPublic(pm, content, st.keys.MembershipKey())
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -121,7 +122,7 @@ func BenchmarkPrivateMessageProtect1KB(b *testing.B) {
 // bigCommit is a signed commit whose UpdatePath encrypts a path secret to
 // n nodes, as a self-update in a fresh tree of n members does (about 82
 // bytes a node with X25519 and AES-128-GCM).
-func bigCommit(b *testing.B, e *env, n int) *message.AuthenticatedContent {
+func bigCommit(b testing.TB, e *env, n int) *message.AuthenticatedContent {
 	fc := e.content(message.ContentCommit)
 	nodes := make([]message.UpdatePathNode, 14)
 	per := n / len(nodes)
@@ -132,7 +133,14 @@ func bigCommit(b *testing.B, e *env, n int) *message.AuthenticatedContent {
 			nodes[i].EncryptedPathSecret[j] = message.HPKECiphertext{KEMOutput: make([]byte, 32), Ciphertext: make([]byte, 48)}
 		}
 	}
-	fc.Commit.Path = &message.UpdatePath{Nodes: nodes}
+	fc.Commit.Path = &message.UpdatePath{Nodes: nodes, LeafNode: message.LeafNode{
+		EncryptionKey: make([]byte, 32),
+		SignatureKey:  e.pub,
+		Credential:    message.Credential{Type: message.CredentialBasic, Identity: []byte("alice")},
+		Source:        message.LeafNodeSourceCommit,
+		ParentHash:    make([]byte, e.s.HashSize()),
+		Signature:     make([]byte, 64),
+	}}
 	return e.sign(b, message.WireFormatPublicMessage, fc)
 }
 
@@ -172,4 +180,83 @@ func BenchmarkUnprotectPublic10k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReceiveCommit measures the framing part of receiving a commit
+// whose UpdatePath encrypts to 14 members (as in a full tree) or 10,000
+// (a fresh tree, the commit of BenchmarkConfirmedTranscriptHash10k): check
+// the membership tag (PublicMessage) or decrypt it (PrivateMessage), verify
+// the signature and compute the confirmed transcript hash.
+func BenchmarkReceiveCommit(b *testing.B) {
+	for _, n := range []int{14, 10000} {
+		b.Run(fmt.Sprintf("path=%d", n), func(b *testing.B) { benchReceiveCommit(b, n) })
+	}
+}
+
+func benchReceiveCommit(b *testing.B, n int) {
+	e := newEnv(b, ciphersuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+	ac := bigCommit(b, e, n)
+	interim := make([]byte, e.s.HashSize())
+	pub, err := ProtectPublic(e.s, ac, e.membershipKey, e.groupContext)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("PublicMessage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			u, err := UnprotectPublic(e.s, pub, e.membershipKey, e.groupContext)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := u.Verify(e.pub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("VerifyPublic", func(b *testing.B) {
+		m, content, err := message.UnmarshalMLSMessageContent(message.MustMarshal(message.NewPublicMessage(pub)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		k := &PublicKeys{MembershipKey: e.membershipKey, GroupContext: e.groupContext, SignatureKey: e.pub, Interim: interim}
+		b.ReportAllocs()
+		for b.Loop() {
+			got, err := VerifyPublic(e.s, m.PublicMessage, content, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	acPriv, err := SignContent(e.s, e.signer, message.WireFormatPrivateMessage, &ac.Content, e.groupContext)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acPriv.Auth.ConfirmationTag = ac.Auth.ConfirmationTag
+	priv, err := ProtectPrivate(e.s, acPriv, e.send, e.senderDataSecret, 0, e.rnd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("PrivateMessage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := UnprotectPrivate(e.s, priv, e.recv, e.senderDataSecret, e.groupContext)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := d.Verify(e.pub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ConfirmedTranscriptHash(e.s, interim, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -92,11 +92,16 @@ func checkAuth(op string, ct message.ContentType, auth *message.FramedContentAut
 //	    };
 //	} FramedContentTBS;
 //
-// groupContext is the encoded GroupContext.
-func appendTBS(e *wire.Encoder, wf message.WireFormat, fc *message.FramedContent, groupContext []byte) {
+// groupContext is the encoded GroupContext. content, if not nil, is fc as
+// encoded on the wire, written instead of encoding fc again.
+func appendTBS(e *wire.Encoder, wf message.WireFormat, fc *message.FramedContent, content, groupContext []byte) {
 	e.U16(uint16(message.MLS10))
 	e.U16(uint16(wf))
-	fc.Encode(e)
+	if content != nil {
+		e.Raw(content)
+	} else {
+		fc.Encode(e)
+	}
 	if needsGroupContext(fc.Sender.Type) {
 		e.Raw(groupContext)
 	}
@@ -111,7 +116,7 @@ func appendAuth(e *wire.Encoder, ct message.ContentType, auth *message.FramedCon
 // encodeTBS returns the encoded FramedContentTBS.
 func encodeTBS(op string, wf message.WireFormat, fc *message.FramedContent, groupContext []byte) ([]byte, error) {
 	e := wire.NewEncoder(nil)
-	appendTBS(e, wf, fc, groupContext)
+	appendTBS(e, wf, fc, nil, groupContext)
 	b, err := e.Bytes()
 	if err != nil {
 		return nil, newError(op, ErrInvalidArgument, err)
@@ -185,33 +190,29 @@ func SignContent(s *ciphersuite.Suite, signer crypto.Signer, wf message.WireForm
 // and the confirmation tag that of the caller, which holds the next
 // epoch's confirmation key.
 func VerifySignature(s *ciphersuite.Suite, pub []byte, ac *message.AuthenticatedContent, groupContext []byte) error {
-	const op = "verify signature"
-	if s == nil || ac == nil {
-		return newError(op, ErrInvalidArgument, errors.New("nil suite or content"))
-	}
-	if err := checkContent(op, &ac.Content); err != nil {
+	p := getScratch()
+	f, err := frameSigned(s, ac, groupContext, *p)
+	defer putScratch(p, f.b)
+	if err != nil {
 		return err
 	}
-	if err := checkGroupContext(op, ac.Content.Sender.Type, groupContext); err != nil {
-		return err
-	}
-	return verifyTBS(s, pub, ac, groupContext, nil)
+	return f.verify(s, pub, ac.Auth.Signature)
 }
 
-// verifyTBS is VerifySignature given, if not nil, the FramedContentTBS
-// already encoded from ac and groupContext.
-func verifyTBS(s *ciphersuite.Suite, pub []byte, ac *message.AuthenticatedContent, groupContext, tbs []byte) error {
+// frameSigned checks what VerifySignature needs of ac and returns it
+// framed in buf.
+func frameSigned(s *ciphersuite.Suite, ac *message.AuthenticatedContent, groupContext, buf []byte) (framed, error) {
 	const op = "verify signature"
-	if tbs == nil {
-		var err error
-		if tbs, err = encodeTBS(op, ac.WireFormat, &ac.Content, groupContext); err != nil {
-			return err
-		}
+	if s == nil || ac == nil {
+		return framed{b: buf}, newError(op, ErrInvalidArgument, errors.New("nil suite or content"))
 	}
-	if err := s.VerifyWithLabel(pub, signLabel, tbs, ac.Auth.Signature); err != nil {
-		return newError(op, ErrSignature, err)
+	if err := checkContent(op, &ac.Content); err != nil {
+		return framed{b: buf}, err
 	}
-	return nil
+	if err := checkGroupContext(op, ac.Content.Sender.Type, groupContext); err != nil {
+		return framed{b: buf}, err
+	}
+	return frame(op, buf, ac.WireFormat, &ac.Content, nil, &ac.Auth, groupContext)
 }
 
 // Unverified is a message whose membership tag (PublicMessage) or AEAD
@@ -224,9 +225,10 @@ type Unverified struct {
 	groupContext []byte
 	ac           message.AuthenticatedContent
 	verified     bool
-	// tbs is ac's FramedContentTBS if the membership tag check encoded it
-	// (nil otherwise); the content it encodes is never modified.
-	tbs []byte
+	// framed is ac framed for its checks if the membership tag check
+	// framed it (nil otherwise); the content it encodes is never
+	// modified.
+	framed *framed
 }
 
 // WireFormat returns the wire format the message arrived in.
@@ -250,25 +252,26 @@ func (u *Unverified) Content() *message.FramedContent { return &u.ac.Content }
 // The caller still checks the confirmation tag of a commit and validates
 // the content (RFC 9420, Section 12.2, 12.4.2).
 func (u *Unverified) Verify(pub []byte) (*message.AuthenticatedContent, error) {
-	if u.tbs == nil {
-		if err := VerifySignature(u.suite, pub, &u.ac, u.groupContext); err != nil {
+	f := u.framed
+	if f == nil {
+		p := getScratch()
+		fr, err := frameSigned(u.suite, &u.ac, u.groupContext, *p)
+		if err == nil {
+			err = fr.verify(u.suite, pub, u.ac.Auth.Signature)
+		}
+		if err != nil {
+			putScratch(p, fr.b)
 			return nil, err
 		}
-	} else if err := verifyTBS(u.suite, pub, &u.ac, u.groupContext, u.tbs); err != nil {
-		// The content and group context were checked when u was made.
+		fr = fr.owned(p)
+		f = &fr
+	} else if err := f.verify(u.suite, pub, u.ac.Auth.Signature); err != nil {
 		return nil, err
 	}
 	u.verified = true
 	ac := u.ac
-	if u.tbs != nil {
-		// FramedContentTBS is version || wire_format || content ||
-		// [group context] (RFC 9420, Section 6.1): its middle is the start
-		// of ConfirmedTranscriptHashInput (Section 8.2).
-		end := len(u.tbs)
-		if needsGroupContext(ac.Content.Sender.Type) {
-			end -= len(u.groupContext)
-		}
-		ac.SetEncodedContent(u.tbs[2:end:end])
-	}
+	// The middle of FramedContentTBS is the start of
+	// ConfirmedTranscriptHashInput (RFC 9420, Section 8.2).
+	ac.SetEncodedContent(f.encodedContent())
 	return &ac, nil
 }

@@ -13,6 +13,12 @@
 // checks the padding. Neither verifies the signature: the signer's key
 // depends on the ratchet tree, which this package does not know, so the
 // caller looks the key up from the still unverified sender and calls Verify.
+// A caller that has looked the key up beforehand calls VerifyPublic, which
+// does both in one step over one buffer laid out around the content as it
+// was received, and also computes a commit's confirmed transcript hash
+// (Section 8.2): for a commit with an UpdatePath in a fresh tree the content
+// is O(N) bytes, and the signature is then verified concurrently with the
+// two hashes.
 // A decrypted PrivateMessage leaves the secret tree unchanged until the
 // caller has accepted the message and calls Consume, so a message rejected
 // at any step does not burn its key.

@@ -1,13 +1,10 @@
 package framing
 
 import (
-	"bytes"
-	"crypto/hmac"
 	"errors"
 
 	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/message"
-	"github.com/mlskit/mls/internal/wire"
 )
 
 // membershipTag computes MAC(membership_key, AuthenticatedContentTBM)
@@ -17,32 +14,17 @@ import (
 //	  FramedContentTBS content_tbs;
 //	  FramedContentAuthData auth;
 //	} AuthenticatedContentTBM;
+//
+// The encoding grows in a reused buffer: a commit with an UpdatePath in a
+// fresh tree is O(N) bytes.
 func membershipTag(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) ([]byte, error) {
-	tag, _, err := membershipTagTBS(op, s, membershipKey, fc, auth, groupContext)
-	return tag, err
-}
-
-// membershipTagTBS is membershipTag that also returns the
-// FramedContentTBS it encoded (the start of AuthenticatedContentTBM), so
-// that the signature check need not encode the content again: a commit
-// with an UpdatePath in a fresh tree is O(N) bytes. The encoding grows in
-// a reused buffer; only the FramedContentTBS is copied out, once, at its
-// final size.
-func membershipTagTBS(op string, s *ciphersuite.Suite, membershipKey []byte, fc *message.FramedContent, auth *message.FramedContentAuthData, groupContext []byte) (tag, tbs []byte, err error) {
 	p := getScratch()
-	e := wire.NewEncoder(*p)
-	appendTBS(e, message.WireFormatPublicMessage, fc, groupContext)
-	n := e.Len()
-	appendAuth(e, fc.ContentType, auth)
-	tbm, err := e.Bytes()
+	f, err := frame(op, *p, message.WireFormatPublicMessage, fc, nil, auth, groupContext)
+	defer putScratch(p, f.b)
 	if err != nil {
-		putScratch(p, *p)
-		return nil, nil, newError(op, ErrInvalidArgument, err)
+		return nil, err
 	}
-	tag = s.MAC(membershipKey, tbm)
-	tbs = bytes.Clone(tbm[:n])
-	putScratch(p, tbm)
-	return tag, tbs, nil
+	return s.MAC(membershipKey, f.tbm()), nil
 }
 
 // ProtectPublic encodes a signed AuthenticatedContent as a PublicMessage
@@ -98,63 +80,138 @@ func ProtectPublic(s *ciphersuite.Suite, ac *message.AuthenticatedContent, membe
 // The group ID and epoch are not compared with the group's; that is the
 // caller's check (RFC 9420, Section 12.2 in spirit; OpenMLS ValSem002/003).
 func UnprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte) (*Unverified, error) {
-	return unprotectPublic(s, pm, membershipKey, groupContext, true)
-}
-
-// UnprotectPublicUntagged is UnprotectPublic for a party that does not hold
-// the membership key (a PublicGroup: RFC 9420, Section 6.2 keys the
-// membership tag with a secret of the epoch): every check is made except
-// the value of a member's membership tag, which must still be present.
-func UnprotectPublicUntagged(s *ciphersuite.Suite, pm *message.PublicMessage, groupContext []byte) (*Unverified, error) {
-	return unprotectPublic(s, pm, nil, groupContext, false)
-}
-
-func unprotectPublic(s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte, checkTag bool) (*Unverified, error) {
 	const op = "unprotect PublicMessage"
-	if s == nil || pm == nil {
-		return nil, newError(op, ErrInvalidArgument, errors.New("nil suite or message"))
+	if err := checkPublic(op, s, pm, membershipKey, groupContext, true); err != nil {
+		return nil, err
 	}
 	fc := &pm.Content
-	if fc.ContentType == message.ContentApplication {
-		return nil, newError(op, ErrContentType, errors.New("application data in a PublicMessage"))
+	p := getScratch()
+	f, err := frame(op, *p, message.WireFormatPublicMessage, fc, nil, &pm.Auth, groupContext)
+	if err == nil && fc.Sender.Type == message.SenderMember && !f.tagOK(s, membershipKey, pm.MembershipTag) {
+		err = newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
 	}
-	if err := checkContent(op, fc); err != nil {
+	if err != nil {
+		putScratch(p, f.b)
 		return nil, err
 	}
-	if err := checkAuth(op, fc.ContentType, &pm.Auth); err != nil {
-		return nil, err
-	}
-	if err := checkGroupContext(op, fc.Sender.Type, groupContext); err != nil {
-		return nil, err
-	}
-	var tbs []byte
-	if fc.Sender.Type == message.SenderMember && !checkTag {
-		if pm.MembershipTag == nil {
-			return nil, newError(op, ErrMembershipTag, errorf("member %d sent no membership tag", fc.Sender.LeafIndex))
-		}
-	} else if fc.Sender.Type == message.SenderMember {
-		if len(membershipKey) == 0 {
-			return nil, newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
-		}
-		want, t, err := membershipTagTBS(op, s, membershipKey, fc, &pm.Auth, groupContext)
-		if err != nil {
-			return nil, err
-		}
-		if !hmac.Equal(want, pm.MembershipTag) {
-			return nil, newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
-		}
-		tbs = t
-	} else if pm.MembershipTag != nil {
-		return nil, newError(op, ErrMembershipTag, errorf("membership tag from a sender of type %d", fc.Sender.Type))
-	}
+	f = f.owned(p)
 	return &Unverified{
 		suite:        s,
 		groupContext: groupContext,
-		tbs:          tbs,
+		framed:       &f,
 		ac: message.AuthenticatedContent{
 			WireFormat: message.WireFormatPublicMessage,
 			Content:    pm.Content,
 			Auth:       pm.Auth,
 		},
 	}, nil
+}
+
+// checkPublic makes the checks of a PublicMessage that need no
+// cryptography (RFC 9420, Sections 6.1 and 6.2): content and sender type,
+// auth data, a GroupContext for the senders whose FramedContentTBS has
+// one, and a membership tag exactly for member senders, with a key to
+// check it if tagged.
+func checkPublic(op string, s *ciphersuite.Suite, pm *message.PublicMessage, membershipKey, groupContext []byte, tagged bool) error {
+	if s == nil || pm == nil {
+		return newError(op, ErrInvalidArgument, errors.New("nil suite or message"))
+	}
+	fc := &pm.Content
+	if fc.ContentType == message.ContentApplication {
+		return newError(op, ErrContentType, errors.New("application data in a PublicMessage"))
+	}
+	if err := checkContent(op, fc); err != nil {
+		return err
+	}
+	if err := checkAuth(op, fc.ContentType, &pm.Auth); err != nil {
+		return err
+	}
+	if err := checkGroupContext(op, fc.Sender.Type, groupContext); err != nil {
+		return err
+	}
+	switch {
+	case fc.Sender.Type != message.SenderMember:
+		if pm.MembershipTag != nil {
+			return newError(op, ErrMembershipTag, errorf("membership tag from a sender of type %d", fc.Sender.Type))
+		}
+	case tagged && len(membershipKey) == 0:
+		return newError(op, ErrInvalidArgument, errors.New("no membership key for a member sender"))
+	case pm.MembershipTag == nil:
+		return newError(op, ErrMembershipTag, errorf("member %d sent no membership tag", fc.Sender.LeafIndex))
+	}
+	return nil
+}
+
+// PublicKeys is what VerifyPublic checks a PublicMessage against.
+type PublicKeys struct {
+	// MembershipKey is the epoch's membership key.
+	MembershipKey []byte
+	// Untagged is set by a party that does not hold the membership key (a
+	// PublicGroup: RFC 9420, Section 6.2 keys the membership tag with a
+	// secret of the epoch): a member's membership tag must be present,
+	// but its value is not checked.
+	Untagged bool
+	// GroupContext is the encoded GroupContext of the epoch.
+	GroupContext []byte
+	// SignatureKey is the signer's signature public key.
+	SignatureKey []byte
+	// Interim, if not nil, is the epoch's interim transcript hash: for a
+	// commit VerifyPublic then also computes the confirmed transcript
+	// hash from the bytes it verifies (RFC 9420, Section 8.2) and records
+	// it on the result, where ConfirmedTranscriptHash finds it. The
+	// result keeps Interim, which must not be modified.
+	Interim []byte
+}
+
+// VerifyPublic is UnprotectPublic followed by Unverified.Verify, for a
+// caller that looked the signer's key up from the unverified sender
+// beforehand (RFC 9420, Section 6.1). It gives the same result and the
+// same errors: a wrong membership tag is ErrMembershipTag whatever the
+// signature, a wrong signature ErrSignature.
+//
+// content, if not nil, is the encoding of pm.Content as it was received
+// (message.UnmarshalMLSMessageContent), around which the membership tag,
+// signature and transcript hash inputs are laid out in one reused buffer
+// instead of encoding the content again. For a large message the
+// signature is verified on another goroutine while the membership tag and
+// transcript hash are computed over the same bytes: a commit with an
+// UpdatePath in a fresh tree is O(N) bytes (RFC 9420, Section 7.6).
+func VerifyPublic(s *ciphersuite.Suite, pm *message.PublicMessage, content []byte, k *PublicKeys) (*message.AuthenticatedContent, error) {
+	const op = "unprotect PublicMessage"
+	if k == nil {
+		return nil, newError(op, ErrInvalidArgument, errors.New("nil keys"))
+	}
+	if err := checkPublic(op, s, pm, k.MembershipKey, k.GroupContext, !k.Untagged); err != nil {
+		return nil, err
+	}
+	fc := &pm.Content
+	p := getScratch()
+	f, err := frame(op, *p, message.WireFormatPublicMessage, fc, content, &pm.Auth, k.GroupContext)
+	defer putScratch(p, f.b)
+	if err != nil {
+		return nil, err
+	}
+	c := checks{pub: k.SignatureKey, signature: pm.Auth.Signature}
+	if fc.Sender.Type == message.SenderMember && !k.Untagged {
+		c.membershipKey, c.tag = k.MembershipKey, pm.MembershipTag
+	}
+	if fc.ContentType == message.ContentCommit && k.Interim != nil {
+		c.interim = k.Interim
+	}
+	tagOK, confirmed, sigErr := f.checkFramed(s, &c)
+	if !tagOK {
+		return nil, newError(op, ErrMembershipTag, errorf("member %d", fc.Sender.LeafIndex))
+	}
+	if sigErr != nil {
+		return nil, sigErr
+	}
+	ac := &message.AuthenticatedContent{
+		WireFormat: message.WireFormatPublicMessage,
+		Content:    pm.Content,
+		Auth:       pm.Auth,
+	}
+	if confirmed != nil {
+		ac.SetConfirmedTranscriptHash(s, k.Interim, confirmed)
+	}
+	return ac, nil
 }

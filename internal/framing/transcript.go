@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -25,13 +26,7 @@ func ConfirmedTranscriptHashInput(ac *message.AuthenticatedContent) ([]byte, err
 // ac to buf.
 func appendConfirmedInput(buf []byte, ac *message.AuthenticatedContent) ([]byte, error) {
 	const op = "encode ConfirmedTranscriptHashInput"
-	if ac == nil {
-		return nil, newError(op, ErrInvalidArgument, errors.New("nil content"))
-	}
-	if ac.Content.ContentType != message.ContentCommit {
-		return nil, newError(op, ErrContentType, errorf("content type %d, want commit", ac.Content.ContentType))
-	}
-	if err := checkContent(op, &ac.Content); err != nil {
+	if err := checkConfirmedInput(op, ac); err != nil {
 		return nil, err
 	}
 	e := wire.NewEncoder(buf)
@@ -50,6 +45,17 @@ func appendConfirmedInput(buf []byte, ac *message.AuthenticatedContent) ([]byte,
 	return b, nil
 }
 
+// checkConfirmedInput checks that ac is a commit.
+func checkConfirmedInput(op string, ac *message.AuthenticatedContent) error {
+	if ac == nil {
+		return newError(op, ErrInvalidArgument, errors.New("nil content"))
+	}
+	if ac.Content.ContentType != message.ContentCommit {
+		return newError(op, ErrContentType, errorf("content type %d, want commit", ac.Content.ContentType))
+	}
+	return checkContent(op, &ac.Content)
+}
+
 // ConfirmedTranscriptHash returns the confirmed transcript hash of the
 // epoch a commit starts (RFC 9420, Section 8.2):
 //
@@ -60,9 +66,22 @@ func appendConfirmedInput(buf []byte, ac *message.AuthenticatedContent) ([]byte,
 // calls it between SignContent and setting the tag to
 // MAC(confirmation_key, confirmed_transcript_hash).
 //
-// The input is encoded into a reused buffer: it is only hashed, and for a
-// commit with an UpdatePath it is O(N) bytes.
+// A received commit has its content as encoded for the signature, or the
+// hash itself if VerifyPublic computed it: for a commit with an UpdatePath
+// the input is O(N) bytes. Otherwise the content is encoded into a reused
+// buffer.
 func ConfirmedTranscriptHash(s *ciphersuite.Suite, interimBefore []byte, ac *message.AuthenticatedContent) ([]byte, error) {
+	const op = "encode ConfirmedTranscriptHashInput"
+	if err := checkConfirmedInput(op, ac); err != nil {
+		return nil, err
+	}
+	if h := ac.ConfirmedTranscriptHashAfter(s, interimBefore); h != nil {
+		return bytes.Clone(h), nil
+	}
+	if enc := ac.EncodedContent(); enc != nil {
+		sig := ac.Auth.Signature
+		return confirmedHash(s, interimBefore, enc, wire.AppendVarint(nil, uint64(len(sig))), sig), nil
+	}
 	p := getScratch()
 	in, err := appendConfirmedInput(*p, ac)
 	if err != nil {

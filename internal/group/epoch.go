@@ -145,19 +145,21 @@ func (e *Epoch) SenderKey(fc *message.FramedContent) ([]byte, message.Credential
 // VerifyPublic checks a PublicMessage of the epoch (RFC 9420, Sections 6,
 // 6.1 and 6.2), with the membership tag of a member's message checked
 // against the epoch's membershipKey, and returns its verified content and
-// the sender's credential.
-func (e *Epoch) VerifyPublic(pm *message.PublicMessage, membershipKey []byte) (*message.AuthenticatedContent, message.Credential, error) {
-	return e.verifyPublic(pm, membershipKey, true)
+// the sender's credential. content, if not nil, is the encoding of
+// pm.Content as received (message.UnmarshalMLSMessageContent), which
+// spares encoding it again (framing.VerifyPublic).
+func (e *Epoch) VerifyPublic(pm *message.PublicMessage, content, membershipKey []byte) (*message.AuthenticatedContent, message.Credential, error) {
+	return e.verifyPublic(pm, content, &framing.PublicKeys{MembershipKey: membershipKey})
 }
 
 // FollowPublic is VerifyPublic for a follower without the epoch's secrets:
 // the membership tag must be present but its value, which only members can
 // check, is not checked.
 func (e *Epoch) FollowPublic(pm *message.PublicMessage) (*message.AuthenticatedContent, message.Credential, error) {
-	return e.verifyPublic(pm, nil, false)
+	return e.verifyPublic(pm, nil, &framing.PublicKeys{Untagged: true})
 }
 
-func (e *Epoch) verifyPublic(pm *message.PublicMessage, membershipKey []byte, tagged bool) (*message.AuthenticatedContent, message.Credential, error) {
+func (e *Epoch) verifyPublic(pm *message.PublicMessage, content []byte, k *framing.PublicKeys) (*message.AuthenticatedContent, message.Credential, error) {
 	if err := e.CheckEpoch(pm.Content.GroupID, pm.Content.Epoch); err != nil {
 		return nil, message.Credential{}, err
 	}
@@ -176,29 +178,25 @@ func (e *Epoch) verifyPublic(pm *message.PublicMessage, membershipKey []byte, ta
 	if pm.Content.ContentType == message.ContentCommit && pm.Auth.ConfirmationTag == nil {
 		return nil, message.Credential{}, invalid("ValSem009", "6.1", "commit without confirmation tag")
 	}
-	var un *framing.Unverified
-	if !tagged {
-		un, err = framing.UnprotectPublicUntagged(e.Suite, pm, e.GCRaw)
-	} else {
-		un, err = framing.UnprotectPublic(e.Suite, pm, membershipKey, e.GCRaw)
-	}
-	if err != nil {
-		if errors.Is(err, framing.ErrMembershipTag) {
-			return nil, message.Credential{}, invalidErr("ValSem008", "6.2", err, "membership tag")
-		}
+	// The confirmed transcript hash of a commit (StageCommit, Next) is
+	// computed beside the signature, over the same bytes.
+	k.GroupContext, k.SignatureKey, k.Interim = e.GCRaw, pub, e.Interim
+	ac, err := framing.VerifyPublic(e.Suite, pm, content, k)
+	switch {
+	case err == nil:
+		return ac, cred, nil
+	case errors.Is(err, framing.ErrMembershipTag):
+		return nil, message.Credential{}, invalidErr("ValSem008", "6.2", err, "membership tag")
+	case !errors.Is(err, framing.ErrSignature):
 		return nil, message.Credential{}, invalidErr("ValSem007", "6.2", err, "public message")
 	}
-	ac, err := un.Verify(pub)
-	if err != nil {
-		sigErr := invalidErr("ValSem010", "6.1", err, "signature")
-		if pm.Content.Sender.Type == message.SenderNewMemberCommit {
-			// RFC 9420, Section 12.4.3.2: an external commit is signed
-			// with the key of the LeafNode in its path.
-			return nil, message.Credential{}, invalidErr("ValSem246", "12.4.3.2", sigErr, "external commit not signed by its path's leaf node key")
-		}
-		return nil, message.Credential{}, sigErr
+	sigErr := invalidErr("ValSem010", "6.1", err, "signature")
+	if pm.Content.Sender.Type == message.SenderNewMemberCommit {
+		// RFC 9420, Section 12.4.3.2: an external commit is signed with
+		// the key of the LeafNode in its path.
+		return nil, message.Credential{}, invalidErr("ValSem246", "12.4.3.2", sigErr, "external commit not signed by its path's leaf node key")
 	}
-	return ac, cred, nil
+	return nil, message.Credential{}, sigErr
 }
 
 // CheckKeyPackage checks a key package that an Add brings into the group:

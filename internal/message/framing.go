@@ -1,6 +1,9 @@
 package message
 
 import (
+	"bytes"
+
+	"github.com/mlskit/mls/ciphersuite"
 	"github.com/mlskit/mls/internal/wire"
 )
 
@@ -223,6 +226,24 @@ func (a *AuthenticatedContent) Marshal() ([]byte, error) {
 	return Marshal(a)
 }
 
+// SetConfirmedTranscriptHash records confirmed, the confirmed transcript
+// hash that this commit gives after the interim transcript hash interim
+// under suite s (RFC 9420, Section 8.2), computed while its bytes were at
+// hand for the signature. The same conditions as for SetEncodedContent
+// apply.
+func (ac *AuthenticatedContent) SetConfirmedTranscriptHash(s *ciphersuite.Suite, interim, confirmed []byte) {
+	ac.suite, ac.interim, ac.confirmed = s, interim, confirmed
+}
+
+// ConfirmedTranscriptHashAfter returns what SetConfirmedTranscriptHash
+// recorded for suite s and this interim transcript hash, or nil.
+func (ac *AuthenticatedContent) ConfirmedTranscriptHashAfter(s *ciphersuite.Suite, interim []byte) []byte {
+	if ac.confirmed == nil || ac.suite != s || !bytes.Equal(ac.interim, interim) {
+		return nil
+	}
+	return ac.confirmed
+}
+
 // Encode appends the PublicMessage (RFC 9420, Section 6.2). The
 // membership tag is written for member senders only.
 func (m *PublicMessage) Encode(e *wire.Encoder) {
@@ -235,17 +256,27 @@ func (m *PublicMessage) Encode(e *wire.Encoder) {
 
 // Decode reads a PublicMessage (RFC 9420, Section 6.2):
 // membership_tag follows the auth data exactly when the sender is a member.
-func (m *PublicMessage) Decode(d *wire.Decoder) {
+func (m *PublicMessage) Decode(d *wire.Decoder) { m.decode(d) }
+
+// decode is Decode that also returns the bytes of d's input that encode
+// the FramedContent (not a copy), or nil on error.
+func (m *PublicMessage) decode(d *wire.Decoder) (content []byte) {
 	defer d.Struct(d.Struct("PublicMessage"))
 	*m = PublicMessage{}
+	in := d.Peek()
 	m.Content.Decode(d)
 	if d.Err() != nil {
-		return
+		return nil
 	}
+	content = in[: len(in)-d.Len() : len(in)-d.Len()]
 	m.Auth.DecodeFor(d, m.Content.ContentType)
 	if m.Content.Sender.Type == SenderMember {
 		m.MembershipTag = d.Opaque("membership_tag")
 	}
+	if d.Err() != nil {
+		return nil
+	}
+	return content
 }
 
 func (m *PublicMessage) check() error {

@@ -1,6 +1,8 @@
 package message
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/mlskit/mls/internal/wire"
@@ -29,7 +31,37 @@ func (m *MLSMessage) Encode(e *wire.Encoder) {
 // Decode reads an MLSMessage (RFC 9420, Section 6). A version other than
 // mls10 is ErrUnsupportedVersion; a wire format other than the five of
 // Section 17.2 is ErrUnknownValue (its body cannot be parsed).
-func (m *MLSMessage) Decode(d *wire.Decoder) {
+func (m *MLSMessage) Decode(d *wire.Decoder) { m.decode(d) }
+
+// UnmarshalMLSMessageContent is UnmarshalMLSMessage that also returns, for
+// a PublicMessage, the bytes that encode its FramedContent as read (nil
+// for other wire formats). The membership tag, the signature and the
+// confirmed transcript hash of a PublicMessage all cover these bytes
+// (RFC 9420, Sections 6.1, 6.2 and 8.2), so a receiver can build their
+// inputs around them instead of encoding the content again: for a commit
+// with an UpdatePath in a fresh tree they are O(N) bytes. They encode the
+// returned message's Content until the caller changes it.
+//
+// A PublicMessage is decoded from one copy of b, which the content bytes
+// and the HPKE ciphertexts of an UpdatePath share (wire.NewOwnedDecoder);
+// the message still shares no memory with b.
+func UnmarshalMLSMessageContent(b []byte) (*MLSMessage, []byte, error) {
+	if len(b) < 4 || WireFormat(binary.BigEndian.Uint16(b[2:])) != WireFormatPublicMessage {
+		m, err := UnmarshalMLSMessage(b)
+		return m, nil, err
+	}
+	m := new(MLSMessage)
+	d := wire.NewOwnedDecoder(bytes.Clone(b))
+	content := m.decode(d)
+	if err := d.Finish(); err != nil {
+		return nil, nil, err
+	}
+	return m, content, nil
+}
+
+// decode is Decode that also returns, for a PublicMessage, the bytes of
+// d's input that encode its FramedContent (not a copy).
+func (m *MLSMessage) decode(d *wire.Decoder) (content []byte) {
 	defer d.Struct(d.Struct("MLSMessage"))
 	*m = MLSMessage{}
 	m.Version = ProtocolVersion(d.U16("version"))
@@ -44,7 +76,7 @@ func (m *MLSMessage) Decode(d *wire.Decoder) {
 	switch m.WireFormat {
 	case WireFormatPublicMessage:
 		m.PublicMessage = new(PublicMessage)
-		m.PublicMessage.Decode(d)
+		content = m.PublicMessage.decode(d)
 	case WireFormatPrivateMessage:
 		m.PrivateMessage = new(PrivateMessage)
 		m.PrivateMessage.Decode(d)
@@ -60,6 +92,7 @@ func (m *MLSMessage) Decode(d *wire.Decoder) {
 	default:
 		failUnknown(d, "wire_format", uint64(m.WireFormat))
 	}
+	return content
 }
 
 func (m *MLSMessage) check() error {

@@ -287,10 +287,18 @@ func (n *UpdatePathNode) Decode(d *wire.Decoder) {
 	n.EncryptedPathSecret = []HPKECiphertext{}
 	// The ciphertexts of a node are read and dropped together; in a fresh
 	// tree there is one per member below the node's copath child.
+	// They all have the size of the first in practice (the KEM output and
+	// a sealed path secret), so the first sizes the slice: no more than
+	// appending would reach with ciphertexts as small as it, and no
+	// growing when they are all alike.
 	var arena wire.Arena
 	d.Vector("encrypted_path_secret", func(d *wire.Decoder) {
 		var c HPKECiphertext
+		rest := d.Len()
 		c.decodeIn(d, &arena)
+		if cap(n.EncryptedPathSecret) == 0 && d.Err() == nil {
+			n.EncryptedPathSecret = make([]HPKECiphertext, 0, rest/max(rest-d.Len(), 1))
+		}
 		n.EncryptedPathSecret = append(n.EncryptedPathSecret, c)
 	})
 }

@@ -331,6 +331,11 @@ type AuthenticatedContent struct {
 	// encoded is wire_format || FramedContent as encoded for the
 	// signature, when known (SetEncodedContent); nil otherwise.
 	encoded []byte
+	// confirmed is the confirmed transcript hash of this commit after
+	// the interim transcript hash interim under suite, when known
+	// (SetConfirmedTranscriptHash); nil otherwise.
+	confirmed, interim []byte
+	suite              *ciphersuite.Suite
 }
 
 // SetEncodedContent records b, the encoding of the wire format and the

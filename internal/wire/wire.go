@@ -71,12 +71,24 @@ type Decoder struct {
 	limit int
 	err   error
 	strct string
+	owned bool // NewOwnedDecoder
 }
 
 // NewDecoder returns a decoder over b with the default vector cap. The
 // decoder does not modify b; byte fields it returns are copies.
 func NewDecoder(b []byte) *Decoder {
 	return &Decoder{s: cryptobyte.String(b), total: len(b), limit: MaxVectorLen}
+}
+
+// NewOwnedDecoder is NewDecoder over input that the caller hands over and
+// no longer modifies: the fields OpaqueIn reads are then sub-slices of b
+// rather than copies into the arena (the fields an arena takes are
+// dropped together, and with them b). Every other byte field is still a
+// copy, so that what a decoded structure keeps for long does not hold b.
+func NewOwnedDecoder(b []byte) *Decoder {
+	d := NewDecoder(b)
+	d.owned = true
+	return d
 }
 
 // SetLimit lowers (or raises, up to MaxVarint) the cap on a single vector.
@@ -265,11 +277,16 @@ const (
 	maxChunk = 64 << 10
 )
 
-// OpaqueIn reads opaque<V> like Opaque, copying the bytes into a.
+// OpaqueIn reads opaque<V> like Opaque, copying the bytes into a, or for
+// a decoder from NewOwnedDecoder returning them in place (with no room to
+// append in place).
 func (d *Decoder) OpaqueIn(field string, a *Arena) []byte {
 	r, ok := d.region(field)
 	if !ok {
 		return nil
+	}
+	if d.owned && len(r) > 0 {
+		return r[:len(r):len(r)]
 	}
 	if len(r) == 0 || len(r) > maxChunk/4 {
 		return append(make([]byte, 0, len(r)), r...)
@@ -322,7 +339,7 @@ func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	if !ok {
 		return
 	}
-	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct}
+	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct, owned: d.owned}
 	for len(sub.s) > 0 && sub.err == nil {
 		before := len(sub.s)
 		elem(sub)

@@ -815,3 +815,41 @@ func TestOpaqueIn(t *testing.T) {
 		t.Fatalf("truncated field: %x, %v", b, d.Err())
 	}
 }
+
+// TestOpaqueInOwned: from NewOwnedDecoder, OpaqueIn returns the fields in
+// place, inside vectors too, with no room to append over the next; an
+// empty one is non-nil; Opaque still copies.
+func TestOpaqueInOwned(t *testing.T) {
+	e := NewEncoder(nil)
+	e.Opaque([]byte("in place"))
+	e.Vector(func(e *Encoder) {
+		e.Opaque([]byte("nested"))
+		e.Opaque(nil)
+	})
+	e.Opaque([]byte("copied"))
+	in := e.MustBytes()
+	orig := bytes.Clone(in)
+	d := NewOwnedDecoder(in)
+	var a Arena
+	first := d.OpaqueIn("first", &a)
+	var nested [][]byte
+	d.Vector("v", func(d *Decoder) { nested = append(nested, d.OpaqueIn("nested", &a)) })
+	last := d.Opaque("last")
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != "in place" || len(nested) != 2 || string(nested[0]) != "nested" || nested[1] == nil || len(nested[1]) != 0 || string(last) != "copied" {
+		t.Fatalf("decoded %q %q %q", first, nested, last)
+	}
+	if &first[0] != &in[1] || &nested[0][0] != &in[11] {
+		t.Fatal("OpaqueIn copied from an owned decoder")
+	}
+	if &last[0] == &in[len(in)-len(last)] {
+		t.Fatal("Opaque did not copy")
+	}
+	_ = append(first, 'x')
+	_ = append(nested[0], 'x')
+	if !bytes.Equal(in, orig) {
+		t.Fatal("appending to a field overwrote the input")
+	}
+}
