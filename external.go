@@ -462,7 +462,7 @@ func externalSelfRemove(st *epochState, pol *group.Policy, m *Message) (*QueuedP
 	if m == nil || m.m.PublicMessage == nil {
 		return nil, invalid("SelfRemovePrivate", "draft-ietf-mls-extensions, SelfRemove Proposal", "a SelfRemove proposal for an external joiner must be a PublicMessage")
 	}
-	ac, _, err := st.FollowPublic(m.m.PublicMessage)
+	ac, _, err := st.FollowPublic(m.m.PublicMessage, m.content)
 	if err != nil {
 		return nil, err
 	}

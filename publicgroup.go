@@ -207,7 +207,7 @@ func (p *PublicGroup) process(msg *Message) (*PublicProcessed, error) {
 		return nil, fmt.Errorf("%w: a %v is not a group message", ErrInvalidArgument, msg.WireFormat())
 	}
 	st := g.st
-	ac, cred, err := st.FollowPublic(pm)
+	ac, cred, err := st.FollowPublic(pm, msg.content)
 	if err != nil {
 		return nil, err
 	}

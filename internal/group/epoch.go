@@ -155,8 +155,8 @@ func (e *Epoch) VerifyPublic(pm *message.PublicMessage, content, membershipKey [
 // FollowPublic is VerifyPublic for a follower without the epoch's secrets:
 // the membership tag must be present but its value, which only members can
 // check, is not checked.
-func (e *Epoch) FollowPublic(pm *message.PublicMessage) (*message.AuthenticatedContent, message.Credential, error) {
-	return e.verifyPublic(pm, nil, &framing.PublicKeys{Untagged: true})
+func (e *Epoch) FollowPublic(pm *message.PublicMessage, content []byte) (*message.AuthenticatedContent, message.Credential, error) {
+	return e.verifyPublic(pm, content, &framing.PublicKeys{Untagged: true})
 }
 
 func (e *Epoch) verifyPublic(pm *message.PublicMessage, content []byte, k *framing.PublicKeys) (*message.AuthenticatedContent, message.Credential, error) {
