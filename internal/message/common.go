@@ -155,7 +155,14 @@ func encodeU16s[T ~uint16](e *wire.Encoder, vs []T) {
 // decodeU16s reads a vector of uint16 values; an odd byte length fails
 // as truncated.
 func decodeU16s[T ~uint16](d *wire.Decoder, field string) []T {
-	out := []T{}
+	// Sized from the length header, within the bytes at hand, so that a
+	// list takes one allocation.
+	rest := d.Peek()
+	n, _, err := wire.ParseVarint(rest)
+	if err != nil {
+		n = 0
+	}
+	out := make([]T, 0, min(n, uint64(len(rest)))/2)
 	d.Vector(field, func(d *wire.Decoder) { out = append(out, T(d.U16(field))) })
 	return out
 }

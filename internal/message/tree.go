@@ -72,6 +72,28 @@ func (ln *LeafNode) Decode(d *wire.Decoder) {
 	ln.Signature = d.Opaque("signature")
 }
 
+// LeafNodeParentHash reads the leaf_node_source of an encoded LeafNode
+// (RFC 9420, Section 7.2) and, for source commit, its parent_hash, which
+// shares enc's memory; the other fields are skipped, not decoded. ok is
+// false if enc is malformed up to there.
+func LeafNodeParentHash(enc []byte) (src LeafNodeSource, parentHash []byte, ok bool) {
+	d := wire.NewAliasingDecoder(enc)
+	d.SkipVector("encryption_key")
+	d.SkipVector("signature_key")
+	d.U16("credential_type")
+	// Every credential body is one vector: identity<V>, certificates<V>
+	// or an unknown type's opaque<V> (Section 5.3).
+	d.SkipVector("credential")
+	for range 5 { // the vectors of Capabilities
+		d.SkipVector("capabilities")
+	}
+	src = LeafNodeSource(d.U8("leaf_node_source"))
+	if src == LeafNodeSourceCommit {
+		parentHash = d.Opaque("parent_hash")
+	}
+	return src, parentHash, d.Err() == nil
+}
+
 // check reports a LeafNode that Encode cannot write faithfully.
 func (ln *LeafNode) check() error {
 	switch ln.Source {

@@ -126,12 +126,10 @@ func syncTree(tx storage.Tx, nodes string, groupID []byte, old, cur *Header, t *
 	if err := tx.DeletePrefix(nodes, GroupPrefix(groupID)); err != nil {
 		return err
 	}
-	for _, n := range t.Sparse().Nodes {
-		if err := putNode(tx, nodes, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
-			return err
-		}
-	}
-	return nil
+	// The records putNode writes, from the encodings the tree keeps.
+	return t.EncodedNodes(func(x tree.NodeIndex, n []byte) error {
+		return tx.Put(nodes, NodeKey(groupID, x), append([]byte{NodeRecordVersion}, n...))
+	})
 }
 
 // putNode writes a node record:

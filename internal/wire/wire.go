@@ -71,12 +71,32 @@ type Decoder struct {
 	limit int
 	err   error
 	strct string
+	alias bool // byte fields are slices of the input, not copies
 }
 
 // NewDecoder returns a decoder over b with the default vector cap. The
 // decoder does not modify b; byte fields it returns are copies.
 func NewDecoder(b []byte) *Decoder {
 	return &Decoder{s: cryptobyte.String(b), total: len(b), limit: MaxVectorLen}
+}
+
+// NewAliasingDecoder returns a decoder over b whose byte fields (Opaque,
+// OpaqueIn, OpaqueMax, Fixed) are slices of b, capacity-limited, instead of
+// copies. Use it only for an input its owner never modifies and keeps as
+// long as the results, such as an encoding kept in memory in place of the
+// decoded structure.
+func NewAliasingDecoder(b []byte) *Decoder {
+	d := NewDecoder(b)
+	d.alias = true
+	return d
+}
+
+// bytes returns r, or a copy of it unless the decoder aliases its input.
+func (d *Decoder) bytes(r []byte) []byte {
+	if d.alias {
+		return r[:len(r):len(r)]
+	}
+	return append(make([]byte, 0, len(r)), r...)
 }
 
 // SetLimit lowers (or raises, up to MaxVarint) the cap on a single vector.
@@ -244,8 +264,11 @@ func (d *Decoder) Opaque(field string) []byte {
 	if !ok {
 		return nil
 	}
-	return append(make([]byte, 0, len(r)), r...)
+	return d.bytes(r)
 }
+
+// SkipVector reads a varint-prefixed vector and drops its contents.
+func (d *Decoder) SkipVector(field string) { d.region(field) }
 
 // Arena is a buffer that OpaqueIn copies fields into, so that the many
 // small fields of one large structure (the HPKE ciphertexts of an
@@ -271,8 +294,8 @@ func (d *Decoder) OpaqueIn(field string, a *Arena) []byte {
 	if !ok {
 		return nil
 	}
-	if len(r) == 0 || len(r) > maxChunk/4 {
-		return append(make([]byte, 0, len(r)), r...)
+	if len(r) == 0 || len(r) > maxChunk/4 || d.alias {
+		return d.bytes(r)
 	}
 	if cap(a.buf)-len(a.buf) < len(r) {
 		a.next = min(max(2*a.next, minChunk), maxChunk)
@@ -307,7 +330,7 @@ func (d *Decoder) Fixed(field string, n int) []byte {
 		d.Fail(field, ErrTruncated)
 		return nil
 	}
-	out := append(make([]byte, 0, n), d.s[:n]...)
+	out := d.bytes(d.s[:n])
 	d.s = d.s[n:]
 	return out
 }
@@ -322,7 +345,7 @@ func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	if !ok {
 		return
 	}
-	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct}
+	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct, alias: d.alias}
 	for len(sub.s) > 0 && sub.err == nil {
 		before := len(sub.s)
 		elem(sub)
