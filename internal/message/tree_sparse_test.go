@@ -74,3 +74,27 @@ func TestSparseRatchetTree(t *testing.T) {
 		t.Errorf("decoding 2^20 blank nodes made %v allocations", allocs)
 	}
 }
+
+// TestLeafNodeParentHash: reading the source and parent_hash of an
+// encoded LeafNode in place agrees with decoding it, for every source and
+// credential type, and a truncated encoding is not ok.
+func TestLeafNodeParentHash(t *testing.T) {
+	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
+		for _, cred := range []Credential{
+			{Type: CredentialBasic, Identity: []byte("alice")},
+			{Type: CredentialX509, Certificates: [][]byte{{1, 2}, {3}}},
+			{Type: 0x0a0a, Data: []byte{7, 7, 7}},
+		} {
+			ln := sampleLeafNode(src)
+			ln.Credential = cred
+			enc := MustMarshal(&ln)
+			gotSrc, ph, ok := LeafNodeParentHash(enc)
+			if !ok || gotSrc != src || !bytes.Equal(ph, ln.ParentHash) || (src == LeafNodeSourceCommit) != (ph != nil) {
+				t.Fatalf("source %d, credential %d: got %d, %x, %v; want %x", src, cred.Type, gotSrc, ph, ok, ln.ParentHash)
+			}
+			if _, _, ok := LeafNodeParentHash(enc[:len(enc)/3]); ok {
+				t.Fatalf("source %d, credential %d: truncated encoding read as ok", src, cred.Type)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -342,7 +343,7 @@ func (d *Decoder) Fixed(field string, n int) []byte {
 func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	start := d.offset()
 	r, ok := d.region(field)
-	if !ok {
+	if !ok || len(r) == 0 {
 		return
 	}
 	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct, alias: d.alias}
@@ -356,6 +357,37 @@ func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	if sub.err != nil && d.err == nil {
 		d.err = sub.err
 	}
+}
+
+// Uint16s reads a vector of uint16 values into one allocation; a byte
+// length that is not a multiple of 2 fails as truncated at the partial
+// element, as reading the elements one by one with U16 would.
+func Uint16s[T ~uint16](d *Decoder, field string) []T {
+	return fixedVector(d, field, 2, func(b []byte) T { return T(binary.BigEndian.Uint16(b)) })
+}
+
+// Uint32s is Uint16s for uint32 values.
+func Uint32s[T ~uint32](d *Decoder, field string) []T {
+	return fixedVector(d, field, 4, func(b []byte) T { return T(binary.BigEndian.Uint32(b)) })
+}
+
+// fixedVector reads a vector of elements of size bytes each, decoded by
+// get.
+func fixedVector[T any](d *Decoder, field string, size int, get func([]byte) T) []T {
+	start := d.offset()
+	r, ok := d.region(field)
+	if !ok {
+		return nil
+	}
+	if rem := len(r) % size; rem != 0 {
+		d.failAt(field, start+varintLen(uint64(len(r)))+len(r)-rem, ErrTruncated)
+		return nil
+	}
+	out := make([]T, len(r)/size)
+	for i := range out {
+		out[i] = get(r[i*size:])
+	}
+	return out
 }
 
 // Optional reads an optional<T> presence octet (Section 2.1.1) and reports
