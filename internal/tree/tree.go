@@ -422,7 +422,11 @@ type lowEntry struct {
 // an entry (and those at level hiLevel and above, in the dense arrays),
 // where no other goroutine writes, and appends the others to *out.
 func (t *Tree) fill(hs *hasher, x NodeIndex, spawn int, out *[]lowEntry) (digest, uint32) {
-	n := t.at(x)
+	p, ok := t.idx[x]
+	var n packed
+	if ok {
+		n = t.nodes[p]
+	}
 	var h digest
 	var res uint32
 	if x.IsLeaf() {
@@ -448,7 +452,6 @@ func (t *Tree) fill(hs *hasher, x NodeIndex, spawn int, out *[]lowEntry) (digest
 		}
 	}
 	hsz := t.suite.HashSize()
-	p, ok := t.idx[x]
 	switch {
 	case isHi(x):
 		// The entry of a non-blank node is already there.
