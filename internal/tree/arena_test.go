@@ -37,6 +37,10 @@ func checkArena(tb testing.TB, tr *Tree) {
 			tb.Fatalf("entry %d neither indexed nor spare", p)
 		}
 	}
+	// The arena grows by an eighth, not by append's quarter.
+	if n := len(tr.nodes); cap(tr.nodes) > n+n/8+64 || cap(tr.hashes) > (n+n/8+64)*tr.suite.HashSize() {
+		tb.Fatalf("arena of %d entries has room for %d", n, cap(tr.nodes))
+	}
 }
 
 // TestArenaReuse: merges that blank nodes release their entries, later

@@ -130,8 +130,9 @@ func (d *Diff) capIdx() *capIndex {
 }
 
 // Leaf returns the LeafNode at leaf i, or nil if it is blank or outside the
-// tree. A leaf the diff did not set is decoded from the tree on each call.
-// The caller must not modify it.
+// tree. A leaf the diff did not set is decoded from the tree on each call,
+// its byte fields sharing the tree's memory. The caller must not modify
+// it.
 func (d *Diff) Leaf(i LeafIndex) *message.LeafNode {
 	if uint64(i) >= uint64(d.nLeaves) {
 		return nil

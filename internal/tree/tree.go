@@ -36,7 +36,7 @@ func (n node) blank() bool { return n.leaf == nil && n.parent == nil }
 
 // packed is a node as a Tree keeps it: a parent as is, a leaf as its
 // encoding (RFC 9420, Section 7.2), decoded when asked for. A decoded
-// LeafNode takes three times the memory of its encoding, which is also
+// LeafNode takes about three times the memory of its encoding, which is also
 // what the tree hash (Section 7.8) and the ratchet_tree extension (Section
 // 12.4.3.3) are made of; its keys are read from the encoding in place.
 type packed struct {
@@ -220,12 +220,28 @@ func (t *Tree) entry(x NodeIndex) int32 {
 		p, t.spare = t.spare[k-1], t.spare[:k-1]
 	} else {
 		p = int32(len(t.nodes))
+		if len(t.nodes) == cap(t.nodes) {
+			// Grown by an eighth rather than append's quarter: the arena
+			// of a loaded tree is sized to its nodes, and the first
+			// member added should not cost a quarter of it.
+			more := len(t.nodes)/8 + 64
+			t.nodes = growBy(t.nodes, more)
+			t.hashes = growBy(t.hashes, more*t.suite.HashSize())
+			t.res = growBy(t.res, more)
+		}
 		t.nodes = append(t.nodes, packed{})
 		t.hashes = append(t.hashes, make([]byte, t.suite.HashSize())...)
 		t.res = append(t.res, 0)
 	}
 	t.idx[x] = p
 	return p
+}
+
+// growBy returns s with room for n more elements, and no more.
+func growBy[T any](s []T, n int) []T {
+	o := make([]T, len(s), len(s)+n)
+	copy(o, s)
+	return o
 }
 
 // drop releases the arena entry of x, if any.
@@ -512,7 +528,8 @@ func (t *Tree) Diff() *Diff {
 }
 
 // Leaf returns the LeafNode at leaf i, or nil if it is blank or outside the
-// tree. It is decoded from the tree's copy on each call.
+// tree. It is decoded on each call; its byte fields share the tree's
+// memory and must not be modified.
 func (t *Tree) Leaf(i LeafIndex) *message.LeafNode {
 	if uint64(i) >= uint64(t.nLeaves) {
 		return nil
