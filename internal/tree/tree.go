@@ -324,8 +324,8 @@ func LeavesFor(width uint32) uint64 {
 // never more than MaxLeaves). The shape and the leaf count are checked
 // before anything is hashed or allocated beyond the non-blank nodes; call
 // Validate before trusting the tree. The tree keeps the parent nodes of
-// rt, which the caller must not modify afterwards, and the encodings of
-// its leaves.
+// rt and the leaves' LeafEncoding (or encodes the leaf), which the caller
+// must not modify afterwards.
 func FromSparse(suite *ciphersuite.Suite, rt *message.SparseRatchetTree, maxLeaves uint32) (*Tree, error) {
 	if rt.Width == 0 {
 		return nil, fail(ErrMalformedTree, "12.4.3.3", noNode, "no nodes")
@@ -359,7 +359,11 @@ func FromSparse(suite *ciphersuite.Suite, rt *message.SparseRatchetTree, maxLeav
 		case rn.Leaf != nil && rn.Parent != nil:
 			return nil, fail(ErrMalformedTree, "12.4.3.3", x, "node is both leaf and parent")
 		case rn.Leaf != nil && x.IsLeaf():
-			t.nodes[t.entry(x)] = packed{leaf: packLeaf(rn.Leaf, &scratch)}
+			enc := in.LeafEncoding
+			if enc == nil {
+				enc = packLeaf(rn.Leaf, &scratch)
+			}
+			t.nodes[t.entry(x)] = packed{leaf: enc}
 			t.caps.add(rn.Leaf)
 		case rn.Parent != nil && !x.IsLeaf():
 			t.nodes[t.entry(x)] = packed{parent: rn.Parent}

@@ -390,6 +390,32 @@ func fixedVector[T any](d *Decoder, field string, size int, get func([]byte) T) 
 	return out
 }
 
+// Detach reads the next n bytes with read, from a copy of them that the
+// byte fields read share (see NewAliasingDecoder), so that they take one
+// allocation, and returns the copy. read must consume exactly the n bytes;
+// its errors become d's, with offsets in d's input.
+func (d *Decoder) Detach(field string, n int, read func(*Decoder)) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.s) {
+		d.Fail(field, ErrTruncated)
+		return nil
+	}
+	own := append(make([]byte, 0, n), d.s[:n]...)
+	sub := &Decoder{s: own, total: n, base: d.offset(), limit: d.limit, strct: d.strct, alias: true}
+	read(sub)
+	if sub.err == nil && len(sub.s) != 0 {
+		sub.Fail(field, fmt.Errorf("%w: %d bytes", ErrTrailingData, len(sub.s)))
+	}
+	if sub.err != nil {
+		d.err = sub.err
+		return nil
+	}
+	d.s = d.s[n:]
+	return own
+}
+
 // Optional reads an optional<T> presence octet (Section 2.1.1) and reports
 // whether a value follows.
 func (d *Decoder) Optional(field string) bool {

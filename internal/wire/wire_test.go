@@ -889,3 +889,45 @@ func TestUintVectors(t *testing.T) {
 		}
 	}
 }
+
+// TestDetach: the fields read share one copy of the detached bytes, the
+// copy is returned and the bytes consumed; a read that fails, or leaves
+// bytes, fails d with offsets in d's input.
+func TestDetach(t *testing.T) {
+	in := unhex(t, "ff 02 aabb 01 cc 77")
+	d := NewDecoder(in)
+	d.U8("x")
+	var a, c []byte
+	own := d.Detach("s", 5, func(d *Decoder) {
+		a = d.Opaque("a")
+		c = d.Opaque("c")
+	})
+	if d.Err() != nil || d.U8("y") != 0x77 || d.Finish() != nil {
+		t.Fatalf("detach: %v", d.Err())
+	}
+	if !bytes.Equal(own, in[1:6]) || &own[0] == &in[1] || &a[0] != &own[1] || &c[0] != &own[4] || !bytes.Equal(c, []byte{0xcc}) {
+		t.Fatalf("fields %x %x not in the copy %x", a, c, own)
+	}
+	for _, c := range []struct {
+		read func(*Decoder)
+		want error
+		at   int
+	}{
+		{func(d *Decoder) { d.Opaque("a") }, ErrTrailingData, 4},
+		{func(d *Decoder) { d.Opaque("a"); d.Opaque("c"); d.U8("z") }, ErrTruncated, 6},
+	} {
+		d := NewDecoder(in)
+		d.U8("x")
+		if own := d.Detach("s", 5, c.read); own != nil {
+			t.Fatal("a failed detach returned bytes")
+		}
+		var e *Error
+		if !errors.As(d.Err(), &e) || !errors.Is(e, c.want) || e.Offset != c.at {
+			t.Fatalf("%v, want %v at byte %d", d.Err(), c.want, c.at)
+		}
+	}
+	d = NewDecoder(in[:3])
+	if d.Detach("s", 5, func(*Decoder) {}) != nil || !errors.Is(d.Err(), ErrTruncated) {
+		t.Fatalf("detach past the end: %v", d.Err())
+	}
+}
