@@ -154,11 +154,7 @@ func encodeU16s[T ~uint16](e *wire.Encoder, vs []T) {
 
 // decodeU16s reads a vector of uint16 values; an odd byte length fails
 // as truncated.
-func decodeU16s[T ~uint16](d *wire.Decoder, field string) []T {
-	out := []T{}
-	d.Vector(field, func(d *wire.Decoder) { out = append(out, T(d.U16(field))) })
-	return out
-}
+func decodeU16s[T ~uint16](d *wire.Decoder, field string) []T { return wire.Uint16s[T](d, field) }
 
 // encodeU32s appends a vector of uint32 values.
 func encodeU32s(e *wire.Encoder, vs []uint32) {
@@ -170,11 +166,7 @@ func encodeU32s(e *wire.Encoder, vs []uint32) {
 }
 
 // decodeU32s reads a vector of uint32 values.
-func decodeU32s(d *wire.Decoder, field string) []uint32 {
-	out := []uint32{}
-	d.Vector(field, func(d *wire.Decoder) { out = append(out, d.U32(field)) })
-	return out
-}
+func decodeU32s(d *wire.Decoder, field string) []uint32 { return wire.Uint32s[uint32](d, field) }
 
 // Encode appends the Capabilities (RFC 9420, Section 7.2).
 func (c *Capabilities) Encode(e *wire.Encoder) {

@@ -72,6 +72,75 @@ func (ln *LeafNode) Decode(d *wire.Decoder) {
 	ln.Signature = d.Opaque("signature")
 }
 
+// LeafNodeParentHash reads the leaf_node_source of an encoded LeafNode
+// (RFC 9420, Section 7.2) and, for source commit, its parent_hash, which
+// shares enc's memory; the other fields are skipped, not decoded. ok is
+// false if enc is malformed up to there.
+func LeafNodeParentHash(enc []byte) (src LeafNodeSource, parentHash []byte, ok bool) {
+	src, parentHash, _, ok = scanLeafNode(enc, false)
+	return src, parentHash, ok
+}
+
+// scanLeafNode skips over the LeafNode at the start of b, without copying
+// or allocating, up to its source (and parent_hash), or to its end when
+// whole is set; n is then its length. ok is false if b is malformed up to
+// there (decoding reports why).
+func scanLeafNode(b []byte, whole bool) (src LeafNodeSource, parentHash []byte, n int, ok bool) {
+	d := wire.NewAliasingDecoder(b)
+	d.SkipVector("encryption_key")
+	d.SkipVector("signature_key")
+	d.U16("credential_type")
+	// Every credential body is one vector: identity<V>, certificates<V>
+	// or an unknown type's opaque<V> (Section 5.3).
+	d.SkipVector("credential")
+	for range 5 { // the vectors of Capabilities
+		d.SkipVector("capabilities")
+	}
+	src = LeafNodeSource(d.U8("leaf_node_source"))
+	switch src {
+	case LeafNodeSourceKeyPackage:
+		d.Skip("lifetime", 16)
+	case LeafNodeSourceUpdate:
+	case LeafNodeSourceCommit:
+		parentHash = d.Opaque("parent_hash")
+	default:
+		return src, nil, 0, false
+	}
+	if whole {
+		d.SkipVector("extensions")
+		d.SkipVector("signature")
+	}
+	return src, parentHash, len(b) - d.Len(), d.Err() == nil
+}
+
+// DecodeNodeKeepingLeaf reads a Node like Node.Decode, except that a leaf
+// is read from one copy of its encoding, which its byte fields share and
+// which is returned (nil for a parent): what a ratchet tree keeps of a
+// leaf (RFC 9420, Section 12.4.3.3), at one allocation for all its bytes.
+func DecodeNodeKeepingLeaf(d *wire.Decoder) (*Node, []byte) {
+	rest := d.Peek()
+	if len(rest) < 2 || NodeType(rest[0]) != NodeTypeLeaf {
+		n := new(Node)
+		n.Decode(d)
+		return n, nil
+	}
+	_, _, size, ok := scanLeafNode(rest[1:], true)
+	if !ok {
+		// Malformed: decoding says where.
+		n := new(Node)
+		n.Decode(d)
+		return n, nil
+	}
+	defer d.Struct(d.Struct("Node"))
+	d.U8("node_type")
+	ln := new(LeafNode)
+	enc := d.Detach("LeafNode", size, ln.Decode)
+	if enc == nil {
+		return &Node{}, nil
+	}
+	return &Node{Leaf: ln}, enc
+}
+
 // check reports a LeafNode that Encode cannot write faithfully.
 func (ln *LeafNode) check() error {
 	switch ln.Source {
@@ -330,6 +399,10 @@ func (p *UpdatePath) Decode(d *wire.Decoder) {
 type IndexedNode struct {
 	Index uint32
 	Node  *Node
+	// LeafEncoding, if set, is the encoding of Node.Leaf, which the leaf's
+	// byte fields share (see DecodeNodeKeepingLeaf). A tree built from the
+	// node keeps it instead of encoding the leaf again.
+	LeafEncoding []byte
 }
 
 // SparseRatchetTree is a decoded ratchet_tree (RFC 9420, Section 12.4.3.3)
@@ -378,9 +451,8 @@ func UnmarshalSparseRatchetTree(b []byte, maxNodes uint32) (*SparseRatchetTree, 
 		if !d.Optional("node") {
 			return
 		}
-		n := new(Node)
-		n.Decode(d)
-		out.Nodes = append(out.Nodes, IndexedNode{Index: i, Node: n})
+		n, enc := DecodeNodeKeepingLeaf(d)
+		out.Nodes = append(out.Nodes, IndexedNode{Index: i, Node: n, LeafEncoding: enc})
 	})
 	if err := d.Finish(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package message
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/mlskit/mls/internal/wire"
@@ -72,5 +73,89 @@ func TestSparseRatchetTree(t *testing.T) {
 	})
 	if allocs > 10 {
 		t.Errorf("decoding 2^20 blank nodes made %v allocations", allocs)
+	}
+}
+
+// TestLeafNodeParentHash: reading the source and parent_hash of an
+// encoded LeafNode in place agrees with decoding it, for every source and
+// credential type, and a truncated encoding is not ok.
+func TestLeafNodeParentHash(t *testing.T) {
+	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
+		for _, cred := range []Credential{
+			{Type: CredentialBasic, Identity: []byte("alice")},
+			{Type: CredentialX509, Certificates: [][]byte{{1, 2}, {3}}},
+			{Type: 0x0a0a, Data: []byte{7, 7, 7}},
+		} {
+			ln := sampleLeafNode(src)
+			ln.Credential = cred
+			enc := MustMarshal(&ln)
+			gotSrc, ph, ok := LeafNodeParentHash(enc)
+			if !ok || gotSrc != src || !bytes.Equal(ph, ln.ParentHash) || (src == LeafNodeSourceCommit) != (ph != nil) {
+				t.Fatalf("source %d, credential %d: got %d, %x, %v; want %x", src, cred.Type, gotSrc, ph, ok, ln.ParentHash)
+			}
+			if _, _, ok := LeafNodeParentHash(enc[:len(enc)/3]); ok {
+				t.Fatalf("source %d, credential %d: truncated encoding read as ok", src, cred.Type)
+			}
+		}
+	}
+}
+
+// TestDecodeNodeKeepingLeaf: a leaf decodes as Node.Decode decodes it,
+// with its byte fields in the one copy of its encoding returned; a parent
+// decodes as usual; a damaged node fails with the error Node.Decode gives,
+// at the same offset.
+func TestDecodeNodeKeepingLeaf(t *testing.T) {
+	var nodes []*Node
+	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
+		for _, cred := range []Credential{
+			{Type: CredentialBasic, Identity: []byte("alice")},
+			{Type: CredentialX509, Certificates: [][]byte{{1, 2}, {3}}},
+			{Type: 0x0a0a, Data: []byte{7, 7, 7}},
+		} {
+			ln := sampleLeafNode(src)
+			ln.Credential = cred
+			nodes = append(nodes, &Node{Leaf: &ln})
+		}
+	}
+	nodes = append(nodes, &Node{Parent: &ParentNode{EncryptionKey: b(32, 5), ParentHash: []byte{}, UnmergedLeaves: []uint32{1, 3}}})
+	for i, n := range nodes {
+		in := append(MustMarshal(n), 0xee) // a byte after the node stays unread
+		d := wire.NewDecoder(in)
+		got, enc := DecodeNodeKeepingLeaf(d)
+		if d.Err() != nil || d.Len() != 1 {
+			t.Fatalf("node %d: %v, %d bytes left", i, d.Err(), d.Len())
+		}
+		if !bytes.Equal(MustMarshal(got), in[:len(in)-1]) {
+			t.Fatalf("node %d: decodes differently", i)
+		}
+		if n.Leaf == nil {
+			if enc != nil {
+				t.Fatalf("node %d: a parent returned an encoding", i)
+			}
+			continue
+		}
+		if !bytes.Equal(enc, MustMarshal(n.Leaf)) || &got.Leaf.Signature[0] != &enc[len(enc)-len(got.Leaf.Signature)] || &in[len(in)-2] == &enc[len(enc)-1] {
+			t.Fatalf("node %d: the leaf's bytes are not in one copy of its encoding", i)
+		}
+		for cut := 1; cut < len(in)-1; cut += 7 {
+			bad := slices.Clone(in[:cut])
+			d1, d2 := wire.NewDecoder(bad), wire.NewDecoder(bad)
+			DecodeNodeKeepingLeaf(d1)
+			new(Node).Decode(d2)
+			if (d1.Err() == nil) != (d2.Err() == nil) || (d1.Err() != nil && d1.Err().Error() != d2.Err().Error()) {
+				t.Fatalf("node %d cut at %d: %v, Node.Decode: %v", i, cut, d1.Err(), d2.Err())
+			}
+		}
+	}
+	// A duplicate extension passes the scan but not decoding: the error
+	// is Node.Decode's, offset included.
+	ln := sampleLeafNode(LeafNodeSourceUpdate)
+	ln.Extensions = append(ln.Extensions, ln.Extensions[0])
+	in := MustMarshal(&Node{Leaf: &ln})
+	d1, d2 := wire.NewDecoder(in), wire.NewDecoder(in)
+	DecodeNodeKeepingLeaf(d1)
+	new(Node).Decode(d2)
+	if d1.Err() == nil || d2.Err() == nil || d1.Err().Error() != d2.Err().Error() {
+		t.Fatalf("duplicate extension: %v, Node.Decode: %v", d1.Err(), d2.Err())
 	}
 }

@@ -126,12 +126,10 @@ func syncTree(tx storage.Tx, nodes string, groupID []byte, old, cur *Header, t *
 	if err := tx.DeletePrefix(nodes, GroupPrefix(groupID)); err != nil {
 		return err
 	}
-	for _, n := range t.Sparse().Nodes {
-		if err := putNode(tx, nodes, groupID, tree.NodeIndex(n.Index), n.Node); err != nil {
-			return err
-		}
-	}
-	return nil
+	// The records putNode writes, from the encodings the tree keeps.
+	return t.EncodedNodes(func(x tree.NodeIndex, n []byte) error {
+		return tx.Put(nodes, NodeKey(groupID, x), append([]byte{NodeRecordVersion}, n...))
+	})
 }
 
 // putNode writes a node record:
@@ -419,12 +417,13 @@ func loadTree(tx storage.Tx, nodes string, groupID []byte, s *ciphersuite.Suite,
 		if ver := d.U8("version"); d.Err() == nil && ver != NodeRecordVersion {
 			d.Failf("version", "unsupported node record version %d", ver)
 		}
-		n := &message.Node{}
-		n.Decode(d)
+		// A leaf's fields share one copy of its encoding, which the tree
+		// keeps.
+		n, enc := message.DecodeNodeKeepingLeaf(d)
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("node %d: %w", x, err)
 		}
-		rt.Nodes = append(rt.Nodes, message.IndexedNode{Index: x, Node: n})
+		rt.Nodes = append(rt.Nodes, message.IndexedNode{Index: x, Node: n, LeafEncoding: enc})
 		rt.Width = x + 1
 		return nil
 	})

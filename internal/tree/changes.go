@@ -111,14 +111,14 @@ func (t *Tree) ApplyChanges(c *Changes) (*Diff, error) {
 		// As truncate does: the nodes from Limit on leave the key and
 		// capability indexes.
 		for x := c.Limit; x < d.limit; x++ {
-			n := t.node(x)
+			n := t.at(x)
 			if n.blank() {
 				continue
 			}
 			d.enc.remove(&t.enc, n.encryptionKey(), x)
 			if n.leaf != nil {
-				d.sig.remove(&t.sig, n.leaf.SignatureKey, x.Leaf())
-				d.writableCaps().remove(n.leaf)
+				d.sig.remove(&t.sig, n.signatureKey(), x.Leaf())
+				d.writableCaps().remove(unpackLeaf(n.leaf))
 			}
 		}
 		d.limit = c.Limit

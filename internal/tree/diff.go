@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/mlskit/mls/ciphersuite"
@@ -98,6 +99,8 @@ func (d *Diff) NumMembers() int { return d.capIdx().members }
 
 func (d *Diff) inTree(x NodeIndex) bool { return uint64(x) < uint64(treemath.NodeWidth(d.nLeaves)) }
 
+// node returns node x with its leaf decoded (the LeafNode given to the
+// diff, for a leaf the diff set).
 func (d *Diff) node(x NodeIndex) node {
 	if n, ok := d.nodes[x]; ok {
 		return n
@@ -108,6 +111,17 @@ func (d *Diff) node(x NodeIndex) node {
 	return node{}
 }
 
+// at returns node x as the tree keeps it, without decoding a leaf.
+func (d *Diff) at(x NodeIndex) packed {
+	if n, ok := d.nodes[x]; ok {
+		return packed{leaf: n.enc, parent: n.parent}
+	}
+	if x < d.limit {
+		return d.base.at(x)
+	}
+	return packed{}
+}
+
 func (d *Diff) capIdx() *capIndex {
 	if d.caps != nil {
 		return d.caps
@@ -116,7 +130,9 @@ func (d *Diff) capIdx() *capIndex {
 }
 
 // Leaf returns the LeafNode at leaf i, or nil if it is blank or outside the
-// tree. The caller must not modify it.
+// tree. A leaf the diff did not set is decoded from the tree on each call,
+// its byte fields sharing the tree's memory. The caller must not modify
+// it.
 func (d *Diff) Leaf(i LeafIndex) *message.LeafNode {
 	if uint64(i) >= uint64(d.nLeaves) {
 		return nil
@@ -130,19 +146,19 @@ func (d *Diff) Parent(x NodeIndex) *message.ParentNode {
 	if !d.inTree(x) {
 		return nil
 	}
-	return d.node(x).parent
+	return d.at(x).parent
 }
 
 // IsBlank reports whether node x is blank (nodes outside the tree count as
 // blank).
-func (d *Diff) IsBlank(x NodeIndex) bool { return !d.inTree(x) || d.node(x).blank() }
+func (d *Diff) IsBlank(x NodeIndex) bool { return !d.inTree(x) || d.at(x).blank() }
 
 // EncryptionKey returns the HPKE public key of node x, nil if blank.
 func (d *Diff) EncryptionKey(x NodeIndex) []byte {
 	if !d.inTree(x) {
 		return nil
 	}
-	return d.node(x).encryptionKey()
+	return d.at(x).encryptionKey()
 }
 
 // FindEncryptionKey returns the node holding the HPKE public key k.
@@ -158,19 +174,22 @@ func (d *Diff) FindSignatureKey(k []byte) (LeafIndex, bool) {
 // set replaces node x, keeping the key and capability indexes and the
 // caches in step. It is the only function that changes nodes.
 func (d *Diff) set(x NodeIndex, n node) {
-	old := d.node(x)
-	if old.leaf == n.leaf && old.parent == n.parent {
+	old := d.at(x)
+	if n.leaf != nil && n.enc == nil {
+		n.enc = packLeaf(n.leaf, new([]byte))
+	}
+	if old.parent == n.parent && (old.leaf == nil) == (n.leaf == nil) && bytes.Equal(old.leaf, n.enc) {
 		return
 	}
 	if !old.blank() {
 		d.enc.remove(&d.base.enc, old.encryptionKey(), x)
 	}
 	if old.leaf != nil {
-		d.sig.remove(&d.base.sig, old.leaf.SignatureKey, x.Leaf())
-		d.writableCaps().remove(old.leaf)
+		d.sig.remove(&d.base.sig, old.signatureKey(), x.Leaf())
+		d.writableCaps().remove(d.node(x).leaf)
 	}
 	if !n.blank() {
-		d.enc.insert(n.encryptionKey(), x)
+		d.enc.insert(packed{leaf: n.enc, parent: n.parent}.encryptionKey(), x)
 	}
 	if n.leaf != nil {
 		d.sig.insert(n.leaf.SignatureKey, x.Leaf())
@@ -209,7 +228,7 @@ func (d *Diff) touch(x NodeIndex) {
 }
 
 func (d *Diff) blankNode(x NodeIndex) {
-	if !d.node(x).blank() {
+	if !d.at(x).blank() {
 		d.set(x, node{})
 	}
 }
@@ -280,7 +299,7 @@ func (d *Diff) truncate() {
 // none.
 func (d *Diff) freeLeaf() (LeafIndex, error) {
 	for i := d.free; uint32(i) < d.nLeaves; i++ {
-		if d.node(i.Node()).blank() {
+		if d.at(i.Node()).blank() {
 			d.free = i
 			return i, nil
 		}
@@ -303,7 +322,7 @@ func (d *Diff) Add(leaf *message.LeafNode) (LeafIndex, error) {
 		return 0, err
 	}
 	for _, p := range treemath.DirectPath(i.Node(), d.nLeaves) {
-		pn := d.node(p).parent
+		pn := d.at(p).parent
 		if pn == nil {
 			continue
 		}
@@ -373,9 +392,9 @@ func (d *Diff) Merge() error {
 	}
 	if keep < int(t.width()) {
 		// Truncated: drop what lies beyond the new width.
-		for x := range t.slots {
+		for x := range t.idx {
 			if int(x) >= keep {
-				delete(t.slots, x)
+				t.drop(x)
 			}
 		}
 	}
@@ -395,7 +414,7 @@ func (d *Diff) Merge() error {
 		if int(x) >= w {
 			continue
 		}
-		t.store(x, d.node(x), d.hash(x), d.resLen(x))
+		t.store(x, d.at(x), d.hash(x), d.resLen(x))
 	}
 	t.mergeEncoded(d, min(NodeIndex(keep), NodeIndex(w)))
 	d.enc.mergeInto(&t.enc)
@@ -426,14 +445,15 @@ func resize[T any](s []T, keep, n int) []T {
 }
 
 // RatchetTree returns the tree in the ratchet_tree extension form with the
-// trailing blank nodes stripped (RFC 9420, Section 12.4.3.3). The nodes are
-// shared with the tree and must not be modified.
+// trailing blank nodes stripped (RFC 9420, Section 12.4.3.3). The parent
+// nodes are shared with the tree and must not be modified; the leaves are
+// decoded.
 func (d *Diff) RatchetTree() message.RatchetTree {
 	w := NodeIndex(treemath.NodeWidth(d.nLeaves))
 	last := NodeIndex(0)
 	found := false
 	for x := w; x > 0; x-- {
-		if !d.node(x - 1).blank() {
+		if !d.at(x - 1).blank() {
 			last, found = x-1, true
 			break
 		}
@@ -458,12 +478,13 @@ func (d *Diff) RatchetTree() message.RatchetTree {
 // ratchet_tree extension form without its blank nodes (RFC 9420, Section
 // 12.4.3.3; Width counts up to the last non-blank node). Unlike
 // RatchetTree it costs memory in proportion to the non-blank nodes, not to
-// the width. The nodes are shared with the tree and must not be modified.
+// the width. The parent nodes are shared with the tree and must not be
+// modified; the leaves are decoded.
 func (d *Diff) Sparse() *message.SparseRatchetTree {
 	w := NodeIndex(treemath.NodeWidth(d.nLeaves))
-	xs := make([]NodeIndex, 0, len(d.base.slots)+len(d.nodes))
-	for x, s := range d.base.slots {
-		if x < d.limit && x < w && !s.n.blank() {
+	xs := make([]NodeIndex, 0, len(d.base.idx)+len(d.nodes))
+	for x, p := range d.base.idx {
+		if x < d.limit && x < w && !d.base.nodes[p].blank() {
 			xs = append(xs, x)
 		}
 	}
@@ -531,7 +552,7 @@ func (d *Diff) appendResolution(out []NodeIndex, x NodeIndex, exclude leafSet) [
 	if d.resLen(x) == 0 {
 		return out
 	}
-	n := d.node(x)
+	n := d.at(x)
 	switch {
 	case n.leaf != nil:
 		if !exclude.has(x.Leaf()) {

@@ -32,17 +32,52 @@ type encCache struct {
 func (c *encCache) width() NodeIndex { return NodeIndex(len(c.off) - 1) }
 
 // encodeNode appends optional<Node> for n.
-func encodeNode(e *wire.Encoder, n node) {
-	switch {
-	case n.leaf != nil:
-		e.U8(1)
-		(&message.Node{Leaf: n.leaf}).Encode(e)
-	case n.parent != nil:
-		e.U8(1)
-		(&message.Node{Parent: n.parent}).Encode(e)
-	default:
+func encodeNode(e *wire.Encoder, n packed) {
+	if n.blank() {
 		e.U8(0)
+		return
 	}
+	e.U8(1)
+	encodeNonBlank(e, n)
+}
+
+// encodeNonBlank appends the Node n (RFC 9420, Section 12.4.3.3), which is
+// not blank.
+func encodeNonBlank(e *wire.Encoder, n packed) {
+	if n.leaf != nil {
+		e.U8(uint8(message.NodeTypeLeaf))
+		e.Raw(n.leaf)
+		return
+	}
+	(&message.Node{Parent: n.parent}).Encode(e)
+}
+
+// EncodedNodes calls f with every non-blank node of the tree, in
+// increasing order, and its encoding as a Node (RFC 9420, Section
+// 12.4.3.3), which f must neither keep nor modify. It stops at the first
+// error f returns. Unlike Sparse it decodes nothing.
+func (t *Tree) EncodedNodes(f func(x NodeIndex, node []byte) error) error {
+	xs := make([]NodeIndex, 0, len(t.idx))
+	for x, p := range t.idx {
+		if !t.nodes[p].blank() {
+			xs = append(xs, x)
+		}
+	}
+	slices.Sort(xs)
+	var buf []byte
+	for _, x := range xs {
+		e := wire.NewEncoder(buf[:0])
+		encodeNonBlank(e, t.at(x))
+		b, err := e.Bytes()
+		if err != nil {
+			return err
+		}
+		if err := f(x, b); err != nil {
+			return err
+		}
+		buf = b
+	}
+	return nil
 }
 
 // lastNonBlank returns the last non-blank node of the tree, found in
@@ -58,7 +93,7 @@ func (d *Diff) lastNonBlank() (NodeIndex, bool) {
 			x = r
 			continue
 		}
-		if !d.node(x).blank() {
+		if !d.at(x).blank() {
 			return x, true
 		}
 		x = treemath.Left(x)
@@ -107,12 +142,12 @@ func (d *Diff) EncodeRatchetTree() ([]byte, error) {
 	pos := NodeIndex(0)
 	for _, x := range fresh {
 		e.Raw(c.buf[c.off[pos]:c.off[x]])
-		encodeNode(e, d.node(x))
+		encodeNode(e, d.at(x))
 		pos = x + 1
 	}
 	e.Raw(c.buf[c.off[pos]:c.off[bound]])
 	for x := bound; x <= last; x++ {
-		encodeNode(e, d.node(x))
+		encodeNode(e, d.at(x))
 	}
 	b, err := e.Bytes()
 	if err != nil {
@@ -148,7 +183,7 @@ func (t *Tree) encoded() *encCache {
 	off := make([]uint32, w+1)
 	for x := NodeIndex(0); x < w; x++ {
 		off[x] = uint32(e.Len())
-		encodeNode(e, t.node(x))
+		encodeNode(e, t.at(x))
 	}
 	off[w] = uint32(e.Len())
 	c.buf, c.off, c.stale = e.MustBytes(), off, nil

@@ -19,21 +19,26 @@ const (
 //
 //	struct { uint32 leaf_index; optional<LeafNode> leaf_node; } LeafNodeHashInput;
 func leafHash(s *ciphersuite.Suite, i LeafIndex, ln *message.LeafNode) []byte {
-	return s.Hash(leafInput(i, ln))
+	var enc []byte
+	if ln != nil {
+		enc = packLeaf(ln, new([]byte))
+	}
+	return packedLeafHash(s, i, enc)
 }
 
-func leafInput(i LeafIndex, ln *message.LeafNode) []byte {
-	e := wire.NewEncoder(make([]byte, 0, 512))
-	e.U8(nodeTypeLeaf)
-	e.U32(uint32(i))
-	e.Optional(ln != nil)
-	if ln != nil {
-		ln.Encode(e)
+// packedLeafHash is leafHash for the encoded leaf enc (nil: blank).
+func packedLeafHash(s *ciphersuite.Suite, i LeafIndex, enc []byte) []byte {
+	return s.Hash(appendLeafInput(make([]byte, 0, 6+len(enc)), i, enc))
+}
+
+// appendLeafInput appends LeafNodeHashInput for the encoded leaf enc (nil:
+// blank).
+func appendLeafInput(b []byte, i LeafIndex, enc []byte) []byte {
+	b = append(b, nodeTypeLeaf, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
+	if enc == nil {
+		return append(b, 0)
 	}
-	// The encoder fails only for a vector over 2^30 bytes, which nothing
-	// in a tree can hold (decoding caps vectors far lower).
-	b, _ := e.Bytes()
-	return b
+	return append(append(b, 1), enc...)
 }
 
 // parentHash is the tree hash of a parent node (RFC 9420, Section 7.8):
@@ -90,14 +95,12 @@ func (hs *hasher) sum(in []byte) digest {
 	return d
 }
 
-// leaf returns leafHash(i, ln); for a blank leaf without allocating.
-func (hs *hasher) leaf(i LeafIndex, ln *message.LeafNode) digest {
-	if ln == nil {
-		b := append(hs.buf[:0], nodeTypeLeaf, byte(i>>24), byte(i>>16), byte(i>>8), byte(i), 0)
-		hs.buf = b[:0]
-		return hs.sum(b)
-	}
-	return hs.sum(leafInput(i, ln))
+// leaf returns the tree hash of leaf i holding the encoded leaf enc (nil:
+// blank) without allocating.
+func (hs *hasher) leaf(i LeafIndex, enc []byte) digest {
+	b := appendLeafInput(hs.buf[:0], i, enc)
+	hs.buf = b[:0]
+	return hs.sum(b)
 }
 
 // parent returns parentHash(p, left, right); for a blank node without
@@ -141,10 +144,10 @@ func (d *Diff) hash(x NodeIndex) []byte {
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
 		return d.base.hashOf(x)
 	}
-	n := d.node(x)
+	n := d.at(x)
 	var h []byte
 	if x.IsLeaf() {
-		h = leafHash(d.base.suite, x.Leaf(), n.leaf)
+		h = packedLeafHash(d.base.suite, x.Leaf(), n.leaf)
 	} else {
 		l := d.hash(treemath.Left(x))
 		r := d.hash(treemath.Right(x))
@@ -166,7 +169,7 @@ func (d *Diff) resLen(x NodeIndex) uint32 {
 	if _, dirty := d.dirty[x]; !dirty && x < d.limit {
 		return d.base.resOf(x)
 	}
-	n := d.node(x)
+	n := d.at(x)
 	var v uint32
 	switch {
 	case n.leaf != nil:
@@ -219,8 +222,7 @@ func (d *Diff) hashWithout(x NodeIndex, excl []uint32) []byte {
 	if x.IsLeaf() {
 		return leafHash(d.base.suite, x.Leaf(), nil)
 	}
-	n := d.node(x)
-	p := n.parent
+	p := d.at(x).parent
 	if p != nil {
 		kept := make([]uint32, 0, len(p.UnmergedLeaves))
 		for _, u := range p.UnmergedLeaves {

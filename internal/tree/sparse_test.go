@@ -273,7 +273,7 @@ func checkSparse(tb testing.TB, d *Diff) {
 		if n == nil {
 			continue
 		}
-		if k >= len(sp.Nodes) || sp.Nodes[k].Index != uint32(i) || sp.Nodes[k].Node.Leaf != n.Leaf || sp.Nodes[k].Node.Parent != n.Parent {
+		if k >= len(sp.Nodes) || sp.Nodes[k].Index != uint32(i) || !bytes.Equal(message.MustMarshal(sp.Nodes[k].Node), message.MustMarshal(n)) {
 			tb.Fatalf("Sparse: node %d differs from RatchetTree", i)
 		}
 		k++

@@ -240,7 +240,7 @@ func (t *Tree) Validate(treeHash []byte, opts *Options) error {
 func (d *Diff) verifyUnmerged() error {
 	w := NodeIndex(d.Width())
 	for x := NodeIndex(1); x < w; x += 2 {
-		p := d.node(x).parent
+		p := d.at(x).parent
 		if p == nil {
 			continue
 		}
@@ -252,7 +252,7 @@ func (d *Diff) verifyUnmerged() error {
 			if u < first || u-first >= count {
 				return fail(ErrUnmergedLeaves, "12.4.3.1", x, "unmerged leaf %d is not below the node", u)
 			}
-			if d.node(LeafIndex(u).Node()).leaf == nil {
+			if d.at(LeafIndex(u).Node()).leaf == nil {
 				return fail(ErrUnmergedLeaves, "12.4.3.1", x, "unmerged leaf %d is blank", u)
 			}
 		}
@@ -260,20 +260,20 @@ func (d *Diff) verifyUnmerged() error {
 	// Each entry must also be listed by the next non-blank node below on
 	// the way to the leaf; by induction, by every non-blank node between.
 	for x := NodeIndex(1); x < w; x += 2 {
-		p := d.node(x).parent
+		p := d.at(x).parent
 		if p == nil {
 			continue
 		}
 		for _, u := range p.UnmergedLeaves {
 			target := LeafIndex(u).Node()
 			y := towards(x, target)
-			for y != target && d.node(y).blank() {
+			for y != target && d.at(y).blank() {
 				y = towards(y, target)
 			}
 			if y == target {
 				continue
 			}
-			if _, ok := slices.BinarySearch(d.node(y).parent.UnmergedLeaves, u); !ok {
+			if _, ok := slices.BinarySearch(d.at(y).parent.UnmergedLeaves, u); !ok {
 				return fail(ErrUnmergedLeaves, "12.4.3.1", x, "unmerged leaf %d is not unmerged at node %d below", u, y)
 			}
 		}
@@ -309,7 +309,7 @@ func (d *Diff) verifyParentHashes() error {
 	for len(stack) > 0 {
 		f := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		n := d.node(f.x)
+		n := d.at(f.x)
 		anc := f.anc
 		if !n.blank() {
 			if anc != noNode {
@@ -317,8 +317,8 @@ func (d *Diff) verifyParentHashes() error {
 				linked := false
 				if n.parent != nil {
 					ph, linked = n.parent.ParentHash, true
-				} else if n.leaf.Source == message.LeafNodeSourceCommit {
-					ph, linked = n.leaf.ParentHash, true
+				} else if src, h, ok := message.LeafNodeParentHash(n.leaf); ok && src == message.LeafNodeSourceCommit {
+					ph, linked = h, true
 				}
 				if linked && d.linksTo(f.x, ph, anc) && links[anc] < 2 {
 					links[anc]++
@@ -332,7 +332,7 @@ func (d *Diff) verifyParentHashes() error {
 	}
 	w := d.Width()
 	for x := NodeIndex(1); uint32(x) < w; x += 2 {
-		if d.node(x).parent == nil {
+		if d.at(x).parent == nil {
 			continue
 		}
 		switch links[x] {
@@ -349,7 +349,7 @@ func (d *Diff) verifyParentHashes() error {
 // linksTo reports whether the parent hash ph of node c is valid with
 // respect to its nearest non-blank ancestor p (RFC 9420, Section 7.9.2).
 func (d *Diff) linksTo(c NodeIndex, ph []byte, p NodeIndex) bool {
-	pn := d.node(p).parent
+	pn := d.at(p).parent
 	child := towards(p, c)
 	sibling := treemath.Left(p)
 	if child == sibling {
@@ -392,10 +392,11 @@ func (d *Diff) verifyLeaves(opts *Options) error {
 	// Every leaf bg checked below its lowest failure passed. A leaf's other
 	// checks precede its signature.
 	sigLowest, sigErr, ok := bg.result()
+	var scratch []byte
 	switch {
 	case ok && sigLowest >= lowest:
 		return err
-	case ok && sigLowest < d.nLeaves && bg.covers(LeafIndex(sigLowest), d.node(LeafIndex(sigLowest).Node()).leaf):
+	case ok && sigLowest < d.nLeaves && bg.covers(LeafIndex(sigLowest), d.at(LeafIndex(sigLowest).Node()).leaf, &scratch):
 		return sigErr
 	}
 	// Stopped before finishing, or failed at a leaf that is not this
@@ -434,6 +435,7 @@ func (d *Diff) checkLeaves(opts *Options, bg *LeafSignatures) (uint32, error) {
 	)
 	for range workers {
 		wg.Go(func() {
+			var scratch []byte
 			for {
 				start := next.Add(chunk) - chunk
 				if start >= n {
@@ -450,7 +452,7 @@ func (d *Diff) checkLeaves(opts *Options, bg *LeafSignatures) (uint32, error) {
 						continue
 					}
 					err := d.checkLeaf(ln, at, true, opts)
-					if err == nil && (bg == nil || !bg.covers(at, ln)) {
+					if err == nil && (bg == nil || !bg.covers(at, d.at(at.Node()).leaf, &scratch)) {
 						err = checkLeafSignature(suite, ln, at, opts)
 					}
 					if err != nil {
@@ -477,24 +479,24 @@ func (t *Tree) duplicateKey() error {
 	}
 	enc := make(map[string]NodeIndex, t.enc.len())
 	sig := make(map[string]LeafIndex, t.sig.len())
-	order := make([]NodeIndex, 0, len(t.slots))
-	for x, s := range t.slots {
-		if !s.n.blank() {
+	order := make([]NodeIndex, 0, len(t.idx))
+	for x, p := range t.idx {
+		if !t.nodes[p].blank() {
 			order = append(order, x)
 		}
 	}
 	slices.Sort(order)
 	for _, x := range order {
-		n := t.node(x)
+		n := t.at(x)
 		if y, ok := enc[string(n.encryptionKey())]; ok {
 			return fail(ErrDuplicateEncryptionKey, "12.4.3.1", x, "same encryption key as %s", nodeName(y))
 		}
 		enc[string(n.encryptionKey())] = x
 		if n.leaf != nil {
-			if l, ok := sig[string(n.leaf.SignatureKey)]; ok {
+			if l, ok := sig[string(n.signatureKey())]; ok {
 				return fail(ErrDuplicateSignatureKey, "7.3", x, "same signature key as leaf %d", l)
 			}
-			sig[string(n.leaf.SignatureKey)] = x.Leaf()
+			sig[string(n.signatureKey())] = x.Leaf()
 		}
 	}
 	return nil
@@ -604,8 +606,10 @@ type indexedLeaf struct {
 	leaf *message.LeafNode
 }
 
-// covers reports whether the checks were of ln at leaf i.
-func (ls *LeafSignatures) covers(i LeafIndex, ln *message.LeafNode) bool {
+// covers reports whether the checks were of the leaf encoded as enc at
+// leaf i (the tree keeps leaves encoded; scratch is for encoding the one
+// checked).
+func (ls *LeafSignatures) covers(i LeafIndex, enc []byte, scratch *[]byte) bool {
 	k, found := slices.BinarySearchFunc(ls.leaves, i, func(l indexedLeaf, i LeafIndex) int { return cmp.Compare(l.at, i) })
-	return found && ls.leaves[k].leaf == ln
+	return found && bytes.Equal(encodeLeaf(ls.leaves[k].leaf, scratch), enc)
 }

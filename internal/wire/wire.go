@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -72,6 +73,7 @@ type Decoder struct {
 	err   error
 	strct string
 	owned bool // NewOwnedDecoder
+	alias bool // byte fields are slices of the input, not copies
 }
 
 // NewDecoder returns a decoder over b with the default vector cap. The
@@ -89,6 +91,25 @@ func NewOwnedDecoder(b []byte) *Decoder {
 	d := NewDecoder(b)
 	d.owned = true
 	return d
+}
+
+// NewAliasingDecoder returns a decoder over b whose byte fields (Opaque,
+// OpaqueIn, OpaqueMax, Fixed) are slices of b, capacity-limited, instead of
+// copies. Use it only for an input its owner never modifies and keeps as
+// long as the results, such as an encoding kept in memory in place of the
+// decoded structure.
+func NewAliasingDecoder(b []byte) *Decoder {
+	d := NewDecoder(b)
+	d.alias = true
+	return d
+}
+
+// bytes returns r, or a copy of it unless the decoder aliases its input.
+func (d *Decoder) bytes(r []byte) []byte {
+	if d.alias {
+		return r[:len(r):len(r)]
+	}
+	return append(make([]byte, 0, len(r)), r...)
 }
 
 // SetLimit lowers (or raises, up to MaxVarint) the cap on a single vector.
@@ -256,8 +277,11 @@ func (d *Decoder) Opaque(field string) []byte {
 	if !ok {
 		return nil
 	}
-	return append(make([]byte, 0, len(r)), r...)
+	return d.bytes(r)
 }
+
+// SkipVector reads a varint-prefixed vector and drops its contents.
+func (d *Decoder) SkipVector(field string) { d.region(field) }
 
 // Arena is a buffer that OpaqueIn copies fields into, so that the many
 // small fields of one large structure (the HPKE ciphertexts of an
@@ -288,8 +312,8 @@ func (d *Decoder) OpaqueIn(field string, a *Arena) []byte {
 	if d.owned && len(r) > 0 {
 		return r[:len(r):len(r)]
 	}
-	if len(r) == 0 || len(r) > maxChunk/4 {
-		return append(make([]byte, 0, len(r)), r...)
+	if len(r) == 0 || len(r) > maxChunk/4 || d.alias {
+		return d.bytes(r)
 	}
 	if cap(a.buf)-len(a.buf) < len(r) {
 		a.next = min(max(2*a.next, minChunk), maxChunk)
@@ -324,7 +348,7 @@ func (d *Decoder) Fixed(field string, n int) []byte {
 		d.Fail(field, ErrTruncated)
 		return nil
 	}
-	out := append(make([]byte, 0, n), d.s[:n]...)
+	out := d.bytes(d.s[:n])
 	d.s = d.s[n:]
 	return out
 }
@@ -336,10 +360,10 @@ func (d *Decoder) Fixed(field string, n int) []byte {
 func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	start := d.offset()
 	r, ok := d.region(field)
-	if !ok {
+	if !ok || len(r) == 0 {
 		return
 	}
-	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct, owned: d.owned}
+	sub := &Decoder{s: r, total: len(r), base: start + varintLen(uint64(len(r))), limit: d.limit, strct: d.strct, owned: d.owned, alias: d.alias}
 	for len(sub.s) > 0 && sub.err == nil {
 		before := len(sub.s)
 		elem(sub)
@@ -350,6 +374,63 @@ func (d *Decoder) Vector(field string, elem func(*Decoder)) {
 	if sub.err != nil && d.err == nil {
 		d.err = sub.err
 	}
+}
+
+// Uint16s reads a vector of uint16 values into one allocation; a byte
+// length that is not a multiple of 2 fails as truncated at the partial
+// element, as reading the elements one by one with U16 would.
+func Uint16s[T ~uint16](d *Decoder, field string) []T {
+	return fixedVector(d, field, 2, func(b []byte) T { return T(binary.BigEndian.Uint16(b)) })
+}
+
+// Uint32s is Uint16s for uint32 values.
+func Uint32s[T ~uint32](d *Decoder, field string) []T {
+	return fixedVector(d, field, 4, func(b []byte) T { return T(binary.BigEndian.Uint32(b)) })
+}
+
+// fixedVector reads a vector of elements of size bytes each, decoded by
+// get.
+func fixedVector[T any](d *Decoder, field string, size int, get func([]byte) T) []T {
+	start := d.offset()
+	r, ok := d.region(field)
+	if !ok {
+		return nil
+	}
+	if rem := len(r) % size; rem != 0 {
+		d.failAt(field, start+varintLen(uint64(len(r)))+len(r)-rem, ErrTruncated)
+		return nil
+	}
+	out := make([]T, len(r)/size)
+	for i := range out {
+		out[i] = get(r[i*size:])
+	}
+	return out
+}
+
+// Detach reads the next n bytes with read, from a copy of them that the
+// byte fields read share (see NewAliasingDecoder), so that they take one
+// allocation, and returns the copy. read must consume exactly the n bytes;
+// its errors become d's, with offsets in d's input.
+func (d *Decoder) Detach(field string, n int, read func(*Decoder)) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.s) {
+		d.Fail(field, ErrTruncated)
+		return nil
+	}
+	own := append(make([]byte, 0, n), d.s[:n]...)
+	sub := &Decoder{s: own, total: n, base: d.offset(), limit: d.limit, strct: d.strct, alias: true}
+	read(sub)
+	if sub.err == nil && len(sub.s) != 0 {
+		sub.Fail(field, fmt.Errorf("%w: %d bytes", ErrTrailingData, len(sub.s)))
+	}
+	if sub.err != nil {
+		d.err = sub.err
+		return nil
+	}
+	d.s = d.s[n:]
+	return own
 }
 
 // Optional reads an optional<T> presence octet (Section 2.1.1) and reports

@@ -853,3 +853,119 @@ func TestOpaqueInOwned(t *testing.T) {
 		t.Fatal("appending to a field overwrote the input")
 	}
 }
+
+// TestAliasingDecoder: byte fields are slices of the input, capacity
+// limited so that appending to one cannot reach the next, also inside
+// vectors; an empty field is empty, not nil.
+func TestAliasingDecoder(t *testing.T) {
+	in := unhex(t, "02 aabb 00 04 01cc01dd eeff")
+	d := NewAliasingDecoder(in)
+	a := d.Opaque("a")
+	empty := d.Opaque("empty")
+	var inner [][]byte
+	d.Vector("v", func(d *Decoder) { inner = append(inner, d.Opaque("e")) })
+	if len(inner) != 2 {
+		t.Fatalf("vector: %d elements", len(inner))
+	}
+	fixed := d.Fixed("f", 2)
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		got  []byte
+		want []byte
+		at   int
+	}{{a, in[1:3], 1}, {inner[0], in[6:7], 6}, {inner[1], in[8:9], 8}, {fixed, in[9:11], 9}} {
+		if !bytes.Equal(c.got, c.want) || &c.got[0] != &in[c.at] || cap(c.got) != len(c.got) {
+			t.Fatalf("field %x at %d: not a capacity-limited slice of the input", c.got, c.at)
+		}
+	}
+	if empty == nil || len(empty) != 0 {
+		t.Fatalf("empty field: %#v", empty)
+	}
+	_ = append(a, 0xff)
+	if in[3] != 0 {
+		t.Fatal("appending to a field wrote into the input")
+	}
+}
+
+// TestUintVectors: Uint16s and Uint32s read a vector in one allocation,
+// and a partial last element fails as truncated at its offset, where
+// reading the elements one by one would.
+func TestUintVectors(t *testing.T) {
+	d := NewDecoder(unhex(t, "04 0001 fffe 08 00000001 80000000 00"))
+	u16 := Uint16s[uint16](d, "a")
+	u32 := Uint32s[uint32](d, "b")
+	none := Uint16s[uint16](d, "c")
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if len(u16) != 2 || u16[0] != 1 || u16[1] != 0xfffe || len(u32) != 2 || u32[0] != 1 || u32[1] != 1<<31 || none == nil || len(none) != 0 {
+		t.Fatalf("got %v %v %#v", u16, u32, none)
+	}
+	for _, c := range []struct {
+		in   string
+		get  func(*Decoder)
+		elem func(*Decoder)
+		want int
+	}{
+		{"03 0001 02", func(d *Decoder) { Uint16s[uint16](d, "a") }, func(d *Decoder) { d.U16("a") }, 3},
+		{"06 00000001 0203", func(d *Decoder) { Uint32s[uint32](d, "a") }, func(d *Decoder) { d.U32("a") }, 5},
+	} {
+		in := unhex(t, c.in)
+		d := NewDecoder(in)
+		c.get(d)
+		var e *Error
+		if !errors.As(d.Err(), &e) || !errors.Is(e, ErrTruncated) || e.Offset != c.want {
+			t.Fatalf("%s: %v, want truncated at byte %d", c.in, d.Err(), c.want)
+		}
+		// The same offset as reading the elements one by one.
+		d = NewDecoder(in)
+		d.Vector("a", c.elem)
+		if !errors.As(d.Err(), &e) || e.Offset != c.want {
+			t.Fatalf("%s: element by element: %v", c.in, d.Err())
+		}
+	}
+}
+
+// TestDetach: the fields read share one copy of the detached bytes, the
+// copy is returned and the bytes consumed; a read that fails, or leaves
+// bytes, fails d with offsets in d's input.
+func TestDetach(t *testing.T) {
+	in := unhex(t, "ff 02 aabb 01 cc 77")
+	d := NewDecoder(in)
+	d.U8("x")
+	var a, c []byte
+	own := d.Detach("s", 5, func(d *Decoder) {
+		a = d.Opaque("a")
+		c = d.Opaque("c")
+	})
+	if d.Err() != nil || d.U8("y") != 0x77 || d.Finish() != nil {
+		t.Fatalf("detach: %v", d.Err())
+	}
+	if !bytes.Equal(own, in[1:6]) || &own[0] == &in[1] || &a[0] != &own[1] || &c[0] != &own[4] || !bytes.Equal(c, []byte{0xcc}) {
+		t.Fatalf("fields %x %x not in the copy %x", a, c, own)
+	}
+	for _, c := range []struct {
+		read func(*Decoder)
+		want error
+		at   int
+	}{
+		{func(d *Decoder) { d.Opaque("a") }, ErrTrailingData, 4},
+		{func(d *Decoder) { d.Opaque("a"); d.Opaque("c"); d.U8("z") }, ErrTruncated, 6},
+	} {
+		d := NewDecoder(in)
+		d.U8("x")
+		if own := d.Detach("s", 5, c.read); own != nil {
+			t.Fatal("a failed detach returned bytes")
+		}
+		var e *Error
+		if !errors.As(d.Err(), &e) || !errors.Is(e, c.want) || e.Offset != c.at {
+			t.Fatalf("%v, want %v at byte %d", d.Err(), c.want, c.at)
+		}
+	}
+	d = NewDecoder(in[:3])
+	if d.Detach("s", 5, func(*Decoder) {}) != nil || !errors.Is(d.Err(), ErrTruncated) {
+		t.Fatalf("detach past the end: %v", d.Err())
+	}
+}
