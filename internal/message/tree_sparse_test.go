@@ -80,6 +80,23 @@ func TestSparseRatchetTree(t *testing.T) {
 // encoded LeafNode in place agrees with decoding it, for every source and
 // credential type, and a truncated encoding is not ok.
 func TestLeafNodeParentHash(t *testing.T) {
+	for _, ln := range sampleLeafVariants() {
+		src, cred := ln.Source, ln.Credential
+		enc := MustMarshal(&ln)
+		gotSrc, ph, ok := LeafNodeParentHash(enc)
+		if !ok || gotSrc != src || !bytes.Equal(ph, ln.ParentHash) || (src == LeafNodeSourceCommit) != (ph != nil) {
+			t.Fatalf("source %d, credential %d: got %d, %x, %v; want %x", src, cred.Type, gotSrc, ph, ok, ln.ParentHash)
+		}
+		if _, _, ok := LeafNodeParentHash(enc[:len(enc)/3]); ok {
+			t.Fatalf("source %d, credential %d: truncated encoding read as ok", src, cred.Type)
+		}
+	}
+}
+
+// sampleLeafVariants returns a sample leaf for each leaf_node_source and
+// each kind of credential (basic, X.509, unknown).
+func sampleLeafVariants() []LeafNode {
+	var out []LeafNode
 	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
 		for _, cred := range []Credential{
 			{Type: CredentialBasic, Identity: []byte("alice")},
@@ -88,16 +105,10 @@ func TestLeafNodeParentHash(t *testing.T) {
 		} {
 			ln := sampleLeafNode(src)
 			ln.Credential = cred
-			enc := MustMarshal(&ln)
-			gotSrc, ph, ok := LeafNodeParentHash(enc)
-			if !ok || gotSrc != src || !bytes.Equal(ph, ln.ParentHash) || (src == LeafNodeSourceCommit) != (ph != nil) {
-				t.Fatalf("source %d, credential %d: got %d, %x, %v; want %x", src, cred.Type, gotSrc, ph, ok, ln.ParentHash)
-			}
-			if _, _, ok := LeafNodeParentHash(enc[:len(enc)/3]); ok {
-				t.Fatalf("source %d, credential %d: truncated encoding read as ok", src, cred.Type)
-			}
+			out = append(out, ln)
 		}
 	}
+	return out
 }
 
 // TestDecodeNodeKeepingLeaf: a leaf decodes as Node.Decode decodes it,
@@ -106,16 +117,8 @@ func TestLeafNodeParentHash(t *testing.T) {
 // at the same offset.
 func TestDecodeNodeKeepingLeaf(t *testing.T) {
 	var nodes []*Node
-	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
-		for _, cred := range []Credential{
-			{Type: CredentialBasic, Identity: []byte("alice")},
-			{Type: CredentialX509, Certificates: [][]byte{{1, 2}, {3}}},
-			{Type: 0x0a0a, Data: []byte{7, 7, 7}},
-		} {
-			ln := sampleLeafNode(src)
-			ln.Credential = cred
-			nodes = append(nodes, &Node{Leaf: &ln})
-		}
+	for _, ln := range sampleLeafVariants() {
+		nodes = append(nodes, &Node{Leaf: &ln})
 	}
 	nodes = append(nodes, &Node{Parent: &ParentNode{EncryptionKey: b(32, 5), ParentHash: []byte{}, UnmergedLeaves: []uint32{1, 3}}})
 	for i, n := range nodes {
