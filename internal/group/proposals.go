@@ -425,11 +425,12 @@ func CheckNewRequiredCapabilities(d *tree.Diff, rc *message.RequiredCapabilities
 	return nil
 }
 
-// MembersLeaves returns the non-blank leaves of d.
+// MembersLeaves returns the non-blank leaves of d. It decodes no leaf (the
+// tree keeps leaves encoded and Leaf decodes one on each call).
 func MembersLeaves(d *tree.Diff) []tree.LeafIndex {
 	var out []tree.LeafIndex
 	for i := uint32(0); i < d.NumLeaves(); i++ {
-		if d.Leaf(tree.LeafIndex(i)) != nil {
+		if !d.IsBlank(tree.LeafIndex(i).Node()) {
 			out = append(out, tree.LeafIndex(i))
 		}
 	}

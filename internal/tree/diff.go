@@ -346,7 +346,7 @@ func (d *Diff) ReserveLeaf() (LeafIndex, error) { return d.freeLeaf() }
 // Update replaces the LeafNode at leaf i and blanks its direct path
 // (RFC 9420, Section 12.1.2). It does not validate leaf; see ValidateLeaf.
 func (d *Diff) Update(i LeafIndex, leaf *message.LeafNode) error {
-	if d.Leaf(i) == nil {
+	if uint64(i) >= uint64(d.nLeaves) || d.IsBlank(i.Node()) {
 		return fail(ErrBlankLeaf, "12.1.2", i.Node(), "update of a blank leaf")
 	}
 	d.set(i.Node(), node{leaf: leaf})
@@ -357,7 +357,7 @@ func (d *Diff) Update(i LeafIndex, leaf *message.LeafNode) error {
 // Remove blanks leaf i and its direct path, then truncates the tree while
 // its right half is blank (RFC 9420, Section 12.1.3).
 func (d *Diff) Remove(i LeafIndex) error {
-	if d.Leaf(i) == nil {
+	if uint64(i) >= uint64(d.nLeaves) || d.IsBlank(i.Node()) {
 		return fail(ErrBlankLeaf, "12.1.3", i.Node(), "removal of a blank leaf")
 	}
 	d.set(i.Node(), node{})
