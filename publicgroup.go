@@ -313,6 +313,9 @@ func (p *PublicGroup) IsActive() bool {
 // Members lists the group's members.
 func (p *PublicGroup) Members() []Member { return p.g.Members() }
 
+// Member returns the member at leaf i.
+func (p *PublicGroup) Member(i uint32) (Member, bool) { return p.g.Member(i) }
+
 // Extensions returns the group context extensions.
 func (p *PublicGroup) Extensions() []Extension { return p.g.Extensions() }
 

@@ -52,7 +52,18 @@ func (f *follower) agrees(step int, members []*client) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	want := memberList(f.pg.Members())
+	ms := f.pg.Members()
+	want := memberList(ms)
+	for _, m := range ms {
+		if got, ok := f.pg.Member(m.Index); !ok || !bytes.Equal(got.SignatureKey, m.SignatureKey) {
+			f.t.Fatalf("step %d: Member(%d) = %v, %v; Members lists it", step, m.Index, ok, got.SignatureKey)
+		}
+	}
+	// A leaf index past the tree (2^31+1 doubles to node 2 in 32 bits) is
+	// no member.
+	if _, ok := f.pg.Member(1<<31 + 1); ok {
+		f.t.Fatalf("step %d: Member(2^31+1) found a member", step)
+	}
 	for _, c := range members {
 		if c.group.Epoch() != f.pg.Epoch() {
 			f.t.Fatalf("step %d: %s at epoch %d, follower at %d", step, c.name, c.group.Epoch(), f.pg.Epoch())

@@ -126,21 +126,15 @@ func groupInfoMatches(pg *mls.PublicGroup, giMsg *mls.Message, rawGI, tree []byt
 	if !bytes.Equal(gc, pg.GroupContext()) {
 		return true, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo is not the epoch the commit creates (GroupContext differs)")
 	}
-	var key []byte
-	for _, m := range pg.Members() {
-		if m.Index == signer {
-			key = m.SignatureKey
-			break
-		}
-	}
-	if key == nil {
+	m, ok := pg.Member(signer)
+	if !ok {
 		return true, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo's signer %d is not a member", signer)
 	}
 	suite, err := ciphersuite.Lookup(pg.CipherSuite())
 	if err != nil {
 		return true, err
 	}
-	if err := suite.VerifyWithLabel(key, "GroupInfoTBS", tbs, sig); err != nil {
+	if err := suite.VerifyWithLabel(m.SignatureKey, "GroupInfoTBS", tbs, sig); err != nil {
 		return true, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo's signature does not verify under leaf %d", signer)
 	}
 	return true, nil
