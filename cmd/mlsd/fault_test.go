@@ -512,49 +512,28 @@ func crashRestart(t *testing.T, args func(addr string) []string) {
 
 	// Every member gets the 2n messages of the others.
 	want := n * (len(ms) - 1)
-	deadline := time.After(60 * time.Second)
-wait:
-	for {
-		done := true
+	pollUntil(t, 60*time.Second, subErrs, func() bool {
 		for _, r := range recv {
-			done = done && r.len() >= want
+			if r.len() < want {
+				return false
+			}
 		}
-		if done {
-			break
-		}
-		select {
-		case err := <-subErrs:
-			t.Fatal(err)
-		case <-deadline:
-			break wait
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return true
+	})
 	// A member's own messages advance its cursor without reaching its
 	// handler, so the last entries of the log may be its own and still in
 	// flight on its stream when the others' have all arrived: the
 	// subscriptions end once every cursor is at the log's end (or the
 	// deadline passes, and the check below fails).
 	log := readLog(t, ms[0].c, gid)
-	deadline = time.After(30 * time.Second)
-cursors:
-	for {
-		done := true
+	pollUntil(t, 30*time.Second, subErrs, func() bool {
 		for _, m := range ms {
-			cur, err := m.c.Cursor(ctx, gid)
-			done = done && err == nil && cur == uint64(len(log))
+			if cur, err := m.c.Cursor(ctx, gid); err != nil || cur != uint64(len(log)) {
+				return false
+			}
 		}
-		if done {
-			break
-		}
-		select {
-		case err := <-subErrs:
-			t.Fatal(err)
-		case <-deadline:
-			break cursors
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return true
+	})
 	stopSubs()
 	subs.Wait()
 
@@ -601,6 +580,22 @@ cursors:
 		t.Errorf("%d unanswered sends, %d found in the log + %d sent again", unanswered.Load(), landed.Load(), resent.Load())
 	}
 	d2.term(t)
+}
+
+// pollUntil checks done every 10 ms until it holds or d has passed, and
+// fails the test with the first error from errs.
+func pollUntil(t *testing.T, d time.Duration, errs <-chan error, done func() bool) {
+	t.Helper()
+	deadline := time.After(d)
+	for !done() {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case <-deadline:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // tryStartMlsd is startMlsd that returns nil when mlsd exits before
