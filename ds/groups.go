@@ -368,18 +368,13 @@ func (s *Server) PostCommit(ctx context.Context, req *connect.Request[mlsdv1.Pos
 			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "the GroupInfo changes the cipher suite")
 		}
 	} else {
-		pp, err := e.pg.Process(ctx, h.msg)
+		pp, err := processPosted(ctx, e.pg, h.msg, mls.KindCommit, isMember, me)
 		if err != nil {
-			return nil, classifyAs(mlsdv1.Error_REASON_INVALID_MESSAGE, err, "commit")
-		}
-		if pp.Kind != mls.KindCommit || pp.Commit == nil {
-			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "a %v posted as a commit", pp.Kind)
+			return nil, err
 		}
 		switch pp.Sender.Type {
 		case mls.SenderMember:
-			if !isMember || me.Index != pp.Sender.Index {
-				return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the commit is signed by leaf %d, not by the caller", pp.Sender.Index)
-			}
+			// The caller's own leaf: checked by processPosted.
 		case mls.SenderNewMemberCommit:
 			if !g.AllowExternalJoins {
 				// Only a resync: the commit removes a leaf of the caller's
@@ -557,18 +552,13 @@ func (s *Server) PostProposal(ctx context.Context, req *connect.Request[mlsdv1.P
 			return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "a join proposal is a PublicMessage; the caller is not a member")
 		}
 	} else {
-		pp, err := e.pg.Process(ctx, h.msg)
+		pp, err := processPosted(ctx, e.pg, h.msg, mls.KindProposal, isMember, me)
 		if err != nil {
-			return nil, classifyAs(mlsdv1.Error_REASON_INVALID_MESSAGE, err, "proposal")
-		}
-		if pp.Kind != mls.KindProposal || pp.Proposal == nil {
-			return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "a %v posted as a proposal", pp.Kind)
+			return nil, err
 		}
 		switch pp.Sender.Type {
 		case mls.SenderMember:
-			if !isMember || me.Index != pp.Sender.Index {
-				return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the proposal is signed by leaf %d, not by the caller", pp.Sender.Index)
-			}
+			// The caller's own leaf: checked by processPosted.
 		case mls.SenderNewMemberProposal:
 			if !g.AllowExternalJoins {
 				return nil, fail(mlsdv1.Error_REASON_EXTERNAL_JOIN_NOT_ALLOWED, "the group does not allow join proposals")
@@ -663,4 +653,26 @@ func (s *Server) PostMessage(ctx context.Context, req *connect.Request[mlsdv1.Po
 	s.metrics.message(KindApplication)
 	s.hub.notify(m.GroupId)
 	return connect.NewResponse(&mlsdv1.PostMessageResponse{Seq: seq}), nil
+}
+
+// processPosted runs the group's PublicGroup over a posted handshake
+// PublicMessage, which must be of kind want (a commit or a proposal), and
+// checks that a member sender is the caller's own leaf. Other senders are
+// the caller's to check.
+func processPosted(ctx context.Context, pg *mls.PublicGroup, msg *mls.Message, want mls.ContentKind, isMember bool, me mls.Member) (*mls.PublicProcessed, error) {
+	what := "proposal"
+	if want == mls.KindCommit {
+		what = "commit"
+	}
+	pp, err := pg.Process(ctx, msg)
+	if err != nil {
+		return nil, classifyAs(mlsdv1.Error_REASON_INVALID_MESSAGE, err, "%s", what)
+	}
+	if pp.Kind != want || (want == mls.KindCommit && pp.Commit == nil) || (want == mls.KindProposal && pp.Proposal == nil) {
+		return nil, fail(mlsdv1.Error_REASON_INVALID_MESSAGE, "a %v posted as a %s", pp.Kind, what)
+	}
+	if pp.Sender.Type == mls.SenderMember && (!isMember || me.Index != pp.Sender.Index) {
+		return nil, fail(mlsdv1.Error_REASON_NOT_MEMBER, "the %s is signed by leaf %d, not by the caller", what, pp.Sender.Index)
+	}
+	return pp, nil
 }
