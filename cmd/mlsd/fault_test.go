@@ -135,39 +135,9 @@ type mlsdProc struct {
 // shown if t failed.
 func startMlsd(t *testing.T, bin string, args ...string) *mlsdProc {
 	t.Helper()
-	p := &mlsdProc{stderr: new(lockedBuffer), exited: make(chan struct{})}
-	urls := make(chan []string, 1)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout = &lines{fn: func(l string) {
-		if m := listeningLine.FindStringSubmatch(l); m != nil {
-			select {
-			case urls <- m:
-			default:
-			}
-		}
-	}}
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
+	p, err := launchMlsd(t, bin, args...)
+	if err != nil {
 		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("mlsd %q log:\n%s", args, p.stderr.String())
-		}
-	})
-	select {
-	case m := <-urls:
-		p.url, p.addr = m[1], strings.TrimPrefix(m[1], "http://")
-	case <-p.exited:
-		t.Fatalf("mlsd %q exited (%v) before listening:\n%s", args, p.err, p.stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mlsd %q did not listen within 30 s:\n%s", args, p.stderr.String())
 	}
 	return p
 }
@@ -490,7 +460,7 @@ func crashRestart(t *testing.T, args func(addr string) []string) {
 	var d2 *mlsdProc
 	for attempt := 0; ; attempt++ {
 		// The same port: the clients know only the URL.
-		if d2 = tryStartMlsd(t, bin, args(d.addr)...); d2 != nil || attempt == 20 {
+		if d2, _ = launchMlsd(t, bin, args(d.addr)...); d2 != nil || attempt == 20 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -598,9 +568,11 @@ func pollUntil(t *testing.T, d time.Duration, errs <-chan error, done func() boo
 	}
 }
 
-// tryStartMlsd is startMlsd that returns nil when mlsd exits before
-// listening (its port still taken).
-func tryStartMlsd(t *testing.T, bin string, args ...string) *mlsdProc {
+// launchMlsd starts mlsd with args and waits (at most 30 s) for its
+// "listening" line. If mlsd exits first (its port still taken, say) or does
+// not listen in time, it is killed and the error holds its log; otherwise
+// it is killed when t ends, and its log shown if t failed.
+func launchMlsd(t *testing.T, bin string, args ...string) (*mlsdProc, error) {
 	t.Helper()
 	p := &mlsdProc{stderr: new(lockedBuffer), exited: make(chan struct{})}
 	urls := make(chan string, 1)
@@ -625,20 +597,20 @@ func tryStartMlsd(t *testing.T, bin string, args ...string) *mlsdProc {
 	case u := <-urls:
 		p.url, p.addr = u, strings.TrimPrefix(u, "http://")
 	case <-p.exited:
-		return nil
+		return nil, fmt.Errorf("mlsd %q exited (%v) before listening:\n%s", args, p.err, p.stderr.String())
 	case <-time.After(30 * time.Second):
 		p.cmd.Process.Kill()
 		<-p.exited
-		return nil
+		return nil, fmt.Errorf("mlsd %q did not listen within 30 s:\n%s", args, p.stderr.String())
 	}
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			t.Logf("restarted mlsd log:\n%s", p.stderr.String())
+			t.Logf("mlsd %q log:\n%s", args, p.stderr.String())
 		}
 	})
-	return p
+	return p, nil
 }
 
 // sendOnce sends message i of m and makes sure it ends up in the log once:
